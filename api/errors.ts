@@ -1,0 +1,84 @@
+/**
+ * Errors with identity. Every error berth raises on purpose is a `BerthError` with a stable code; the code
+ * decides the HTTP status in exactly one table (`HTTP_STATUS`), and the wire body is always
+ * `{ error: { code, message, details? } }`.
+ */
+
+export const ERROR_CODES = {
+  BERTH_E_VALIDATION: 400,
+  BERTH_E_BAD_REQUEST: 400,
+  BERTH_E_UNAUTHORIZED: 401,
+  BERTH_E_NOT_FOUND: 404,
+  BERTH_E_FLOW_NOT_FOUND: 404,
+  BERTH_E_FLOW_RUN_NOT_FOUND: 404,
+  BERTH_E_AGENT_NOT_FOUND: 404,
+  BERTH_E_STALE_VERSION: 409,
+  BERTH_E_INVALID_TRANSITION: 409,
+  BERTH_E_CONFLICT: 409,
+  BERTH_E_PARAMETERS: 422,
+  BERTH_E_PAYLOAD_TOO_LARGE: 413,
+  BERTH_E_UNSUPPORTED_MEDIA_TYPE: 415,
+  BERTH_E_INTERNAL: 500,
+  BERTH_E_UNAVAILABLE: 503,
+  // Client-side and local errors: never sent by the server, but still coded.
+  BERTH_E_SERVER_UNREACHABLE: 503,
+  /** The server answered, but not with a berth response (a proxy's HTML page, another service on the port). */
+  BERTH_E_BAD_RESPONSE: 502,
+  BERTH_E_FLOW_FILE: 400,
+  BERTH_E_FLOW_DEFINITION: 400,
+  BERTH_E_DOCKER_UNAVAILABLE: 503,
+  BERTH_E_IMAGE_NOT_FOUND: 404,
+  BERTH_E_IMAGE_BUILD: 500,
+  BERTH_E_HEALTHCHECK: 500,
+  BERTH_E_PUSH: 502,
+  BERTH_E_CONFIG: 400,
+  BERTH_E_TIMEOUT: 504,
+  BERTH_E_ABORTED: 499,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown };
+}
+
+export class BerthError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; details?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "BerthError";
+    this.code = code;
+    this.details = options.details;
+  }
+
+  get status(): number {
+    return ERROR_CODES[this.code];
+  }
+
+  toBody(): ErrorBody {
+    const error: ErrorBody["error"] = { code: this.code, message: this.message };
+    if (this.details !== undefined) error.details = this.details;
+    return { error };
+  }
+}
+
+export function isBerthError(err: unknown, code?: ErrorCode): err is BerthError {
+  return err instanceof BerthError && (code === undefined || err.code === code);
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERROR_CODES, code);
+}
+
+/** A one-line description of any thrown value, for logs and user-facing messages. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name;
+  if (typeof err === "string") return err;
+  try {
+    return JSON.stringify(err);
+  } catch {
+    return String(err);
+  }
+}

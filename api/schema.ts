@@ -1,0 +1,289 @@
+/**
+ * The wire contract of berth's HTTP API, validated with zod in both directions.
+ *
+ * Glossary
+ * - flow: a named graph of tasks, registered with the server in versions (one per distinct content hash).
+ * - task: one function in a flow; a task run is its execution within one flow run.
+ * - flow run: one execution of one flow version, with parameters and labels fixed at creation.
+ * - state: where a flow run or task run stands (see FLOW_RUN_STATES, TASK_RUN_STATES); flow-run state changes
+ *   are compare-and-swap on `version`.
+ * - label: a string on runs and agents; a run is claimable by an agent only if every run label is an agent
+ *   label, and a run with no labels only by an agent with no labels.
+ * - agent: a long-running process that claims flow runs and runs each in a container.
+ * - claim: the atomic hand-over of a Scheduled run to one agent (the run becomes Submitted).
+ * - lease: an agent's hold on a claimed run, kept alive by heartbeats.
+ * - storage: where flow *code* lives (a Docker image, a local directory). Never confuse with the store.
+ * - store: where run *state* lives (SQLite, PostgreSQL).
+ * - environment: the object that, inside the run's container, sets up and executes the flow from storage.
+ */
+import { z } from "zod";
+
+export const FLOW_RUN_STATES = ["Scheduled", "Submitted", "Running", "Success", "Failed", "Cancelling", "Cancelled"] as const;
+export const FlowRunStateName = z.enum(FLOW_RUN_STATES);
+export type FlowRunStateName = z.infer<typeof FlowRunStateName>;
+export const FINAL_FLOW_RUN_STATES: readonly FlowRunStateName[] = ["Success", "Failed", "Cancelled"];
+
+export const TASK_RUN_STATES = [
+  "Pending",
+  "Running",
+  "Retrying",
+  "Success",
+  "Failed",
+  "TriggerFailed",
+  "TimedOut",
+  "Cancelled",
+] as const;
+export const TaskRunStateName = z.enum(TASK_RUN_STATES);
+export type TaskRunStateName = z.infer<typeof TaskRunStateName>;
+
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export const LogLevel = z.enum(LOG_LEVELS);
+export type LogLevel = z.infer<typeof LogLevel>;
+
+const Id = z.string().min(1).max(100);
+const Label = z.string().min(1).max(200).regex(/^[^\s,]+$/, "labels have no spaces or commas");
+export const Labels = z.array(Label).max(100);
+const Name = z.string().trim().min(1).max(200);
+const Timestamp = z.string(); // ISO-8601
+const JsonRecord = z.record(z.string(), z.unknown());
+
+export const StorageSpec = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("docker"),
+    image: z.string().min(1).max(500),
+    registryUrl: z.string().max(300).optional(),
+    flows: z.record(z.string(), z.string()),
+  }),
+  z.object({
+    type: z.literal("local"),
+    directory: z.string().min(1).max(2000),
+    flows: z.record(z.string(), z.string()),
+  }),
+]);
+export type StorageSpec = z.infer<typeof StorageSpec>;
+
+export const EnvironmentSpec = z.object({
+  /** "LocalEnvironment" for the built-in; "custom" for any user subclass, whatever its name. */
+  type: z.enum(["LocalEnvironment", "custom"]),
+  className: z.string().min(1).max(200),
+  labels: Labels,
+  metadata: JsonRecord,
+});
+export type EnvironmentSpec = z.infer<typeof EnvironmentSpec>;
+
+export const ParameterSpec = z.object({
+  name: Name,
+  required: z.boolean(),
+  default: z.unknown().optional(),
+});
+export type ParameterSpec = z.infer<typeof ParameterSpec>;
+
+export const FlowCreate = z.object({
+  name: Name,
+  labels: Labels.default([]),
+  storage: StorageSpec,
+  environment: EnvironmentSpec,
+  /** Identifies the flow's content; registering the same hash again makes no new version. */
+  contentHash: z.string().min(1).max(200),
+  parameters: z.array(ParameterSpec).max(1000).default([]),
+  tasks: z.array(z.object({ slug: z.string().min(1), name: z.string().min(1) })).max(100_000).default([]),
+});
+export type FlowCreate = z.infer<typeof FlowCreate>;
+
+export const Flow = FlowCreate.extend({
+  id: Id,
+  slug: z.string(),
+  version: z.number().int().positive(),
+  createdAt: Timestamp,
+});
+export type Flow = z.infer<typeof Flow>;
+
+export const FlowRegistered = z.object({ flow: Flow, created: z.boolean() });
+export type FlowRegistered = z.infer<typeof FlowRegistered>;
+
+export const FlowRunCreate = z
+  .object({
+    flowId: Id.optional(),
+    flowName: Name.optional(),
+    /** With flowName: a specific version; the newest when omitted. */
+    flowVersion: z.number().int().positive().optional(),
+    parameters: JsonRecord.default({}),
+    /** Overrides the flow's labels for this run. */
+    labels: Labels.optional(),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+  })
+  .refine((v) => v.flowId !== undefined || v.flowName !== undefined, {
+    message: "give flowId or flowName",
+    path: ["flowId"],
+  });
+export type FlowRunCreate = z.infer<typeof FlowRunCreate>;
+
+export const FlowRun = z.object({
+  id: Id,
+  flowId: Id,
+  flowName: z.string(),
+  flowVersion: z.number().int(),
+  state: FlowRunStateName,
+  stateMessage: z.string().nullable(),
+  /** Incremented on every state change; writers send it back as expectedVersion. */
+  version: z.number().int().nonnegative(),
+  labels: Labels,
+  parameters: JsonRecord,
+  idempotencyKey: z.string().nullable(),
+  agentId: z.string().nullable(),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+  startedAt: Timestamp.nullable(),
+  endedAt: Timestamp.nullable(),
+  /** When the run's container last reported in (POST /api/flow-runs/:id/heartbeat); null before the first. */
+  lastHeartbeatAt: Timestamp.nullable().optional(),
+});
+export type FlowRun = z.infer<typeof FlowRun>;
+
+export const FlowRunView = FlowRun.extend({
+  /** For a Scheduled run: why no agent is picking it up, if none can. */
+  pickup: z.string().optional(),
+});
+export type FlowRunView = z.infer<typeof FlowRunView>;
+
+export const FlowRunCreated = z.object({ flowRun: FlowRunView, created: z.boolean() });
+export type FlowRunCreated = z.infer<typeof FlowRunCreated>;
+
+export const StateChange = z.object({
+  state: FlowRunStateName,
+  message: z.string().max(20_000).optional(),
+  expectedVersion: z.number().int().nonnegative(),
+});
+export type StateChange = z.infer<typeof StateChange>;
+
+export const TaskRun = z.object({
+  taskSlug: z.string().min(1).max(500),
+  taskName: z.string().min(1).max(500),
+  state: TaskRunStateName,
+  message: z.string().max(20_000).nullable().optional(),
+  attempt: z.number().int().positive(),
+  updatedAt: Timestamp.optional(),
+});
+export type TaskRun = z.infer<typeof TaskRun>;
+
+export const TaskRunsUpdate = z.object({ taskRuns: z.array(TaskRun).min(1).max(10_000) });
+export type TaskRunsUpdate = z.infer<typeof TaskRunsUpdate>;
+
+export const LogLine = z.object({
+  at: Timestamp,
+  level: LogLevel,
+  message: z.string().max(100_000),
+  task: z.string().max(500).nullable().optional(),
+});
+export type LogLine = z.infer<typeof LogLine>;
+
+export const LogsAppend = z.object({ logs: z.array(LogLine).min(1).max(10_000) });
+export type LogsAppend = z.infer<typeof LogsAppend>;
+
+export const StoredLog = LogLine.extend({ id: z.number().int(), task: z.string().nullable() });
+export type StoredLog = z.infer<typeof StoredLog>;
+
+export const LogsPage = z.object({ logs: z.array(StoredLog), next: z.number().int() });
+export type LogsPage = z.infer<typeof LogsPage>;
+
+export const AgentRegister = z.object({
+  name: Name,
+  labels: Labels.default([]),
+  concurrency: z.number().int().positive().max(1000).default(1),
+});
+export type AgentRegister = z.infer<typeof AgentRegister>;
+
+export const Agent = z.object({
+  id: Id,
+  name: z.string(),
+  labels: Labels,
+  concurrency: z.number().int(),
+  status: z.enum(["online", "unhealthy", "stopped", "lost"]),
+  createdAt: Timestamp,
+  lastHeartbeatAt: Timestamp,
+});
+export type Agent = z.infer<typeof Agent>;
+
+export const AgentHeartbeat = z.object({
+  status: z.enum(["online", "unhealthy", "stopped"]).default("online"),
+});
+export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
+
+export const AgentHeartbeatReply = z.object({
+  /** Runs of this agent that a user asked to cancel: stop their containers. */
+  cancelRunIds: z.array(Id),
+});
+export type AgentHeartbeatReply = z.infer<typeof AgentHeartbeatReply>;
+
+export const ClaimRequest = z.object({
+  max: z.number().int().positive().max(100).default(1),
+  /** How long to wait for a matching run before answering with none (long-poll). */
+  waitMs: z.number().int().nonnegative().max(60_000).default(20_000),
+});
+export type ClaimRequest = z.infer<typeof ClaimRequest>;
+
+export const ClaimedRun = z.object({ flowRun: FlowRun, flow: Flow });
+export type ClaimedRun = z.infer<typeof ClaimedRun>;
+
+export const ClaimReply = z.object({ claims: z.array(ClaimedRun) });
+export type ClaimReply = z.infer<typeof ClaimReply>;
+
+// Envelopes and queries of the routes that have no domain type of their own.
+
+export const FlowList = z.object({ flows: z.array(Flow) });
+export type FlowList = z.infer<typeof FlowList>;
+
+export const FlowRunList = z.object({ flowRuns: z.array(FlowRunView) });
+export type FlowRunList = z.infer<typeof FlowRunList>;
+
+/** Query of GET /api/flow-runs. Query values arrive as strings, hence the coercion. */
+export const FlowRunListQuery = z.strictObject({
+  flowId: Id.optional(),
+  flowName: Name.optional(),
+  state: FlowRunStateName.optional(),
+  limit: z.coerce.number().int().positive().max(1000).default(100),
+});
+/** What a client may send (all optional). */
+export type FlowRunListQuery = Partial<z.output<typeof FlowRunListQuery>>;
+
+export const FlowRunHeartbeatReply = z.object({
+  /** The run's current state: a container that sees Cancelling stops its flow. */
+  state: FlowRunStateName,
+});
+export type FlowRunHeartbeatReply = z.infer<typeof FlowRunHeartbeatReply>;
+
+export const TaskRunList = z.object({ taskRuns: z.array(TaskRun) });
+
+/** One entry of a flow run's state history, oldest first. */
+export const FlowRunStateEntry = z.object({
+  state: FlowRunStateName,
+  message: z.string().nullable(),
+  version: z.number().int(),
+  agentId: z.string().nullable(),
+  at: Timestamp,
+});
+export type FlowRunStateEntry = z.infer<typeof FlowRunStateEntry>;
+export const FlowRunStateHistory = z.object({ states: z.array(FlowRunStateEntry) });
+export type TaskRunList = z.infer<typeof TaskRunList>;
+
+/** Query of GET /api/flow-runs/:id/logs. With waitMs > 0 and nothing newer than `after`, the server long-polls. */
+export const LogsQuery = z.strictObject({
+  after: z.coerce.number().int().nonnegative().default(0),
+  limit: z.coerce.number().int().positive().max(10_000).default(1000),
+  waitMs: z.coerce.number().int().nonnegative().max(60_000).default(0),
+});
+/** What a client may send (all optional). */
+export type LogsQuery = Partial<z.output<typeof LogsQuery>>;
+
+export const AgentList = z.object({ agents: z.array(Agent) });
+export type AgentList = z.infer<typeof AgentList>;
+
+export const Ok = z.object({ ok: z.literal(true) });
+export type Ok = z.infer<typeof Ok>;
+
+export const ErrorBodySchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.unknown().optional() }),
+});
+
+export const Health = z.object({ status: z.literal("ok"), version: z.string(), store: z.string() });
+export type Health = z.infer<typeof Health>;

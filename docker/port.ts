@@ -1,0 +1,92 @@
+/**
+ * The ContainerRuntime port: everything berth asks of a container engine. `docker/dockerode.ts` implements
+ * it over dockerode (the only module that imports dockerode); tests of the agent and storage run against the
+ * real engine through it.
+ */
+import type { Readable } from "node:stream";
+
+/** Labels put on everything berth creates, so that an agent can find what it owns after a restart. */
+export const OWNER_LABEL = "io.berth.managed";
+export const AGENT_LABEL = "io.berth.agent-id";
+export const FLOW_RUN_LABEL = "io.berth.flow-run-id";
+
+export interface BuildOptions {
+  /** A tar stream of the build context, with a Dockerfile at its root. */
+  context: Readable;
+  /** Full image reference to tag, for example "localhost:5000/dev/my-flow:0a1b2c". */
+  tag: string;
+  buildArgs?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** Each line of build output, as it arrives. */
+  onOutput?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface BuildResult {
+  imageId: string;
+  /** The whole build output, for error reports. */
+  output: string[];
+}
+
+export interface ContainerSpec {
+  /** Deterministic name, e.g. "berth-run-<flowRunId>". */
+  name: string;
+  image: string;
+  cmd?: string[];
+  env?: Record<string, string>;
+  labels?: Record<string, string>;
+  /** "host", "bridge" or a user-defined network name; engine default when omitted. */
+  network?: string;
+  /** Container ports to publish on the host; none by default. */
+  ports?: PortBinding[];
+  /** Bind mounts, "host-path:container-path[:ro]". */
+  binds?: string[];
+  signal?: AbortSignal;
+}
+
+export interface PortBinding {
+  containerPort: number;
+  hostPort: number;
+  /** Host address to bind; default "127.0.0.1", so nothing berth starts is reachable from other machines by accident. */
+  hostIp?: string;
+}
+
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  state: "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
+  exitCode: number | null;
+  /** When the engine started the container (RFC 3339 with nanoseconds), if it has. */
+  startedAt?: string | undefined;
+}
+
+export interface ContainerRuntime {
+  /** Throws BerthError BERTH_E_DOCKER_UNAVAILABLE, naming the socket and what to do, when the engine does not answer. */
+  ping(signal?: AbortSignal): Promise<void>;
+  imageExists(ref: string): Promise<boolean>;
+  /** Throws BERTH_E_IMAGE_NOT_FOUND (naming the image and registry) when the pull fails. */
+  pullImage(ref: string, signal?: AbortSignal): Promise<void>;
+  /** Throws BERTH_E_IMAGE_BUILD with the failing step and the output tail when the build fails. */
+  buildImage(options: BuildOptions): Promise<BuildResult>;
+  /** Throws BERTH_E_PUSH naming the registry on failure. */
+  pushImage(ref: string, signal?: AbortSignal): Promise<void>;
+  /** `docker import`: a root filesystem tar stream becomes an image. */
+  importImage(rootfs: Readable, ref: string, options?: { changes?: string[]; signal?: AbortSignal }): Promise<void>;
+  removeImage(ref: string): Promise<void>;
+  tagImage(source: string, target: string): Promise<void>;
+
+  /** Creates and starts a container; returns its id. */
+  runContainer(spec: ContainerSpec): Promise<string>;
+  /** Resolves with the exit code once the container has stopped. */
+  waitContainer(id: string, signal?: AbortSignal): Promise<number>;
+  inspectContainer(id: string): Promise<ContainerInfo | undefined>;
+  /** The last `tail` lines of stdout and stderr, interleaved. */
+  containerOutput(id: string, tail: number): Promise<string>;
+  /** SIGTERM, then SIGKILL after `graceMs`. No error if already stopped. */
+  stopContainer(id: string, graceMs: number): Promise<void>;
+  /** Force-removes; no error if already gone. */
+  removeContainer(id: string): Promise<void>;
+  listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+}
