@@ -1,0 +1,5 @@
+/** `berth/environments`: how a flow runs inside its container. */
+export { Environment, type EnvironmentOptions, type EnvironmentExecuteOptions } from "./environment.js";
+export { LocalEnvironment } from "./local.js";
+export { serializeEnvironment, environmentWarnings } from "./serialize.js";
+export type { Storage as StoragePort } from "../flows/storage-port.js";

@@ -1,0 +1,212 @@
+/**
+ * A flow: a named graph of tasks plus where its code lives (storage) and how it runs (environment).
+ * Definition errors are thrown as the graph is built (BERTH_E_FLOW_DEFINITION); `validate()` adds the
+ * checks that need the whole graph, such as an input nothing is bound to.
+ */
+import { BerthError } from "../api/errors.js";
+import type { EnvironmentSpec, ParameterSpec } from "../api/schema.js";
+import { slugify } from "../api/slug.js";
+import type { Environment } from "../environments/environment.js";
+import { LocalEnvironment } from "../environments/local.js";
+import { serializeEnvironment } from "../environments/serialize.js";
+import { FlowBuilder } from "./builder.js";
+import { getDefaultExecutorClass, getDefaultFlowRunnerClass } from "./defaults.js";
+import { definition, TaskGraph, type Edge, type TaskNode } from "./graph.js";
+import type { RunOptions } from "./runner.js";
+import type { FlowState } from "./state.js";
+import type { Storage } from "./storage-port.js";
+import { Task, type AnyTask } from "./task.js";
+
+export interface FlowOptions {
+  /** How the flow runs inside its container (default: a new LocalEnvironment). */
+  environment?: Environment;
+  /** Where the flow's code lives (default: none; `berth register` uses DockerStorage). */
+  storage?: Storage;
+  /** Labels an agent must have to run the flow, besides the environment's and storage's (default none). */
+  labels?: string[];
+  /** When the flow should run; recorded, not interpreted by the engine (default none). */
+  schedule?: unknown;
+  /** Tasks whose states decide the flow's (default: the terminal tasks, those without downstream). */
+  referenceTasks?: AnyTask[];
+}
+
+export interface SerializedFlow {
+  name: string;
+  slug: string;
+  labels: string[];
+  environment: EnvironmentSpec;
+  parameters: ParameterSpec[];
+  tasks: { slug: string; name: string }[];
+}
+
+export class Flow {
+  readonly name: string;
+  readonly slug: string;
+  environment: Environment;
+  storage: Storage | undefined;
+  schedule: unknown;
+  private readonly explicitLabels: string[];
+  private readonly graph = new TaskGraph();
+  private reference: AnyTask[] | undefined;
+
+  constructor(name: string, options: FlowOptions = {}) {
+    if (typeof name !== "string" || name.trim() === "") throw definition("a Flow needs a non-empty name");
+    this.name = name;
+    this.slug = slugify(name);
+    this.environment = options.environment ?? new LocalEnvironment();
+    this.storage = options.storage;
+    this.schedule = options.schedule;
+    this.explicitLabels = [...(options.labels ?? [])];
+    this.reference = options.referenceTasks ? [...options.referenceTasks] : undefined;
+  }
+
+  /** Defines a flow functionally: `build(f)` adds tasks with `f.add(task, inputs?, { upstream? })`. */
+  static build(name: string, build: (f: FlowBuilder) => void): Flow;
+  static build(name: string, options: FlowOptions, build: (f: FlowBuilder) => void): Flow;
+  static build(name: string, a: FlowOptions | ((f: FlowBuilder) => void), b?: (f: FlowBuilder) => void): Flow {
+    const [options, build] = typeof a === "function" ? [{}, a] : [a, b];
+    if (!build) throw definition("Flow.build needs a function that adds the tasks");
+    const flow = new Flow(name, options);
+    build(new FlowBuilder(flow));
+    return flow;
+  }
+
+  /** The flow's labels: its own, its environment's and its storage's. */
+  get labels(): string[] {
+    return [...new Set([...this.explicitLabels, ...this.environment.labels, ...(this.storage?.labels ?? [])])];
+  }
+
+  get tasks(): AnyTask[] {
+    return this.graph.nodes.map((n) => n.task);
+  }
+
+  get edges(): readonly Edge[] {
+    return this.graph.edges;
+  }
+
+  /** The engine's view of the graph, in insertion order. Read-only by contract. */
+  get nodes(): readonly TaskNode[] {
+    return this.graph.nodes;
+  }
+
+  hasTask(task: AnyTask): boolean {
+    return this.graph.nodeOf(task) !== undefined;
+  }
+
+  /** Adds a task (no-op if present) and returns it. */
+  addTask<T extends AnyTask>(task: T): T {
+    assertTask(task);
+    this.graph.add(task);
+    return task;
+  }
+
+  /** Adds upstream → downstream, adding either task if needed; `key` binds the result to that input. */
+  addEdge(upstream: AnyTask, downstream: AnyTask, { key }: { key?: string } = {}): void {
+    assertTask(upstream);
+    assertTask(downstream);
+    if (key === undefined) this.graph.connect(upstream, downstream);
+    else this.graph.bind(downstream, { [key]: upstream }, isTask);
+  }
+
+  /** Binds inputs of `task`: Task values pass their result, anything else is a constant. */
+  bindInputs(task: AnyTask, inputs: Record<string, unknown>): void {
+    assertTask(task);
+    this.graph.bind(task, inputs, isTask);
+  }
+
+  slugOf(task: AnyTask): string | undefined {
+    return this.graph.nodeOf(task)?.slug;
+  }
+
+  taskBySlug(slug: string): AnyTask | undefined {
+    return this.graph.nodes.find((n) => n.slug === slug)?.task;
+  }
+
+  upstreamTasks(task: AnyTask): AnyTask[] {
+    return (this.graph.nodeOf(task)?.upstream ?? []).map((i) => this.graph.nodes[i]!.task);
+  }
+
+  downstreamTasks(task: AnyTask): AnyTask[] {
+    return (this.graph.nodeOf(task)?.downstream ?? []).map((i) => this.graph.nodes[i]!.task);
+  }
+
+  /** The tasks whose states decide the flow's final state. */
+  get referenceTasks(): AnyTask[] {
+    return this.reference ? [...this.reference] : this.graph.nodes.filter((n) => n.downstream.length === 0).map((n) => n.task);
+  }
+
+  setReferenceTasks(tasks: AnyTask[] | undefined): void {
+    this.reference = tasks ? [...tasks] : undefined;
+  }
+
+  /** Node indices of the reference tasks; throws if one is not in the flow. */
+  referenceIndices(): number[] {
+    if (!this.reference) return this.graph.nodes.filter((n) => n.downstream.length === 0).map((n) => n.index);
+    return this.reference.map((t) => {
+      const node = this.graph.nodeOf(t);
+      if (!node) throw definition(`reference task "${t.name}" is not in flow "${this.name}"`);
+      return node.index;
+    });
+  }
+
+  parameters(): ParameterSpec[] {
+    const specs: ParameterSpec[] = [];
+    for (const { task } of this.graph.nodes) {
+      const p = task.parameter;
+      if (!p) continue;
+      specs.push(p.default === undefined ? { name: p.name, required: p.required } : { name: p.name, required: p.required, default: p.default });
+    }
+    return specs;
+  }
+
+  /** Throws BERTH_E_FLOW_DEFINITION listing every problem the graph has as a whole. */
+  validate(): void {
+    const problems: string[] = [];
+    try {
+      this.referenceIndices();
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+    for (const node of this.graph.nodes) {
+      for (const input of node.task.inputs?.required ?? []) {
+        if (!node.bindings.some((b) => b.key === input)) {
+          problems.push(`task "${node.slug}" needs input "${input}" but nothing is bound to it`);
+        }
+      }
+    }
+    if (problems.length > 0) {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `flow "${this.name}" is invalid: ${problems.join("; ")}`, {
+        details: { problems },
+      });
+    }
+  }
+
+  /** What the server stores about the flow (the storage serializes itself). */
+  serialize(): SerializedFlow {
+    return {
+      name: this.name,
+      slug: this.slug,
+      labels: this.labels,
+      environment: serializeEnvironment(this.environment),
+      parameters: this.parameters(),
+      tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.task.name })),
+    };
+  }
+
+  /** Runs the flow in this process with the default runner (and, unless given, the default executor). */
+  run(options: RunOptions = {}): Promise<FlowState> {
+    const Runner = getDefaultFlowRunnerClass();
+    const executor = options.executor ?? new (getDefaultExecutorClass())();
+    return new Runner({ flow: this }).run({ ...options, executor });
+  }
+}
+
+function isTask(value: unknown): value is AnyTask {
+  return value instanceof Task;
+}
+
+function assertTask(value: unknown): asserts value is AnyTask {
+  if (!(value instanceof Task)) {
+    throw definition(`expected a Task (made with task() or Parameter()), got ${value === null ? "null" : typeof value}`);
+  }
+}

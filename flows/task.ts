@@ -1,0 +1,153 @@
+/**
+ * A task: one function of a flow, taking one object of named inputs. A Task object is a definition; the
+ * flow decides its slug, its upstream tasks and what is bound to its inputs, so one task can appear in
+ * several flows (and, copied, several times in one).
+ */
+import { BerthError } from "../api/errors.js";
+import type { Flow } from "./flow.js";
+import { declareInputs, inferInputs, type DeclaredInputs } from "./inputs.js";
+import type { Logger } from "./logging.js";
+
+export interface TaskContext {
+  /** Aborted when the run is cancelled or this attempt times out. */
+  readonly signal: AbortSignal;
+  /** 1 for the first attempt, 2 for the first retry, and so on. */
+  readonly attempt: number;
+  readonly taskName: string;
+  readonly taskSlug: string;
+  readonly logger: Logger;
+}
+
+/**
+ * A task's function. Declared through a method signature so that Task<{ x: number }> is assignable to
+ * Task<Record<string, any>> (method parameters are bivariant), which keeps chains of typed tasks easy.
+ */
+export type TaskFn<I, O> = { bivariant(inputs: I, ctx: TaskContext): O }["bivariant"];
+
+export interface TaskOptions {
+  /** Default: the function's name, or "task" for an anonymous function. */
+  name?: string;
+  /** How many times a failed attempt is retried (default 0). */
+  maxRetries?: number;
+  /** Milliseconds between a failed attempt and its retry (default 0). */
+  retryDelay?: number;
+  /** Milliseconds an asynchronous attempt may take before it ends TimedOut (default: no limit). */
+  timeout?: number;
+  /** Free-form tags (default none). */
+  tags?: string[];
+  /** The input names the task takes; "name?" marks an optional one. Default: read off the function. */
+  inputs?: string[];
+}
+
+export interface ParameterInfo {
+  readonly name: string;
+  readonly default: unknown;
+  readonly required: boolean;
+}
+
+export type AnyTask = Task<any, any>;
+
+/** What `bind` accepts for each input: a constant, or a task whose result becomes the input. */
+export type BindInputs<I> = { [K in keyof I]?: I[K] | Task<any, I[K]> };
+
+interface TaskInternals {
+  inputs?: DeclaredInputs | undefined;
+  parameter?: ParameterInfo;
+}
+
+export class Task<I extends object = Record<string, any>, O = unknown> {
+  readonly name: string;
+  readonly fn: TaskFn<I, O | PromiseLike<O>>;
+  readonly maxRetries: number;
+  readonly retryDelay: number;
+  readonly timeout: number | undefined;
+  readonly tags: readonly string[];
+  /** Declared inputs; undefined when the task accepts any input names. */
+  readonly inputs: DeclaredInputs | undefined;
+  /** Set on tasks made by `Parameter`: their value comes from the run's parameters. */
+  readonly parameter: ParameterInfo | undefined;
+
+  constructor(fn: TaskFn<I, O | PromiseLike<O>>, options: TaskOptions = {}, internals: TaskInternals = {}) {
+    if (typeof fn !== "function") {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `task() takes a function, got ${typeof fn}`);
+    }
+    this.fn = fn;
+    this.name = options.name ?? (fn.name || "task");
+    this.maxRetries = count(options.maxRetries ?? 0, "maxRetries", this.name);
+    if (!Number.isInteger(this.maxRetries)) {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${this.name}": maxRetries must be a whole number`);
+    }
+    this.retryDelay = count(options.retryDelay ?? 0, "retryDelay", this.name);
+    if (options.timeout !== undefined && !(options.timeout > 0)) {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${this.name}": timeout must be a positive number of ms`);
+    }
+    this.timeout = options.timeout;
+    this.tags = [...(options.tags ?? [])];
+    this.inputs = "inputs" in internals ? internals.inputs : options.inputs ? declareInputs(options.inputs) : inferInputs(fn);
+    this.parameter = internals.parameter;
+  }
+
+  /** A new task with the same function and options (and the same already-read inputs). */
+  copy(): Task<I, O> {
+    return new Task<I, O>(
+      this.fn,
+      { name: this.name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] },
+      { inputs: this.inputs, ...(this.parameter ? { parameter: this.parameter } : {}) },
+    );
+  }
+
+  /** Makes `upstream` run before this task in `flow`, adding both to it if needed. */
+  setUpstream(upstream: AnyTask, { flow }: { flow: Flow }): this {
+    flow.addEdge(upstream, this);
+    return this;
+  }
+
+  /** Makes `downstream` run after this task in `flow`, adding both to it if needed. */
+  setDownstream(downstream: AnyTask, { flow }: { flow: Flow }): this {
+    flow.addEdge(this, downstream);
+    return this;
+  }
+
+  /** Binds inputs in `flow`: a Task value passes that task's result (and runs it first); anything else is a constant. */
+  bind(inputs: BindInputs<I>, { flow }: { flow: Flow }): this {
+    flow.bindInputs(this, inputs as Record<string, unknown>);
+    return this;
+  }
+}
+
+/** Wraps a function of one object of named inputs (sync or async) as a task. */
+export function task<I extends object = Record<string, any>, O = unknown>(
+  fn: (inputs: I, ctx: TaskContext) => O,
+  options: TaskOptions = {},
+): Task<I, Awaited<O>> {
+  return new Task<I, Awaited<O>>(fn as TaskFn<I, Awaited<O> | PromiseLike<Awaited<O>>>, options);
+}
+
+export interface ParameterOptions<T> {
+  /** The value when the run does not give one (default: none). */
+  default?: T;
+  /** Whether a run must give a value (default: true exactly when there is no default). */
+  required?: boolean;
+}
+
+/** A task whose value is the run's parameter `name`. */
+export function Parameter<T = unknown>(name: string, options: ParameterOptions<T> = {}): Task<{}, T> {
+  if (typeof name !== "string" || name.trim() === "") {
+    throw new BerthError("BERTH_E_FLOW_DEFINITION", "a Parameter needs a non-empty name");
+  }
+  const parameter: ParameterInfo = {
+    name,
+    default: options.default,
+    required: options.required ?? options.default === undefined,
+  };
+  // The runner never calls a parameter's function: it takes the value from the run's parameters.
+  const fn = (): T => options.default as T;
+  return new Task<{}, T>(fn, { name }, { inputs: { names: new Set(), required: [] }, parameter });
+}
+
+function count(value: number, option: string, name: string): number {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${name}": ${option} must be a non-negative number, got ${value}`);
+  }
+  return value;
+}

@@ -1,0 +1,25 @@
+/** `berth`: every public name of the SDK. */
+export { task, Task, Parameter } from "./flows/task.js";
+export type { AnyTask, BindInputs, ParameterInfo, ParameterOptions, TaskContext, TaskFn, TaskOptions } from "./flows/task.js";
+export { Flow, type FlowOptions, type SerializedFlow } from "./flows/flow.js";
+export { FlowBuilder, type AddOptions } from "./flows/builder.js";
+export type { Edge, TaskNode, Binding } from "./flows/graph.js";
+export type { DeclaredInputs } from "./flows/inputs.js";
+export { FlowRunner } from "./flows/runner.js";
+export type { FlowRunnerHooks, FlowRunnerOptions, FlowRunnerStateName, RunOptions, TaskRef } from "./flows/runner.js";
+export { LocalExecutor, ConcurrentExecutor, type Executor, type ConcurrentExecutorOptions } from "./flows/executors.js";
+export {
+  getDefaultFlowRunnerClass,
+  setDefaultFlowRunnerClass,
+  getDefaultExecutorClass,
+  setDefaultExecutorClass,
+  type FlowRunnerClass,
+  type ExecutorClass,
+} from "./flows/defaults.js";
+export { isFailed, isFinal, isSuccessful, type TaskState, type FlowState, type FlowStateName } from "./flows/state.js";
+export { currentTask, type CurrentTask } from "./flows/context.js";
+export { createLogger, setLogSink, getLogSink, consoleSink, type Logger, type LogRecord, type LogSink } from "./flows/logging.js";
+export * from "./environments/index.js";
+export { BerthError, isBerthError, type ErrorCode } from "./api/errors.js";
+// storage exports are added by storage/
+export * from "./storage/index.js";

@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest";
+import { BerthError } from "../api/errors.js";
+import { LocalEnvironment } from "../environments/local.js";
+import { Flow } from "../flows/flow.js";
+import type { Storage } from "../flows/storage-port.js";
+import { Parameter, task } from "../flows/task.js";
+
+function definitionError(fn: () => unknown): BerthError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BerthError);
+    expect((err as BerthError).code).toBe("BERTH_E_FLOW_DEFINITION");
+    return err as BerthError;
+  }
+  throw new Error("expected a definition error");
+}
+
+describe("Flow definition", () => {
+  it("builds the seed's graph with setUpstream and bind", () => {
+    const getValue = task(() => "Example!", { name: "get_value" });
+    const outputValue = task(({ value }: { value: string }) => value.length, { name: "output_value" });
+    const flow = new Flow("Custom Environment Example");
+    outputValue.setUpstream(getValue, { flow });
+    outputValue.bind({ value: getValue }, { flow });
+    expect(flow.slug).toBe("custom-environment-example");
+    expect(flow.tasks).toEqual([getValue, outputValue]);
+    expect(flow.edges).toEqual([
+      { upstream: getValue, downstream: outputValue },
+      { upstream: getValue, downstream: outputValue, key: "value" },
+    ]);
+    expect(flow.upstreamTasks(outputValue)).toEqual([getValue]);
+    expect(flow.referenceTasks).toEqual([outputValue]);
+    expect(flow.environment).toBeInstanceOf(LocalEnvironment);
+    expect(() => flow.validate()).not.toThrow();
+  });
+
+  it("gives tasks unique slugs: the name, then name-2, name-3", () => {
+    const t = task(() => 1, { name: "step" });
+    const other = task(() => 1, { name: "step-2" });
+    const flow = new Flow("slugs");
+    flow.addTask(other);
+    const f = Flow.build("b", (b) => {
+      b.add(t);
+      b.add(t);
+      b.add(t);
+    });
+    expect(f.nodes.map((n) => n.slug)).toEqual(["step", "step-2", "step-3"]);
+    flow.addTask(t);
+    flow.addTask(t.copy());
+    expect(flow.nodes.map((n) => n.slug)).toEqual(["step-2", "step", "step-3"]);
+    expect(task(() => 1).name).toBe("task");
+    expect(task(function named() { return 1; }).name).toBe("named");
+  });
+
+  it("builds functionally, copying a task added twice and binding constants", () => {
+    const getValue = task(() => 1, { name: "get" });
+    const add = task(({ a, b }: { a: number; b: number }) => a + b, { name: "add" });
+    const flow = Flow.build("functional", { labels: ["x"] }, (f) => {
+      const v = f.add(getValue);
+      const w = f.add(getValue);
+      const s = f.add(add, { a: v, b: 42 });
+      f.add(add, { a: s, b: w }, { upstream: [v] });
+    });
+    expect(flow.nodes.map((n) => n.slug)).toEqual(["get", "get-2", "add", "add-2"]);
+    expect(flow.nodes[2]!.bindings).toEqual([
+      { key: "a", source: 0, value: undefined },
+      { key: "b", source: -1, value: 42 },
+    ]);
+    expect(flow.nodes[3]!.upstream.sort()).toEqual([0, 1, 2]);
+    expect(flow.labels).toEqual(["x"]);
+  });
+
+  it("rejects a cycle at definition time, naming the tasks", () => {
+    const flow = new Flow("cyclic");
+    const a = task(() => 1, { name: "a" });
+    const b = task(() => 1, { name: "b" });
+    const c = task(() => 1, { name: "c" });
+    b.setUpstream(a, { flow });
+    c.setUpstream(b, { flow });
+    const err = definitionError(() => a.setUpstream(c, { flow }));
+    expect(err.message).toContain('"c" → "a"');
+    expect(err.message).toContain('"a" → "b" → "c" → "a"');
+    expect(flow.edges).toHaveLength(2);
+    expect(definitionError(() => a.setUpstream(a, { flow })).message).toContain('"a"');
+    const open = task((inputs: Record<string, unknown>) => inputs, { name: "open" });
+    a.setUpstream(open, { flow });
+    expect(definitionError(() => open.bind({ x: c }, { flow })).message).toContain('"open" → "a" → "b" → "c" → "open"');
+  });
+
+  it("rejects binding an input the task does not declare, naming task and input", () => {
+    const flow = new Flow("inputs");
+    const src = task(() => 1, { name: "src" });
+    const sink = task(({ value }: { value: number }) => value, { name: "sink" });
+    const err = definitionError(() => sink.bind({ valeu: src } as never, { flow }));
+    expect(err.message).toContain('task "sink" has no input named "valeu"');
+    expect(err.message).toContain("value");
+    // Nothing was changed by the refused bind.
+    expect(flow.edges).toHaveLength(0);
+    expect(definitionError(() => task(() => 1, { name: "none" }).bind({ x: 1 } as never, { flow })).message).toContain("no inputs");
+  });
+
+  it("rejects binding the same input twice", () => {
+    const flow = new Flow("twice");
+    const src = task(() => 1, { name: "src" });
+    const sink = task(({ value }: { value: number }) => value, { name: "sink" });
+    sink.bind({ value: src }, { flow });
+    expect(definitionError(() => sink.bind({ value: 2 }, { flow })).message).toContain('input "value" of task "sink" is bound twice');
+  });
+
+  it("accepts any input name when the inputs cannot be read", () => {
+    const flow = new Flow("open");
+    const any = task((inputs: Record<string, unknown>) => inputs, { name: "any" });
+    any.bind({ whatever: 1, other: 2 }, { flow });
+    expect(flow.nodes[0]!.bindings.map((b) => b.key)).toEqual(["whatever", "other"]);
+  });
+
+  it("validate() reports required inputs nothing is bound to", () => {
+    const flow = new Flow("unbound");
+    flow.addTask(task(({ a, b = 2 }: { a: number; b?: number }) => a + b, { name: "sum" }));
+    const err = definitionError(() => flow.validate());
+    expect(err.message).toContain('task "sum" needs input "a"');
+    expect(err.message).not.toContain('"b"');
+  });
+
+  it("rejects two parameters with one name and lists parameters", () => {
+    const flow = new Flow("params");
+    flow.addTask(Parameter("x", { default: 1 }));
+    flow.addTask(Parameter("y"));
+    flow.addTask(Parameter("z", { default: 3, required: true }));
+    expect(flow.parameters()).toEqual([
+      { name: "x", required: false, default: 1 },
+      { name: "y", required: true },
+      { name: "z", required: true, default: 3 },
+    ]);
+    expect(definitionError(() => flow.addTask(Parameter("x"))).message).toContain('"x"');
+  });
+
+  it("unions explicit, environment and storage labels and serializes", () => {
+    const storage: Storage = {
+      flows: {},
+      labels: ["gpu", "shared"],
+      addFlow: () => "loc",
+      getFlow: () => Promise.reject(new Error("unused")),
+      serialize: () => ({}),
+    };
+    const flow = new Flow("Labelled Flow!", {
+      labels: ["a", "shared"],
+      environment: new LocalEnvironment({ labels: ["env"], metadata: { k: [1, "two"] } }),
+      storage,
+    });
+    flow.addTask(Parameter("p", { default: 5 }));
+    expect(flow.labels).toEqual(["a", "shared", "env", "gpu"]);
+    expect(flow.serialize()).toEqual({
+      name: "Labelled Flow!",
+      slug: "labelled-flow",
+      labels: ["a", "shared", "env", "gpu"],
+      environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: ["env"], metadata: { k: [1, "two"] } },
+      parameters: [{ name: "p", required: false, default: 5 }],
+      tasks: [{ slug: "p", name: "p" }],
+    });
+  });
+
+  it("refuses bad task options and non-tasks", () => {
+    expect(definitionError(() => task(() => 1, { maxRetries: -1 })).message).toContain("maxRetries");
+    expect(definitionError(() => task(() => 1, { timeout: 0 })).message).toContain("timeout");
+    expect(definitionError(() => new Flow("x").addTask({} as never)).message).toContain("expected a Task");
+    expect(definitionError(() => new Flow("")).message).toContain("name");
+  });
+});
