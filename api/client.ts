@@ -1,0 +1,174 @@
+/**
+ * ApiClient: one typed method per route of the berth HTTP API, used by the CLI, the agent and the flow-run
+ * container. Every method takes an optional AbortSignal last, validates the response with the wire schema,
+ * and fails only with BerthError (see api/http.ts for how transport failures are worded).
+ */
+import type { z } from "zod";
+import { BerthError, describeError } from "./errors.js";
+import { requestJson, type HttpOptions, type JsonRequest } from "./http.js";
+import {
+  Agent,
+  AgentHeartbeatReply,
+  AgentList,
+  ClaimReply,
+  Flow,
+  FlowList,
+  FlowRegistered,
+  FlowRun,
+  FlowRunCreated,
+  FlowRunHeartbeatReply,
+  FlowRunList,
+  FlowRunView,
+  Health,
+  LogsPage,
+  Ok,
+  TaskRunList,
+  FlowRunStateHistory,
+} from "./schema.js";
+import type {
+  AgentHeartbeat,
+  AgentRegister,
+  ClaimRequest,
+  FlowCreate,
+  FlowRunCreate,
+  FlowRunListQuery,
+  LogLine,
+  LogsQuery,
+  StateChange,
+  TaskRun,
+  FlowRunStateEntry,
+} from "./schema.js";
+
+export interface ApiClientOptions {
+  /** The server's URL, for example "http://127.0.0.1:4200". */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer <token>`; default: none. */
+  token?: string | undefined;
+  /** Per-request timeout in ms, on top of any long-poll wait; default 30000. */
+  timeoutMs?: number | undefined;
+  /** The fetch to use; default: the global one. */
+  fetch?: typeof fetch | undefined;
+}
+
+/** The server's default claim wait, used to size the timeout when the caller leaves waitMs out. */
+const DEFAULT_CLAIM_WAIT_MS = 20_000;
+
+export class ApiClient {
+  readonly baseUrl: string;
+  private readonly http: HttpOptions;
+
+  constructor(options: ApiClientOptions) {
+    const baseUrl = options.baseUrl.replace(/\/+$/, "");
+    try {
+      new URL(baseUrl);
+    } catch (err) {
+      throw new BerthError("BERTH_E_CONFIG", `invalid API URL "${options.baseUrl}" (${describeError(err)}): use e.g. http://127.0.0.1:4200`, {
+        cause: err,
+      });
+    }
+    this.baseUrl = baseUrl;
+    this.http = { baseUrl, token: options.token, timeoutMs: options.timeoutMs ?? 30_000, fetch: options.fetch ?? globalThis.fetch };
+  }
+
+  health(signal?: AbortSignal): Promise<Health> {
+    return this.call({ method: "GET", path: "/health", response: Health, signal });
+  }
+
+  /** Registers a flow; `created` is false when the newest version already had this content hash. */
+  registerFlow(flow: z.input<typeof FlowCreate>, signal?: AbortSignal): Promise<FlowRegistered> {
+    return this.call({ method: "POST", path: "/api/flows", body: flow, response: FlowRegistered, signal });
+  }
+
+  /** Every version of every flow, newest version first per name. */
+  listFlows(signal?: AbortSignal): Promise<FlowList> {
+    return this.call({ method: "GET", path: "/api/flows", response: FlowList, signal });
+  }
+
+  getFlow(id: string, signal?: AbortSignal): Promise<Flow> {
+    return this.call({ method: "GET", path: `/api/flows/${enc(id)}`, response: Flow, signal });
+  }
+
+  /** Creates a Scheduled run; with a repeated idempotencyKey, returns the existing run and `created: false`. */
+  createFlowRun(input: z.input<typeof FlowRunCreate>, signal?: AbortSignal): Promise<FlowRunCreated> {
+    return this.call({ method: "POST", path: "/api/flow-runs", body: input, response: FlowRunCreated, signal });
+  }
+
+  /** Flow runs, newest first. */
+  listFlowRuns(query: FlowRunListQuery = {}, signal?: AbortSignal): Promise<FlowRunList> {
+    return this.call({ method: "GET", path: "/api/flow-runs", query: { ...query }, response: FlowRunList, signal });
+  }
+
+  getFlowRun(id: string, signal?: AbortSignal): Promise<FlowRunView> {
+    return this.call({ method: "GET", path: `/api/flow-runs/${enc(id)}`, response: FlowRunView, signal });
+  }
+
+  /** Compare-and-swap: fails with BERTH_E_STALE_VERSION when `expectedVersion` is not the run's version. */
+  setFlowRunState(id: string, change: StateChange, signal?: AbortSignal): Promise<FlowRun> {
+    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/state`, body: change, response: FlowRun, signal });
+  }
+
+  cancelFlowRun(id: string, signal?: AbortSignal): Promise<FlowRun> {
+    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/cancel`, response: FlowRun, signal });
+  }
+
+  /** Reports the run's container alive; the answer carries the run's state (Cancelling means stop). */
+  heartbeatFlowRun(id: string, signal?: AbortSignal): Promise<FlowRunHeartbeatReply> {
+    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/heartbeat`, response: FlowRunHeartbeatReply, signal });
+  }
+
+  /** Every state the run has been in, oldest first. */
+  async listFlowRunStates(flowRunId: string, signal?: AbortSignal): Promise<FlowRunStateEntry[]> {
+    return (await this.call({ method: "GET", path: `/api/flow-runs/${enc(flowRunId)}/states`, response: FlowRunStateHistory, signal })).states;
+  }
+
+  async listTaskRuns(flowRunId: string, signal?: AbortSignal): Promise<TaskRun[]> {
+    return (await this.call({ method: "GET", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, response: TaskRunList, signal })).taskRuns;
+  }
+
+  async updateTaskRuns(flowRunId: string, taskRuns: TaskRun[], signal?: AbortSignal): Promise<void> {
+    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, body: { taskRuns }, response: Ok, signal });
+  }
+
+  async appendLogs(flowRunId: string, logs: LogLine[], signal?: AbortSignal): Promise<void> {
+    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/logs`, body: { logs }, response: Ok, signal });
+  }
+
+  /** Logs after `after`, oldest first; with `waitMs`, the server holds the request until there are some. */
+  getLogs(flowRunId: string, query: LogsQuery = {}, signal?: AbortSignal): Promise<LogsPage> {
+    const path = `/api/flow-runs/${enc(flowRunId)}/logs`;
+    return this.call({ method: "GET", path, query: { ...query }, response: LogsPage, signal, waitMs: query.waitMs });
+  }
+
+  registerAgent(input: z.input<typeof AgentRegister>, signal?: AbortSignal): Promise<Agent> {
+    return this.call({ method: "POST", path: "/api/agents", body: input, response: Agent, signal });
+  }
+
+  /** Agents, with status "lost" for those silent too long. */
+  listAgents(signal?: AbortSignal): Promise<AgentList> {
+    return this.call({ method: "GET", path: "/api/agents", response: AgentList, signal });
+  }
+
+  heartbeatAgent(agentId: string, heartbeat: z.input<typeof AgentHeartbeat> = {}, signal?: AbortSignal): Promise<AgentHeartbeatReply> {
+    return this.call({ method: "POST", path: `/api/agents/${enc(agentId)}/heartbeat`, body: heartbeat, response: AgentHeartbeatReply, signal });
+  }
+
+  /** Claims runs for the agent, waiting up to `waitMs` (server default 20s) for one; [] when none came. */
+  claim(agentId: string, request: z.input<typeof ClaimRequest> = {}, signal?: AbortSignal): Promise<ClaimReply> {
+    return this.call({
+      method: "POST",
+      path: `/api/agents/${enc(agentId)}/claim`,
+      body: request,
+      response: ClaimReply,
+      signal,
+      waitMs: request.waitMs ?? DEFAULT_CLAIM_WAIT_MS,
+    });
+  }
+
+  private call<S extends z.ZodType>(req: JsonRequest<S>): Promise<z.output<S>> {
+    return requestJson(this.http, req);
+  }
+}
+
+function enc(id: string): string {
+  return encodeURIComponent(id);
+}

@@ -1,0 +1,131 @@
+/**
+ * The client's transport: one JSON request over global fetch, bounded by a timeout and the caller's signal,
+ * with every failure turned into a BerthError a user can act on. No dependencies beyond zod: this module is
+ * loaded inside every flow-run container at startup.
+ */
+import type { z } from "zod";
+import { BerthError, isErrorCode } from "./errors.js";
+import { ErrorBodySchema } from "./schema.js";
+
+export interface HttpOptions {
+  baseUrl: string;
+  token?: string | undefined;
+  timeoutMs: number;
+  fetch: typeof fetch;
+}
+
+export interface JsonRequest<S extends z.ZodType> {
+  method: "GET" | "POST";
+  path: string;
+  query?: Record<string, string | number | undefined> | undefined;
+  body?: unknown;
+  response: S;
+  signal?: AbortSignal | undefined;
+  /** Added to the timeout: a long-poll legitimately holds the request this much longer. */
+  waitMs?: number | undefined;
+}
+
+export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: JsonRequest<S>): Promise<z.output<S>> {
+  const url = new URL(http.baseUrl + req.path);
+  for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
+  const timeoutMs = http.timeoutMs + (req.waitMs ?? 0);
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), timeoutMs);
+  const signal = anySignal([timeout.signal, req.signal]);
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (http.token) headers.authorization = `Bearer ${http.token}`;
+  if (req.body !== undefined) headers["content-type"] = "application/json";
+  const what = `${req.method} ${req.path}`;
+  let status: number;
+  let text: string;
+  let contentType: string;
+  try {
+    const res = await http.fetch(url, {
+      method: req.method,
+      headers,
+      body: req.body === undefined ? null : JSON.stringify(req.body),
+      signal: signal.signal,
+    });
+    status = res.status;
+    contentType = res.headers.get("content-type") ?? "no content type";
+    text = await res.text();
+  } catch (err) {
+    if (req.signal?.aborted) throw new BerthError("BERTH_E_ABORTED", `${what} was aborted`, { cause: err });
+    const reason = timeout.signal.aborted ? `no answer within ${formatMs(timeoutMs)}` : networkReason(err);
+    throw new BerthError(
+      "BERTH_E_SERVER_UNREACHABLE",
+      `cannot reach the berth server at ${http.baseUrl} (${reason}): is \`berth server\` running? Set --api or BERTH_API_URL`,
+      { cause: err },
+    );
+  } finally {
+    clearTimeout(timer);
+    signal.dispose();
+  }
+
+  let json: unknown;
+  try {
+    json = text === "" ? undefined : JSON.parse(text);
+  } catch (err) {
+    throw new BerthError(
+      "BERTH_E_BAD_RESPONSE",
+      `the server at ${http.baseUrl} answered ${what} with HTTP ${status} and ${contentType}, not JSON: is --api pointing at a berth server?`,
+      { cause: err, details: { status, body: text.slice(0, 500) } },
+    );
+  }
+  if (status < 200 || status >= 300) throw errorFromBody(http.baseUrl, what, status, json);
+  const parsed = req.response.safeParse(json);
+  if (!parsed.success) {
+    throw new BerthError(
+      "BERTH_E_BAD_RESPONSE",
+      `the server at ${http.baseUrl} answered ${what} with an unexpected shape: are the client and server versions compatible?`,
+      { cause: parsed.error, details: { issues: parsed.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message })) } },
+    );
+  }
+  return parsed.data;
+}
+
+function errorFromBody(baseUrl: string, what: string, status: number, json: unknown): BerthError {
+  const body = ErrorBodySchema.safeParse(json);
+  if (!body.success) {
+    return new BerthError("BERTH_E_BAD_RESPONSE", `the server at ${baseUrl} answered ${what} with HTTP ${status} and no berth error body`, {
+      details: { status, body: json },
+    });
+  }
+  const { code, message, details } = body.data.error;
+  if (isErrorCode(code)) return new BerthError(code, message, { details });
+  // A newer server's code: keep its words rather than lose them.
+  return new BerthError("BERTH_E_INTERNAL", `${code}: ${message}`, { details: { code, status, details } });
+}
+
+interface NetworkError {
+  code?: unknown;
+  syscall?: unknown;
+  message?: unknown;
+  errors?: unknown;
+}
+
+/** "connect ECONNREFUSED", "getaddrinfo ENOTFOUND", ...: fetch hides the system error in `cause`. */
+function networkReason(err: unknown): string {
+  const cause = ((err as { cause?: unknown } | null)?.cause ?? err) as NetworkError | undefined;
+  const first = Array.isArray(cause?.errors) ? (cause.errors[0] as NetworkError | undefined) : undefined;
+  const code = cause?.code ?? first?.code;
+  const syscall = cause?.syscall ?? first?.syscall;
+  if (typeof code === "string") return typeof syscall === "string" ? `${syscall} ${code}` : code;
+  return typeof cause?.message === "string" && cause.message !== "" ? cause.message : String(err);
+}
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/** AbortSignal.any exists only from Node 20.3; berth supports every Node 20. */
+function anySignal(signals: readonly (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const present = signals.filter((s): s is AbortSignal => s !== undefined);
+  const abort = (): void => controller.abort();
+  for (const s of present) {
+    if (s.aborted) abort();
+    else s.addEventListener("abort", abort, { once: true });
+  }
+  return { signal: controller.signal, dispose: () => present.forEach((s) => s.removeEventListener("abort", abort)) };
+}

@@ -1,0 +1,100 @@
+/**
+ * The API server as a factory: `buildServer` returns a ready, not yet listening, Fastify app. Tests drive it
+ * with `inject()`; the CLI calls `listen()`. Closing it answers every parked long-poll at once, so
+ * `app.close()` is prompt; the store belongs to the caller and is not closed here.
+ */
+import fastifySwagger from "@fastify/swagger";
+import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import type { StateStore } from "../store/port.js";
+import { installAuth } from "./auth.js";
+import type { ServerConfig, ServerContext } from "./context.js";
+import { installErrorHandlers } from "./error-handler.js";
+import { LocalNotifier, type Notifier } from "./notifier.js";
+import { AgentPresence } from "./presence.js";
+import { registerAgentRoutes } from "./routes/agents.js";
+import { registerClaimRoutes } from "./routes/claim.js";
+import { registerFlowRunStateRoutes } from "./routes/flow-run-state.js";
+import { registerFlowRunRoutes } from "./routes/flow-runs.js";
+import { registerFlowRoutes } from "./routes/flows.js";
+import { registerHealthRoutes } from "./routes/health.js";
+import { registerLogRoutes } from "./routes/logs.js";
+import { registerOpenApiRoute } from "./routes/openapi.js";
+import type { ZodApp } from "./routes/shared.js";
+import { registerTaskRunRoutes } from "./routes/task-runs.js";
+
+export interface BuildServerOptions {
+  store: StateStore;
+  /** The process's root logger; the server logs through a child with secrets redacted. */
+  logger: Logger;
+  config: ServerConfig;
+  /** Wake-ups for long-polls; default: an in-process notifier (right for one server on SQLite). */
+  notifier?: Notifier;
+  /** Milliseconds since the epoch, for deciding that an agent is lost; default Date.now. */
+  now?: () => number;
+}
+
+export const DEFAULT_AGENT_LOST_AFTER_MS = 60_000;
+export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
+
+/** Secrets that must never reach a log line, by path. */
+export const REDACTED_LOG_PATHS = ["req.headers.authorization", "headers.authorization", "*.apiToken", "apiToken"];
+
+export async function buildServer(options: BuildServerOptions): Promise<ZodApp> {
+  const { store, config } = options;
+  const logger = options.logger.child({ component: "server" }, { redact: { paths: REDACTED_LOG_PATHS, censor: "[redacted]" } });
+  const ownNotifier = options.notifier === undefined;
+  const notifier = options.notifier ?? new LocalNotifier();
+  const closing = new AbortController();
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    // Agents poll and heartbeat constantly: one line per request at info would drown everything else.
+    logController: new LogController({ disableRequestLogging: true }),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandlers(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: "berth", description: "The berth API: flows, flow runs, logs and agents.", version: config.version },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      ...(config.apiToken ? { security: [{ bearer: [] }] } : {}),
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  installAuth(app, config.apiToken);
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
+  });
+  // preClose runs before the HTTP server waits for in-flight requests: parked long-polls must answer first.
+  app.addHook("preClose", async () => closing.abort());
+  app.addHook("onClose", async () => {
+    closing.abort();
+    if (ownNotifier) await notifier.close();
+  });
+
+  const ctx: ServerContext = {
+    store,
+    notifier,
+    presence: new AgentPresence(config.agentLostAfterMs ?? DEFAULT_AGENT_LOST_AFTER_MS, options.now ?? Date.now),
+    config,
+    logger: app.log,
+    closing: closing.signal,
+  };
+  registerHealthRoutes(app, ctx);
+  registerOpenApiRoute(app);
+  registerFlowRoutes(app, ctx);
+  registerFlowRunRoutes(app, ctx);
+  registerFlowRunStateRoutes(app, ctx);
+  registerTaskRunRoutes(app, ctx);
+  registerLogRoutes(app, ctx);
+  registerAgentRoutes(app, ctx);
+  registerClaimRoutes(app, ctx);
+  await app.ready();
+  return app;
+}

@@ -1,0 +1,54 @@
+/** The long-poll loop shared by claims and logs, and detection of a client that went away mid-poll. */
+import type { FastifyReply } from "fastify";
+import type { Notifier } from "./notifier.js";
+
+export interface LongPollOptions<T> {
+  notifier: Notifier;
+  topic: string;
+  waitMs: number;
+  /** Any of these aborting ends the wait (client gone, server closing). */
+  signals: readonly AbortSignal[];
+  /** One look for work; undefined when there is none yet. */
+  attempt: () => Promise<T | undefined>;
+}
+
+/**
+ * Tries `attempt` now and again each time `topic` is notified, until it yields something, `waitMs` passes or
+ * a signal aborts; then undefined. After the wait ends it does not try again: a claim made for a client that
+ * has gone would hand a run to nobody.
+ */
+export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | undefined> {
+  if (options.waitMs <= 0) return options.attempt();
+  const ended = new AbortController();
+  const end = (): void => ended.abort();
+  const timer = setTimeout(end, options.waitMs);
+  timer.unref();
+  for (const signal of options.signals) {
+    if (signal.aborted) end();
+    else signal.addEventListener("abort", end, { once: true });
+  }
+  try {
+    for (;;) {
+      // Subscribe before looking, so that work arriving during the look still wakes us.
+      const woke = options.notifier.next(options.topic, ended.signal);
+      const result = await options.attempt();
+      if (result !== undefined) return result;
+      // Not notified means the wait is over (time, client gone, closing), whichever signal said so.
+      if (!(await woke) || ended.signal.aborted) return undefined;
+    }
+  } finally {
+    clearTimeout(timer);
+    end();
+    for (const signal of options.signals) signal.removeEventListener("abort", end);
+  }
+}
+
+/** Aborts when the client closes the connection before the response has been sent. */
+export function disconnectSignal(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  const response = reply.raw;
+  response.once("close", () => {
+    if (!response.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}

@@ -1,0 +1,40 @@
+/**
+ * Which agents are alive. An agent is online while it heartbeats (or claims) within `agentLostAfterMs`, or
+ * while one of its claims is parked here: a parked long-poll is proof of life even between heartbeats.
+ */
+import type { Agent } from "../api/schema.js";
+
+export class AgentPresence {
+  private readonly parked = new Map<string, number>();
+
+  constructor(
+    private readonly agentLostAfterMs: number,
+    private readonly now: () => number,
+  ) {}
+
+  /** Marks the agent as parked in a claim until the returned function is called. */
+  park(agentId: string): () => void {
+    this.parked.set(agentId, (this.parked.get(agentId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.parked.get(agentId) ?? 1) - 1;
+      if (left <= 0) this.parked.delete(agentId);
+      else this.parked.set(agentId, left);
+    };
+  }
+
+  /** The agent as users should see it: "lost" once it has gone quiet for too long. */
+  view(agent: Agent): Agent {
+    if (agent.status === "stopped" || agent.status === "lost" || this.parked.has(agent.id)) return agent;
+    const quietMs = this.now() - Date.parse(agent.lastHeartbeatAt);
+    return quietMs > this.agentLostAfterMs ? { ...agent, status: "lost" } : agent;
+  }
+
+  /** Whether the agent can be expected to claim runs now. */
+  isOnline(agent: Agent): boolean {
+    const status = this.view(agent).status;
+    return status === "online" || status === "unhealthy";
+  }
+}

@@ -1,0 +1,77 @@
+import { isBerthError } from "../../api/errors.js";
+import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../api/schema.js";
+import type { ServerContext } from "../context.js";
+import { disconnectSignal, longPoll } from "../long-poll.js";
+import { RUNS_TOPIC } from "../notifier.js";
+import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
+
+export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.post(
+    "/api/agents/:id/claim",
+    {
+      schema: {
+        summary: "Claim Scheduled runs whose labels the agent satisfies; waits up to waitMs for one (long-poll)",
+        tags: ["agents"],
+        params: IdParams,
+        body: ClaimRequest.strict(),
+        response: withErrors({ 200: ClaimReply }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const { max, waitMs } = request.body;
+      const known = await ctx.store.getAgent(id);
+      if (!known) throw agentNotFound(id);
+      // A claim is proof of life; an agent that had said it stopped is evidently back.
+      const agent = await ctx.store.heartbeatAgent(id, known.status === "unhealthy" ? "unhealthy" : "online");
+      if (!agent) throw agentNotFound(id);
+
+      const gone = disconnectSignal(reply);
+      const unpark = ctx.presence.park(id);
+      let runs: FlowRun[];
+      try {
+        runs =
+          (await longPoll({
+            notifier: ctx.notifier,
+            topic: RUNS_TOPIC,
+            waitMs,
+            signals: [gone, ctx.closing],
+            attempt: async () => {
+              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max);
+              return claimed.length > 0 ? claimed : undefined;
+            },
+          })) ?? [];
+      } finally {
+        unpark();
+      }
+      if (gone.aborted && runs.length > 0) {
+        await release(ctx, runs);
+        return { claims: [] };
+      }
+      const claims: ClaimedRun[] = [];
+      for (const flowRun of runs) {
+        const flow = await ctx.store.getFlow(flowRun.flowId);
+        if (flow) claims.push({ flowRun, flow });
+        request.log.info({ agentId: id, flowRunId: flowRun.id }, "flow run claimed");
+      }
+      return { claims };
+    },
+  );
+}
+
+/** Gives back runs claimed for a client that disconnected before it could receive them. */
+async function release(ctx: ServerContext, runs: readonly FlowRun[]): Promise<void> {
+  for (const run of runs) {
+    try {
+      await ctx.store.setFlowRunState(run.id, {
+        state: "Scheduled",
+        message: "returned: the claiming agent disconnected before receiving it",
+        expectedVersion: run.version,
+      });
+    } catch (err) {
+      // Someone else moved it on (a user cancelled it): then it is no longer ours to give back.
+      if (!isBerthError(err, "BERTH_E_STALE_VERSION")) throw err;
+    }
+  }
+  ctx.notifier.notify(RUNS_TOPIC);
+}

@@ -1,0 +1,105 @@
+import { BerthError, isBerthError } from "../../api/errors.js";
+import { FlowRun, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../api/schema.js";
+import type { StateWrite } from "../../store/port.js";
+import type { ServerContext } from "../context.js";
+import { RUNS_TOPIC, logsTopic } from "../notifier.js";
+import { assertTransition, isFinalState } from "../states.js";
+import { IdParams, flowRunNotFound, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
+
+const CANCEL_ATTEMPTS = 10;
+
+export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.post(
+    "/api/flow-runs/:id/state",
+    {
+      schema: {
+        summary: "Change a flow run's state (compare-and-swap on version)",
+        tags: ["flow runs"],
+        params: IdParams,
+        body: StateChange.strict(),
+        response: withErrors({ 200: FlowRun }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const { state, message, expectedVersion } = request.body;
+      const run = await requireFlowRun(ctx.store, id);
+      // A stale writer learns that first: its idea of the current state is what is out of date.
+      if (run.version !== expectedVersion) throw staleVersion(id, expectedVersion, run.version);
+      assertTransition(id, run.state, state);
+      return writeState(ctx, id, { state, message, expectedVersion });
+    },
+  );
+
+  app.post(
+    "/api/flow-runs/:id/cancel",
+    {
+      schema: {
+        summary: "Cancel a flow run: at once when it has not started, through Cancelling when it runs",
+        tags: ["flow runs"],
+        params: IdParams,
+        response: withErrors({ 200: FlowRun }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      for (let attempt = 1; ; attempt++) {
+        const run = await requireFlowRun(ctx.store, id);
+        if (isFinalState(run.state)) {
+          throw new BerthError("BERTH_E_INVALID_TRANSITION", `flow run ${id} is already ${run.state}: there is nothing to cancel`, {
+            details: { from: run.state, to: "Cancelled" },
+          });
+        }
+        const target = cancelTarget(run.state);
+        if (target === undefined) return run;
+        try {
+          const message = target === "Cancelled" ? "cancelled by user" : "cancellation requested by user";
+          const updated = await writeState(ctx, id, { state: target, message, expectedVersion: run.version });
+          request.log.info({ flowRunId: id, state: target }, "flow run cancelled by user");
+          return updated;
+        } catch (err) {
+          // Racing another writer (the run starting, an agent claiming it): re-read and decide again.
+          if (!isBerthError(err, "BERTH_E_STALE_VERSION") || attempt >= CANCEL_ATTEMPTS) throw err;
+        }
+      }
+    },
+  );
+
+  app.post(
+    "/api/flow-runs/:id/heartbeat",
+    {
+      schema: {
+        summary: "The run's container is alive; answers with the run's state so it can notice Cancelling",
+        tags: ["flow runs"],
+        params: IdParams,
+        response: withErrors({ 200: FlowRunHeartbeatReply }),
+      },
+    },
+    async (request) => {
+      const run = await ctx.store.heartbeatFlowRun(request.params.id);
+      if (!run) throw flowRunNotFound(request.params.id);
+      return { state: run.state };
+    },
+  );
+}
+
+/** Where a user's cancel takes a run that is not final; undefined when it is already on its way. */
+function cancelTarget(state: FlowRunStateName): FlowRunStateName | undefined {
+  if (state === "Scheduled" || state === "Submitted") return "Cancelled";
+  if (state === "Running") return "Cancelling";
+  return undefined;
+}
+
+/** Writes a state and wakes whoever waits on its consequences. */
+async function writeState(ctx: ServerContext, id: string, write: StateWrite): Promise<FlowRun> {
+  const run = await ctx.store.setFlowRunState(id, write);
+  if (run.state === "Scheduled") ctx.notifier.notify(RUNS_TOPIC);
+  if (isFinalState(run.state)) ctx.notifier.notify(logsTopic(id));
+  return run;
+}
+
+function staleVersion(id: string, expected: number, actual: number): BerthError {
+  return new BerthError("BERTH_E_STALE_VERSION", `flow run ${id} is at version ${actual}, not ${expected}: re-read it and try again`, {
+    details: { expected, actual },
+  });
+}

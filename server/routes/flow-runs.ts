@@ -1,0 +1,79 @@
+import { BerthError } from "../../api/errors.js";
+import { FlowRunCreate, FlowRunCreated, FlowRunList, FlowRunListQuery, FlowRunView, type Flow } from "../../api/schema.js";
+import type { ServerContext } from "../context.js";
+import { RUNS_TOPIC } from "../notifier.js";
+import { checkParameters } from "../parameters.js";
+import { viewFlowRun, viewFlowRuns } from "../pickup.js";
+import { IdParams, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
+
+export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.post(
+    "/api/flow-runs",
+    {
+      schema: {
+        summary: "Create a Scheduled flow run (idempotent with idempotencyKey)",
+        tags: ["flow runs"],
+        body: FlowRunCreate.strict(),
+        response: withErrors({ 200: FlowRunCreated, 201: FlowRunCreated }),
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const flow = await resolveFlow(ctx, body);
+      checkParameters(flow, body.parameters);
+      const { flowRun, created } = await ctx.store.createFlowRun({
+        flow,
+        parameters: body.parameters,
+        labels: body.labels ?? flow.labels,
+        idempotencyKey: body.idempotencyKey,
+      });
+      if (created) {
+        ctx.notifier.notify(RUNS_TOPIC);
+        request.log.info({ flowRunId: flowRun.id, flowId: flow.id }, "flow run created");
+      }
+      return reply.code(created ? 201 : 200).send({ flowRun: await viewFlowRun(ctx, flowRun), created });
+    },
+  );
+
+  app.get(
+    "/api/flow-runs",
+    {
+      schema: {
+        summary: "Flow runs, newest first",
+        tags: ["flow runs"],
+        querystring: FlowRunListQuery,
+        response: withErrors({ 200: FlowRunList }),
+      },
+    },
+    async (request) => ({ flowRuns: await viewFlowRuns(ctx, await ctx.store.listFlowRuns(request.query)) }),
+  );
+
+  app.get(
+    "/api/flow-runs/:id",
+    {
+      schema: {
+        summary: "One flow run; a Scheduled one says why no agent picks it up, if none can",
+        tags: ["flow runs"],
+        params: IdParams,
+        response: withErrors({ 200: FlowRunView }),
+      },
+    },
+    async (request) => viewFlowRun(ctx, await requireFlowRun(ctx.store, request.params.id)),
+  );
+}
+
+async function resolveFlow(ctx: ServerContext, body: FlowRunCreate): Promise<Flow> {
+  if (body.flowId !== undefined) {
+    const flow = await ctx.store.getFlow(body.flowId);
+    if (!flow) throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `flow ${body.flowId} not found: list flows with \`berth flows\``);
+    if (body.flowName !== undefined && body.flowName !== flow.name) {
+      throw new BerthError("BERTH_E_VALIDATION", `flow ${body.flowId} is named "${flow.name}", not "${body.flowName}": give one of them`);
+    }
+    return flow;
+  }
+  const name = body.flowName ?? "";
+  const flow = await ctx.store.getFlowByName(name, body.flowVersion);
+  if (flow) return flow;
+  const which = body.flowVersion === undefined ? `named "${name}"` : `"${name}" version ${body.flowVersion}`;
+  throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `no flow ${which} is registered: register it with \`berth register\``);
+}

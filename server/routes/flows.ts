@@ -1,0 +1,34 @@
+import { Flow, FlowCreate, FlowList, FlowRegistered } from "../../api/schema.js";
+import type { ServerContext } from "../context.js";
+import { IdParams, requireFlow, withErrors, type ZodApp } from "./shared.js";
+
+export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.post(
+    "/api/flows",
+    {
+      schema: {
+        summary: "Register a flow: a new version unless the newest one has the same content hash",
+        tags: ["flows"],
+        body: FlowCreate.strict(),
+        response: withErrors({ 200: FlowRegistered, 201: FlowRegistered }),
+      },
+    },
+    async (request, reply) => {
+      const registered = await ctx.store.registerFlow(request.body);
+      if (registered.created) request.log.info({ flowId: registered.flow.id, version: registered.flow.version }, "flow registered");
+      return reply.code(registered.created ? 201 : 200).send(registered);
+    },
+  );
+
+  app.get(
+    "/api/flows",
+    { schema: { summary: "Every version of every flow, newest version first per name", tags: ["flows"], response: withErrors({ 200: FlowList }) } },
+    async () => ({ flows: await ctx.store.listFlows() }),
+  );
+
+  app.get(
+    "/api/flows/:id",
+    { schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: Flow }) } },
+    async (request) => requireFlow(ctx.store, request.params.id),
+  );
+}

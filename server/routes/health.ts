@@ -1,0 +1,11 @@
+import { Health } from "../../api/schema.js";
+import type { ServerContext } from "../context.js";
+import { withErrors, type ZodApp } from "./shared.js";
+
+export function registerHealthRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.get(
+    "/health",
+    { schema: { summary: "Liveness, version and store", tags: ["server"], response: withErrors({ 200: Health }) } },
+    async () => ({ status: "ok" as const, version: ctx.config.version, store: ctx.store.description }),
+  );
+}

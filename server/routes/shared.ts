@@ -1,0 +1,43 @@
+/** Pieces every route module uses: the typed app, error responses for the OpenAPI document, lookups that 404. */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
+import { BerthError } from "../../api/errors.js";
+import { ErrorBodySchema, type Agent, type Flow, type FlowRun } from "../../api/schema.js";
+import type { StateStore } from "../../store/port.js";
+
+export type ZodApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
+
+export const IdParams = z.strictObject({ id: z.string().min(1).max(100) });
+
+/** The route's success responses plus the error body every route may answer with. */
+export function withErrors<T extends Record<number, z.ZodType>>(responses: T): T & { "4xx": typeof ErrorBodySchema; "5xx": typeof ErrorBodySchema } {
+  return { ...responses, "4xx": ErrorBodySchema, "5xx": ErrorBodySchema };
+}
+
+export async function requireFlow(store: StateStore, id: string): Promise<Flow> {
+  const flow = await store.getFlow(id);
+  if (!flow) throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `flow ${id} not found: list flows with \`berth flows\``);
+  return flow;
+}
+
+export async function requireFlowRun(store: StateStore, id: string): Promise<FlowRun> {
+  const run = await store.getFlowRun(id);
+  if (!run) throw flowRunNotFound(id);
+  return run;
+}
+
+export function flowRunNotFound(id: string): BerthError {
+  return new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${id} not found: list runs with \`berth runs\``);
+}
+
+export async function requireAgent(store: StateStore, id: string): Promise<Agent> {
+  const agent = await store.getAgent(id);
+  if (!agent) throw agentNotFound(id);
+  return agent;
+}
+
+export function agentNotFound(id: string): BerthError {
+  return new BerthError("BERTH_E_AGENT_NOT_FOUND", `agent ${id} not found: it must register again (POST /api/agents)`);
+}

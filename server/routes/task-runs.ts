@@ -1,0 +1,40 @@
+import { FlowRunStateHistory, Ok, TaskRunList, TaskRunsUpdate } from "../../api/schema.js";
+import type { ServerContext } from "../context.js";
+import { IdParams, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
+
+export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
+  app.get(
+    "/api/flow-runs/:id/states",
+    { schema: { summary: "Every state of a flow run, oldest first", tags: ["flow runs"], params: IdParams, response: withErrors({ 200: FlowRunStateHistory }) } },
+    async (request) => {
+      await requireFlowRun(ctx.store, request.params.id);
+      return { states: await ctx.store.listFlowRunStates(request.params.id) };
+    },
+  );
+
+  app.get(
+    "/api/flow-runs/:id/task-runs",
+    { schema: { summary: "The latest state of each task of a flow run", tags: ["task runs"], params: IdParams, response: withErrors({ 200: TaskRunList }) } },
+    async (request) => {
+      await requireFlowRun(ctx.store, request.params.id);
+      return { taskRuns: await ctx.store.listTaskRuns(request.params.id) };
+    },
+  );
+
+  app.post(
+    "/api/flow-runs/:id/task-runs",
+    {
+      schema: {
+        summary: "Record task-run states (insert or replace by task slug)",
+        tags: ["task runs"],
+        params: IdParams,
+        body: TaskRunsUpdate.strict(),
+        response: withErrors({ 200: Ok }),
+      },
+    },
+    async (request) => {
+      await ctx.store.upsertTaskRuns(request.params.id, request.body.taskRuns);
+      return { ok: true as const };
+    },
+  );
+}

@@ -1,0 +1,38 @@
+/**
+ * Which flow-run state changes the server accepts. Anything not listed is refused with
+ * BERTH_E_INVALID_TRANSITION, so that a late or confused writer cannot resurrect a finished run.
+ * Pure; the store only enforces versions (compare-and-swap), never this table.
+ */
+import { BerthError } from "../api/errors.js";
+import type { FlowRunStateName } from "../api/schema.js";
+
+const TRANSITIONS: Readonly<Record<FlowRunStateName, readonly FlowRunStateName[]>> = {
+  Scheduled: ["Submitted", "Cancelled"],
+  // Back to Scheduled: an agent that claimed a run but could not start it gives it back.
+  Submitted: ["Running", "Failed", "Cancelled", "Scheduled"],
+  // Running → Running is a state write that only refreshes the message.
+  Running: ["Running", "Success", "Failed", "Cancelling", "Cancelled"],
+  // The run may finish on its own before the cancellation reaches it.
+  Cancelling: ["Cancelled", "Failed", "Success"],
+  Success: [],
+  Failed: [],
+  Cancelled: [],
+};
+
+export function canTransition(from: FlowRunStateName, to: FlowRunStateName): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** Throws BERTH_E_INVALID_TRANSITION naming both states when `from → to` is not allowed. */
+export function assertTransition(flowRunId: string, from: FlowRunStateName, to: FlowRunStateName): void {
+  if (canTransition(from, to)) return;
+  const allowed = TRANSITIONS[from];
+  const hint = allowed.length === 0 ? `${from} is final` : `from ${from} a run may go to ${allowed.join(", ")}`;
+  throw new BerthError("BERTH_E_INVALID_TRANSITION", `flow run ${flowRunId} cannot go from ${from} to ${to}: ${hint}`, {
+    details: { from, to },
+  });
+}
+
+export function isFinalState(state: FlowRunStateName): boolean {
+  return TRANSITIONS[state].length === 0;
+}

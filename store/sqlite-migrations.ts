@@ -1,0 +1,110 @@
+/**
+ * The SQLite schema, as an ordered list of migrations tracked in `PRAGMA user_version`. Append a migration;
+ * never edit one that has shipped, since databases in the field have already applied it.
+ */
+import type Database from "better-sqlite3";
+import { BerthError } from "../api/errors.js";
+
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE flows (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    slug TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    storage TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (name, version)
+  );
+
+  CREATE TABLE flow_runs (
+    id TEXT PRIMARY KEY,
+    flow_id TEXT NOT NULL REFERENCES flows (id),
+    flow_name TEXT NOT NULL,
+    flow_version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    state_message TEXT,
+    version INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    agent_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    last_heartbeat_at TEXT
+  );
+  -- The claim scans Scheduled runs oldest first: this index serves it without a sort.
+  CREATE INDEX flow_runs_state_created ON flow_runs (state, created_at);
+  CREATE INDEX flow_runs_created ON flow_runs (created_at);
+  CREATE INDEX flow_runs_flow_created ON flow_runs (flow_id, created_at);
+  CREATE INDEX flow_runs_flow_name_created ON flow_runs (flow_name, created_at);
+  CREATE INDEX flow_runs_agent_state ON flow_runs (agent_id, state);
+
+  CREATE TABLE flow_run_states (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    state TEXT NOT NULL,
+    message TEXT,
+    version INTEGER NOT NULL,
+    agent_id TEXT,
+    at TEXT NOT NULL
+  );
+  CREATE INDEX flow_run_states_run ON flow_run_states (flow_run_id, id);
+
+  CREATE TABLE task_runs (
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    task_slug TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    attempt INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow_run_id, task_slug)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    at TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    task TEXT
+  );
+  CREATE INDEX logs_run_id ON logs (flow_run_id, id);
+
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    concurrency INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_heartbeat_at TEXT NOT NULL
+  );
+  `,
+];
+
+/** Brings the database to the newest schema. Safe when several connections open the same file at once. */
+export function migrate(db: Database.Database): void {
+  // IMMEDIATE takes the write lock first, so two openers cannot both see an old version and both apply.
+  db.transaction(() => {
+    const current = db.pragma("user_version", { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new BerthError(
+        "BERTH_E_CONFIG",
+        `the database schema (version ${current}) is newer than this berth understands (${MIGRATIONS.length}): upgrade berth`,
+      );
+    }
+    for (let version = current; version < MIGRATIONS.length; version++) {
+      db.exec(MIGRATIONS[version] ?? "");
+    }
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  }).immediate();
+}

@@ -1,0 +1,126 @@
+/** Rows as SQLite returns them, and their mapping to the wire types. JSON columns are parsed here only. */
+import type { Agent, Flow, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../api/schema.js";
+
+export interface FlowRow {
+  id: string;
+  name: string;
+  slug: string;
+  version: number;
+  content_hash: string;
+  labels: string;
+  storage: string;
+  environment: string;
+  parameters: string;
+  tasks: string;
+  created_at: string;
+}
+
+export interface FlowRunRow {
+  id: string;
+  flow_id: string;
+  flow_name: string;
+  flow_version: number;
+  state: string;
+  state_message: string | null;
+  version: number;
+  labels: string;
+  parameters: string;
+  idempotency_key: string | null;
+  agent_id: string | null;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  last_heartbeat_at: string | null;
+}
+
+export interface TaskRunRow {
+  task_slug: string;
+  task_name: string;
+  state: string;
+  message: string | null;
+  attempt: number;
+  updated_at: string;
+}
+
+export interface LogRow {
+  id: number;
+  at: string;
+  level: string;
+  message: string;
+  task: string | null;
+}
+
+export interface AgentRow {
+  id: string;
+  name: string;
+  labels: string;
+  concurrency: number;
+  status: string;
+  created_at: string;
+  last_heartbeat_at: string;
+}
+
+export function toFlow(row: FlowRow): Flow {
+  return {
+    id: row.id,
+    name: row.name,
+    slug: row.slug,
+    version: row.version,
+    contentHash: row.content_hash,
+    labels: JSON.parse(row.labels) as Flow["labels"],
+    storage: JSON.parse(row.storage) as Flow["storage"],
+    environment: JSON.parse(row.environment) as Flow["environment"],
+    parameters: JSON.parse(row.parameters) as Flow["parameters"],
+    tasks: JSON.parse(row.tasks) as Flow["tasks"],
+    createdAt: row.created_at,
+  };
+}
+
+export function toFlowRun(row: FlowRunRow): FlowRun {
+  return {
+    id: row.id,
+    flowId: row.flow_id,
+    flowName: row.flow_name,
+    flowVersion: row.flow_version,
+    state: row.state as FlowRunStateName,
+    stateMessage: row.state_message,
+    version: row.version,
+    labels: JSON.parse(row.labels) as string[],
+    parameters: JSON.parse(row.parameters) as Record<string, unknown>,
+    idempotencyKey: row.idempotency_key,
+    agentId: row.agent_id,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    startedAt: row.started_at,
+    endedAt: row.ended_at,
+    lastHeartbeatAt: row.last_heartbeat_at,
+  };
+}
+
+export function toTaskRun(row: TaskRunRow): TaskRun {
+  return {
+    taskSlug: row.task_slug,
+    taskName: row.task_name,
+    state: row.state as TaskRunStateName,
+    message: row.message,
+    attempt: row.attempt,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function toStoredLog(row: LogRow): StoredLog {
+  return { id: row.id, at: row.at, level: row.level as LogLevel, message: row.message, task: row.task };
+}
+
+export function toAgent(row: AgentRow): Agent {
+  return {
+    id: row.id,
+    name: row.name,
+    labels: JSON.parse(row.labels) as string[],
+    concurrency: row.concurrency,
+    status: row.status as Agent["status"],
+    createdAt: row.created_at,
+    lastHeartbeatAt: row.last_heartbeat_at,
+  };
+}

@@ -1,0 +1,67 @@
+/** The SQLite store's statements, kept apart from the code that runs them so both stay readable. */
+import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
+
+const FINAL_STATES = FINAL_FLOW_RUN_STATES.map((s) => `'${s}'`).join(", ");
+
+export const SQL = {
+  newestFlow: "SELECT * FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1",
+  flowVersion: "SELECT * FROM flows WHERE name = ? AND version = ?",
+  flowById: "SELECT * FROM flows WHERE id = ?",
+  allFlows: "SELECT * FROM flows ORDER BY name, version DESC",
+  insertFlow: `
+    INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at)
+    VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at)`,
+
+  runById: "SELECT * FROM flow_runs WHERE id = ?",
+  runVersion: "SELECT version FROM flow_runs WHERE id = ?",
+  runExists: "SELECT 1 FROM flow_runs WHERE id = ?",
+  runByIdempotencyKey: "SELECT * FROM flow_runs WHERE idempotency_key = ?",
+  insertRun: `
+    INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, state_message, version, labels, parameters,
+      idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at)
+    VALUES (@id, @flow_id, @flow_name, @flow_version, @state, @state_message, @version, @labels, @parameters,
+      @idempotency_key, @agent_id, @created_at, @updated_at, @started_at, @ended_at, @last_heartbeat_at)`,
+  /** Compare-and-swap: matches no row unless the stored version is the one the writer read. */
+  setRunState: `
+    UPDATE flow_runs SET state = @state, state_message = @message, version = version + 1, updated_at = @now,
+      agent_id = CASE WHEN @state = 'Scheduled' THEN NULL ELSE COALESCE(@agentId, agent_id) END,
+      started_at = CASE WHEN @state = 'Running' THEN COALESCE(started_at, @now) ELSE started_at END,
+      ended_at = CASE WHEN @state IN (${FINAL_STATES}) THEN @now ELSE ended_at END
+    WHERE id = @id AND version = @expectedVersion RETURNING *`,
+  heartbeatRun: "UPDATE flow_runs SET last_heartbeat_at = ? WHERE id = ? RETURNING *",
+  insertRunState: `
+    INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at) VALUES (?, ?, ?, ?, ?, ?)`,
+
+  runStates: "SELECT state, message, version, agent_id AS agentId, at FROM flow_run_states WHERE flow_run_id = ? ORDER BY id",
+
+  // The label rule of store/labels.ts, in SQL, so that the (state, created_at) index scan skips unmatched runs.
+  claimableUnlabelled: `
+    SELECT id FROM flow_runs WHERE state = 'Scheduled' AND labels = '[]' ORDER BY created_at, rowid LIMIT @max`,
+  claimableLabelled: `
+    SELECT id FROM flow_runs WHERE state = 'Scheduled' AND labels <> '[]' AND NOT EXISTS (
+      SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value NOT IN (SELECT value FROM json_each(@agentLabels)))
+    ORDER BY created_at, rowid LIMIT @max`,
+  claimRun: `
+    UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
+      updated_at = @now
+    WHERE id = @id AND state = 'Scheduled' RETURNING *`,
+
+  upsertTaskRun: `
+    INSERT INTO task_runs (flow_run_id, task_slug, task_name, state, message, attempt, updated_at)
+    VALUES (@flowRunId, @taskSlug, @taskName, @state, @message, @attempt, @updatedAt)
+    ON CONFLICT (flow_run_id, task_slug) DO UPDATE SET task_name = excluded.task_name, state = excluded.state,
+      message = excluded.message, attempt = excluded.attempt, updated_at = excluded.updated_at`,
+  taskRuns: "SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY updated_at, task_slug",
+
+  insertLog: "INSERT INTO logs (flow_run_id, at, level, message, task) VALUES (?, ?, ?, ?, ?)",
+  logsAfter: "SELECT id, at, level, message, task FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
+
+  insertAgent: `
+    INSERT INTO agents (id, name, labels, concurrency, status, created_at, last_heartbeat_at)
+    VALUES (@id, @name, @labels, @concurrency, @status, @created_at, @last_heartbeat_at)`,
+  agentById: "SELECT * FROM agents WHERE id = ?",
+  heartbeatAgent: "UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *",
+  allAgents: "SELECT * FROM agents ORDER BY created_at, rowid",
+} as const;
+
+export type SqlName = keyof typeof SQL;

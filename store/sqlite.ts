@@ -1,0 +1,302 @@
+/**
+ * The embedded StateStore: SQLite through better-sqlite3. WAL lets readers run beside the one writer, and
+ * `synchronous = FULL` makes every acknowledged write survive a kill -9 or power loss. better-sqlite3 is
+ * synchronous, so each method runs its whole transaction without yielding; `BEGIN IMMEDIATE` takes the write
+ * lock up front, so that several connections (or processes) on one file still hand each run out once.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { BerthError, describeError } from "../api/errors.js";
+import type { Agent, AgentRegister, Flow, FlowCreate, FlowRun, FlowRunStateEntry, LogLine, StoredLog, TaskRun } from "../api/schema.js";
+import { slugify } from "../api/slug.js";
+import { normalizeLabels } from "./labels.js";
+import type { FlowRunFilter, NewFlowRun, StateStore, StateWrite } from "./port.js";
+import { migrate } from "./sqlite-migrations.js";
+import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
+import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
+import { SQL, type SqlName } from "./sqlite-sql.js";
+
+export interface SqliteStoreOptions {
+  /** The clock for every stored timestamp; default: the system clock. */
+  now?: () => Date;
+  /** How long a write waits for another connection's lock before failing, in ms; default 5000. */
+  busyTimeoutMs?: number;
+}
+
+const MEMORY = ":memory:";
+const DEFAULT_LIST_LIMIT = 100;
+
+/** Opens (creating if needed) the database file at `pathOrMemory`, or a private in-memory one for ":memory:". */
+export async function openSqliteStore(pathOrMemory: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
+  return new SqliteStore(pathOrMemory, options);
+}
+
+export class SqliteStore implements StateStore {
+  readonly description: string;
+  private readonly db: Database.Database;
+  private readonly now: () => Date;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  constructor(pathOrMemory: string, options: SqliteStoreOptions = {}) {
+    this.now = options.now ?? (() => new Date());
+    const memory = pathOrMemory === MEMORY || pathOrMemory === "";
+    this.description = memory ? "sqlite::memory:" : `sqlite:${path.resolve(pathOrMemory)}`;
+    try {
+      if (!memory) mkdirSync(path.dirname(path.resolve(pathOrMemory)), { recursive: true });
+      this.db = new Database(memory ? MEMORY : pathOrMemory);
+      this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+      if (!memory) this.db.pragma("journal_mode = WAL");
+      this.db.pragma("synchronous = FULL");
+      this.db.pragma("foreign_keys = ON");
+    } catch (err) {
+      throw new BerthError("BERTH_E_CONFIG", `cannot open the SQLite database at ${pathOrMemory}: ${describeError(err)}`, {
+        cause: err,
+      });
+    }
+    try {
+      migrate(this.db);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+  }
+
+  async registerFlow(input: FlowCreate): Promise<{ flow: Flow; created: boolean }> {
+    return this.immediate(() => {
+      const newest = this.get<FlowRow>("newestFlow", input.name);
+      if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
+      const row: FlowRow = {
+        id: randomUUID(),
+        name: input.name,
+        slug: slugify(input.name),
+        version: (newest?.version ?? 0) + 1,
+        content_hash: input.contentHash,
+        labels: JSON.stringify(normalizeLabels(input.labels)),
+        storage: JSON.stringify(input.storage),
+        environment: JSON.stringify(input.environment),
+        parameters: JSON.stringify(input.parameters),
+        tasks: JSON.stringify(input.tasks),
+        created_at: this.timestamp(),
+      };
+      this.stmt("insertFlow").run(row);
+      return { flow: toFlow(row), created: true };
+    });
+  }
+
+  async getFlow(id: string): Promise<Flow | undefined> {
+    const row = this.get<FlowRow>("flowById", id);
+    return row && toFlow(row);
+  }
+
+  async getFlowByName(name: string, version?: number): Promise<Flow | undefined> {
+    const row = version === undefined ? this.get<FlowRow>("newestFlow", name) : this.get<FlowRow>("flowVersion", name, version);
+    return row && toFlow(row);
+  }
+
+  async listFlows(): Promise<Flow[]> {
+    return this.all<FlowRow>("allFlows").map(toFlow);
+  }
+
+  async createFlowRun(input: NewFlowRun): Promise<{ flowRun: FlowRun; created: boolean }> {
+    return this.immediate(() => {
+      if (input.idempotencyKey !== undefined) {
+        const existing = this.get<FlowRunRow>("runByIdempotencyKey", input.idempotencyKey);
+        if (existing) return { flowRun: toFlowRun(existing), created: false };
+      }
+      const now = this.timestamp();
+      const row: FlowRunRow = {
+        id: randomUUID(),
+        flow_id: input.flow.id,
+        flow_name: input.flow.name,
+        flow_version: input.flow.version,
+        state: "Scheduled",
+        state_message: null,
+        version: 0,
+        labels: JSON.stringify(normalizeLabels(input.labels)),
+        parameters: JSON.stringify(input.parameters),
+        idempotency_key: input.idempotencyKey ?? null,
+        agent_id: null,
+        created_at: now,
+        updated_at: now,
+        started_at: null,
+        ended_at: null,
+        last_heartbeat_at: null,
+      };
+      this.stmt("insertRun").run(row);
+      this.stmt("insertRunState").run(row.id, "Scheduled", null, 0, null, now);
+      return { flowRun: toFlowRun(row), created: true };
+    });
+  }
+
+  async getFlowRun(id: string): Promise<FlowRun | undefined> {
+    const row = this.get<FlowRunRow>("runById", id);
+    return row && toFlowRun(row);
+  }
+
+  async listFlowRuns(filter: FlowRunFilter): Promise<FlowRun[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIST_LIMIT };
+    const columns = { flowId: "flow_id", flowName: "flow_name", state: "state", agentId: "agent_id" } as const;
+    for (const [key, column] of Object.entries(columns) as [keyof typeof columns, string][]) {
+      if (filter[key] === undefined) continue;
+      where.push(`${column} = @${key}`);
+      params[key] = filter[key];
+    }
+    const sql = `SELECT * FROM flow_runs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+                 ORDER BY created_at DESC, rowid DESC LIMIT @limit`;
+    return (this.prepare(sql).all(params) as FlowRunRow[]).map(toFlowRun);
+  }
+
+  async setFlowRunState(id: string, write: StateWrite): Promise<FlowRun> {
+    return this.immediate(() => {
+      const now = this.timestamp();
+      const row = this.stmt("setRunState").get({
+        id,
+        state: write.state,
+        message: write.message ?? null,
+        agentId: write.agentId ?? null,
+        expectedVersion: write.expectedVersion,
+        now,
+      }) as FlowRunRow | undefined;
+      if (!row) {
+        const current = this.get<{ version: number }>("runVersion", id);
+        if (!current) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${id} not found`);
+        throw new BerthError(
+          "BERTH_E_STALE_VERSION",
+          `flow run ${id} is at version ${current.version}, not ${write.expectedVersion}: re-read it and try again`,
+          { details: { expected: write.expectedVersion, actual: current.version } },
+        );
+      }
+      this.stmt("insertRunState").run(id, row.state, row.state_message, row.version, row.agent_id, now);
+      return toFlowRun(row);
+    });
+  }
+
+  async heartbeatFlowRun(id: string): Promise<FlowRun | undefined> {
+    const row = this.stmt("heartbeatRun").get(this.timestamp(), id) as FlowRunRow | undefined;
+    return row && toFlowRun(row);
+  }
+
+  async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number): Promise<FlowRun[]> {
+    return this.immediate(() => {
+      const candidates = (
+        agentLabels.length === 0
+          ? this.stmt("claimableUnlabelled").all({ max })
+          : this.stmt("claimableLabelled").all({ max, agentLabels: JSON.stringify(agentLabels) })
+      ) as { id: string }[];
+      const now = this.timestamp();
+      const claimed: FlowRun[] = [];
+      for (const { id } of candidates) {
+        const row = this.stmt("claimRun").get({ id, agentId, now }) as FlowRunRow | undefined;
+        if (!row) continue;
+        this.stmt("insertRunState").run(id, "Submitted", null, row.version, agentId, now);
+        claimed.push(toFlowRun(row));
+      }
+      return claimed;
+    });
+  }
+
+  async upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[]): Promise<void> {
+    this.immediate(() => {
+      this.assertRunExists(flowRunId);
+      const now = this.timestamp();
+      for (const t of taskRuns) {
+        this.stmt("upsertTaskRun").run({
+          flowRunId,
+          taskSlug: t.taskSlug,
+          taskName: t.taskName,
+          state: t.state,
+          message: t.message ?? null,
+          attempt: t.attempt,
+          updatedAt: t.updatedAt ?? now,
+        });
+      }
+    });
+  }
+
+  async listFlowRunStates(flowRunId: string): Promise<FlowRunStateEntry[]> {
+    return this.all<FlowRunStateEntry>("runStates", flowRunId);
+  }
+
+  async listTaskRuns(flowRunId: string): Promise<TaskRun[]> {
+    return this.all<TaskRunRow>("taskRuns", flowRunId).map(toTaskRun);
+  }
+
+  async appendLogs(flowRunId: string, logs: LogLine[]): Promise<void> {
+    this.immediate(() => {
+      this.assertRunExists(flowRunId);
+      for (const log of logs) this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null);
+    });
+  }
+
+  async listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]> {
+    return this.all<LogRow>("logsAfter", flowRunId, after, limit).map(toStoredLog);
+  }
+
+  async registerAgent(input: AgentRegister): Promise<Agent> {
+    const now = this.timestamp();
+    const row: AgentRow = {
+      id: randomUUID(),
+      name: input.name,
+      labels: JSON.stringify(normalizeLabels(input.labels)),
+      concurrency: input.concurrency,
+      status: "online",
+      created_at: now,
+      last_heartbeat_at: now,
+    };
+    this.stmt("insertAgent").run(row);
+    return toAgent(row);
+  }
+
+  async getAgent(id: string): Promise<Agent | undefined> {
+    const row = this.get<AgentRow>("agentById", id);
+    return row && toAgent(row);
+  }
+
+  async heartbeatAgent(id: string, status: Agent["status"]): Promise<Agent | undefined> {
+    const row = this.stmt("heartbeatAgent").get(status, this.timestamp(), id) as AgentRow | undefined;
+    return row && toAgent(row);
+  }
+
+  async listAgents(): Promise<Agent[]> {
+    return this.all<AgentRow>("allAgents").map(toAgent);
+  }
+
+  async close(): Promise<void> {
+    this.statements.clear();
+    if (this.db.open) this.db.close();
+  }
+
+  private immediate<T>(fn: () => T): T {
+    return this.db.transaction(fn).immediate();
+  }
+
+  private timestamp(): string {
+    return this.now().toISOString();
+  }
+
+  private assertRunExists(flowRunId: string): void {
+    if (!this.get("runExists", flowRunId)) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${flowRunId} not found`);
+  }
+
+  private stmt(name: SqlName): Database.Statement {
+    return this.prepare(SQL[name]);
+  }
+
+  /** Statements are compiled once per connection: parsing SQL would otherwise dominate the claim path. */
+  private prepare(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (!statement) this.statements.set(sql, (statement = this.db.prepare(sql)));
+    return statement;
+  }
+
+  private get<T>(name: SqlName, ...params: unknown[]): T | undefined {
+    return this.stmt(name).get(...params) as T | undefined;
+  }
+
+  private all<T>(name: SqlName, ...params: unknown[]): T[] {
+    return this.stmt(name).all(...params) as T[];
+  }
+}

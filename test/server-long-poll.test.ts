@@ -1,0 +1,138 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { RUNS_TOPIC, logsTopic } from "../server/notifier.js";
+import { call } from "./support/api.js";
+import { flowBody, uniqueName } from "./support/fixtures.js";
+import { startTestServer } from "./support/server.js";
+import { until } from "./support/until.js";
+
+type TestServer = Awaited<ReturnType<typeof startTestServer>>;
+
+let s: TestServer;
+let closed = false;
+beforeEach(async () => {
+  s = await startTestServer();
+  closed = false;
+});
+afterEach(async () => {
+  if (!closed) await s.close();
+});
+
+const post = (url: string, payload?: object) => call(s.app, { method: "POST", url, ...(payload ? { payload } : {}) });
+const get = (url: string) => call(s.app, { method: "GET", url });
+
+async function setup(flowLabels: string[] = [], agentLabels: string[] = []) {
+  const flow = (await post("/api/flows", flowBody({ labels: flowLabels }))).body.flow;
+  const agent = (await post("/api/agents", { name: uniqueName("agent"), labels: agentLabels })).body;
+  return { flow, agent };
+}
+
+const parked = (n = 1, topic = RUNS_TOPIC) => until(() => s.notifier.waiting(topic) === n, 5000, `${n} parked on ${topic}`);
+
+describe("claim long-poll", () => {
+  it("wakes a parked claim the moment a run is created", async () => {
+    const { flow, agent } = await setup();
+    const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 30_000 });
+    await parked();
+    const createdAt = Date.now();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    const reply = await claim;
+    expect(Date.now() - createdAt).toBeLessThan(5_000);
+    expect(reply.body.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([run.id]);
+    expect(s.notifier.waiting(RUNS_TOPIC)).toBe(0);
+  });
+
+  it("answers with no claims after waitMs", async () => {
+    const { agent } = await setup();
+    const started = Date.now();
+    expect((await post(`/api/agents/${agent.id}/claim`, { waitMs: 150 })).body).toEqual({ claims: [] });
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(140);
+    expect(elapsed).toBeLessThan(5_000);
+    expect(s.notifier.waiting(RUNS_TOPIC)).toBe(0);
+  });
+
+  it("keeps waiting through runs it cannot take", async () => {
+    const { flow, agent } = await setup([], ["gpu"]);
+    const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 300 });
+    await parked();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    expect((await claim).body).toEqual({ claims: [] });
+    expect((await get(`/api/flow-runs/${run.id}`)).body.state).toBe("Scheduled");
+  });
+
+  it("wakes when a run goes back to Scheduled", async () => {
+    const { flow, agent } = await setup();
+    const other = (await post("/api/agents", { name: "other" })).body;
+    await post("/api/flow-runs", { flowId: flow.id });
+    const taken = (await post(`/api/agents/${other.id}/claim`, { waitMs: 0 })).body.claims[0].flowRun;
+    const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 30_000 });
+    await parked();
+    await post(`/api/flow-runs/${taken.id}/state`, { state: "Scheduled", expectedVersion: taken.version });
+    const reply = await claim;
+    expect(reply.body.claims[0].flowRun).toMatchObject({ id: taken.id, agentId: agent.id, state: "Submitted" });
+  });
+
+  it("hands one run to exactly one of many parked agents", async () => {
+    const { flow } = await setup();
+    const agents = await Promise.all(Array.from({ length: 5 }, (_, i) => post("/api/agents", { name: `a${i}` })));
+    const claims = agents.map((a) => post(`/api/agents/${a.body.id}/claim`, { waitMs: 400 }));
+    await parked(5);
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    const replies = await Promise.all(claims);
+    const got = replies.flatMap((r) => r.body.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id));
+    expect(got).toEqual([run.id]);
+  });
+
+  it("lets app.close() finish promptly with claims parked", async () => {
+    const { agent } = await setup();
+    const claims = [post(`/api/agents/${agent.id}/claim`, { waitMs: 60_000 }), post(`/api/agents/${agent.id}/claim`, { waitMs: 60_000 })];
+    await parked(2);
+    const started = Date.now();
+    closed = true;
+    await s.close();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    for (const reply of await Promise.all(claims)) expect(reply).toEqual({ status: 200, body: { claims: [] } });
+    expect(s.notifier.waiting(RUNS_TOPIC)).toBe(0);
+  });
+
+  it("counts a parked agent as online", async () => {
+    const { flow, agent } = await setup([], ["gpu"]);
+    const run = (await post("/api/flow-runs", { flowId: flow.id, labels: ["tpu"] })).body.flowRun;
+    const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 300 });
+    await parked();
+    expect((await get(`/api/flow-runs/${run.id}`)).body.pickup).toContain(`${agent.name} [gpu]`);
+    await claim;
+  });
+});
+
+describe("log long-poll", () => {
+  it("wakes a follower when logs arrive", async () => {
+    const { flow } = await setup();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    const follow = get(`/api/flow-runs/${run.id}/logs?after=0&waitMs=30000`);
+    await parked(1, logsTopic(run.id));
+    await post(`/api/flow-runs/${run.id}/logs`, { logs: [{ at: new Date().toISOString(), level: "info", message: "hello" }] });
+    const page = (await follow).body;
+    expect(page.logs.map((l: { message: string }) => l.message)).toEqual(["hello"]);
+    expect(page.next).toBe(page.logs[0].id);
+  });
+
+  it("ends the wait when the run finishes, and does not wait for a finished run", async () => {
+    const { flow } = await setup();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    const follow = get(`/api/flow-runs/${run.id}/logs?after=7&waitMs=30000`);
+    await parked(1, logsTopic(run.id));
+    await post(`/api/flow-runs/${run.id}/cancel`);
+    expect((await follow).body).toEqual({ logs: [], next: 7 });
+    const started = Date.now();
+    expect((await get(`/api/flow-runs/${run.id}/logs?waitMs=30000`)).body).toEqual({ logs: [], next: 0 });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it("answers an empty page after waitMs", async () => {
+    const { flow } = await setup();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    expect((await get(`/api/flow-runs/${run.id}/logs?after=3&waitMs=100`)).body).toEqual({ logs: [], next: 3 });
+    expect(s.notifier.waiting(logsTopic(run.id))).toBe(0);
+  });
+});

@@ -1,0 +1,47 @@
+/** A server over a fresh in-memory store, for inject() tests; closed by the returned `close`. */
+import { Writable } from "node:stream";
+import pino from "pino";
+import type { ServerConfig } from "../../server/context.js";
+import { buildServer } from "../../server/app.js";
+import { LocalNotifier } from "../../server/notifier.js";
+import { openSqliteStore } from "../../store/sqlite.js";
+
+export interface TestServerOptions {
+  config?: Partial<ServerConfig>;
+  /** One clock for the store's timestamps and the server's idea of "now" (agent presence). */
+  now?: () => number;
+}
+
+export async function startTestServer(options: TestServerOptions = {}) {
+  const now = options.now;
+  const store = await openSqliteStore(":memory:", now ? { now: () => new Date(now()) } : {});
+  const notifier = new LocalNotifier();
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString("utf8").split("\n")) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const logger = pino({ level: "debug" }, sink);
+  const app = await buildServer({
+    store,
+    logger,
+    notifier,
+    config: { version: "0.0.0-test", ...options.config },
+    ...(options.now ? { now: options.now } : {}),
+  });
+  return {
+    app,
+    store,
+    notifier,
+    logger,
+    /** Every log line the server wrote, parsed. */
+    lines,
+    async close(): Promise<void> {
+      await app.close();
+      await notifier.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,310 @@
+/**
+ * The StateStore contract: every implementation (SQLite now, PostgreSQL later) must pass this one suite.
+ * `open` gives a fresh, empty store; `openSibling`, when the store is persistent, opens a second connection to
+ * the same database (for durability and cross-connection claim races).
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { isBerthError } from "../../api/errors.js";
+import type { FlowRun, LogLine } from "../../api/schema.js";
+import { labelsMatch } from "../../store/labels.js";
+import type { StateStore } from "../../store/port.js";
+import { flowInput, uniqueName } from "./fixtures.js";
+
+export interface StoreContractOptions {
+  openSibling?: (store: StateStore) => Promise<StateStore>;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error("expected a rejection");
+}
+
+function log(message: string, task: string | null = null): LogLine {
+  return { at: new Date().toISOString(), level: "info", message, task };
+}
+
+export function describeStoreContract(name: string, open: () => Promise<StateStore>, options: StoreContractOptions = {}): void {
+  describe(`StateStore contract: ${name}`, () => {
+    const opened: StateStore[] = [];
+    const fresh = async (): Promise<StateStore> => {
+      const store = await open();
+      opened.push(store);
+      return store;
+    };
+    const sibling = async (store: StateStore): Promise<StateStore> => {
+      if (!options.openSibling) throw new Error("no sibling");
+      const other = await options.openSibling(store);
+      opened.push(other);
+      return other;
+    };
+    afterEach(async () => {
+      for (const store of opened.splice(0)) await store.close();
+    });
+
+    async function storeWithFlow(labels: string[] = []) {
+      const store = await fresh();
+      const { flow } = await store.registerFlow(flowInput({ labels }));
+      const run = async (runLabels: string[] = labels, idempotencyKey?: string) =>
+        (await store.createFlowRun({ flow, parameters: {}, labels: runLabels, idempotencyKey })).flowRun;
+      return { store, flow, run };
+    }
+
+    it("describes itself", async () => {
+      expect((await fresh()).description).toMatch(/\S/);
+    });
+
+    it("versions flows per name and makes no version for an unchanged content hash", async () => {
+      const store = await fresh();
+      const name = uniqueName();
+      const v1 = await store.registerFlow(flowInput({ name, contentHash: "h1", labels: ["b", "a", "b"] }));
+      expect(v1.created).toBe(true);
+      expect(v1.flow).toMatchObject({ name, version: 1, contentHash: "h1", labels: ["a", "b"] });
+      expect(v1.flow.slug).toMatch(/^[a-z0-9-]+$/);
+
+      const again = await store.registerFlow(flowInput({ name, contentHash: "h1" }));
+      expect(again).toEqual({ flow: v1.flow, created: false });
+
+      const v2 = await store.registerFlow(flowInput({ name, contentHash: "h2" }));
+      expect(v2.created).toBe(true);
+      expect(v2.flow.version).toBe(2);
+      // Only the newest version counts: going back to an older content makes a new version.
+      expect((await store.registerFlow(flowInput({ name, contentHash: "h1" }))).flow.version).toBe(3);
+
+      const other = await store.registerFlow(flowInput({ name: `${name}-other`, contentHash: "h1" }));
+      expect(other.flow.version).toBe(1);
+
+      expect(await store.getFlow(v1.flow.id)).toEqual(v1.flow);
+      expect(await store.getFlow("no-such-flow")).toBeUndefined();
+      expect((await store.getFlowByName(name))?.version).toBe(3);
+      expect((await store.getFlowByName(name, 2))?.id).toBe(v2.flow.id);
+      expect(await store.getFlowByName(name, 9)).toBeUndefined();
+      expect(await store.getFlowByName("no-such-name")).toBeUndefined();
+      const listed = (await store.listFlows()).map((f) => `${f.name}@${f.version}`);
+      expect(listed).toEqual([`${name}@3`, `${name}@2`, `${name}@1`, `${name}-other@1`]);
+    });
+
+    it("keeps every field of a flow", async () => {
+      const store = await fresh();
+      const input = flowInput({
+        parameters: [{ name: "x", required: true }, { name: "y", required: false, default: { deep: [1, "two"] } }],
+        environment: { type: "custom", className: "MyEnv", labels: ["gpu"], metadata: { a: 1 } },
+        storage: { type: "local", directory: "/tmp/flows", flows: { f: "/tmp/flows/f.mjs" } },
+      });
+      const { flow } = await store.registerFlow(input);
+      expect(flow).toMatchObject({ ...input, labels: [] });
+      expect(await store.getFlow(flow.id)).toEqual(flow);
+    });
+
+    it("creates Scheduled runs and honours idempotency keys", async () => {
+      const { store, flow } = await storeWithFlow();
+      const key = uniqueName("key");
+      const first = await store.createFlowRun({ flow, parameters: { x: 1 }, labels: ["z", "a"], idempotencyKey: key });
+      expect(first.created).toBe(true);
+      expect(first.flowRun).toMatchObject({
+        flowId: flow.id,
+        flowName: flow.name,
+        flowVersion: flow.version,
+        state: "Scheduled",
+        version: 0,
+        labels: ["a", "z"],
+        parameters: { x: 1 },
+        idempotencyKey: key,
+        agentId: null,
+        startedAt: null,
+        endedAt: null,
+      });
+      const repeat = await store.createFlowRun({ flow, parameters: { x: 2 }, labels: [], idempotencyKey: key });
+      expect(repeat).toEqual({ flowRun: first.flowRun, created: false });
+      const other = await store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: `${key}-2` });
+      expect(other.created).toBe(true);
+      expect(other.flowRun.id).not.toBe(first.flowRun.id);
+      const unkeyed = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+      expect(unkeyed.flowRun.idempotencyKey).toBeNull();
+      expect(await store.getFlowRun(first.flowRun.id)).toEqual(first.flowRun);
+      expect(await store.getFlowRun("no-such-run")).toBeUndefined();
+    });
+
+    it("lists runs newest first, filtered", async () => {
+      const { store, flow, run } = await storeWithFlow();
+      const a = await run();
+      const b = await run();
+      const c = await run();
+      const other = await store.registerFlow(flowInput());
+      const d = (await store.createFlowRun({ flow: other.flow, parameters: {}, labels: [] })).flowRun;
+      expect((await store.listFlowRuns({})).map((r) => r.id)).toEqual([d.id, c.id, b.id, a.id]);
+      expect((await store.listFlowRuns({ flowId: flow.id })).map((r) => r.id)).toEqual([c.id, b.id, a.id]);
+      expect((await store.listFlowRuns({ flowName: other.flow.name })).map((r) => r.id)).toEqual([d.id]);
+      expect((await store.listFlowRuns({ limit: 2 })).map((r) => r.id)).toEqual([d.id, c.id]);
+      await store.setFlowRunState(b.id, { state: "Cancelled", expectedVersion: 0 });
+      expect((await store.listFlowRuns({ state: "Cancelled" })).map((r) => r.id)).toEqual([b.id]);
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      expect((await store.listFlowRuns({ agentId: "agent-1" })).map((r) => r.id)).toEqual([claimed?.id]);
+    });
+
+    it("changes state by compare-and-swap and refuses a stale writer", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const submitted = await store.setFlowRunState(r.id, { state: "Submitted", expectedVersion: 0, agentId: "agent-1" });
+      expect(submitted).toMatchObject({ state: "Submitted", version: 1, agentId: "agent-1", startedAt: null });
+
+      const stale = await rejection(store.setFlowRunState(r.id, { state: "Running", expectedVersion: 0 }));
+      expect(isBerthError(stale, "BERTH_E_STALE_VERSION")).toBe(true);
+      expect((stale as { details: unknown }).details).toEqual({ expected: 0, actual: 1 });
+      expect((await store.getFlowRun(r.id))?.state).toBe("Submitted");
+
+      const running = await store.setFlowRunState(r.id, { state: "Running", message: "started", expectedVersion: 1 });
+      expect(running).toMatchObject({ state: "Running", stateMessage: "started", version: 2, agentId: "agent-1", endedAt: null });
+      expect(running.startedAt).not.toBeNull();
+      const done = await store.setFlowRunState(r.id, { state: "Success", expectedVersion: 2 });
+      expect(done).toMatchObject({ state: "Success", version: 3, startedAt: running.startedAt, stateMessage: null });
+      expect(done.endedAt).not.toBeNull();
+
+      const missing = await rejection(store.setFlowRunState("no-such-run", { state: "Running", expectedVersion: 0 }));
+      expect(isBerthError(missing, "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
+    });
+
+    it("forgets the agent when a run goes back to Scheduled", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      expect(claimed?.id).toBe(r.id);
+      const back = await store.setFlowRunState(r.id, { state: "Scheduled", expectedVersion: claimed?.version ?? -1 });
+      expect(back).toMatchObject({ state: "Scheduled", agentId: null, version: 2 });
+      expect((await store.claimFlowRuns("agent-2", [], 1)).map((x) => x.id)).toEqual([r.id]);
+    });
+
+    it("records run heartbeats without changing the version", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const beat = await store.heartbeatFlowRun(r.id);
+      expect(beat?.version).toBe(0);
+      expect(beat?.lastHeartbeatAt).toEqual(expect.any(String));
+      expect(await store.heartbeatFlowRun("no-such-run")).toBeUndefined();
+    });
+
+    it("claims oldest first, marking runs Submitted for the agent", async () => {
+      const { store, run } = await storeWithFlow();
+      const a = await run();
+      const b = await run();
+      const c = await run();
+      const first = await store.claimFlowRuns("agent-1", [], 2);
+      expect(first.map((r) => r.id)).toEqual([a.id, b.id]);
+      for (const r of first) expect(r).toMatchObject({ state: "Submitted", agentId: "agent-1", version: 1 });
+      expect((await store.claimFlowRuns("agent-2", [], 5)).map((r) => r.id)).toEqual([c.id]);
+      expect(await store.claimFlowRuns("agent-2", [], 5)).toEqual([]);
+      expect((await store.getFlowRun(a.id))?.agentId).toBe("agent-1");
+    });
+
+    it("claims only runs whose labels the agent satisfies (the rule of store/labels.ts)", async () => {
+      const runLabelSets = [[], ["gpu"], ["gpu", "linux"], ["arm"], ["arm", "gpu"], ["linux"]];
+      const agentLabelSets = [[], ["gpu"], ["gpu", "linux"], ["arm", "gpu", "linux"], ["cpu"]];
+      for (const agentLabels of agentLabelSets) {
+        const { store, run } = await storeWithFlow();
+        const byId = new Map<string, string[]>();
+        for (const labels of runLabelSets) byId.set((await run(labels)).id, labels);
+        const claimed = await store.claimFlowRuns("agent", agentLabels, 100);
+        const expected = [...byId].filter(([, labels]) => labelsMatch(labels, agentLabels)).map(([id]) => id);
+        expect(claimed.map((r) => r.id).sort(), `agent [${agentLabels.join(",")}]`).toEqual(expected.sort());
+      }
+    });
+
+    it("does not claim runs that are not Scheduled", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      await store.setFlowRunState(r.id, { state: "Cancelled", expectedVersion: 0 });
+      expect(await store.claimFlowRuns("agent", [], 10)).toEqual([]);
+    });
+
+    it("never hands one run to two concurrent claimers", async () => {
+      const { store, run } = await storeWithFlow(["gpu"]);
+      const stores = options.openSibling ? [store, await sibling(store)] : [store];
+      const ids = new Set<string>();
+      for (let i = 0; i < 60; i++) ids.add((await run()).id);
+      const claimer = async (n: number): Promise<FlowRun[]> => {
+        const mine: FlowRun[] = [];
+        const s = stores[n % stores.length] as StateStore;
+        for (;;) {
+          const got = await s.claimFlowRuns(`agent-${n}`, ["gpu", "linux"], 1 + (n % 3));
+          if (got.length === 0) return mine;
+          mine.push(...got);
+        }
+      };
+      const results = await Promise.all(Array.from({ length: 16 }, (_, n) => claimer(n)));
+      const claimed = results.flat().map((r) => r.id);
+      expect(claimed).toHaveLength(ids.size);
+      expect(new Set(claimed)).toEqual(ids);
+    });
+
+    it("appends logs in order and pages them with `after`", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const other = await run();
+      await store.appendLogs(r.id, [log("one"), log("two", "task-a")]);
+      await store.appendLogs(other.id, [log("elsewhere")]);
+      await store.appendLogs(r.id, [log("three")]);
+      const all = await store.listLogs(r.id, 0, 100);
+      expect(all.map((l) => l.message)).toEqual(["one", "two", "three"]);
+      expect(all.map((l) => l.task)).toEqual([null, "task-a", null]);
+      expect(all[0]).toMatchObject({ level: "info", at: expect.any(String) });
+      const ids = all.map((l) => l.id);
+      expect([...ids].sort((x, y) => x - y)).toEqual(ids);
+      expect((await store.listLogs(r.id, ids[0] ?? 0, 100)).map((l) => l.message)).toEqual(["two", "three"]);
+      expect((await store.listLogs(r.id, 0, 2)).map((l) => l.message)).toEqual(["one", "two"]);
+      expect(await store.listLogs(r.id, ids[2] ?? 0, 100)).toEqual([]);
+      expect(isBerthError(await rejection(store.appendLogs("no-such-run", [log("x")])), "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
+    });
+
+    it("upserts task runs by task slug", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      await store.upsertTaskRuns(r.id, [
+        { taskSlug: "a", taskName: "A", state: "Running", attempt: 1 },
+        { taskSlug: "b", taskName: "B", state: "Pending", attempt: 1 },
+      ]);
+      await store.upsertTaskRuns(r.id, [{ taskSlug: "a", taskName: "A", state: "Retrying", message: "boom", attempt: 2 }]);
+      const runs = await store.listTaskRuns(r.id);
+      expect(runs).toHaveLength(2);
+      expect(runs.find((t) => t.taskSlug === "a")).toMatchObject({ state: "Retrying", message: "boom", attempt: 2 });
+      expect(runs.find((t) => t.taskSlug === "b")).toMatchObject({ state: "Pending", message: null, updatedAt: expect.any(String) });
+      expect(await store.listTaskRuns((await run()).id)).toEqual([]);
+      const missing = await rejection(store.upsertTaskRuns("no-such-run", [{ taskSlug: "a", taskName: "A", state: "Running", attempt: 1 }]));
+      expect(isBerthError(missing, "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
+    });
+
+    it("registers agents and records their heartbeats", async () => {
+      const store = await fresh();
+      const agent = await store.registerAgent({ name: "a1", labels: ["gpu", "cpu"], concurrency: 2 });
+      expect(agent).toMatchObject({ name: "a1", labels: ["cpu", "gpu"], concurrency: 2, status: "online" });
+      expect(await store.getAgent(agent.id)).toEqual(agent);
+      const beat = await store.heartbeatAgent(agent.id, "unhealthy");
+      expect(beat?.status).toBe("unhealthy");
+      expect(Date.parse(beat?.lastHeartbeatAt ?? "")).toBeGreaterThanOrEqual(Date.parse(agent.lastHeartbeatAt));
+      expect(await store.heartbeatAgent("no-such-agent", "online")).toBeUndefined();
+      expect(await store.getAgent("no-such-agent")).toBeUndefined();
+      const second = await store.registerAgent({ name: "a2", labels: [], concurrency: 1 });
+      expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
+    });
+
+    it("closes idempotently", async () => {
+      const store = await open();
+      await store.close();
+      await store.close();
+    });
+
+    it.runIf(options.openSibling !== undefined)("keeps an acknowledged write after the store is closed and reopened", async () => {
+      const { store, flow, run } = await storeWithFlow();
+      const r = await run();
+      await store.setFlowRunState(r.id, { state: "Submitted", expectedVersion: 0, agentId: "agent-1" });
+      await store.appendLogs(r.id, [log("kept")]);
+      const reopened = await sibling(store);
+      await store.close();
+      expect(await reopened.getFlow(flow.id)).toEqual(flow);
+      expect(await reopened.getFlowRun(r.id)).toMatchObject({ state: "Submitted", version: 1, agentId: "agent-1" });
+      expect((await reopened.listLogs(r.id, 0, 10)).map((l) => l.message)).toEqual(["kept"]);
+    });
+  });
+}
