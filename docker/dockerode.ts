@@ -1,0 +1,288 @@
+/**
+ * The ContainerRuntime over dockerode: the only module in berth that imports it. Every engine failure leaves
+ * here as a BerthError (see engine-errors.ts); every long call takes an AbortSignal.
+ */
+import type { Readable } from "node:stream";
+import Docker from "dockerode";
+import { BerthError, type ErrorCode } from "../api/errors.js";
+import { BuildOutput } from "./build-output.js";
+import { demultiplex } from "./demux.js";
+import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./engine-errors.js";
+import type { BuildOptions, BuildResult, ContainerInfo, ContainerRuntime, ContainerSpec } from "./port.js";
+import { followProgress } from "./progress.js";
+import { parseImageRef, registryHost } from "./refs.js";
+import { createBody, short, toState } from "./container-body.js";
+import { engineTarget, type EngineAddress } from "./engine-address.js";
+
+export interface RuntimeOptions extends EngineAddress {
+  /** How long `ping` waits for an answer; default 3000 ms. */
+  pingTimeoutMs?: number;
+}
+
+export function createContainerRuntime(options: RuntimeOptions = {}): DockerodeRuntime {
+  return new DockerodeRuntime(options);
+}
+
+export class DockerodeRuntime implements ContainerRuntime {
+  private readonly docker: Docker;
+  /** Where the engine is, as users would write it, for error messages. */
+  readonly where: string;
+  private readonly pingTimeoutMs: number;
+
+  constructor(options: RuntimeOptions = {}) {
+    const target = engineTarget(options);
+    this.where = target.where;
+    this.docker = new Docker(target.options);
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
+  }
+
+  async ping(signal?: AbortSignal): Promise<void> {
+    const timeout = AbortSignal.timeout(this.pingTimeoutMs);
+    try {
+      // dockerode accepts options on ping (abortSignal included); its typings only declare the callback form.
+      const ping = this.docker.ping.bind(this.docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
+      await ping({ abortSignal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+    } catch (err) {
+      if (signal?.aborted) throw abortedError("docker ping", err);
+      if (timeout.aborted) throw unreachableError(this.where, err, `no answer within ${this.pingTimeoutMs} ms`);
+      if (isUnreachable(err) || statusOf(err) === undefined) throw unreachableError(this.where, err);
+      throw this.fail(err, "docker ping", "BERTH_E_DOCKER_UNAVAILABLE");
+    }
+  }
+
+  async imageExists(ref: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(ref).inspect();
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 404) return false;
+      throw this.fail(err, `inspecting image ${ref}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async pullImage(ref: string, signal?: AbortSignal): Promise<void> {
+    const notFound = (error: string, cause?: unknown): BerthError =>
+      new BerthError("BERTH_E_IMAGE_NOT_FOUND", `cannot pull image ${ref} from ${registryHost(ref)}: ${error}`, {
+        ...(cause === undefined ? {} : { cause }),
+        details: { image: ref, registry: registryHost(ref) },
+      });
+    try {
+      const stream = (await this.docker.pull(ref, { abortSignal: signal })) as Readable;
+      const { error } = await followProgress(stream, () => {}, signal);
+      if (error !== undefined) throw notFound(error);
+    } catch (err) {
+      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pulling ${ref}`, "BERTH_E_IMAGE_NOT_FOUND", { signal });
+      throw notFound(engineMessage(err), err);
+    }
+  }
+
+  async buildImage(options: BuildOptions): Promise<BuildResult> {
+    const { tag, signal } = options;
+    const output = new BuildOutput(options.onOutput);
+    const contextFailure = watchForError(options.context);
+    try {
+      const stream = (await this.docker.buildImage(options.context, {
+        t: tag,
+        buildargs: options.buildArgs ?? {},
+        labels: options.labels ?? {},
+        // Intermediate containers of a failed step would otherwise pile up on the agent's host.
+        rm: true,
+        forcerm: true,
+        // No registry is reachable from many berth hosts: the base image must already be local.
+        pull: false,
+        abortSignal: signal,
+      } as Docker.ImageBuildOptions)) as Readable;
+      const { error } = await followProgress(stream, (m) => output.take(m), signal);
+      if (contextFailure.error !== undefined) throw contextFailure.error;
+      if (error !== undefined) throw output.failure(tag, error);
+      const imageId = output.finish();
+      if (imageId === undefined) throw output.failure(tag, "the engine reported no image id (did the build context stream fail?)");
+      return { imageId, output: output.lines };
+    } catch (err) {
+      if (contextFailure.error !== undefined) throw contextFailure.error;
+      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `docker build of ${tag}`, "BERTH_E_IMAGE_BUILD", { signal });
+      throw output.failure(tag, engineMessage(err), err);
+    }
+  }
+
+  async pushImage(ref: string, signal?: AbortSignal): Promise<void> {
+    const host = registryHost(ref);
+    const { repository, tag } = parseImageRef(ref);
+    const failed = (error: string, cause?: unknown): BerthError =>
+      new BerthError("BERTH_E_PUSH", `cannot push ${ref} to registry ${host}: ${error}`, {
+        ...(cause === undefined ? {} : { cause }),
+        details: { image: ref, registry: host },
+      });
+    try {
+      // An empty auth config is what the CLI sends for registries without login; some engines insist on the header.
+      const stream = (await this.docker.getImage(repository).push({ tag, authconfig: {}, abortSignal: signal })) as Readable;
+      const { error } = await followProgress(stream, () => {}, signal);
+      if (error !== undefined) throw failed(error);
+    } catch (err) {
+      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pushing ${ref}`, "BERTH_E_PUSH", { signal });
+      throw failed(engineMessage(err), err);
+    }
+  }
+
+  async importImage(rootfs: Readable, ref: string, options: { changes?: string[]; signal?: AbortSignal } = {}): Promise<void> {
+    const { repository, tag } = parseImageRef(ref);
+    const { signal } = options;
+    const rootfsFailure = watchForError(rootfs);
+    try {
+      const stream = (await this.docker.importImage(rootfs, {
+        repo: repository,
+        tag,
+        changes: options.changes ?? [],
+        abortSignal: signal,
+      })) as Readable;
+      const { error } = await followProgress(stream, () => {}, signal);
+      if (rootfsFailure.error !== undefined) throw rootfsFailure.error;
+      if (error !== undefined) throw new BerthError("BERTH_E_IMAGE_BUILD", `docker import of ${ref} failed: ${error}`);
+    } catch (err) {
+      throw rootfsFailure.error ?? this.fail(err, `docker import of ${ref}`, "BERTH_E_IMAGE_BUILD", { signal });
+    }
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    try {
+      await this.docker.getImage(ref).remove();
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.fail(err, `removing image ${ref}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async tagImage(source: string, target: string): Promise<void> {
+    const { repository, tag } = parseImageRef(target);
+    try {
+      await this.docker.getImage(source).tag({ repo: repository, tag });
+    } catch (err) {
+      throw this.fail(err, `tagging ${source} as ${target}`, "BERTH_E_INTERNAL", { notFound: "BERTH_E_IMAGE_NOT_FOUND" });
+    }
+  }
+
+  async runContainer(spec: ContainerSpec): Promise<string> {
+    const { signal } = spec;
+    let container: Docker.Container;
+    try {
+      // `_query`/`_body` keep the environment (which may hold the API token) out of the request URL.
+      container = await this.docker.createContainer({
+        _query: { name: spec.name },
+        _body: createBody(spec),
+        abortSignal: signal,
+      } as unknown as Docker.ContainerCreateOptions);
+    } catch (err) {
+      throw this.fail(err, `creating container ${spec.name} from ${spec.image}`, "BERTH_E_INTERNAL", { signal, notFound: "BERTH_E_IMAGE_NOT_FOUND" });
+    }
+    try {
+      await container.start({ abortSignal: signal });
+      return container.id;
+    } catch (err) {
+      // A container that never started is nobody's: remove it so the deterministic name is free for a retry.
+      const leftover = await this.removeContainer(container.id).then(
+        () => "",
+        (removeErr: unknown) => ` (and container ${short(container.id)} could not be removed: ${engineMessage(removeErr)})`,
+      );
+      throw this.fail(err, `starting container ${spec.name}${leftover}`, "BERTH_E_INTERNAL", { signal });
+    }
+  }
+
+  async waitContainer(id: string, signal?: AbortSignal): Promise<number> {
+    try {
+      const result = (await this.docker.getContainer(id).wait({ abortSignal: signal })) as { StatusCode?: number };
+      return result.StatusCode ?? -1;
+    } catch (err) {
+      throw this.fail(err, `waiting for container ${short(id)}`, "BERTH_E_INTERNAL", { signal });
+    }
+  }
+
+  async inspectContainer(id: string): Promise<ContainerInfo | undefined> {
+    try {
+      const info = await this.docker.getContainer(id).inspect();
+      const state = toState(info.State.Status);
+      return {
+        id: info.Id,
+        name: info.Name.replace(/^\//, ""),
+        image: info.Config.Image,
+        labels: info.Config.Labels ?? {},
+        state,
+        exitCode: state === "exited" || state === "dead" ? info.State.ExitCode : null,
+        startedAt: info.State.StartedAt && !info.State.StartedAt.startsWith("0001-") ? info.State.StartedAt : undefined,
+      };
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.fail(err, `inspecting container ${short(id)}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  /** Empty when the container is already gone: its output went with it. */
+  async containerOutput(id: string, tail: number): Promise<string> {
+    try {
+      const logs: unknown = await this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: false, tail });
+      if (Buffer.isBuffer(logs)) return demultiplex(logs);
+      // docker-modem parses a body that happens to be JSON (a TTY container printing JSON); give it back as text.
+      return typeof logs === "string" ? logs : JSON.stringify(logs);
+    } catch (err) {
+      if (statusOf(err) === 404) return "";
+      throw this.fail(err, `reading the output of container ${short(id)}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async stopContainer(id: string, graceMs: number): Promise<void> {
+    try {
+      // The engine counts the grace period in whole seconds; round up so a grace is never cut short.
+      await this.docker.getContainer(id).stop({ t: Math.max(0, Math.ceil(graceMs / 1000)) });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 304 || status === 404) return;
+      throw this.fail(err, `stopping container ${short(id)}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async removeContainer(id: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      const status = statusOf(err);
+      // 409 here means another caller's removal is already in progress: the outcome is the same.
+      if (status === 404 || (status === 409 && /already in progress/i.test(engineMessage(err)))) return;
+      throw this.fail(err, `removing container ${short(id)}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {
+    try {
+      const list = await this.docker.listContainers({
+        all: true,
+        filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) },
+      });
+      return list.map((c) => {
+        const state = toState(c.State);
+        const exited = /^Exited \((-?\d+)\)/.exec(c.Status)?.[1];
+        return {
+          id: c.Id,
+          name: (c.Names[0] ?? "").replace(/^\//, ""),
+          image: c.Image,
+          labels: c.Labels ?? {},
+          state,
+          exitCode: exited === undefined ? null : Number(exited),
+        };
+      });
+    } catch (err) {
+      throw this.fail(err, "listing containers", "BERTH_E_INTERNAL");
+    }
+  }
+
+  private fail(err: unknown, what: string, code: ErrorCode, extra: { signal?: AbortSignal; notFound?: ErrorCode } = {}): BerthError {
+    return toBerthError(err, { where: this.where, what, code, ...extra });
+  }
+}
+
+/** Remembers the first error of a request body stream, which docker-modem would report only as a broken request. */
+function watchForError(stream: Readable): { error: unknown } {
+  const seen: { error: unknown } = { error: undefined };
+  stream.once("error", (err) => {
+    seen.error = err;
+  });
+  return seen;
+}

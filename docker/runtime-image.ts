@@ -1,0 +1,109 @@
+/**
+ * The berth runtime image (server, agent and flow runtime in one), built from the repository's Dockerfile.
+ *
+ * Its tag carries a content hash of everything that shapes it (the base image reference, package.json,
+ * package-lock.json, the Dockerfile, every file under dist/), so an unchanged berth is found already built
+ * and the check costs a hash and one engine call.
+ */
+import { createHash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { BerthError, describeError } from "../api/errors.js";
+import type { ImageLogOptions } from "./image-options.js";
+import { ensureNodeBaseImage } from "./node-base-image.js";
+import type { ContainerRuntime } from "./port.js";
+import { productionDependencies, readManifest } from "./production-deps.js";
+import { toTag } from "./refs.js";
+import { TarTree } from "./tar-tree.js";
+
+export interface RuntimeImageOptions extends ImageLogOptions {
+  /** The berth package: the directory with package.json, the Dockerfile, dist/ and node_modules/. */
+  packageRoot: string;
+  /** Image to build `FROM`; default: `ensureNodeBaseImage`'s choice (official node image, else offline). */
+  baseImage?: string;
+  /** Repository to tag; default "berth" (tags `berth:<version>-<hash>` and `berth:latest`). */
+  imageName?: string;
+  /** Every line of build output; default: only the build's steps go to `log`. */
+  onOutput?: (line: string) => void;
+}
+
+const HASHED_FILES = ["Dockerfile", "package.json", "package-lock.json"];
+
+export async function ensureRuntimeImage(runtime: ContainerRuntime, options: RuntimeImageOptions): Promise<string> {
+  const root = path.resolve(options.packageRoot);
+  const { log, signal } = options;
+  const base = await ensureNodeBaseImage(runtime, {
+    ...(options.baseImage !== undefined ? { baseImage: options.baseImage } : {}),
+    ...(log ? { log } : {}),
+    ...(signal ? { signal } : {}),
+  });
+  const manifest = await readManifest(root);
+  const hash = await runtimeImageHash(root, base);
+  const name = options.imageName ?? "berth";
+  const ref = `${name}:${toTag(manifest.version ?? "0.0.0")}-${hash}`;
+  if (await runtime.imageExists(ref)) return ref;
+
+  log?.(`building the berth runtime image ${ref} from ${base}`);
+  const context = await runtimeBuildContext(root);
+  await runtime.buildImage({
+    context: context.pack(signal),
+    tag: ref,
+    buildArgs: { BASE_IMAGE: base },
+    labels: { "io.berth.image": "runtime", "io.berth.version": manifest.version ?? "", "io.berth.content-hash": hash },
+    onOutput: (line) => {
+      options.onOutput?.(line);
+      if (/^Step \d+\/\d+ : /.test(line)) log?.(line);
+    },
+    ...(signal ? { signal } : {}),
+  });
+  await runtime.tagImage(ref, `${name}:latest`);
+  return ref;
+}
+
+/** sha256 (12 hex digits) of the base image reference and the files the image is made of, node_modules aside. */
+export async function runtimeImageHash(packageRoot: string, baseImage: string): Promise<string> {
+  const hash = createHash("sha256").update(`base\0${baseImage}\0`);
+  for (const name of HASHED_FILES) {
+    const content = await readFile(path.join(packageRoot, name)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOENT" && name === "package-lock.json") return undefined;
+      throw new BerthError("BERTH_E_IMAGE_BUILD", `cannot read ${path.join(packageRoot, name)}: ${describeError(err)}`, { cause: err });
+    });
+    if (content !== undefined) hash.update(`file\0${name}\0${content.length}\0`).update(content);
+  }
+  const dist = path.join(packageRoot, "dist");
+  const files = await listFiles(dist);
+  // Read in parallel, hash in a fixed order: the hash must not depend on which read finishes first.
+  const contents = await Promise.all(files.map((file) => readFile(path.join(dist, file))));
+  files.forEach((file, i) => {
+    const content = contents[i] ?? Buffer.alloc(0);
+    hash.update(`file\0dist/${file}\0${content.length}\0`).update(content);
+  });
+  return hash.digest("hex").slice(0, 12);
+}
+
+/** The build context: the Dockerfile, package.json, dist/ and the production node_modules, nothing else. */
+export async function runtimeBuildContext(packageRoot: string): Promise<TarTree> {
+  const tree = new TarTree();
+  await tree.hostFile("Dockerfile", path.join(packageRoot, "Dockerfile"));
+  await tree.hostFile("package.json", path.join(packageRoot, "package.json"));
+  await tree.hostTree("dist", path.join(packageRoot, "dist"));
+  tree.dir("node_modules");
+  for (const dependency of await productionDependencies(packageRoot)) {
+    // A package's own node_modules holds nested dependencies, which the closure lists (and adds) separately.
+    await tree.hostTree(dependency, path.join(packageRoot, dependency), (rel) => rel === "node_modules");
+  }
+  return tree;
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  } catch (err) {
+    throw new BerthError("BERTH_E_IMAGE_BUILD", `cannot read ${dir}: ${describeError(err)}: run \`npm run build\` first`, { cause: err });
+  }
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join("/"))
+    .sort();
+}

@@ -1,0 +1,57 @@
+/**
+ * Shared setup of the Docker-backed suites: they run against the real engine, are never skipped when
+ * CI=true (an unreachable engine fails the suite with the ping message), and own everything they create
+ * through one label whose value is unique to the suite run.
+ */
+import { randomBytes } from "node:crypto";
+import { describeError } from "../api/errors.js";
+import { createContainerRuntime, type DockerodeRuntime } from "../docker/dockerode.js";
+import type { ContainerSpec } from "../docker/port.js";
+
+export const TEST_LABEL = "io.berth.test-run";
+
+export interface DockerSuite {
+  runtime: DockerodeRuntime;
+  /** Unique to this suite run: in names, tags and the TEST_LABEL value. */
+  id: string;
+  /** Why the suite is skipped (engine unreachable outside CI); undefined when it runs. */
+  skipReason: string | undefined;
+  /** A spec with this suite's label and a unique name. */
+  spec(image: string, cmd?: string[], extra?: Partial<ContainerSpec>): ContainerSpec;
+  /** Removes every container carrying this suite's label, then returns what is left (should be nothing). */
+  cleanup(): Promise<string[]>;
+}
+
+export async function dockerSuite(prefix: string): Promise<DockerSuite> {
+  const runtime = createContainerRuntime();
+  const id = `${prefix}-${randomBytes(4).toString("hex")}`;
+  let skipReason: string | undefined;
+  try {
+    await runtime.ping();
+  } catch (err) {
+    if (process.env.CI === "true") throw err;
+    skipReason = `Docker engine unreachable (${describeError(err)}); set CI=true to make this a failure`;
+    console.warn(`[${prefix}] skipped: ${skipReason}`);
+  }
+  let counter = 0;
+  return {
+    runtime,
+    id,
+    skipReason,
+    spec: (image, cmd, extra = {}) => ({
+      name: `berth-test-${id}-${++counter}`,
+      image,
+      ...(cmd === undefined ? {} : { cmd }),
+      ...extra,
+      labels: { [TEST_LABEL]: id, ...extra.labels },
+    }),
+    cleanup: async () => {
+      for (const c of await runtime.listContainers({ [TEST_LABEL]: id })) await runtime.removeContainer(c.id);
+      return (await runtime.listContainers({ [TEST_LABEL]: id })).map((c) => c.name);
+    },
+  };
+}
+
+export function suiteTitle(title: string, suite: DockerSuite): string {
+  return suite.skipReason === undefined ? title : `${title} (skipped: ${suite.skipReason})`;
+}

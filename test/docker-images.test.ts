@@ -1,0 +1,151 @@
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  DEFAULT_NODE_IMAGE,
+  ensureNodeBaseImage,
+  ensureRuntimeImage,
+  importNodeBaseImage,
+  nodeBaseRootfs,
+  offlineNodeImageRef,
+} from "../docker/images.js";
+import { dockerSuite, suiteTitle } from "./docker-helpers.js";
+
+const suite = await dockerSuite("img");
+const { runtime, id } = suite;
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+
+/** Runs a command to completion in a fresh container; returns exit code and output. */
+async function run(image: string, cmd?: string[]): Promise<{ code: number; output: string }> {
+  const cid = await runtime.runContainer(suite.spec(image, cmd));
+  const code = await runtime.waitContainer(cid);
+  const output = await runtime.containerOutput(cid, 1000);
+  await runtime.removeContainer(cid);
+  return { code, output };
+}
+
+async function sha256(stream: NodeJS.ReadableStream): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", suite), () => {
+  const images: string[] = [];
+
+  afterAll(async () => {
+    const left = await suite.cleanup();
+    for (const image of images) await runtime.removeImage(image);
+    expect(left).toEqual([]);
+  });
+
+  describe("Node.js base image from this host", () => {
+    const ref = `berth-test-node-${id}:1`;
+
+    beforeAll(async () => {
+      images.push(ref);
+      const started = Date.now();
+      await importNodeBaseImage(runtime, ref);
+      console.info(`[docker-images] imported ${ref} in ${Date.now() - started} ms`);
+    });
+
+    it("runs node, npm and a shell with the utilities Dockerfile RUN lines use", async () => {
+      expect(await run(ref, ["node", "-e", "console.log(1)"])).toEqual({ code: 0, output: "1\n" });
+      expect(await run(ref, ["sh", "-c", "mkdir -p /a/b && ls /a"])).toEqual({ code: 0, output: "b\n" });
+      const tools = await run(ref, ["sh", "-c", "ln -s /tmp /t && chmod 700 /t && cp /etc/passwd /t/p && test -f /tmp/p && npm --version && echo $HOME $PATH"]);
+      expect(tools.code).toBe(0);
+      expect(tools.output).toMatch(/^\d+\.\d+\.\d+\n\/root \/usr\/local\/sbin:\/usr\/local\/bin:\/usr\/sbin:\/usr\/bin:\/sbin:\/bin\n$/);
+      const user = await run(ref, ["node", "-e", "const u = require('os').userInfo(); console.log(u.username, u.homedir)"]);
+      expect(user.output).toBe("root /root\n");
+    });
+
+    it("writes a byte-identical root filesystem every time", async () => {
+      const [a, b] = await Promise.all([nodeBaseRootfs(), nodeBaseRootfs()]);
+      expect(await sha256(a!.pack())).toBe(await sha256(b!.pack()));
+    });
+
+    it("prefers a base the user chose, then the official image, then the offline one", async () => {
+      expect(await ensureNodeBaseImage(runtime, { baseImage: "example/custom-node:1" })).toBe("example/custom-node:1");
+      const expected = (await runtime.imageExists(DEFAULT_NODE_IMAGE)) ? DEFAULT_NODE_IMAGE : offlineNodeImageRef();
+      expect(await ensureNodeBaseImage(runtime)).toBe(expected);
+      expect(await runtime.imageExists(expected)).toBe(true);
+    });
+  });
+
+  describe("berth runtime image", () => {
+    let packageRoot = "";
+    const imageName = `berth-test-runtime-${id}`;
+
+    beforeAll(async () => {
+      // A package root with this repository's manifest, Dockerfile and node_modules, and a small dist/ whose
+      // marker makes this run's content hash (and so its image) unique.
+      packageRoot = await mkdtemp(path.join(os.tmpdir(), "berth-runtime-image-"));
+      for (const file of ["Dockerfile", "package.json", "package-lock.json"]) {
+        await copyFile(path.join(repoRoot, file), path.join(packageRoot, file));
+      }
+      await symlink(path.join(repoRoot, "node_modules"), path.join(packageRoot, "node_modules"));
+      await mkdir(path.join(packageRoot, "dist/cli"), { recursive: true });
+      await writeFile(path.join(packageRoot, "dist/index.js"), `export const marker = "${id}";\n`);
+      await writeFile(path.join(packageRoot, "dist/cli/main.js"), `#!/usr/bin/env node\nconsole.log("berth-cli", process.argv.slice(2).join(" "));\n`);
+    });
+
+    afterAll(async () => {
+      await rm(packageRoot, { recursive: true, force: true });
+    });
+
+    it("builds once, then reuses the image while nothing changed", async () => {
+      const built: string[] = [];
+      const started = Date.now();
+      const ref = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => built.push(l) });
+      console.info(`[docker-images] built ${ref} in ${Date.now() - started} ms`);
+      images.push(ref, `${imageName}:latest`);
+      expect(ref).toMatch(new RegExp(`^${imageName}:0\\.1\\.0-[0-9a-f]{12}$`));
+      expect(built.length).toBeGreaterThan(0);
+      expect(await runtime.imageExists(`${imageName}:latest`)).toBe(true);
+
+      const again: string[] = [];
+      const checkStarted = performance.now();
+      const second = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => again.push(l) });
+      const checkMs = performance.now() - checkStarted;
+      console.info(`[docker-images] cached runtime image check took ${checkMs.toFixed(1)} ms`);
+      expect(second).toBe(ref);
+      expect(again).toEqual([]);
+      expect(checkMs).toBeLessThan(1000);
+
+      await writeFile(path.join(packageRoot, "dist/extra.js"), "export {};\n");
+      const rebuilt: string[] = [];
+      const changedStarted = Date.now();
+      const changed = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => rebuilt.push(l) });
+      console.info(`[docker-images] rebuilt after a dist/ change in ${Date.now() - changedStarted} ms`);
+      images.push(changed);
+      expect(changed).not.toBe(ref);
+      // The archive is deterministic, so the dependency layer is reused when only dist/ changed.
+      const copyModules = rebuilt.findIndex((l) => /^Step \d+\/\d+ : COPY node_modules\//.test(l));
+      expect(rebuilt[copyModules + 1]).toBe(" ---> Using cache");
+    });
+
+    it("lays berth out so flows in /opt/berth/flows import it, with production dependencies only", async () => {
+      const ref = await ensureRuntimeImage(runtime, { packageRoot, imageName });
+      const probe = [
+        `echo 'import { marker } from "berth"; import pkg from "berth/package.json" with { type: "json" }; console.log("marker=" + marker, pkg.name)' > /opt/berth/flows/probe.mjs`,
+        "node /opt/berth/flows/probe.mjs",
+        "ls /opt/berth/node_modules/berth/node_modules",
+        "berth --version",
+        "echo cwd=$(pwd) env=$NODE_ENV",
+      ].join(" && ");
+      const { code, output } = await run(ref, ["sh", "-c", probe]);
+      expect(code).toBe(0);
+      expect(output).toContain(`marker=${id} berth\n`);
+      const modules = output.split("\n");
+      expect(modules).toEqual(expect.arrayContaining(["zod", "dockerode", "fastify"]));
+      expect(modules).not.toContain("vitest");
+      expect(modules).not.toContain("typescript");
+      expect(output).toContain("berth-cli --version\n");
+      expect(output).toContain("cwd=/opt/berth env=production\n");
+      expect(await run(ref)).toEqual({ code: 0, output: "berth-cli --help\n" });
+    });
+  });
+});
