@@ -1,0 +1,94 @@
+/**
+ * Ships a flow run's logs and task states to the server in batches, off the task runner's hot path.
+ * Reporting never throws into user code: a failed flush is retried on the next one and counted.
+ */
+import type { ApiClient } from "../api/client.js";
+import { describeError } from "../api/errors.js";
+import type { LogLevel, LogLine, TaskRun } from "../api/schema.js";
+
+export interface ReporterOptions {
+  client: ApiClient;
+  flowRunId: string;
+  /** How often buffered lines are sent (default 250 ms). */
+  flushIntervalMs?: number;
+  /** Send at once when this many lines are buffered (default 500). */
+  maxBatch?: number;
+  /** Where reporting problems are written (default: stderr). */
+  warn?: (message: string) => void;
+}
+
+export class RunReporter {
+  private logs: LogLine[] = [];
+  /** Latest state per task slug: intermediate states of a fast task need not all reach the server. */
+  private taskRuns = new Map<string, TaskRun>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  failedFlushes = 0;
+  private readonly flushIntervalMs: number;
+  private readonly maxBatch: number;
+  private readonly warn: (message: string) => void;
+
+  constructor(private readonly options: ReporterOptions) {
+    this.flushIntervalMs = options.flushIntervalMs ?? 250;
+    this.maxBatch = options.maxBatch ?? 500;
+    this.warn = options.warn ?? ((m) => process.stderr.write(`${m}\n`));
+  }
+
+  log(level: LogLevel, message: string, task?: string | null): void {
+    this.logs.push({ at: new Date().toISOString(), level, message, task: task ?? null });
+    this.schedule(this.logs.length >= this.maxBatch);
+  }
+
+  taskState(run: TaskRun): void {
+    this.taskRuns.set(run.taskSlug, run);
+    this.schedule(this.taskRuns.size >= this.maxBatch);
+  }
+
+  private schedule(now: boolean): void {
+    if (now) {
+      void this.flush();
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Sends everything buffered; resolves when it has been sent (or has failed and been re-queued). */
+  async flush(): Promise<void> {
+    while (this.flushing) await this.flushing;
+    if (this.logs.length === 0 && this.taskRuns.size === 0) return;
+    this.flushing = this.send().finally(() => {
+      this.flushing = undefined;
+    });
+    await this.flushing;
+  }
+
+  private async send(): Promise<void> {
+    const { client, flowRunId } = this.options;
+    const taskRuns = [...this.taskRuns.values()];
+    this.taskRuns.clear();
+    const logs = this.logs;
+    this.logs = [];
+    try {
+      if (taskRuns.length > 0) {
+        for (let i = 0; i < taskRuns.length; i += 5_000) await client.updateTaskRuns(flowRunId, taskRuns.slice(i, i + 5_000));
+      }
+      for (let i = 0; i < logs.length; i += 5_000) await client.appendLogs(flowRunId, logs.slice(i, i + 5_000));
+    } catch (err) {
+      this.failedFlushes += 1;
+      this.warn(`berth: could not report to the server (will retry): ${describeError(err)}`);
+      for (const t of taskRuns) if (!this.taskRuns.has(t.taskSlug)) this.taskRuns.set(t.taskSlug, t);
+      this.logs = logs.concat(this.logs);
+      this.schedule(false);
+    }
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}

@@ -1,0 +1,48 @@
+/**
+ * The flow runner used inside a flow-run container: the engine's FlowRunner with hooks that report the
+ * flow's states, every task's state and its logs to the server. It takes the run's parameters and
+ * cancellation from the run context, so a custom environment can call `new Runner({ flow }).run(...)`
+ * exactly as it would locally.
+ */
+import { FlowRunner, type FlowRunnerOptions, type RunOptions } from "../flows/runner.js";
+import type { FlowState } from "../flows/state.js";
+import type { RunContext } from "./run-context.js";
+
+export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
+  return class ServerFlowRunner extends FlowRunner {
+    constructor(options: FlowRunnerOptions) {
+      super({
+        ...options,
+        hooks: {
+          onFlowState: async (state, message) => {
+            if (state === "Running") {
+              context.started = true;
+              await context.setState("Running", message);
+              return;
+            }
+            await context.reporter.flush();
+            await context.setState(state, message);
+          },
+          onTaskState: (task, state) => {
+            context.reporter.taskState({
+              taskSlug: task.slug,
+              taskName: task.name,
+              state: state.name,
+              message: state.message ?? null,
+              attempt: state.attempt,
+              updatedAt: new Date().toISOString(),
+            });
+          },
+        },
+      });
+    }
+
+    override run(options: RunOptions = {}): Promise<FlowState> {
+      return super.run({
+        ...options,
+        parameters: { ...context.flowRun.parameters, ...(options.parameters ?? {}) },
+        signal: options.signal ? AbortSignal.any([options.signal, context.signal]) : context.signal,
+      });
+    }
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * Storage: where flow *code* lives (a Docker image, a local directory). The server only ever receives a
+ * storage's serialized form; the code itself stays in storage.
+ */
+import { pathToFileURL } from "node:url";
+import { BerthError, describeError } from "../api/errors.js";
+import type { StorageSpec } from "../api/schema.js";
+import { Flow } from "../flows/flow.js";
+
+export interface BuildContext {
+  /** Log a line of progress for the user. */
+  log?: (line: string) => void;
+  /** Push to the registry after building, when the storage has one (default true). */
+  push?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface BuildOutcome {
+  /** Where the flows now live: an image reference or a directory. */
+  location: string;
+  /** False when an identical build already existed and nothing was rebuilt. */
+  built: boolean;
+  pushed: boolean;
+}
+
+export abstract class Storage {
+  /** Flow name → location inside this storage. */
+  readonly flows: Record<string, string> = {};
+  /** Labels every flow in this storage requires of an agent. */
+  readonly labels: string[];
+  /** Bundled source of each flow, by name: what build() puts into storage. */
+  protected readonly sources = new Map<string, string>();
+
+  constructor(labels: string[] = []) {
+    this.labels = [...labels];
+  }
+
+  /** Where a flow with this slug lives inside the storage. */
+  protected abstract locationFor(slug: string): string;
+
+  /** Adds a flow and returns its location. `source` is its bundled module (see storage/bundle.ts). */
+  addFlow(flow: Flow, source?: string): string {
+    const existing = this.flows[flow.name];
+    const location = existing ?? this.locationFor(flow.slug);
+    if (!existing && Object.values(this.flows).includes(location)) {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `two flows in one storage share the location ${location}`);
+    }
+    this.flows[flow.name] = location;
+    if (source !== undefined) this.sources.set(flow.name, source);
+    return location;
+  }
+
+  /** Loads the flow stored at `location`: the module's default export, or its only exported Flow. */
+  async getFlow(location: string): Promise<Flow> {
+    let module: Record<string, unknown>;
+    try {
+      module = (await import(pathToFileURL(location).href)) as Record<string, unknown>;
+    } catch (err) {
+      throw new BerthError("BERTH_E_FLOW_FILE", `cannot load the flow at ${location}: ${describeError(err)}`, { cause: err });
+    }
+    return pickFlow(module, location);
+  }
+
+  abstract build(context?: BuildContext): Promise<BuildOutcome>;
+  abstract serialize(): StorageSpec;
+}
+
+/** The Flow a module exports: `default`, else the single exported Flow. */
+export function pickFlow(module: Record<string, unknown>, where: string): Flow {
+  if (module.default instanceof Flow) return module.default;
+  const flows = Object.entries(module).filter(([, v]) => v instanceof Flow);
+  if (flows.length === 1) return flows[0]![1] as Flow;
+  if (flows.length > 1) {
+    throw new BerthError(
+      "BERTH_E_FLOW_FILE",
+      `${where} exports several flows (${flows.map(([k]) => k).join(", ")}): export the one to register as default`,
+    );
+  }
+  const flowLike = Object.entries(module).find(([, v]) => isFlowLike(v));
+  if (flowLike) {
+    throw new BerthError(
+      "BERTH_E_FLOW_FILE",
+      `${where} exports a flow built with another copy of berth ("${flowLike[0]}"): import Flow from "berth" and let the runtime provide it`,
+    );
+  }
+  throw new BerthError("BERTH_E_FLOW_FILE", `${where} exports no Flow: add \`export default flow\``);
+}
+
+function isFlowLike(v: unknown): boolean {
+  return typeof v === "object" && v !== null && v.constructor?.name === "Flow";
+}
