@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: berth's performance against baselines measured in the same run.
+ *
+ * (a) pickup overhead: flow run created → its container started (the engine's own StartedAt), with an idle
+ *     agent, against raw create+start of the same image measured the same way;
+ * (b) end to end: flow run created → Success recorded by the server, for a trivial flow, as a ratio to
+ *     `docker run --rm` of the same image running the same flow in-process;
+ * (c) the in-process engine: flow.run() with LocalExecutor of a 10,000-task DAG.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { pino } from "pino";
+import { ApiClient } from "../api/client.js";
+import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
+import { ConfigSchema } from "../config/schema.js";
+import { startAgent, startServer } from "../cli/daemons.js";
+import { createContainerRuntime } from "../docker/dockerode.js";
+import { OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
+import { registerFlowFile } from "../storage/register.js";
+import { runEngineBench } from "./engine.js";
+
+const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 25);
+const WARMUP = 3;
+const repo = fileURLToPath(new URL("../..", import.meta.url));
+const flowFile = path.join(repo, "test", "fixtures", "trivial-flow.ts");
+const flowLocation = "/opt/berth/flows/trivial-flow.mjs";
+
+const nowMs = () => performance.timeOrigin + performance.now();
+
+/** RFC 3339 with up to nanoseconds → epoch milliseconds with the fraction kept. */
+function parseEngineTime(iso: string): number {
+  const match = /^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(iso);
+  if (!match) return Date.parse(iso);
+  return Date.parse(`${match[1]}${match[3]}`) + Number(`0${match[2] ?? ""}`) * 1000;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? Number.NaN;
+}
+
+const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
+
+async function startedAt(runtime: ContainerRuntime, nameOrId: string): Promise<number> {
+  const info = await runtime.inspectContainer(nameOrId);
+  if (!info?.startedAt) throw new Error(`container ${nameOrId} has no start time`);
+  return parseEngineTime(info.startedAt);
+}
+
+async function rawCreateStart(runtime: ContainerRuntime, image: string, i: number): Promise<number> {
+  const t0 = nowMs();
+  const id = await runtime.runContainer({
+    name: `berth-bench-raw-${process.pid}-${i}`,
+    image,
+    cmd: ["berth", "execute", "flow-file", flowLocation],
+    labels: { [OWNER_LABEL]: "true", "io.berth.bench": "raw" },
+    network: "host",
+  });
+  const started = await startedAt(runtime, id);
+  await runtime.waitContainer(id);
+  await runtime.removeContainer(id);
+  return started - t0;
+}
+
+async function dockerRunRm(image: string): Promise<number> {
+  const t0 = nowMs();
+  const child = spawn("docker", ["run", "--rm", "--network", "host", image, "berth", "execute", "flow-file", flowLocation], { stdio: "ignore" });
+  const [code] = (await once(child, "exit")) as [number | null];
+  if (code !== 0) throw new Error(`docker run --rm ${image} exited ${code}`);
+  return nowMs() - t0;
+}
+
+async function waitFinal(client: ApiClient, id: string) {
+  let after = 0;
+  for (;;) {
+    const run = await client.getFlowRun(id);
+    if (FINAL_FLOW_RUN_STATES.includes(run.state)) return run;
+    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 1000 })).next;
+  }
+}
+
+async function main(): Promise<void> {
+  const runtime = createContainerRuntime();
+  await runtime.ping();
+  const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-"));
+  const logger = pino({ level: "warn" });
+  const config = ConfigSchema.parse({
+    home: dir,
+    server: { port: 0, db: path.join(dir, "berth.db") },
+    agent: { name: "bench-agent", keepContainers: true, claimWait: "20s" },
+  });
+  const server = await startServer(config, logger);
+  const client = new ApiClient({ baseUrl: server.url });
+  const agent = await startAgent({ ...config, apiUrl: server.url }, logger, runtime);
+  try {
+    process.stdout.write(`berth bench: ${RUNS} runs each (after ${WARMUP} warm-up), ${os.cpus().length} cores, node ${process.version}\n`);
+    const registered = await registerFlowFile(flowFile, { client, runtime, log: () => {} });
+    const image = registered.location;
+    process.stdout.write(`flow image: ${image}\n\n`);
+
+    const pickup: number[] = [];
+    const endToEnd: number[] = [];
+    for (let i = 0; i < RUNS + WARMUP; i++) {
+      // Let the agent get back into its long-poll: it is idle, as the measurement requires.
+      await new Promise((r) => setTimeout(r, 150));
+      const t0 = nowMs();
+      const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", parameters: {} });
+      const final = await waitFinal(client, flowRun.id);
+      if (final.state !== "Success") throw new Error(`bench run ${flowRun.id} ended ${final.state}: ${final.stateMessage}`);
+      const started = await startedAt(runtime, `berth-run-${flowRun.id}`);
+      if (i >= WARMUP) {
+        pickup.push(started - t0);
+        endToEnd.push(parseEngineTime(final.endedAt!) - t0);
+      }
+      await runtime.waitContainer(`berth-run-${flowRun.id}`);
+      await runtime.removeContainer(`berth-run-${flowRun.id}`);
+    }
+
+    const raw: number[] = [];
+    const dockerRun: number[] = [];
+    for (let i = 0; i < RUNS + WARMUP; i++) {
+      const r = await rawCreateStart(runtime, image, i);
+      const d = await dockerRunRm(image);
+      if (i >= WARMUP) {
+        raw.push(r);
+        dockerRun.push(d);
+      }
+    }
+
+    const row = (name: string, values: number[]) =>
+      `  ${name.padEnd(44)} p50 ${fmt(percentile(values, 50)).padStart(10)}   p95 ${fmt(percentile(values, 95)).padStart(10)}\n`;
+    process.stdout.write("(a) pickup: flow run created → container started\n");
+    process.stdout.write(row("berth (idle agent, long-poll claim)", pickup));
+    process.stdout.write(row("raw create+start of the same image", raw));
+    const overhead50 = percentile(pickup, 50) - percentile(raw, 50);
+    const overhead95 = percentile(pickup, 95) - percentile(raw, 95);
+    process.stdout.write(`  overhead over raw: p50 ${fmt(overhead50)}, p95 ${fmt(overhead95)}   (target ≤ 50 ms)\n\n`);
+
+    process.stdout.write("(b) end to end: flow run created → Success recorded\n");
+    process.stdout.write(row("berth", endToEnd));
+    process.stdout.write(row("docker run --rm (same image, same flow)", dockerRun));
+    const ratio = percentile(endToEnd, 50) / percentile(dockerRun, 50);
+    process.stdout.write(`  ratio (p50): ${ratio.toFixed(2)}×   (target ≤ 1.2×)\n\n`);
+  } finally {
+    await agent.stop();
+    await server.close();
+    for (const c of await runtime.listContainers({ [OWNER_LABEL]: "true" })) {
+      if (c.name.includes("bench") || c.labels["io.berth.agent-id"] === agent.id) await runtime.removeContainer(c.id);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const engine = await runEngineBench();
+  process.stdout.write("(c) in-process engine: flow.run() with LocalExecutor, 10,000-task DAG (chain of 5,000 + fan-out of 5,000)\n");
+  process.stdout.write(`${engine.report}   (target < 500 ms)\n`);
+}
+
+await main();

@@ -1,0 +1,39 @@
+import { createLogger } from "../logger.js";
+import { defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { startAgent } from "../daemons.js";
+import { parseEnvPairs } from "../format.js";
+import { onShutdown } from "../process.js";
+
+export interface AgentFlags {
+  api?: string;
+  label?: string[];
+  name?: string;
+  concurrency?: string;
+  network?: string;
+  pullPolicy?: string;
+  env?: string[];
+  containerApi?: string;
+  keepContainers?: boolean;
+}
+
+export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
+  const config = resolveConfig(global, {
+    ...defined({ apiUrl: opts.api }),
+    agent: defined({
+      labels: opts.label,
+      name: opts.name,
+      concurrency: opts.concurrency,
+      network: opts.network,
+      pullPolicy: opts.pullPolicy,
+      env: opts.env ? parseEnvPairs(opts.env) : undefined,
+      containerApiUrl: opts.containerApi,
+      keepContainers: opts.keepContainers,
+    }),
+  });
+  const logger = createLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
+  const agent = await startAgent(config, logger);
+  onShutdown({
+    graceful: async () => agent.stop(),
+    forceful: () => agent.kill(),
+  });
+}

@@ -1,0 +1,99 @@
+import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../api/schema.js";
+import { BerthError } from "../../api/errors.js";
+import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { shortTime, table } from "../format.js";
+import { signalOnInterrupt } from "../process.js";
+
+type ApiOpts = { api?: string; json?: boolean };
+
+function client(global: GlobalOptions, opts: ApiOpts) {
+  return clientFor(resolveConfig(global, defined({ apiUrl: opts.api })));
+}
+
+function print(value: unknown): void {
+  process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
+}
+
+export async function flowsCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
+  const { flows } = await client(global, opts).listFlows();
+  if (opts.json) return print(flows);
+  if (flows.length === 0) return print("no flows registered yet: berth register FILE");
+  print(
+    table(
+      ["NAME", "VERSION", "ID", "LABELS", "ENVIRONMENT", "STORAGE", "REGISTERED"],
+      flows.map((f) => [
+        f.name,
+        String(f.version),
+        f.id,
+        f.labels.join(",") || "-",
+        f.environment.type === "custom" ? `${f.environment.className} (custom)` : f.environment.className,
+        f.storage.type === "docker" ? f.storage.image : f.storage.directory,
+        shortTime(f.createdAt),
+      ]),
+    ),
+  );
+}
+
+export async function runsCommand(global: GlobalOptions, opts: ApiOpts & { flow?: string; state?: string; limit?: string }): Promise<void> {
+  let state: FlowRunStateName | undefined;
+  if (opts.state !== undefined) {
+    const parsed = FlowRunStateName.safeParse(opts.state);
+    if (!parsed.success) throw new BerthError("BERTH_E_BAD_REQUEST", `--state must be one of ${FlowRunStateName.options.join(", ")}`);
+    state = parsed.data;
+  }
+  const limit = opts.limit === undefined ? 50 : Number(opts.limit);
+  if (!Number.isInteger(limit) || limit < 1) throw new BerthError("BERTH_E_BAD_REQUEST", `--limit must be a positive whole number`);
+  const { flowRuns } = await client(global, opts).listFlowRuns({ flowName: opts.flow, state, limit });
+  if (opts.json) return print(flowRuns);
+  if (flowRuns.length === 0) return print("no flow runs");
+  print(
+    table(
+      ["ID", "FLOW", "STATE", "LABELS", "CREATED", "MESSAGE"],
+      flowRuns.map((r) => [
+        r.id,
+        `${r.flowName} v${r.flowVersion}`,
+        r.state,
+        r.labels.join(",") || "-",
+        shortTime(r.createdAt),
+        (r.pickup ?? r.stateMessage ?? "").split("\n")[0] ?? "",
+      ]),
+    ),
+  );
+}
+
+export async function agentsCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
+  const { agents } = await client(global, opts).listAgents();
+  if (opts.json) return print(agents);
+  if (agents.length === 0) return print("no agents have registered: start one with berth agent");
+  print(
+    table(
+      ["NAME", "ID", "LABELS", "STATUS", "CONCURRENCY", "LAST HEARTBEAT"],
+      agents.map((a) => [a.name, a.id, a.labels.join(",") || "-", a.status, String(a.concurrency), shortTime(a.lastHeartbeatAt)]),
+    ),
+  );
+}
+
+export function printLog(line: StoredLog): void {
+  const task = line.task ? ` [${line.task}]` : "";
+  process.stdout.write(`${shortTime(line.at)} ${line.level.padEnd(5)}${task} ${line.message}\n`);
+}
+
+export async function logsCommand(global: GlobalOptions, runId: string, opts: ApiOpts & { follow?: boolean }): Promise<void> {
+  const api = client(global, opts);
+  const signal = signalOnInterrupt();
+  let after = 0;
+  for (;;) {
+    const run = opts.follow ? await api.getFlowRun(runId, signal) : undefined;
+    const final = !run || FINAL_FLOW_RUN_STATES.includes(run.state);
+    const page = await api.getLogs(runId, { after, limit: 1000, waitMs: final ? 0 : 5000 }, signal);
+    for (const line of page.logs) printLog(line);
+    after = page.next;
+    if (final && page.logs.length < 1000) break;
+    if (!opts.follow && page.logs.length < 1000) break;
+  }
+}
+
+export async function cancelCommand(global: GlobalOptions, runId: string, opts: ApiOpts): Promise<void> {
+  const run = await client(global, opts).cancelFlowRun(runId);
+  print(`flow run ${run.id}: ${run.state}`);
+}

@@ -1,0 +1,75 @@
+import type { ApiClient } from "../../api/client.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type FlowRunView } from "../../api/schema.js";
+import { BerthError } from "../../api/errors.js";
+import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { parseParams } from "../format.js";
+import { signalOnInterrupt } from "../process.js";
+import { printLog } from "./inspect.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export async function runCommand(
+  global: GlobalOptions,
+  flow: string,
+  opts: { api?: string; param?: string[]; label?: string[]; flowVersion?: string; idempotencyKey?: string; watch?: boolean },
+): Promise<void> {
+  const config = resolveConfig(global, defined({ apiUrl: opts.api }));
+  const client = clientFor(config);
+  const body: FlowRunCreate = {
+    ...(UUID.test(flow) ? { flowId: flow } : { flowName: flow }),
+    parameters: parseParams(opts.param ?? []),
+    ...(opts.label ? { labels: opts.label } : {}),
+    ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}),
+  };
+  if (opts.flowVersion !== undefined) {
+    const version = Number(opts.flowVersion);
+    if (!Number.isInteger(version) || version < 1) throw new BerthError("BERTH_E_BAD_REQUEST", `--flow-version must be a positive whole number, not "${opts.flowVersion}"`);
+    body.flowVersion = version;
+  }
+  const { flowRun, created } = await client.createFlowRun(body);
+  process.stdout.write(`${created ? "created" : "found existing"} flow run ${flowRun.id} of "${flowRun.flowName}" v${flowRun.flowVersion} (labels: ${flowRun.labels.join(", ") || "none"})\n`);
+  if (!opts.watch) return;
+  const final = await watchFlowRun(client, flowRun, signalOnInterrupt());
+  if (final.state !== "Success") {
+    throw new BerthError("BERTH_E_BAD_REQUEST", `flow run ${final.id} ended ${final.state}${final.stateMessage ? `: ${final.stateMessage}` : ""}`);
+  }
+}
+
+function printState(entry: FlowRunStateEntry): void {
+  process.stdout.write(`state: ${entry.state}${entry.message ? ` (${entry.message.split("\n")[0]})` : ""}\n`);
+}
+
+/** Prints every state change and log line until the run ends; returns the final run. */
+export async function watchFlowRun(client: ApiClient, initial: FlowRunView, signal: AbortSignal): Promise<FlowRunView> {
+  let run = initial;
+  let after = 0;
+  let statesShown = 0;
+  let pickupShown = "";
+  for (;;) {
+    signal.throwIfAborted();
+    const final = FINAL_FLOW_RUN_STATES.includes(run.state);
+    const page = await client.getLogs(run.id, { after, limit: 1000, waitMs: final ? 0 : 1000 }, signal);
+    // The state history is complete even when a run moves faster than we poll; merge it with the logs by time.
+    const states = await client.listFlowRunStates(run.id, signal);
+    const events = [
+      ...states.slice(statesShown).map((e) => ({ at: e.at, print: () => printState(e) })),
+      ...page.logs.map((l) => ({ at: l.at, print: () => printLog(l) })),
+    ].sort((a, b) => a.at.localeCompare(b.at));
+    for (const event of events) event.print();
+    statesShown = states.length;
+    after = page.next;
+    run = await client.getFlowRun(run.id, signal);
+    if (run.pickup && run.pickup !== pickupShown) {
+      pickupShown = run.pickup;
+      process.stdout.write(`waiting for an agent: ${run.pickup}\n`);
+    }
+    if (final && page.logs.length === 0) break;
+  }
+  if (run.stateMessage && run.state !== "Success" && run.stateMessage.includes("\n")) process.stdout.write(`${run.stateMessage}\n`);
+  const taskRuns = await client.listTaskRuns(run.id, signal);
+  if (taskRuns.length > 0) {
+    process.stdout.write(`tasks: ${taskRuns.map((t) => `${t.taskName}=${t.state}`).join(", ")}\n`);
+  }
+  process.stdout.write(`flow run ${run.id}: ${run.state}\n`);
+  return run;
+}

@@ -1,0 +1,38 @@
+import { createLogger } from "../logger.js";
+import { defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { startAgent, startServer } from "../daemons.js";
+import { onShutdown } from "../process.js";
+
+/** The quickstart: server and one agent in one process. The agent talks to the server it started. */
+export async function upCommand(
+  global: GlobalOptions,
+  opts: { host?: string; port?: string; db?: string; label?: string[]; concurrency?: string },
+): Promise<void> {
+  const base = resolveConfig(global, {
+    server: defined({ host: opts.host, port: opts.port, db: opts.db }),
+    agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
+  });
+  const logger = createLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
+  const { createContainerRuntime } = await import("../../docker/dockerode.js");
+  const { ensureRuntimeImage } = await import("../../docker/images.js");
+  const { fileURLToPath } = await import("node:url");
+  const runtime = createContainerRuntime();
+  await runtime.ping();
+  // Built before the agent starts, so the first flow run does not wait for it.
+  const image = await ensureRuntimeImage(runtime, {
+    packageRoot: fileURLToPath(new URL("../../..", import.meta.url)),
+    log: (line) => logger.info(line),
+  });
+  logger.info({ image }, "berth runtime image ready");
+  const server = await startServer(base, logger.child({ component: "server" }));
+  const config = { ...base, apiUrl: server.url };
+  const agent = await startAgent(config, logger.child({ component: "agent" }), runtime);
+  logger.info(`berth is up at ${server.url}: register a flow with \`berth register FILE\`, then \`berth run NAME --watch\``);
+  onShutdown({
+    graceful: async () => {
+      await agent.stop();
+      await server.close();
+    },
+    forceful: () => agent.kill(),
+  });
+}

@@ -1,0 +1,92 @@
+/** Starting the long-running parts (server, agent) from a Config; shared by `server`, `agent` and `up`. */
+import { mkdirSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Logger } from "pino";
+import { BerthError } from "../api/errors.js";
+import type { Config } from "../config/schema.js";
+import type { Agent } from "../agent/agent.js";
+import type { PullPolicy } from "../agent/options.js";
+import type { ContainerRuntime } from "../docker/port.js";
+import { clientFor } from "./context.js";
+import { VERSION } from "./version.js";
+
+export interface RunningServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const db = config.server.db ?? path.join(config.home, "berth.db");
+  if (/^postgres(ql)?:\/\//.test(db)) {
+    throw new BerthError("BERTH_E_CONFIG", "the PostgreSQL store is not available in this version of berth: use a SQLite file for --db");
+  }
+  if (db !== ":memory:") mkdirSync(path.dirname(path.resolve(db)), { recursive: true });
+  const { openSqliteStore } = await import("../store/sqlite.js");
+  const { buildServer } = await import("../server/app.js");
+  const store = await openSqliteStore(db);
+  const app = await buildServer({
+    store,
+    logger,
+    config: { version: VERSION, agentLostAfterMs: config.server.agentLostAfter, ...(config.apiToken ? { apiToken: config.apiToken } : {}) },
+  });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await app.close();
+    await store.close();
+    const code = (err as { code?: string }).code;
+    const hint = code === "EADDRINUSE" ? `: port ${config.server.port} is in use (is another berth server running?); choose another with --port` : "";
+    throw new BerthError("BERTH_E_CONFIG", `cannot listen on ${config.server.host}:${config.server.port}${hint || `: ${(err as Error).message}`}`, { cause: err });
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.server.port;
+  const url = `http://${config.server.host.includes(":") ? `[${config.server.host}]` : config.server.host}:${port}`;
+  logger.info({ db: store.description, url }, `berth server ${VERSION} listening on ${url}`);
+  let closed = false;
+  return {
+    url,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await app.close();
+      await store.close();
+    },
+  };
+}
+
+export async function startAgent(config: Config, logger: Logger, runtime?: ContainerRuntime): Promise<Agent> {
+  const { createContainerRuntime } = await import("../docker/dockerode.js");
+  const { Agent } = await import("../agent/agent.js");
+  const { ensureRuntimeImage } = await import("../docker/images.js");
+  const engine = runtime ?? createContainerRuntime();
+  const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
+  let runtimeImage: Promise<string> | undefined;
+  const agent = new Agent(
+    {
+      client: clientFor(config),
+      runtime: engine,
+      logger,
+      runtimeImage: () => (runtimeImage ??= ensureRuntimeImage(engine, { packageRoot, log: (line) => logger.info(line) })),
+    },
+    {
+      name: config.agent.name ?? `agent-${os.hostname()}`,
+      labels: config.agent.labels,
+      concurrency: config.agent.concurrency,
+      apiUrl: config.apiUrl,
+      containerApiUrl: config.agent.containerApiUrl,
+      apiToken: config.apiToken,
+      network: config.agent.network,
+      pullPolicy: config.agent.pullPolicy as PullPolicy,
+      env: config.agent.env,
+      claimWaitMs: config.agent.claimWait,
+      heartbeatIntervalMs: config.agent.heartbeatInterval,
+      drainTimeoutMs: config.agent.drainTimeout,
+      stopGraceMs: config.agent.stopGrace,
+      keepContainers: config.agent.keepContainers,
+    },
+  );
+  await agent.start();
+  return agent;
+}

@@ -1,0 +1,46 @@
+import { BerthError } from "../api/errors.js";
+
+/** Renders rows as an aligned text table. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
+  return [line(headers), ...rows.map(line)].join("\n");
+}
+
+/** `k=v` pairs; values that parse as JSON are taken as JSON (numbers, booleans, objects), else as strings. */
+export function parseParams(pairs: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new BerthError("BERTH_E_BAD_REQUEST", `--param "${pair}" is not of the form name=value`);
+    const raw = pair.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // Not JSON: keep the text.
+    }
+    out[pair.slice(0, eq)] = value;
+  }
+  return out;
+}
+
+/** `K=V` pairs for environment variables. */
+export function parseEnvPairs(pairs: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new BerthError("BERTH_E_CONFIG", `--env "${pair}" is not of the form NAME=value`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+export function shortTime(iso: string | null | undefined): string {
+  if (!iso) return "-";
+  return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+}

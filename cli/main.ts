@@ -1,0 +1,157 @@
+#!/usr/bin/env node
+/**
+ * `berth`: the command line. Each command's module is imported only when that command runs, so the
+ * flow-run container's `berth execute flow-run` loads no server, Docker or bundler code.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { BerthError, describeError, isBerthError } from "../api/errors.js";
+import { collect } from "./format.js";
+import { VERSION } from "./version.js";
+
+const program = new Command("berth")
+  .description("Run TypeScript flows in Docker: storage images, an HTTP server and label-matched agents.")
+  .version(VERSION)
+  .showHelpAfterError("(run with --help for usage)")
+  .option("--config <file>", "config file (default ./berth.config.json when present, or BERTH_CONFIG)")
+  .option("--log-level <level>", "debug | info | warn | error");
+
+const apiOption = () => new Option("--api <url>", "the berth server (default http://127.0.0.1:4200, or BERTH_API_URL)");
+
+program
+  .command("server")
+  .description("run the API server (embedded SQLite by default)")
+  .option("--host <host>", "interface to listen on (default 127.0.0.1)")
+  .option("--port <port>", "port to listen on (default 4200)")
+  .option("--db <path|url>", "SQLite file (default ~/.berth/berth.db)")
+  .action(async (opts) => (await import("./commands/server.js")).serverCommand(program.opts(), opts));
+
+program
+  .command("agent")
+  .description("run a Docker agent that claims flow runs matching its labels")
+  .addOption(apiOption())
+  .option("--label <label>", "an agent label (repeatable)", collect)
+  .option("--name <name>", "agent name (default agent-<hostname>)")
+  .option("--concurrency <n>", "flow runs at once (default 1)")
+  .option("--network <net>", "Docker network for flow-run containers (default host when the API is on loopback)")
+  .addOption(new Option("--pull-policy <policy>", "image pull policy (default if-not-present)").choices(["always", "if-not-present", "never"]))
+  .option("--env <K=V>", "environment variable for flow-run containers (repeatable)", collect)
+  .option("--container-api <url>", "the API URL as containers reach it (default: --api)")
+  .option("--keep-containers", "leave finished containers for inspection")
+  .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
+
+program
+  .command("register")
+  .description("bundle a flow file, build its storage image (with healthcheck), push it, and register it")
+  .argument("<file>", "a TypeScript or JavaScript file exporting a Flow")
+  .addOption(apiOption())
+  .option("--label <label>", "an extra flow label (repeatable)", collect)
+  .option("--no-push", "do not push the image, even when the storage names a registry")
+  .action(async (file, opts) => (await import("./commands/register.js")).registerCommand(program.opts(), file, opts));
+
+program
+  .command("run")
+  .description("create a flow run of a registered flow (by name or id)")
+  .argument("<flow>", "flow name or id")
+  .addOption(apiOption())
+  .option("--param <k=v>", "a parameter; JSON values are parsed (repeatable)", collect)
+  .option("--label <label>", "run labels, replacing the flow's (repeatable)", collect)
+  .option("--flow-version <n>", "a specific flow version (default newest)")
+  .option("--idempotency-key <key>", "create at most one run for this key")
+  .option("--watch", "stream states and logs; exit 0 on Success, 1 otherwise")
+  .action(async (flow, opts) => (await import("./commands/run.js")).runCommand(program.opts(), flow, opts));
+
+program
+  .command("flows")
+  .description("list registered flows")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/inspect.js")).flowsCommand(program.opts(), opts));
+
+program
+  .command("runs")
+  .description("list flow runs, newest first")
+  .addOption(apiOption())
+  .option("--flow <name>", "only runs of this flow")
+  .option("--state <state>", "only runs in this state")
+  .option("--limit <n>", "at most this many (default 50)")
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/inspect.js")).runsCommand(program.opts(), opts));
+
+program
+  .command("agents")
+  .description("list agents")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/inspect.js")).agentsCommand(program.opts(), opts));
+
+program
+  .command("logs")
+  .description("print a flow run's logs")
+  .argument("<run>", "flow run id")
+  .addOption(apiOption())
+  .option("--follow", "keep printing until the run ends")
+  .action(async (run, opts) => (await import("./commands/inspect.js")).logsCommand(program.opts(), run, opts));
+
+program
+  .command("cancel")
+  .description("cancel a flow run")
+  .argument("<run>", "flow run id")
+  .addOption(apiOption())
+  .action(async (run, opts) => (await import("./commands/inspect.js")).cancelCommand(program.opts(), run, opts));
+
+const execute = program.command("execute").description("run flows inside a container (entry points)");
+execute
+  .command("flow-run")
+  .description("the flow-run container's entry point (reads BERTH_API_URL, BERTH_API_TOKEN, BERTH_FLOW_RUN_ID)")
+  .action(async () => (await import("./commands/execute.js")).executeFlowRunCommand());
+execute
+  .command("flow-file")
+  .description("run a flow module in this process with no server (for debugging an image)")
+  .argument("<location>", "path of a bundled flow module, e.g. /opt/berth/flows/my-flow.mjs")
+  .option("--param <k=v>", "a parameter (repeatable)", collect)
+  .action(async (location, opts) => (await import("./commands/execute.js")).executeFlowFileCommand(location, opts));
+
+program
+  .command("healthcheck")
+  .description("check that flows load in this image (run during storage builds)")
+  .argument("<locations...>", "flow module paths")
+  .action(async (locations) => (await import("./commands/execute.js")).healthcheckCommand(locations));
+
+program
+  .command("up")
+  .description("quickstart: the server (SQLite) and one agent in one process, on the local Docker engine")
+  .option("--host <host>", "interface to listen on (default 127.0.0.1)")
+  .option("--port <port>", "port to listen on (default 4200)")
+  .option("--db <path>", "SQLite file (default ~/.berth/berth.db)")
+  .option("--label <label>", "an agent label (repeatable)", collect)
+  .option("--concurrency <n>", "flow runs at once (default 2)")
+  .action(async (opts) => (await import("./commands/up.js")).upCommand(program.opts(), opts));
+
+const image = program.command("image").description("build the images berth needs, offline when no registry is reachable");
+image
+  .command("build")
+  .description("build the berth runtime image (server, agent and flow runtime)")
+  .option("--base <image>", "base image with Node.js (default node:20-bookworm-slim when present, else one made from this host's Node.js)")
+  .action(async (opts) => (await import("./commands/image.js")).imageBuildCommand(opts));
+image
+  .command("registry")
+  .description("build a registry image from Debian's docker-registry, for docker compose without Docker Hub")
+  .action(async () => (await import("./commands/image.js")).imageRegistryCommand());
+
+program.exitOverride();
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode);
+  }
+  process.stderr.write(`${formatFailure(err)}\n`);
+  process.exit(isBerthError(err) && err.code === "BERTH_E_ABORTED" ? 130 : 1);
+}
+
+function formatFailure(err: unknown): string {
+  if (err instanceof BerthError) return `berth: ${err.message}`;
+  const detail = process.env.BERTH_DEBUG ? `\n${(err as Error)?.stack ?? ""}` : " (set BERTH_DEBUG=1 for a stack trace)";
+  return `berth: unexpected error: ${describeError(err)}${detail}`;
+}

@@ -1,0 +1,99 @@
+/**
+ * Loads the configuration: defaults < config file < BERTH_* environment variables < flags, then one parse.
+ * The environment is passed in, never read at import.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { BerthError } from "../api/errors.js";
+import { ConfigSchema, type Config } from "./schema.js";
+
+type Layer = Record<string, unknown>;
+
+export interface LoadConfigOptions {
+  env: Record<string, string | undefined>;
+  cwd: string;
+  /** Explicit config file (--config); else BERTH_CONFIG; else ./berth.config.json when present. */
+  file?: string | undefined;
+  /** Values from flags, in the config's shape. */
+  flags?: Layer;
+}
+
+/** BERTH_* variable → config path. List values are comma-separated. */
+const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
+  BERTH_API_URL: { path: ["apiUrl"] },
+  BERTH_API_TOKEN: { path: ["apiToken"] },
+  BERTH_LOG_LEVEL: { path: ["logLevel"] },
+  BERTH_HOME: { path: ["home"] },
+  BERTH_SERVER_HOST: { path: ["server", "host"] },
+  BERTH_SERVER_PORT: { path: ["server", "port"] },
+  BERTH_DB: { path: ["server", "db"] },
+  BERTH_AGENT_LOST_AFTER: { path: ["server", "agentLostAfter"] },
+  BERTH_AGENT_NAME: { path: ["agent", "name"] },
+  BERTH_AGENT_LABELS: { path: ["agent", "labels"], list: true },
+  BERTH_AGENT_CONCURRENCY: { path: ["agent", "concurrency"] },
+  BERTH_AGENT_NETWORK: { path: ["agent", "network"] },
+  BERTH_AGENT_PULL_POLICY: { path: ["agent", "pullPolicy"] },
+  BERTH_AGENT_CONTAINER_API_URL: { path: ["agent", "containerApiUrl"] },
+  BERTH_AGENT_CLAIM_WAIT: { path: ["agent", "claimWait"] },
+  BERTH_AGENT_HEARTBEAT_INTERVAL: { path: ["agent", "heartbeatInterval"] },
+  BERTH_AGENT_DRAIN_TIMEOUT: { path: ["agent", "drainTimeout"] },
+  BERTH_AGENT_STOP_GRACE: { path: ["agent", "stopGrace"] },
+};
+
+export function loadConfig(options: LoadConfigOptions): Config {
+  const merged = [fileLayer(options), envLayer(options.env), options.flags ?? {}].reduce(deepMerge, {});
+  const parsed = ConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; ");
+    throw new BerthError("BERTH_E_CONFIG", `invalid configuration: ${problems}`, { details: parsed.error.issues });
+  }
+  return parsed.data;
+}
+
+function fileLayer(options: LoadConfigOptions): Layer {
+  const explicit = options.file ?? options.env.BERTH_CONFIG;
+  const file = explicit ? path.resolve(options.cwd, explicit) : path.join(options.cwd, "berth.config.json");
+  if (!existsSync(file)) {
+    if (explicit) throw new BerthError("BERTH_E_CONFIG", `config file not found: ${file}`);
+    return {};
+  }
+  try {
+    const value: unknown = JSON.parse(readFileSync(file, "utf8"));
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new Error("the top level must be an object");
+    return value as Layer;
+  } catch (err) {
+    throw new BerthError("BERTH_E_CONFIG", `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function envLayer(env: Record<string, string | undefined>): Layer {
+  const layer: Layer = {};
+  for (const [name, spec] of Object.entries(ENV_PATHS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    const value = spec.list ? raw.split(",").map((s) => s.trim()).filter(Boolean) : raw;
+    setPath(layer, spec.path, value);
+  }
+  return layer;
+}
+
+function setPath(target: Layer, keys: string[], value: unknown): void {
+  let node = target;
+  for (const key of keys.slice(0, -1)) node = (node[key] ??= {}) as Layer;
+  node[keys[keys.length - 1]!] = value;
+}
+
+function deepMerge(base: Layer, over: Layer): Layer {
+  const out: Layer = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    if (value === undefined) continue;
+    const current = out[key];
+    out[key] =
+      isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): v is Layer {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}

@@ -1,0 +1,79 @@
+/**
+ * berth's configuration: one zod schema, parsed once. Layers merge as defaults < config file < BERTH_*
+ * environment variables < command-line flags (see config/load.ts). Durations are written like "30s" and
+ * compiled once into `...Ms` numbers.
+ */
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { PULL_POLICIES } from "../agent/options.js";
+
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+
+/** "250ms", "30s", "5m", "1h" or a number of milliseconds → milliseconds. */
+export const Duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
+  if (typeof value === "number") return value;
+  const match = DURATION.exec(value.trim());
+  if (!match) {
+    ctx.addIssue({ code: "custom", message: `"${value}" is not a duration: write it like 500ms, 30s, 5m or 1h` });
+    return z.NEVER;
+  }
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]);
+});
+
+const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or commas");
+
+export const ConfigSchema = z.object({
+  /** The server's URL, for clients and agents. Default http://127.0.0.1:4200. */
+  apiUrl: z.url().default("http://127.0.0.1:4200"),
+  /** Bearer token: required by the server when set there, sent by clients when set here. Default none. */
+  apiToken: z.string().min(1).optional(),
+  /** debug | info | warn | error. Default info. */
+  logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
+  /** Where berth keeps its files (SQLite database, logs). Default ~/.berth. */
+  home: z.string().default(path.join(os.homedir(), ".berth")),
+  server: z
+    .object({
+      /** Default 127.0.0.1. */
+      host: z.string().default("127.0.0.1"),
+      /** Default 4200. */
+      port: z.coerce.number().int().min(0).max(65_535).default(4200),
+      /** SQLite file path, or a postgres:// URL. Default <home>/berth.db. */
+      db: z.string().optional(),
+      /** An agent not heard from for this long is lost. Default 60s. */
+      agentLostAfter: Duration.default(60_000),
+    })
+    .prefault({}),
+  agent: z
+    .object({
+      /** Default agent-<hostname>. */
+      name: z.string().min(1).optional(),
+      /** Default none: the agent then runs only unlabelled flow runs. */
+      labels: z.array(Label).default([]),
+      /** Flow runs at once. Default 1. */
+      concurrency: z.coerce.number().int().min(1).max(1000).default(1),
+      /** Docker network for flow-run containers. Default host when the API is on loopback. */
+      network: z.string().min(1).optional(),
+      /** always | if-not-present | never. Default if-not-present. */
+      pullPolicy: z.enum(PULL_POLICIES as [string, ...string[]]).default("if-not-present"),
+      /** Extra environment for flow-run containers. Default none. */
+      env: z.record(z.string(), z.string()).default({}),
+      /** The API URL as flow-run containers reach it. Default: apiUrl. */
+      containerApiUrl: z.url().optional(),
+      /** Long-poll length of a claim. Default 20s. */
+      claimWait: Duration.default(20_000),
+      /** Default 10s. */
+      heartbeatInterval: Duration.default(10_000),
+      /** How long a stopping agent waits for its flow runs. Default 60s. */
+      drainTimeout: Duration.default(60_000),
+      /** SIGTERM-to-SIGKILL grace for flow-run containers. Default 10s. */
+      stopGrace: Duration.default(10_000),
+      /** Keep finished containers. Default false. */
+      keepContainers: z.boolean().default(false),
+    })
+    .prefault({}),
+});
+
+export type Config = z.output<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
