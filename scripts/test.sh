@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The test command: prerequisites, then the whole suite against the real Docker engine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/prereqs.sh
+exec npx vitest run "$@"

@@ -1,0 +1,207 @@
+/**
+ * The whole path, for real: a berth server and Docker agents as processes, flows registered with the CLI
+ * (storage images built on the local engine, healthchecked), runs executed in containers.
+ */
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../api/client.js";
+import { AGENT_LABEL } from "../docker/port.js";
+import { berthContainers, dockerAvailable } from "./helpers/docker.js";
+import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
+
+const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
+
+describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine", () => {
+  let dir: string;
+  let server: { proc: BerthProcess; url: string };
+  let plain: BerthProcess;
+  let client: ApiClient;
+  const cli = (args: string[]) => berth([...args, "--api", server.url]);
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "berth-e2e-"));
+    // The runtime image is built once, up front, so individual tests are not charged for it.
+    const image = await berth(["image", "build"], { timeoutMs: 600_000 });
+    expect(image.code, image.stderr).toBe(0);
+    server = await startServer(dir);
+    client = new ApiClient({ baseUrl: server.url });
+    plain = await startAgent(server.url, [], `plain-${process.pid}`);
+  }, 900_000);
+
+  afterAll(async () => {
+    await plain?.stop();
+    // Every agent has drained: no container berth created may remain.
+    const agentIds = server ? (await client.listAgents()).agents.map((a) => a.id) : [];
+    const leaked = (await Promise.all(agentIds.map((id) => berthContainers({ [AGENT_LABEL]: id })))).flat();
+    await server?.proc.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    expect(leaked).toEqual([]);
+  });
+
+  it("runs the seed's custom-environment example in a container, ending Success", async () => {
+    const registered = await cli(["register", path.join(REPO, "examples", "custom-environment.ts"), "--no-push"]);
+    expect(registered.code, registered.stderr).toBe(0);
+    expect(registered.stdout).toMatch(/flow "Custom Environment Example" (version 1|is unchanged)/);
+
+    const run = await cli(["run", "Custom Environment Example", "--watch"]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const states = [...run.stdout.matchAll(/^state: (\w+)/gm)].map((m) => m[1]);
+    expect(states).toEqual(["Scheduled", "Submitted", "Running", "Success"]);
+    expect(run.stdout).toMatch(/flow run \S+: Success/);
+    expect(run.stdout).toMatch(/\[output_value\] Example!/);
+
+    const runId = /flow run (\S+): Success/.exec(run.stdout)![1]!;
+    const { logs } = await client.getLogs(runId, { after: 0, limit: 1000 });
+    const messages = logs.map((l) => l.message);
+    // setup and execute ran in the container: /.dockerenv exists there, and the flow runtime is the
+    // container's first process (its own PID namespace), which no process on the host can be.
+    const setup = messages.find((m) => m.startsWith("setup ran in process "));
+    const execute = messages.find((m) => m.startsWith("execute ran in process "));
+    expect(setup).toMatch(/^setup ran in process 1 on .*\(in a container: true\)/);
+    expect(execute).toMatch(/^execute ran in process 1 on .*\(in a container: true\)/);
+    const tasks = await client.listTaskRuns(runId);
+    expect(tasks.map((t) => [t.taskName, t.state]).sort()).toEqual([
+      ["get_value", "Success"],
+      ["output_value", "Success"],
+    ]);
+    const flows = await client.listFlows();
+    const flow = flows.flows.find((f) => f.name === "Custom Environment Example")!;
+    // Only the serialized environment reaches the server, never its code.
+    expect(flow.environment).toEqual({ type: "custom", className: "MyCustomEnvironment", labels: [], metadata: {} });
+    expect(flow.storage).toMatchObject({ type: "docker", image: "localhost:5000/dev/custom-env-flow:0.1.0" });
+  });
+
+  it("re-registering an unchanged flow rebuilds nothing and makes no new version", async () => {
+    const first = await cli(["register", fixture("trivial-flow.ts")]);
+    expect(first.code, first.stderr).toBe(0);
+    const again = await cli(["register", fixture("trivial-flow.ts")]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/is unchanged: version 1/);
+    expect(again.stdout).toContain("(reused)");
+  });
+
+  it("calls onStart before and onExit after the flow, in the container, for a custom class named like a built-in", async () => {
+    const outside = await mkdtemp(path.join(os.tmpdir(), "berth-flow-elsewhere-"));
+    const file = path.join(outside, "callbacks.ts");
+    await copyFile(fixture("callbacks-flow.ts"), file);
+    const registered = await cli(["register", file]);
+    expect(registered.code, registered.stderr).toBe(0);
+    expect(registered.stderr).toMatch(/warning: .*LocalEnvironment/);
+    await rm(outside, { recursive: true, force: true });
+
+    const { flows } = await client.listFlows();
+    const flow = flows.find((f) => f.name === "Callbacks Flow")!;
+    expect(flow.environment).toEqual({ type: "custom", className: "LocalEnvironment", labels: ["callbacks"], metadata: { team: "platform" } });
+    expect(flow.labels).toEqual(["callbacks"]);
+
+    const agent = await startAgent(server.url, ["callbacks"], `callbacks-${process.pid}`);
+    try {
+      const run = await cli(["run", "Callbacks Flow", "--param", "greeting=ahoy", "--watch"]);
+      expect(run.code, run.stdout + run.stderr).toBe(0);
+      const runId = /flow run (\S+): Success/.exec(run.stdout)![1]!;
+      const messages = (await client.getLogs(runId, { after: 0, limit: 1000 })).logs.map((l) => l.message);
+      const index = (prefix: string) => messages.findIndex((m) => m.startsWith(prefix));
+      expect(messages.find((m) => m.startsWith("custom setup on"))).toContain("dockerenv=true");
+      expect(index("onStart called")).toBeGreaterThanOrEqual(0);
+      expect(index("onStart called")).toBeLessThan(index("shouting AHOY!"));
+      expect(index("shouting AHOY!")).toBeLessThan(index("onExit called"));
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("a failing task gives a Failed run that carries the error", async () => {
+    const registered = await cli(["register", fixture("failing-flow.ts")]);
+    expect(registered.code, registered.stderr).toBe(0);
+    const run = await cli(["run", "Failing Flow", "--watch"]);
+    expect(run.code).not.toBe(0);
+    expect(run.stdout).toMatch(/flow run \S+: Failed/);
+    const runId = /flow run (\S+): Failed/.exec(run.stdout)![1]!;
+    const tasks = Object.fromEntries((await client.listTaskRuns(runId)).map((t) => [t.taskName, t]));
+    expect(tasks.prepare?.state).toBe("Success");
+    expect(tasks.explode?.state).toBe("Failed");
+    expect(tasks.explode?.message).toContain("boom: cannot handle 41");
+    expect(tasks.explode?.attempt).toBe(2);
+    expect(tasks.after?.state).toBe("TriggerFailed");
+  });
+
+  it("two agents with different labels each get only their runs", async () => {
+    const registered = await cli(["register", fixture("trivial-flow.ts")]);
+    expect(registered.code, registered.stderr).toBe(0);
+    const red = await startAgent(server.url, ["red"], `red-${process.pid}`);
+    const blue = await startAgent(server.url, ["blue"], `blue-${process.pid}`);
+    try {
+      const { agents } = await client.listAgents();
+      const id = (name: string) => agents.find((a) => a.name === name)!.id;
+      const created = await Promise.all(
+        ["red", "blue", "red", "blue"].map((label) => client.createFlowRun({ flowName: "Trivial Flow", labels: [label], parameters: {} })),
+      );
+      const finals = await Promise.all(created.map((c) => waitFinal(client, c.flowRun.id)));
+      finals.forEach((run, i) => {
+        expect(run.state).toBe("Success");
+        expect(run.agentId).toBe(id(`${run.labels[0]}-${process.pid}`));
+        expect(run.labels).toEqual([["red", "blue", "red", "blue"][i]]);
+      });
+    } finally {
+      await Promise.all([red.stop(), blue.stop()]);
+    }
+  });
+
+  it("a Scheduled run no agent can take says why, and cancelling it makes it Cancelled", async () => {
+    await cli(["register", fixture("trivial-flow.ts")]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", labels: ["nobody-has-this"], parameters: {} });
+    const view = await client.getFlowRun(flowRun.id);
+    expect(view.state).toBe("Scheduled");
+    expect(view.pickup).toContain("nobody-has-this");
+    const cancelled = await cli(["cancel", flowRun.id]);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    expect(cancelled.stdout).toContain("Cancelled");
+    expect((await client.getFlowRun(flowRun.id)).state).toBe("Cancelled");
+  });
+
+  it("bad flow files get clear one-line errors", async () => {
+    const syntax = await cli(["register", fixture("bad-syntax.ts")]);
+    expect(syntax.code).toBe(1);
+    expect(syntax.stderr).toMatch(/bad-syntax\.ts:3:\d+: error: Expected/);
+    const noExport = await cli(["register", fixture("no-export.ts")]);
+    expect(noExport.code).toBe(1);
+    expect(noExport.stderr).toContain("exports no Flow");
+    const throws = await cli(["register", fixture("throws-on-load.ts")]);
+    expect(throws.code).toBe(1);
+    expect(throws.stderr).toContain("the flow's module failed on purpose");
+    const missing = await cli(["register", path.join(os.tmpdir(), "no-such-flow-file.ts")]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("flow file not found");
+    for (const r of [syntax, noExport, throws, missing]) expect(r.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it("the build-time healthcheck names the failing check and its cause", async () => {
+    const result = await cli(["register", fixture("missing-dependency.ts")]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/healthcheck .*failed/);
+    expect(result.stderr).toContain('environment dependency "berth-test-module-that-does-not-exist"');
+    const { flows } = await client.listFlows();
+    expect(flows.some((f) => f.name === "Missing Dependency Flow")).toBe(false);
+  });
+
+  it("client commands against a dead server say so in one line", async () => {
+    const result = await berth(["flows", "--api", "http://127.0.0.1:9"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot reach the berth server at http:\/\/127\.0\.0\.1:9/);
+  });
+
+});
+
+async function waitFinal(client: ApiClient, id: string, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  let after = 0;
+  for (;;) {
+    const run = await client.getFlowRun(id);
+    if (["Success", "Failed", "Cancelled"].includes(run.state)) return run;
+    if (Date.now() > deadline) throw new Error(`flow run ${id} still ${run.state} after ${timeoutMs} ms`);
+    // The logs long-poll returns as soon as the run logs or ends, so this does not spin.
+    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 2000 })).next;
+  }
+}

@@ -1,0 +1,115 @@
+/** Real berth processes for end-to-end tests: spawned from the built CLI, always killed afterwards. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const REPO = fileURLToPath(new URL("../..", import.meta.url));
+export const CLI = path.join(REPO, "dist", "cli", "main.js");
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as net.AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs one berth command to completion (bounded by timeoutMs). */
+export async function berth(args: string[], options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd: options.cwd ?? REPO,
+    env: { ...process.env, BERTH_LOG_FORMAT: "json", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 120_000);
+  const [code] = (await once(child, "exit")) as [number | null];
+  clearTimeout(timer);
+  return { code, stdout, stderr };
+}
+
+/** A long-running berth process (server, agent) whose output can be awaited line by line. */
+export class BerthProcess {
+  readonly child: ChildProcess;
+  output = "";
+  private waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = spawn(process.execPath, [CLI, ...args], {
+      cwd: REPO,
+      env: { ...process.env, BERTH_LOG_FORMAT: "json", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const onData = (d: Buffer) => {
+      this.output += d.toString();
+      for (const w of [...this.waiters]) {
+        const match = this.output.split("\n").find((l) => w.pattern.test(l));
+        if (match !== undefined) {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          w.resolve(match);
+        }
+      }
+    };
+    this.child.stdout!.on("data", onData);
+    this.child.stderr!.on("data", onData);
+  }
+
+  /** Resolves with the first output line matching `pattern`; rejects if the process exits or time runs out. */
+  waitFor(pattern: RegExp, timeoutMs = 60_000): Promise<string> {
+    const existing = this.output.split("\n").find((l) => pattern.test(l));
+    if (existing !== undefined) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out waiting for ${pattern}; output:\n${this.output}`)), timeoutMs);
+      const onExit = () => reject(new Error(`process exited before ${pattern}; output:\n${this.output}`));
+      this.child.once("exit", onExit);
+      this.waiters.push({
+        pattern,
+        resolve: (line) => {
+          clearTimeout(timer);
+          this.child.off("exit", onExit);
+          resolve(line);
+        },
+      });
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
+  async stop(graceMs = 15_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
+    const exited = once(this.child, "exit");
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const [code] = (await exited) as [number | null];
+    clearTimeout(timer);
+    return code;
+  }
+}
+
+/** A berth server on a free loopback port with a fresh SQLite file. */
+export async function startServer(dir: string, env: Record<string, string> = {}): Promise<{ proc: BerthProcess; url: string }> {
+  const port = await freePort();
+  const proc = new BerthProcess(["server", "--port", String(port), "--db", path.join(dir, "berth.db")], env);
+  await proc.waitFor(/listening on/);
+  return { proc, url: `http://127.0.0.1:${port}` };
+}
+
+/** An agent with labels; resolves once it is claiming. */
+export async function startAgent(url: string, labels: string[], name: string, extra: string[] = []): Promise<BerthProcess> {
+  const args = ["agent", "--api", url, "--name", name, ...labels.flatMap((l) => ["--label", l]), ...extra];
+  const proc = new BerthProcess(args, { BERTH_AGENT_HEARTBEAT_INTERVAL: "1s" });
+  await proc.waitFor(/is claiming flow runs/, 180_000);
+  return proc;
+}
