@@ -5,7 +5,6 @@
  *   berth register examples/custom-environment.ts --no-push
  *   berth run "Custom Environment Example" --watch
  */
-import { existsSync } from "node:fs";
 import os from "node:os";
 import {
   DockerStorage,
@@ -26,13 +25,14 @@ class MyCustomEnvironment extends Environment {
 
   /** Sets up any infrastructure this environment needs; here it only says where it runs. */
   override async setup(_storage: Storage): Promise<void> {
-    this.logger.info(`setup ran in process ${process.pid} on ${os.hostname()} (in a container: ${existsSync("/.dockerenv")})`);
+    // In a flow-run container, the flow runtime is process 1 of the container's own PID namespace.
+    this.logger.info(`setup ran as process ${process.pid} on ${os.hostname()}`);
   }
 
   override async execute(storage: Storage, flowLocation: string, _opts: Record<string, unknown> = {}): Promise<void> {
     await this.onStart?.();
     try {
-      this.logger.info(`execute ran in process ${process.pid} on ${os.hostname()} (in a container: ${existsSync("/.dockerenv")}) for ${flowLocation}`);
+      this.logger.info(`execute ran as process ${process.pid} on ${os.hostname()} for ${flowLocation}`);
       const flow = await storage.getFlow(flowLocation);
       const Executor = getDefaultExecutorClass();
       const Runner = getDefaultFlowRunnerClass();

@@ -1,0 +1,233 @@
+/**
+ * How runs end when things go wrong or are stopped, for real: containers that die without reporting, flows
+ * that cannot be loaded, images that are missing, cancellation of a running container, agent drain on
+ * SIGTERM, concurrency, and storage pushed to and pulled from a real registry.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../api/client.js";
+import type { FlowRun } from "../api/schema.js";
+import { AGENT_LABEL } from "../docker/port.js";
+import { berthContainers, dockerAvailable, runtime } from "./helpers/docker.js";
+import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./helpers/processes.js";
+
+const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
+const FINAL = ["Success", "Failed", "Cancelled"];
+
+describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine", () => {
+  let dir: string;
+  let server: { proc: BerthProcess; url: string };
+  let client: ApiClient;
+  const agents: BerthProcess[] = [];
+  const cli = (args: string[], env?: Record<string, string>) => berth([...args, "--api", server.url], env ? { env } : {});
+  const agent = async (labels: string[], extra: string[] = []) => {
+    const proc = await startAgent(server.url, labels, `${labels.join("-")}-${process.pid}`, extra);
+    agents.push(proc);
+    return proc;
+  };
+  const register = async (file: string, env?: Record<string, string>) => {
+    const result = await cli(["register", fixture(file)], env);
+    expect(result.code, result.stderr).toBe(0);
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "berth-lifecycle-"));
+    const image = await berth(["image", "build"], { timeoutMs: 600_000 });
+    expect(image.code, image.stderr).toBe(0);
+    server = await startServer(dir);
+    client = new ApiClient({ baseUrl: server.url });
+  }, 900_000);
+
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    const agentIds = server ? (await client.listAgents()).agents.map((a) => a.id) : [];
+    const leaked = (await Promise.all(agentIds.map((id) => berthContainers({ [AGENT_LABEL]: id })))).flat();
+    await server?.proc.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    expect(leaked).toEqual([]);
+  });
+
+  it("a container that exits without reporting a final state fails the run with its exit code and output", async () => {
+    await register("exits-abruptly.ts");
+    await agent(["abrupt"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Exits Abruptly", labels: ["abrupt"], parameters: {} });
+    const run = await waitFinal(client, flowRun.id);
+    expect(run.state).toBe("Failed");
+    expect(run.stateMessage).toContain("exited with code 3 without reporting a final state");
+    expect(run.stateMessage).toContain("about to exit without a word");
+  });
+
+  it("a flow that cannot be loaded in its container ends Failed, saying why", async () => {
+    await register("unloadable-in-container.ts");
+    await agent(["unloadable"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Unloadable In Container", labels: ["unloadable"], parameters: {} });
+    const run = await waitFinal(client, flowRun.id);
+    expect(run.state).toBe("Failed");
+    expect(run.stateMessage).toMatch(/could not load flow "Unloadable In Container" from storage at \/opt\/berth\/flows\/unloadable-in-container\.mjs: .*this flow refuses to load in a container/);
+  });
+
+  it("a missing image with pull policy never fails the run, naming the image", async () => {
+    await register("trivial-flow.ts");
+    await agent(["never"], ["--pull-policy", "never"]);
+    const { flows } = await client.listFlows();
+    const flow = flows.find((f) => f.name === "Trivial Flow")!;
+    // Retag the flow's image away, so it is absent for this run only.
+    const image = flow.storage.type === "docker" ? flow.storage.image : "";
+    await runtime.tagImage(image, `${image}-kept`);
+    await runtime.removeImage(image);
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", labels: ["never"], parameters: {} });
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state).toBe("Failed");
+      expect(run.stateMessage).toContain(`image ${image} is not on this host and the pull policy is "never"`);
+    } finally {
+      await runtime.tagImage(`${image}-kept`, image);
+      await runtime.removeImage(`${image}-kept`);
+    }
+  });
+
+  it("cancelling a Running run stops its container and ends it Cancelled", async () => {
+    await register("sleepy-flow.ts");
+    await agent(["cancel"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Sleepy Flow", labels: ["cancel"], parameters: { seconds: 120 } });
+    await waitState(client, flowRun.id, "Running");
+    const cancelled = await cli(["cancel", flowRun.id]);
+    expect(cancelled.code, cancelled.stderr).toBe(0);
+    expect(cancelled.stdout).toContain("Cancelling");
+    const run = await waitFinal(client, flowRun.id, 60_000);
+    expect(run.state).toBe("Cancelled");
+    const tasks = await client.listTaskRuns(flowRun.id);
+    expect(tasks.find((t) => t.taskName === "sleep")?.state).toBe("Cancelled");
+    await expectContainerGone(`berth-run-${flowRun.id}`);
+  });
+
+  it("on SIGTERM an agent stops claiming and lets its running flow run finish, then exits 0", async () => {
+    await register("sleepy-flow.ts");
+    const draining = await agent(["drain"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Sleepy Flow", labels: ["drain"], parameters: { seconds: 3 } });
+    await waitState(client, flowRun.id, "Running");
+    const exit = draining.stop(60_000);
+    await draining.waitFor(/agent draining/);
+    const late = await client.createFlowRun({ flowName: "Sleepy Flow", labels: ["drain"], parameters: { seconds: 1 } });
+    expect(await exit).toBe(0);
+    expect((await client.getFlowRun(flowRun.id)).state).toBe("Success");
+    expect((await client.getFlowRun(late.flowRun.id)).state).toBe("Scheduled");
+    await client.cancelFlowRun(late.flowRun.id);
+  });
+
+  it("an agent with --concurrency 2 runs two flow runs at once", async () => {
+    await register("sleepy-flow.ts");
+    await agent(["pair"], ["--concurrency", "2"]);
+    const created = await Promise.all(
+      [0, 1].map(() => client.createFlowRun({ flowName: "Sleepy Flow", labels: ["pair"], parameters: { seconds: 2 } })),
+    );
+    const [a, b] = await Promise.all(created.map((c) => waitFinal(client, c.flowRun.id)));
+    expect([a!.state, b!.state]).toEqual(["Success", "Success"]);
+    // Each ran while the other was running.
+    expect(Date.parse(a!.startedAt!)).toBeLessThan(Date.parse(b!.endedAt!));
+    expect(Date.parse(b!.startedAt!)).toBeLessThan(Date.parse(a!.endedAt!));
+  });
+
+  describe("with a real registry on 127.0.0.1", () => {
+    let registry: ChildProcess;
+    let registryUrl: string;
+
+    beforeAll(async () => {
+      const port = await freePort();
+      registryUrl = `127.0.0.1:${port}/`;
+      const config = path.join(dir, "registry.yml");
+      await writeFile(
+        config,
+        `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, "registry")}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
+      );
+      registry = spawn("docker-registry", ["serve", config], { stdio: "ignore" });
+      await waitForHttp(`http://127.0.0.1:${port}/v2/`);
+    });
+
+    afterAll(async () => {
+      if (registry && registry.exitCode === null) {
+        registry.kill("SIGTERM");
+        await once(registry, "exit");
+      }
+    });
+
+    it("register pushes the storage image; an agent with pull policy always pulls and runs it", async () => {
+      const registered = await cli(["register", fixture("registry-flow.ts")], { BERTH_TEST_REGISTRY: registryUrl });
+      expect(registered.code, registered.stderr).toBe(0);
+      expect(registered.stdout).toContain("pushed");
+      const { flows } = await client.listFlows();
+      const flow = flows.find((f) => f.name === "Registry Flow")!;
+      const image = flow.storage.type === "docker" ? flow.storage.image : "";
+      expect(image.startsWith(registryUrl)).toBe(true);
+      await runtime.removeImage(image);
+      expect(await runtime.imageExists(image)).toBe(false);
+
+      await agent(["pull"], ["--pull-policy", "always"]);
+      const { flowRun } = await client.createFlowRun({ flowName: "Registry Flow", labels: ["pull"], parameters: {} });
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state, run.stateMessage ?? "").toBe("Success");
+      expect(await runtime.imageExists(image)).toBe(true);
+      const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
+      expect(logs.map((l) => l.message)).toContain("pulled and ran");
+    });
+
+    it("a push to an unreachable registry fails registration with an error naming the registry", async () => {
+      const deadRegistry = `127.0.0.1:${await freePort()}/`;
+      const result = await cli(["register", fixture("registry-flow.ts")], { BERTH_TEST_REGISTRY: deadRegistry });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(deadRegistry.replace(/\/$/, ""));
+      expect(result.stderr.trim().split("\n").at(-1)).toMatch(/^berth: /);
+    });
+  });
+});
+
+async function waitFinal(client: ApiClient, id: string, timeoutMs = 120_000): Promise<FlowRun> {
+  return waitFor(client, id, (run) => FINAL.includes(run.state), timeoutMs);
+}
+
+async function waitState(client: ApiClient, id: string, state: string, timeoutMs = 120_000): Promise<FlowRun> {
+  return waitFor(client, id, (run) => run.state === state || FINAL.includes(run.state), timeoutMs).then((run) => {
+    expect(run.state).toBe(state);
+    return run;
+  });
+}
+
+/** Follows a run through the logs long-poll (which returns when the run logs or ends) until `done`. */
+async function waitFor(client: ApiClient, id: string, done: (run: FlowRun) => boolean, timeoutMs: number): Promise<FlowRun> {
+  const deadline = Date.now() + timeoutMs;
+  let after = 0;
+  for (;;) {
+    const run = await client.getFlowRun(id);
+    if (done(run)) return run;
+    if (Date.now() > deadline) throw new Error(`flow run ${id} still ${run.state} after ${timeoutMs} ms`);
+    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 500 })).next;
+  }
+}
+
+/** The agent removes a container right after it stops; wait for that, bounded. */
+async function expectContainerGone(name: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (await runtime.inspectContainer(name)) {
+    if (Date.now() > deadline) throw new Error(`container ${name} still exists after ${timeoutMs} ms`);
+    await runtime.waitContainer(name).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitForHttp(url: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.status < 500) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
