@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/prereqs.sh
+echo "[berth] typechecking (tsc --noEmit)"
+npm run --silent typecheck
 exec npx vitest run "$@"

@@ -173,6 +173,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
       expect(await runtime.imageExists(image)).toBe(true);
       const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
       expect(logs.map((l) => l.message)).toContain("pulled and ran");
+      await runtime.removeImage(image);
     });
 
     it("a push to an unreachable registry fails registration with an error naming the registry", async () => {
