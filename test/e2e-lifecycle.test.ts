@@ -10,13 +10,11 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client.js";
-import type { FlowRun } from "../api/schema.js";
-import { AGENT_LABEL } from "../docker/port.js";
-import { berthContainers, dockerAvailable, runtime } from "./helpers/docker.js";
+import { dockerAvailable, runtime } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./helpers/processes.js";
+import { leakedContainers, waitFinal, waitState } from "./helpers/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
-const FINAL = ["Success", "Failed", "Cancelled"];
 
 describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine", () => {
   let dir: string;
@@ -44,8 +42,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
 
   afterAll(async () => {
     await Promise.all(agents.map((a) => a.stop()));
-    const agentIds = server ? (await client.listAgents()).agents.map((a) => a.id) : [];
-    const leaked = (await Promise.all(agentIds.map((id) => berthContainers({ [AGENT_LABEL]: id })))).flat();
+    const leaked = server ? await leakedContainers(client) : [];
     await server?.proc.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
     expect(leaked).toEqual([]);
@@ -132,6 +129,19 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(Date.parse(b!.startedAt!)).toBeLessThan(Date.parse(a!.endedAt!));
   });
 
+  it("runs a flow kept in LocalStorage: the agent mounts the directory into the runtime image", async () => {
+    const localDir = path.join(dir, "local-flows");
+    const registered = await cli(["register", fixture("local-storage-flow.ts")], { BERTH_TEST_LOCAL_DIR: localDir });
+    expect(registered.code, registered.stderr).toBe(0);
+    expect(registered.stdout).toContain(`storage: ${localDir}`);
+    await agent(["local"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Local Storage Flow", labels: ["local"], parameters: {} });
+    const run = await waitFinal(client, flowRun.id);
+    expect(run.state, run.stateMessage ?? "").toBe("Success");
+    const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
+    expect(logs.map((l) => l.message)).toContain("ran from local storage as process 1");
+  });
+
   describe("with a real registry on 127.0.0.1", () => {
     let registry: ChildProcess;
     let registryUrl: string;
@@ -185,29 +195,6 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     });
   });
 });
-
-async function waitFinal(client: ApiClient, id: string, timeoutMs = 120_000): Promise<FlowRun> {
-  return waitFor(client, id, (run) => FINAL.includes(run.state), timeoutMs);
-}
-
-async function waitState(client: ApiClient, id: string, state: string, timeoutMs = 120_000): Promise<FlowRun> {
-  return waitFor(client, id, (run) => run.state === state || FINAL.includes(run.state), timeoutMs).then((run) => {
-    expect(run.state).toBe(state);
-    return run;
-  });
-}
-
-/** Follows a run through the logs long-poll (which returns when the run logs or ends) until `done`. */
-async function waitFor(client: ApiClient, id: string, done: (run: FlowRun) => boolean, timeoutMs: number): Promise<FlowRun> {
-  const deadline = Date.now() + timeoutMs;
-  let after = 0;
-  for (;;) {
-    const run = await client.getFlowRun(id);
-    if (done(run)) return run;
-    if (Date.now() > deadline) throw new Error(`flow run ${id} still ${run.state} after ${timeoutMs} ms`);
-    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 500 })).next;
-  }
-}
 
 /** The agent removes a container right after it stops; wait for that, bounded. */
 async function expectContainerGone(name: string, timeoutMs = 30_000): Promise<void> {

@@ -7,9 +7,9 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client.js";
-import { AGENT_LABEL } from "../docker/port.js";
-import { berthContainers, dockerAvailable } from "./helpers/docker.js";
+import { dockerAvailable } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
+import { leakedContainers, waitFinal } from "./helpers/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 
@@ -33,8 +33,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
   afterAll(async () => {
     await plain?.stop();
     // Every agent has drained: no container berth created may remain.
-    const agentIds = server ? (await client.listAgents()).agents.map((a) => a.id) : [];
-    const leaked = (await Promise.all(agentIds.map((id) => berthContainers({ [AGENT_LABEL]: id })))).flat();
+    const leaked = server ? await leakedContainers(client) : [];
     await server?.proc.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
     expect(leaked).toEqual([]);
@@ -191,15 +190,3 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
   });
 
 });
-
-async function waitFinal(client: ApiClient, id: string, timeoutMs = 120_000) {
-  const deadline = Date.now() + timeoutMs;
-  let after = 0;
-  for (;;) {
-    const run = await client.getFlowRun(id);
-    if (["Success", "Failed", "Cancelled"].includes(run.state)) return run;
-    if (Date.now() > deadline) throw new Error(`flow run ${id} still ${run.state} after ${timeoutMs} ms`);
-    // The logs long-poll returns as soon as the run logs or ends, so this does not spin.
-    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 2000 })).next;
-  }
-}

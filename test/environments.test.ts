@@ -10,6 +10,7 @@ import { consoleSink, setLogSink, type LogRecord } from "../flows/logging.js";
 import { FlowRunner } from "../flows/runner.js";
 import type { Storage } from "../flows/storage-port.js";
 import { task } from "../flows/task.js";
+import { seedFlow } from "./helpers/seed-flow.js";
 
 afterEach(() => {
   setDefaultFlowRunnerClass(FlowRunner);
@@ -32,12 +33,7 @@ function storageWith(flow: Flow | Error): Storage & { requested: string[] } {
 }
 
 function exampleFlow(events: string[]): Flow {
-  const getValue = task(() => "Example!", { name: "get_value" });
-  const outputValue = task(({ value }: { value: string }) => void events.push(`task:${value}`), { name: "output_value" });
-  const flow = new Flow("Custom Environment Example");
-  outputValue.setUpstream(getValue, { flow });
-  outputValue.bind({ value: getValue }, { flow });
-  return flow;
+  return seedFlow((value) => void events.push(`task:${value}`));
 }
 
 describe("LocalEnvironment", () => {

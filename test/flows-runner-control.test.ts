@@ -4,19 +4,11 @@ import { setLogSink, type LogRecord } from "../flows/logging.js";
 import { FlowRunner } from "../flows/runner.js";
 import type { TaskState } from "../flows/state.js";
 import { Parameter, task, type TaskContext } from "../flows/task.js";
+import { seedFlow } from "./helpers/seed-flow.js";
 
 afterEach(() => {
   vi.restoreAllMocks();
 });
-
-function seedFlow(): Flow {
-  const getValue = task(() => "Example!", { name: "get_value" });
-  const outputValue = task(({ value }: { value: string }) => console.log(value), { name: "output_value" });
-  const flow = new Flow("Custom Environment Example");
-  outputValue.setUpstream(getValue, { flow });
-  outputValue.bind({ value: getValue }, { flow });
-  return flow;
-}
 
 describe("FlowRunner: parameters, cancellation, hooks", () => {
   it("takes parameters: defaults, given values, and refuses missing or unknown ones before running", async () => {

@@ -4,20 +4,12 @@ import { Flow } from "../flows/flow.js";
 import { FlowRunner } from "../flows/runner.js";
 import { isFailed, isFinal } from "../flows/state.js";
 import { task, type TaskContext } from "../flows/task.js";
+import { seedFlow } from "./helpers/seed-flow.js";
 
 afterEach(() => {
   vi.useRealTimers();
   vi.restoreAllMocks();
 });
-
-function seedFlow(): Flow {
-  const getValue = task(() => "Example!", { name: "get_value" });
-  const outputValue = task(({ value }: { value: string }) => console.log(value), { name: "output_value" });
-  const flow = new Flow("Custom Environment Example");
-  outputValue.setUpstream(getValue, { flow });
-  outputValue.bind({ value: getValue }, { flow });
-  return flow;
-}
 
 describe("FlowRunner", () => {
   it("runs the seed example and passes \"Example!\" downstream", async () => {

@@ -58,6 +58,7 @@ describe("health and OpenAPI", () => {
         "POST /api/flow-runs/{id}/state",
         "POST /api/flow-runs/{id}/cancel",
         "POST /api/flow-runs/{id}/heartbeat",
+        "GET /api/flow-runs/{id}/states",
         "GET /api/flow-runs/{id}/task-runs",
         "POST /api/flow-runs/{id}/task-runs",
         "GET /api/flow-runs/{id}/logs",
@@ -261,6 +262,11 @@ describe("task runs and logs", () => {
     const { body } = await get(url);
     expect(body.taskRuns.map((t: { taskSlug: string; state: string }) => `${t.taskSlug}=${t.state}`).sort()).toEqual(["a=Success", "b=Pending"]);
     await expectError(s.app, { method: "GET", url: "/api/flow-runs/nope/task-runs" }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
+    await expectError(s.app, { method: "GET", url: "/api/flow-runs/nope/states" }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
+    await post(`/api/flow-runs/${run.id}/cancel`, {});
+    const history = await get(`/api/flow-runs/${run.id}/states`);
+    expect(history.status).toBe(200);
+    expect(history.body.states.map((h: { state: string }) => h.state)).toEqual(["Scheduled", "Cancelled"]);
     await expectError(s.app, { method: "POST", url: "/api/flow-runs/nope/task-runs", payload: { taskRuns: [{ taskSlug: "a", taskName: "A", state: "Running", attempt: 1 }] } }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
     await expectError(s.app, { method: "POST", url, payload: { taskRuns: [] } }, 400, "BERTH_E_VALIDATION");
     await expectError(s.app, { method: "POST", url, payload: { taskRuns: [{ taskSlug: "a", taskName: "A", state: "Exploded", attempt: 1 }] } }, 400, "BERTH_E_VALIDATION");

@@ -167,6 +167,25 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
       expect(isBerthError(missing, "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
     });
 
+    it("keeps every state of a run, oldest first, and nothing a refused writer sent", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      expect(claimed?.id).toBe(r.id);
+      await store.setFlowRunState(r.id, { state: "Running", message: "started", expectedVersion: 1 });
+      await rejection(store.setFlowRunState(r.id, { state: "Failed", expectedVersion: 1 }));
+      await store.setFlowRunState(r.id, { state: "Success", expectedVersion: 2 });
+      const history = await store.listFlowRunStates(r.id);
+      expect(history.map((h) => [h.state, h.version, h.message])).toEqual([
+        ["Scheduled", 0, null],
+        ["Submitted", 1, null],
+        ["Running", 2, "started"],
+        ["Success", 3, null],
+      ]);
+      expect(history[1]?.agentId).toBe("agent-1");
+      expect(await store.listFlowRunStates("no-such-run")).toEqual([]);
+    });
+
     it("forgets the agent when a run goes back to Scheduled", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();

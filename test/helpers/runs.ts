@@ -1,0 +1,35 @@
+/** Following flow runs in end-to-end tests, by events (the logs long-poll) rather than fixed sleeps. */
+import { expect } from "vitest";
+import type { ApiClient } from "../../api/client.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../../api/schema.js";
+import { AGENT_LABEL } from "../../docker/port.js";
+import { berthContainers } from "./docker.js";
+
+/** Follows a run until `done`: the logs long-poll returns as soon as the run logs or ends, so this never spins. */
+export async function waitFor(client: ApiClient, id: string, done: (run: FlowRun) => boolean, timeoutMs: number): Promise<FlowRun> {
+  const deadline = Date.now() + timeoutMs;
+  let after = 0;
+  for (;;) {
+    const run = await client.getFlowRun(id);
+    if (done(run)) return run;
+    if (Date.now() > deadline) throw new Error(`flow run ${id} still ${run.state} after ${timeoutMs} ms`);
+    after = (await client.getLogs(id, { after, limit: 1000, waitMs: 500 })).next;
+  }
+}
+
+export function waitFinal(client: ApiClient, id: string, timeoutMs = 120_000): Promise<FlowRun> {
+  return waitFor(client, id, (run) => FINAL_FLOW_RUN_STATES.includes(run.state), timeoutMs);
+}
+
+/** Waits for `state`; fails if the run ends in another state first. */
+export async function waitState(client: ApiClient, id: string, state: FlowRunStateName, timeoutMs = 120_000): Promise<FlowRun> {
+  const run = await waitFor(client, id, (r) => r.state === state || FINAL_FLOW_RUN_STATES.includes(r.state), timeoutMs);
+  expect(run.state).toBe(state);
+  return run;
+}
+
+/** Containers still present that any agent known to this server created. */
+export async function leakedContainers(client: ApiClient): Promise<string[]> {
+  const { agents } = await client.listAgents();
+  return (await Promise.all(agents.map((a) => berthContainers({ [AGENT_LABEL]: a.id })))).flat();
+}
