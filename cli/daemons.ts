@@ -10,6 +10,7 @@ import type { Agent } from "../agent/agent.js";
 import type { PullPolicy } from "../agent/options.js";
 import type { ContainerRuntime } from "../docker/port.js";
 import { clientFor } from "./context.js";
+import { localEngine } from "./engine.js";
 import { VERSION } from "./version.js";
 
 export interface RunningServer {
@@ -57,10 +58,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 }
 
 export async function startAgent(config: Config, logger: Logger, runtime?: ContainerRuntime): Promise<Agent> {
-  const { createContainerRuntime } = await import("../docker/dockerode.js");
   const { Agent } = await import("../agent/agent.js");
   const { ensureRuntimeImage } = await import("../docker/images.js");
-  const engine = runtime ?? createContainerRuntime();
+  const engine = runtime ?? (await localEngine());
   const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
   let runtimeImage: Promise<string> | undefined;
   const agent = new Agent(

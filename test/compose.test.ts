@@ -19,6 +19,7 @@ describe.skipIf(!dockerAvailable)("docker-compose up", () => {
   let api: string;
   let registry: string;
   let dir: string;
+  let pushedImage: string | undefined;
   const compose = (...args: string[]) => run("docker-compose", ["-p", project, ...args], { cwd: REPO, env, timeout: 180_000 });
 
   beforeAll(async () => {
@@ -45,6 +46,7 @@ describe.skipIf(!dockerAvailable)("docker-compose up", () => {
   afterAll(async () => {
     await compose("down", "-v", "--timeout", "20").catch((err: Error) => process.stderr.write(`compose down: ${err.message}\n`));
     if (dir) await rm(dir, { recursive: true, force: true });
+    if (pushedImage) await runtime.removeImage(pushedImage);
     const left = await runtime.listContainers({ "com.docker.compose.project": project });
     expect(left.map((c) => c.name)).toEqual([]);
   });
@@ -69,7 +71,6 @@ describe.skipIf(!dockerAvailable)("docker-compose up", () => {
     expect(watched.code, watched.stdout + watched.stderr).toBe(0);
     expect(watched.stdout).toContain("[hello] pulled and ran");
     expect(watched.stdout).toMatch(/flow run \S+: Success/);
-    const image = /storage: (\S+)/.exec(registered.stdout)![1]!;
-    await runtime.removeImage(image);
+    pushedImage = /storage: (\S+)/.exec(registered.stdout)![1]!;
   });
 });

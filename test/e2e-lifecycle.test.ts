@@ -183,6 +183,8 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
       expect(await runtime.imageExists(image)).toBe(true);
       const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
       expect(logs.map((l) => l.message)).toContain("pulled and ran");
+      // The agent removes the container just after the run ends; only then can the image go.
+      await expectContainerGone(`berth-run-${flowRun.id}`);
       await runtime.removeImage(image);
     });
 

@@ -58,6 +58,23 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     // PID namespace, which no process on the host (where init is process 1) can be.
     expect(messages.find((m) => m.startsWith("setup ran as process "))).toMatch(/^setup ran as process 1 on /);
     expect(messages.find((m) => m.startsWith("execute ran as process "))).toMatch(/^execute ran as process 1 on /);
+    // The inspection commands show the same run.
+    const runs = await cli(["runs", "--flow", "Custom Environment Example"]);
+    expect(runs.code, runs.stderr).toBe(0);
+    expect(runs.stdout).toMatch(new RegExp(`${runId}\\s+Custom Environment Example v1\\s+Success`));
+    const runsJson = await cli(["runs", "--json", "--state", "Success"]);
+    expect((JSON.parse(runsJson.stdout) as Array<{ id: string }>).map((r) => r.id)).toContain(runId);
+    const flowsOut = await cli(["flows"]);
+    expect(flowsOut.stdout).toMatch(/Custom Environment Example\s+1\s+\S+\s+-\s+MyCustomEnvironment \(custom\)/);
+    for (const args of [["logs", runId], ["logs", runId, "--follow"]]) {
+      const logsOut = await cli(args);
+      expect(logsOut.code, logsOut.stderr).toBe(0);
+      expect(logsOut.stdout).toMatch(/info  \[output_value\] Example!/);
+    }
+    const unknown = await cli(["logs", "no-such-run"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^berth: .*no-such-run/);
+
     const tasks = await client.listTaskRuns(runId);
     expect(tasks.map((t) => [t.taskName, t.state]).sort()).toEqual([
       ["get_value", "Success"],

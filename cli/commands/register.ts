@@ -1,5 +1,6 @@
 import { registerFlowFile } from "../../storage/register.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { localEngine } from "../engine.js";
 import { signalOnInterrupt } from "../process.js";
 
 export async function registerCommand(global: GlobalOptions, file: string, opts: { api?: string; label?: string[]; push: boolean }): Promise<void> {
@@ -13,6 +14,7 @@ export async function registerCommand(global: GlobalOptions, file: string, opts:
     push: opts.push,
     log: (line) => process.stderr.write(`${line}\n`),
     signal: signalOnInterrupt(),
+    runtime: await localEngine(),
   });
   const { flow } = result;
   const labels = flow.labels.length > 0 ? flow.labels.join(", ") : "none";

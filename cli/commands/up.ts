@@ -1,6 +1,7 @@
 import { createLogger } from "../logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startAgent, startServer } from "../daemons.js";
+import { localEngine } from "../engine.js";
 import { onShutdown } from "../process.js";
 
 /** The quickstart: server and one agent in one process. The agent talks to the server it started. */
@@ -13,10 +14,9 @@ export async function upCommand(
     agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
   });
   const logger = createLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
-  const { createContainerRuntime } = await import("../../docker/dockerode.js");
   const { ensureRuntimeImage } = await import("../../docker/images.js");
   const { fileURLToPath } = await import("node:url");
-  const runtime = createContainerRuntime();
+  const runtime = await localEngine();
   await runtime.ping();
   // Built before the agent starts, so the first flow run does not wait for it.
   const image = await ensureRuntimeImage(runtime, {
