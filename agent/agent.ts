@@ -4,17 +4,19 @@
  * State machine:
  *   starting ──start()──► running ──stop()──► draining ──(runs done or drain timeout)──► stopped
  *       └──────────────────kill()──────────────────────────────────────────────────────► stopped
- * - starting: checks the Docker engine, registers with the server (retrying while it is unreachable).
- * - running: long-polls the server for claims while it has free slots (`concurrency`), and heartbeats.
+ * - starting: checks the Docker engine, registers with the server (retrying while it is unreachable) under
+ *   its name, which gives it the same id as before a restart, then adopts the containers it owns.
+ * - running: long-polls for claims while it has free slots and the engine answers; heartbeats renew the
+ *   leases of its runs. While the engine is down it claims nothing and reports itself unhealthy.
  * - draining: claims nothing more; waits for its flow runs, at most `drainTimeoutMs`.
- * - stopped: heartbeats and loops have ended; containers still running are left to be found again.
+ * - stopped: heartbeats and loops have ended; containers still running are left to be adopted again.
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../api/client.js";
+import { backoffMs, sleep } from "../api/backoff.js";
 import { describeError, isBerthError } from "../api/errors.js";
 import type { ClaimedRun } from "../api/schema.js";
-import type { ContainerRuntime } from "../docker/port.js";
-import { backoffMs, sleep } from "./backoff.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
 import { FlowRunContainer } from "./flow-run-container.js";
 import { defaultNetwork, type AgentOptions } from "./options.js";
 
@@ -37,6 +39,8 @@ export class Agent {
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private slotFreed: (() => void) | undefined;
+  /** Set while the Docker engine does not answer; resolves when it does again. */
+  private engineRecovery: Promise<void> | undefined;
   private log: Logger;
 
   constructor(
@@ -50,12 +54,17 @@ export class Agent {
     return [...this.active.keys()];
   }
 
+  get healthy(): boolean {
+    return this.engineRecovery === undefined;
+  }
+
   /** Resolves once the agent is registered and claiming. */
   async start(): Promise<void> {
     if (this.state !== "starting") return;
     await this.deps.runtime.ping(this.stopping.signal);
     await this.register();
     if (this.state !== "starting") return;
+    await this.adoptContainers();
     this.state = "running";
     this.log.info(
       { labels: this.options.labels, concurrency: this.options.concurrency, network: this.network ?? "default" },
@@ -82,7 +91,7 @@ export class Agent {
     this.finish();
   }
 
-  /** Stops now without waiting for flow runs; their containers keep running. */
+  /** Stops now without waiting for flow runs; their containers keep running, to be adopted on restart. */
   kill(): void {
     this.stopping.abort();
     this.finish();
@@ -127,9 +136,33 @@ export class Agent {
     }
   }
 
+  /** Finds the containers this agent started before a restart and follows them to their end. */
+  private async adoptContainers(): Promise<void> {
+    const owned = await this.deps.runtime.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.id! });
+    for (const info of owned) {
+      const flowRunId = info.labels[FLOW_RUN_LABEL];
+      if (!flowRunId || this.active.has(flowRunId)) continue;
+      try {
+        const flowRun = await this.deps.client.getFlowRun(flowRunId);
+        const flow = await this.deps.client.getFlow(flowRun.flowId);
+        const epoch = Number(info.labels[EPOCH_LABEL] ?? flowRun.epoch);
+        const container = new FlowRunContainer({ flowRun: { ...flowRun, epoch }, flow }, this.containerDeps());
+        this.track(flowRunId, container, container.adopt(info.id));
+      } catch (err) {
+        this.log.warn({ err, flowRunId }, "cannot adopt this container; removing it");
+        await this.deps.runtime.removeContainer(info.id).catch(() => undefined);
+      }
+    }
+    if (owned.length > 0) this.log.info({ adopted: this.runningFlowRuns }, `adopted ${owned.length} container(s) from before the restart`);
+  }
+
   private async claimLoop(): Promise<void> {
     let failures = 0;
     while (this.state === "running") {
+      if (this.engineRecovery) {
+        await this.engineRecovery;
+        continue;
+      }
       const free = this.options.concurrency - this.active.size;
       if (free <= 0) {
         await new Promise<void>((resolve) => (this.slotFreed = resolve));
@@ -157,8 +190,8 @@ export class Agent {
     }
   }
 
-  private launch(claim: ClaimedRun): void {
-    const container = new FlowRunContainer(claim, {
+  private containerDeps() {
+    return {
       client: this.deps.client,
       runtime: this.deps.runtime,
       logger: this.log,
@@ -170,28 +203,89 @@ export class Agent {
       env: this.options.env,
       keepContainers: this.options.keepContainers,
       stopGraceMs: this.options.stopGraceMs,
+      serverDownForMs: this.options.serverDownForMs,
       runtimeImage: this.deps.runtimeImage,
-    });
-    const done = container.run().finally(() => {
-      this.active.delete(claim.flowRun.id);
+      engineBack: () => this.engineBack(),
+    };
+  }
+
+  private launch(claim: ClaimedRun): void {
+    const container = new FlowRunContainer(claim, this.containerDeps());
+    this.track(claim.flowRun.id, container, container.run());
+  }
+
+  private track(flowRunId: string, container: FlowRunContainer, running: Promise<void>): void {
+    const done = running.finally(() => {
+      this.active.delete(flowRunId);
       this.wakeLoop();
     });
-    this.active.set(claim.flowRun.id, { container, done });
+    this.active.set(flowRunId, { container, done });
+  }
+
+  /**
+   * Resolves when the Docker engine answers again. The first caller starts probing (with backoff); until it
+   * answers, the agent claims nothing and reports itself unhealthy.
+   */
+  engineBack(): Promise<void> {
+    this.engineRecovery ??= (async () => {
+      this.log.warn("the Docker engine is not answering: claiming nothing until it does");
+      void this.heartbeat();
+      for (let attempt = 0; !this.stopping.signal.aborted; attempt++) {
+        try {
+          await this.deps.runtime.ping(this.stopping.signal);
+          this.log.info("the Docker engine answers again: claiming");
+          return;
+        } catch {
+          await sleep(backoffMs(attempt, { maxMs: 5_000 }), this.stopping.signal);
+        }
+      }
+    })().finally(() => {
+      this.engineRecovery = undefined;
+      void this.heartbeat();
+    });
+    return this.engineRecovery;
   }
 
   private async heartbeat(): Promise<void> {
     if (!this.id || this.state === "stopped") return;
+    if (this.healthy) {
+      await this.deps.runtime.ping(this.stopping.signal).catch((err: unknown) => {
+        if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) void this.engineBack();
+      });
+    }
+    const runs = [...this.active.values()].map(({ container }) => ({ id: container.flowRunId, epoch: container.epoch }));
     try {
-      const reply = await this.deps.client.heartbeatAgent(this.id, { status: "online" });
+      const reply = await this.deps.client.heartbeatAgent(this.id, { status: this.healthy ? "online" : "unhealthy", runs });
+      const now = Date.now();
+      const lost = new Set(reply.lostRunIds);
+      for (const { id } of runs) {
+        const entry = this.active.get(id);
+        if (!entry) continue;
+        if (lost.has(id)) {
+          void entry.container.abandon("the server says another attempt owns this flow run now").catch(() => undefined);
+        } else {
+          entry.container.leaseRenewedAt = now;
+        }
+      }
       for (const flowRunId of reply.cancelRunIds) {
         const entry = this.active.get(flowRunId);
-        if (entry) {
-          this.log.info({ flowRunId }, "cancelling flow run: stopping its container");
-          void entry.container.cancel().catch((err: unknown) => this.log.warn({ err, flowRunId }, "could not stop container"));
-        }
+        if (!entry) continue;
+        this.log.info({ flowRunId }, "cancelling flow run: stopping its container");
+        void entry.container.cancel().catch((err: unknown) => this.log.warn({ err, flowRunId }, "could not stop container"));
       }
     } catch (err) {
       this.log.warn(`heartbeat failed: ${describeError(err)}`);
+      this.expireLeases();
+    }
+  }
+
+  /** Without a renewed lease, the server may give a run to another agent: stop it here first. */
+  private expireLeases(): void {
+    const now = Date.now();
+    for (const { container } of this.active.values()) {
+      if (now - container.leaseRenewedAt > this.options.leaseTimeoutMs) {
+        void container.abandon(`its lease could not be renewed for ${Math.round((now - container.leaseRenewedAt) / 1000)} s`).catch(() => undefined);
+      }
     }
   }
 }

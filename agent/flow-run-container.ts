@@ -1,14 +1,17 @@
 /**
- * One claimed flow run, from image to removed container. `run()` never throws: whatever goes wrong
- * (image missing, engine error, a container that exits without reporting) is recorded on the run with a
- * message that says why, so no run is left hanging in Submitted or Running by this agent.
+ * One claimed flow run, from image to removed container. `run()` and `adopt()` never throw: whatever goes
+ * wrong (image missing, engine error, a container that exits without reporting) is recorded on the run with
+ * a message that says why, so no run is left hanging in Submitted or Running by this agent.
+ *
+ * Every write carries the run's lease epoch: once another attempt owns the run (the server rescheduled it),
+ * this one's writes are refused and it only cleans up after itself.
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../api/client.js";
-import { describeError } from "../api/errors.js";
+import { describeError, isBerthError } from "../api/errors.js";
 import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../api/schema.js";
 import { writeFlowRunState } from "../api/state-writes.js";
-import { AGENT_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
 import { IMAGE_FLOWS_DIR } from "../storage/docker-storage.js";
 import type { PullPolicy } from "./options.js";
 
@@ -25,8 +28,12 @@ export interface ContainerDeps {
   env: Record<string, string>;
   keepContainers: boolean;
   stopGraceMs: number;
+  /** How long state writes wait out an unreachable server. */
+  serverDownForMs: number;
   /** The berth runtime image, for flows whose storage is not an image (local storage). */
   runtimeImage: () => Promise<string>;
+  /** Resolves once the Docker engine answers again; called after the engine failed us. */
+  engineBack: () => Promise<void>;
 }
 
 export function containerName(flowRunId: string): string {
@@ -35,32 +42,66 @@ export function containerName(flowRunId: string): string {
 
 export class FlowRunContainer {
   private containerId: string | undefined;
-  private cancelRequested = false;
+  private stopReason: "cancel" | "timeout" | "lease" | undefined;
+  private runTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  /** When the server last confirmed this agent still holds the run's lease. */
+  leaseRenewedAt = Date.now();
 
   constructor(
     readonly claim: ClaimedRun,
     private readonly deps: ContainerDeps,
   ) {
-    this.log = deps.logger.child({ flowRunId: claim.flowRun.id });
+    this.log = deps.logger.child({ flowRunId: claim.flowRun.id, epoch: this.epoch });
   }
 
   get flowRunId(): string {
     return this.claim.flowRun.id;
   }
 
+  /** Another attempt owns the run, or the lease lapsed: this attempt only cleans up. */
+  get abandoned(): boolean {
+    return this.stopReason === "lease";
+  }
+
+  get epoch(): number {
+    return this.claim.flowRun.epoch;
+  }
+
+  /** Runs a freshly claimed flow run in a new container. */
   async run(): Promise<void> {
     const { flowRun, flow } = this.claim;
     try {
       const image = flow.storage.type === "docker" ? flow.storage.image : await this.deps.runtimeImage();
       await this.ensureImage(image);
+      if (this.abandoned) return;
       this.containerId = await this.start(image);
+      // Abandoned while the container was being created: it must not run on.
+      if (this.abandoned) await this.deps.runtime.stopContainer(this.containerId, 0);
       this.log.info({ containerId: this.containerId.slice(0, 12), image }, "flow run container started");
-      const exitCode = await this.deps.runtime.waitContainer(this.containerId);
-      await this.settle(exitCode);
+      await this.supervise();
     } catch (err) {
-      this.log.warn({ err }, "flow run could not be run");
-      await this.finish("Failed", `the agent could not run this flow run: ${describeError(err)}`, flowRun.version);
+      if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) {
+        // Nothing ran: hand the run back rather than fail it for the engine's trouble.
+        void this.deps.engineBack();
+        await this.finish("Scheduled", `handed back by agent ${this.deps.agentId}: the Docker engine is unavailable (${describeError(err)})`, flowRun.version);
+      } else {
+        this.log.warn({ err }, "flow run could not be run");
+        await this.finish("Failed", `the agent could not run this flow run: ${describeError(err)}`, flowRun.version);
+      }
+    } finally {
+      await this.cleanup();
+    }
+  }
+
+  /** Takes over a container this agent started before it restarted. */
+  async adopt(containerId: string): Promise<void> {
+    this.containerId = containerId;
+    this.log.info({ containerId: containerId.slice(0, 12) }, "adopted flow run container");
+    try {
+      await this.supervise();
+    } catch (err) {
+      this.log.warn({ err }, "adopted flow run could not be followed");
     } finally {
       await this.cleanup();
     }
@@ -68,8 +109,56 @@ export class FlowRunContainer {
 
   /** Stops the container: SIGTERM, then SIGKILL after the grace period. */
   async cancel(): Promise<void> {
-    this.cancelRequested = true;
+    this.stopReason ??= "cancel";
     if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, this.deps.stopGraceMs);
+  }
+
+  /** The run belongs to another attempt now, or its lease could not be renewed: stop at once. */
+  async abandon(why: string): Promise<void> {
+    this.stopReason = "lease";
+    this.log.warn(`stopping the container: ${why}`);
+    if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, 0);
+  }
+
+  private async supervise(): Promise<void> {
+    const timeoutMs = this.claim.flow.runTimeoutMs;
+    if (timeoutMs) {
+      const startedAt = Date.parse(this.claim.flowRun.startedAt ?? "") || Date.now();
+      this.runTimer = setTimeout(() => void this.timeOut(timeoutMs), Math.max(0, startedAt + timeoutMs - Date.now()));
+      this.runTimer.unref();
+    }
+    try {
+      const exitCode = await this.waitForExit();
+      await this.settle(exitCode);
+    } finally {
+      clearTimeout(this.runTimer);
+    }
+  }
+
+  /** Waits for the container to stop, riding out engine restarts; undefined if it vanished meanwhile. */
+  private async waitForExit(): Promise<number | undefined> {
+    for (;;) {
+      try {
+        return await this.deps.runtime.waitContainer(this.containerId!);
+      } catch (err) {
+        if (isBerthError(err, "BERTH_E_NOT_FOUND")) return undefined;
+        if (!isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) throw err;
+        this.log.warn("lost the Docker engine while the container ran; waiting for it to return");
+        await this.deps.engineBack();
+        const info = await this.deps.runtime.inspectContainer(this.containerId!);
+        if (!info) return undefined;
+        if (info.state === "exited" || info.state === "dead") return info.exitCode ?? undefined;
+      }
+    }
+  }
+
+  private async timeOut(timeoutMs: number): Promise<void> {
+    this.stopReason = "timeout";
+    const message = `exceeded its run timeout of ${Math.round(timeoutMs / 1000)} s; the agent stopped its container`;
+    this.log.warn(message);
+    const current = await this.deps.client.getFlowRun(this.flowRunId).catch(() => undefined);
+    if (current && !FINAL_FLOW_RUN_STATES.includes(current.state)) await this.finish("Failed", message, current.version);
+    if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, this.deps.stopGraceMs).catch(() => undefined);
   }
 
   private async ensureImage(image: string): Promise<void> {
@@ -89,6 +178,7 @@ export class FlowRunContainer {
       ...this.deps.env,
       BERTH_API_URL: this.deps.apiUrl,
       BERTH_FLOW_RUN_ID: flowRun.id,
+      BERTH_FLOW_RUN_EPOCH: String(this.epoch),
     };
     if (this.deps.apiToken) env.BERTH_API_TOKEN = this.deps.apiToken;
     const spec = {
@@ -96,7 +186,12 @@ export class FlowRunContainer {
       image,
       cmd: ["berth", "execute", "flow-run"],
       env,
-      labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.deps.agentId, [FLOW_RUN_LABEL]: flowRun.id },
+      labels: {
+        [OWNER_LABEL]: "true",
+        [AGENT_LABEL]: this.deps.agentId,
+        [FLOW_RUN_LABEL]: flowRun.id,
+        [EPOCH_LABEL]: String(this.epoch),
+      },
       ...(this.deps.network ? { network: this.deps.network } : {}),
       ...(flow.storage.type === "local" ? { binds: [`${flow.storage.directory}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
     };
@@ -111,14 +206,22 @@ export class FlowRunContainer {
   }
 
   /** After the container stopped: if it did not record a final state, record one from what we know. */
-  private async settle(exitCode: number): Promise<void> {
+  private async settle(exitCode: number | undefined): Promise<void> {
     const current = await this.deps.client.getFlowRun(this.flowRunId);
     if (FINAL_FLOW_RUN_STATES.includes(current.state)) {
       this.log.info({ state: current.state, exitCode }, "flow run finished");
       return;
     }
-    if (this.cancelRequested || current.state === "Cancelling") {
+    if (current.epoch !== this.epoch || this.abandoned) {
+      this.log.info({ state: current.state, currentEpoch: current.epoch }, "flow run belongs to another attempt now; not recording");
+      return;
+    }
+    if (this.stopReason === "cancel" || current.state === "Cancelling") {
       await this.finish("Cancelled", "cancelled: the agent stopped the container", current.version);
+      return;
+    }
+    if (exitCode === undefined) {
+      await this.finish("Failed", "the flow run's container vanished (was the Docker engine restarted or the container removed?)", current.version);
       return;
     }
     const output = this.containerId ? await this.deps.runtime.containerOutput(this.containerId, 30).catch(() => "") : "";
@@ -128,14 +231,19 @@ export class FlowRunContainer {
 
   private async finish(state: FlowRunStateName, message: string, knownVersion: number): Promise<void> {
     try {
-      const outcome = await writeFlowRunState(this.deps.client, this.flowRunId, { state, message }, knownVersion);
+      const outcome = await writeFlowRunState(this.deps.client, this.flowRunId, { state, message }, knownVersion, {
+        epoch: this.epoch,
+        serverDownForMs: this.deps.serverDownForMs,
+      });
       this.log.info({ state: outcome.run.state, applied: outcome.applied }, message.split("\n")[0]);
     } catch (err) {
-      this.log.error({ err, state }, "could not record the flow run's final state");
+      if (isBerthError(err, "BERTH_E_STALE_LEASE")) this.log.info("another attempt owns this flow run now; not recording");
+      else this.log.error({ err, state }, "could not record the flow run's state");
     }
   }
 
   private async cleanup(): Promise<void> {
+    clearTimeout(this.runTimer);
     if (!this.containerId || this.deps.keepContainers) return;
     await this.deps.runtime.removeContainer(this.containerId).catch((err: unknown) => {
       this.log.warn({ err }, "could not remove the flow run container");

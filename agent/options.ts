@@ -27,6 +27,10 @@ export interface AgentOptions {
   stopGraceMs: number;
   /** Leave finished containers for inspection (default false). */
   keepContainers: boolean;
+  /** Stop a run's container when its lease could not be renewed for this long (default 30 s; match the server's). */
+  leaseTimeoutMs: number;
+  /** How long state writes wait out an unreachable server (default 5 min). */
+  serverDownForMs: number;
 }
 
 /** Loopback API URLs are only reachable from containers on the host network. */

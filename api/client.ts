@@ -2,6 +2,9 @@
  * ApiClient: one typed method per route of the berth HTTP API, used by the CLI, the agent and the flow-run
  * container. Every method takes an optional AbortSignal last, validates the response with the wire schema,
  * and fails only with BerthError (see api/http.ts for how transport failures are worded).
+ *
+ * The writes of a run's own attempt take its lease `epoch`: the server refuses them with BERTH_E_STALE_LEASE
+ * once another attempt owns the run. Leave it out for writes on a user's behalf (they are not fenced).
  */
 import type { z } from "zod";
 import { BerthError, describeError } from "./errors.js";
@@ -102,7 +105,10 @@ export class ApiClient {
     return this.call({ method: "GET", path: `/api/flow-runs/${enc(id)}`, response: FlowRunView, signal });
   }
 
-  /** Compare-and-swap: fails with BERTH_E_STALE_VERSION when `expectedVersion` is not the run's version. */
+  /**
+   * Compare-and-swap: fails with BERTH_E_STALE_VERSION when `expectedVersion` is not the run's version, and
+   * first with BERTH_E_STALE_LEASE when `change.epoch` is given and is not the run's epoch.
+   */
   setFlowRunState(id: string, change: StateChange, signal?: AbortSignal): Promise<FlowRun> {
     return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/state`, body: change, response: FlowRun, signal });
   }
@@ -111,9 +117,13 @@ export class ApiClient {
     return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/cancel`, response: FlowRun, signal });
   }
 
-  /** Reports the run's container alive; the answer carries the run's state (Cancelling means stop). */
-  heartbeatFlowRun(id: string, signal?: AbortSignal): Promise<FlowRunHeartbeatReply> {
-    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/heartbeat`, response: FlowRunHeartbeatReply, signal });
+  /**
+   * Reports the run's container alive; the answer carries the run's state (Cancelling means stop) and epoch.
+   * With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run.
+   */
+  heartbeatFlowRun(id: string, epoch?: number, signal?: AbortSignal): Promise<FlowRunHeartbeatReply> {
+    const body = epoch === undefined ? {} : { epoch };
+    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/heartbeat`, body, response: FlowRunHeartbeatReply, signal });
   }
 
   /** Every state the run has been in, oldest first. */
@@ -125,12 +135,16 @@ export class ApiClient {
     return (await this.call({ method: "GET", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, response: TaskRunList, signal })).taskRuns;
   }
 
-  async updateTaskRuns(flowRunId: string, taskRuns: TaskRun[], signal?: AbortSignal): Promise<void> {
-    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, body: { taskRuns }, response: Ok, signal });
+  /** With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run. */
+  async updateTaskRuns(flowRunId: string, taskRuns: TaskRun[], epoch?: number, signal?: AbortSignal): Promise<void> {
+    const body = epoch === undefined ? { taskRuns } : { taskRuns, epoch };
+    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, body, response: Ok, signal });
   }
 
-  async appendLogs(flowRunId: string, logs: LogLine[], signal?: AbortSignal): Promise<void> {
-    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/logs`, body: { logs }, response: Ok, signal });
+  /** With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run. */
+  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number, signal?: AbortSignal): Promise<void> {
+    const body = epoch === undefined ? { logs } : { logs, epoch };
+    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/logs`, body, response: Ok, signal });
   }
 
   /** Logs after `after`, oldest first; with `waitMs`, the server holds the request until there are some. */
@@ -139,6 +153,7 @@ export class ApiClient {
     return this.call({ method: "GET", path, query: { ...query }, response: LogsPage, signal, waitMs: query.waitMs });
   }
 
+  /** Registering a name the server knows gets that agent back (same id), so a restarted agent finds its containers. */
   registerAgent(input: z.input<typeof AgentRegister>, signal?: AbortSignal): Promise<Agent> {
     return this.call({ method: "POST", path: "/api/agents", body: input, response: Agent, signal });
   }
@@ -148,6 +163,10 @@ export class ApiClient {
     return this.call({ method: "GET", path: "/api/agents", response: AgentList, signal });
   }
 
+  /**
+   * Reports the agent alive and renews the leases of `heartbeat.runs` (the runs it holds, with their epochs);
+   * the answer lists runs to cancel, and listed runs the agent has lost and must stop at once.
+   */
   heartbeatAgent(agentId: string, heartbeat: z.input<typeof AgentHeartbeat> = {}, signal?: AbortSignal): Promise<AgentHeartbeatReply> {
     return this.call({ method: "POST", path: `/api/agents/${enc(agentId)}/heartbeat`, body: heartbeat, response: AgentHeartbeatReply, signal });
   }

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   BERTH_E_AGENT_NOT_FOUND: 404,
   BERTH_E_STALE_VERSION: 409,
   BERTH_E_INVALID_TRANSITION: 409,
+  /** The writer's epoch is not the run's current epoch: another attempt owns this run. */
+  BERTH_E_STALE_LEASE: 409,
   BERTH_E_CONFLICT: 409,
   BERTH_E_PARAMETERS: 422,
   BERTH_E_PAYLOAD_TOO_LARGE: 413,

@@ -11,7 +11,12 @@
  *   label, and a run with no labels only by an agent with no labels.
  * - agent: a long-running process that claims flow runs and runs each in a container.
  * - claim: the atomic hand-over of a Scheduled run to one agent (the run becomes Submitted).
- * - lease: an agent's hold on a claimed run, kept alive by heartbeats.
+ * - lease: an agent's hold on a claimed run, kept alive by the agent's heartbeats (which list the runs it holds);
+ *   a run whose lease runs out before it starts goes back to Scheduled (server/reaper.ts).
+ * - epoch: a run's claim count, and so its attempt number. Writes from a run's container carry the epoch of
+ *   the claim they belong to, and the server refuses one that is not current (fencing): an attempt the server
+ *   gave up on can never overwrite the attempt that replaced it.
+ * - recovery: what the server does with a run whose attempt is lost (its container went silent).
  * - storage: where flow *code* lives (a Docker image, a local directory). Never confuse with the store.
  * - store: where run *state* lives (SQLite, PostgreSQL).
  * - environment: the object that, inside the run's container, sets up and executes the flow from storage.
@@ -78,6 +83,18 @@ export const ParameterSpec = z.object({
 });
 export type ParameterSpec = z.infer<typeof ParameterSpec>;
 
+/** The largest timer Node.js can arm: a longer setTimeout fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export const RecoveryPolicy = z.object({
+  /** A Running run whose container went silent: "fail" it (default), or "reschedule" it while attempts remain. */
+  onLost: z.enum(["fail", "reschedule"]).default("fail"),
+  /** Claims a run may have in all, counting the first; default 3. */
+  maxAttempts: z.number().int().min(1).max(100).default(3),
+});
+export type RecoveryPolicy = z.infer<typeof RecoveryPolicy>;
+export const DEFAULT_RECOVERY: RecoveryPolicy = { onLost: "fail", maxAttempts: 3 };
+
 export const FlowCreate = z.object({
   name: Name,
   labels: Labels.default([]),
@@ -87,6 +104,10 @@ export const FlowCreate = z.object({
   contentHash: z.string().min(1).max(200),
   parameters: z.array(ParameterSpec).max(1000).default([]),
   tasks: z.array(z.object({ slug: z.string().min(1), name: z.string().min(1) })).max(100_000).default([]),
+  /** What to do when a run's attempt is lost; default { onLost: "fail", maxAttempts: 3 }. */
+  recovery: RecoveryPolicy.prefault({}),
+  /** A run taking longer is stopped by its agent and Failed; default null (no limit). */
+  runTimeoutMs: z.number().int().positive().max(MAX_TIMER_MS).nullable().default(null),
 });
 export type FlowCreate = z.infer<typeof FlowCreate>;
 
@@ -137,11 +158,15 @@ export const FlowRun = z.object({
   endedAt: Timestamp.nullable(),
   /** When the run's container last reported in (POST /api/flow-runs/:id/heartbeat); null before the first. */
   lastHeartbeatAt: Timestamp.nullable().optional(),
+  /** 0 until first claimed, then +1 on every claim: the attempt number, and the fencing token of its writes. */
+  epoch: z.number().int().nonnegative(),
+  /** Until when the claiming agent holds the run unless it renews; null when no agent holds it. */
+  leaseExpiresAt: Timestamp.nullable(),
 });
 export type FlowRun = z.infer<typeof FlowRun>;
 
 export const FlowRunView = FlowRun.extend({
-  /** For a Scheduled run: why no agent is picking it up, if none can. */
+  /** For a Scheduled run: why its last attempt was given up, if it was, and why no agent is picking it up, if none can. */
   pickup: z.string().optional(),
 });
 export type FlowRunView = z.infer<typeof FlowRunView>;
@@ -149,10 +174,15 @@ export type FlowRunView = z.infer<typeof FlowRunView>;
 export const FlowRunCreated = z.object({ flowRun: FlowRunView, created: z.boolean() });
 export type FlowRunCreated = z.infer<typeof FlowRunCreated>;
 
+/** The writer's lease epoch: a write that carries one is refused (BERTH_E_STALE_LEASE) unless it is the run's. */
+const Epoch = z.number().int().nonnegative();
+
 export const StateChange = z.object({
   state: FlowRunStateName,
   message: z.string().max(20_000).optional(),
   expectedVersion: z.number().int().nonnegative(),
+  /** Sent by the run's own attempt; users' writes (cancel, CLI) leave it out and are not fenced. */
+  epoch: Epoch.optional(),
 });
 export type StateChange = z.infer<typeof StateChange>;
 
@@ -166,7 +196,7 @@ export const TaskRun = z.object({
 });
 export type TaskRun = z.infer<typeof TaskRun>;
 
-export const TaskRunsUpdate = z.object({ taskRuns: z.array(TaskRun).min(1).max(10_000) });
+export const TaskRunsUpdate = z.object({ taskRuns: z.array(TaskRun).min(1).max(10_000), epoch: Epoch.optional() });
 export type TaskRunsUpdate = z.infer<typeof TaskRunsUpdate>;
 
 export const LogLine = z.object({
@@ -177,7 +207,7 @@ export const LogLine = z.object({
 });
 export type LogLine = z.infer<typeof LogLine>;
 
-export const LogsAppend = z.object({ logs: z.array(LogLine).min(1).max(10_000) });
+export const LogsAppend = z.object({ logs: z.array(LogLine).min(1).max(10_000), epoch: Epoch.optional() });
 export type LogsAppend = z.infer<typeof LogsAppend>;
 
 export const StoredLog = LogLine.extend({ id: z.number().int(), task: z.string().nullable() });
@@ -204,14 +234,21 @@ export const Agent = z.object({
 });
 export type Agent = z.infer<typeof Agent>;
 
+export const HeldRun = z.object({ id: Id, epoch: Epoch });
+export type HeldRun = z.infer<typeof HeldRun>;
+
 export const AgentHeartbeat = z.object({
   status: z.enum(["online", "unhealthy", "stopped"]).default("online"),
+  /** The runs the agent believes it holds: their leases are renewed, or they come back in lostRunIds. */
+  runs: z.array(HeldRun).max(10_000).default([]),
 });
 export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
 
 export const AgentHeartbeatReply = z.object({
   /** Runs of this agent that a user asked to cancel: stop their containers. */
   cancelRunIds: z.array(Id),
+  /** Runs the agent listed that it no longer holds (another attempt owns them, or they ended): stop them at once. */
+  lostRunIds: z.array(Id),
 });
 export type AgentHeartbeatReply = z.infer<typeof AgentHeartbeatReply>;
 
@@ -246,9 +283,15 @@ export const FlowRunListQuery = z.strictObject({
 /** What a client may send (all optional). */
 export type FlowRunListQuery = Partial<z.output<typeof FlowRunListQuery>>;
 
+/** Body of POST /api/flow-runs/:id/heartbeat (optional: no body is an unfenced heartbeat). */
+export const FlowRunHeartbeat = z.object({ epoch: Epoch.optional() });
+export type FlowRunHeartbeat = z.infer<typeof FlowRunHeartbeat>;
+
 export const FlowRunHeartbeatReply = z.object({
   /** The run's current state: a container that sees Cancelling stops its flow. */
   state: FlowRunStateName,
+  /** The run's current epoch: a container whose epoch differs belongs to a superseded attempt. */
+  epoch: Epoch,
 });
 export type FlowRunHeartbeatReply = z.infer<typeof FlowRunHeartbeatReply>;
 

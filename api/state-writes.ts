@@ -1,3 +1,4 @@
+import { whileServerDown } from "./backoff.js";
 import { isBerthError, BerthError } from "./errors.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "./schema.js";
 import type { ApiClient } from "./client.js";
@@ -8,30 +9,45 @@ export interface StateWriteOutcome {
   applied: boolean;
 }
 
+export interface StateWriteOptions {
+  /** The writer's lease epoch: a write from a superseded attempt is refused (BERTH_E_STALE_LEASE). */
+  epoch?: number | undefined;
+  /** How long to keep retrying while the server is unreachable (default 0: fail at once). */
+  serverDownForMs?: number;
+  signal?: AbortSignal | undefined;
+  /** Called with the run as found when another writer got there first. */
+  onConflict?: (current: FlowRun) => void;
+}
+
 /**
  * A compare-and-swap state write that survives losing a race: on a stale version it re-reads the run and
  * tries again, unless the run has meanwhile reached a final state (then the write no longer applies).
+ * A stale *epoch* is never retried: it means another attempt owns the run.
  */
 export async function writeFlowRunState(
   client: ApiClient,
   flowRunId: string,
   write: { state: FlowRunStateName; message?: string | undefined },
   knownVersion: number,
-  onConflict?: (current: FlowRun) => void,
+  options: StateWriteOptions = {},
 ): Promise<StateWriteOutcome> {
+  const retrying = <T>(fn: () => Promise<T>) => whileServerDown(fn, { forMs: options.serverDownForMs ?? 0, signal: options.signal });
   let version = knownVersion;
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const run = await client.setFlowRunState(flowRunId, {
-        state: write.state,
-        expectedVersion: version,
-        ...(write.message === undefined ? {} : { message: write.message }),
-      });
+      const run = await retrying(() =>
+        client.setFlowRunState(flowRunId, {
+          state: write.state,
+          expectedVersion: version,
+          ...(write.message === undefined ? {} : { message: write.message }),
+          ...(options.epoch === undefined ? {} : { epoch: options.epoch }),
+        }),
+      );
       return { run, applied: true };
     } catch (err) {
       if (!isBerthError(err, "BERTH_E_STALE_VERSION")) throw err;
-      const current = await client.getFlowRun(flowRunId);
-      onConflict?.(current);
+      const current = await retrying(() => client.getFlowRun(flowRunId));
+      options.onConflict?.(current);
       if (FINAL_FLOW_RUN_STATES.includes(current.state)) return { run: current, applied: false };
       version = current.version;
     }

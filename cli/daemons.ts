@@ -30,7 +30,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const app = await buildServer({
     store,
     logger,
-    config: { version: VERSION, agentLostAfterMs: config.server.agentLostAfter, ...(config.apiToken ? { apiToken: config.apiToken } : {}) },
+    config: {
+      version: VERSION,
+      agentLostAfterMs: config.server.agentLostAfter,
+      leaseMs: config.server.lease,
+      startTimeoutMs: config.server.startTimeout,
+      runHeartbeatTimeoutMs: config.server.runHeartbeatTimeout,
+      cancelTimeoutMs: config.server.cancelTimeout,
+      reaperIntervalMs: config.server.reaperInterval,
+      ...(config.apiToken ? { apiToken: config.apiToken } : {}),
+    },
   });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
@@ -85,6 +94,8 @@ export async function startAgent(config: Config, logger: Logger, runtime?: Conta
       drainTimeoutMs: config.agent.drainTimeout,
       stopGraceMs: config.agent.stopGrace,
       keepContainers: config.agent.keepContainers,
+      leaseTimeoutMs: config.agent.leaseTimeout,
+      serverDownForMs: config.agent.serverDownFor,
     },
   );
   await agent.start();

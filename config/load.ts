@@ -28,6 +28,11 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   BERTH_SERVER_PORT: { path: ["server", "port"] },
   BERTH_DB: { path: ["server", "db"] },
   BERTH_AGENT_LOST_AFTER: { path: ["server", "agentLostAfter"] },
+  BERTH_SERVER_LEASE: { path: ["server", "lease"] },
+  BERTH_SERVER_START_TIMEOUT: { path: ["server", "startTimeout"] },
+  BERTH_SERVER_RUN_HEARTBEAT_TIMEOUT: { path: ["server", "runHeartbeatTimeout"] },
+  BERTH_SERVER_CANCEL_TIMEOUT: { path: ["server", "cancelTimeout"] },
+  BERTH_SERVER_REAPER_INTERVAL: { path: ["server", "reaperInterval"] },
   BERTH_AGENT_NAME: { path: ["agent", "name"] },
   BERTH_AGENT_LABELS: { path: ["agent", "labels"], list: true },
   BERTH_AGENT_CONCURRENCY: { path: ["agent", "concurrency"] },
@@ -38,6 +43,8 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   BERTH_AGENT_HEARTBEAT_INTERVAL: { path: ["agent", "heartbeatInterval"] },
   BERTH_AGENT_DRAIN_TIMEOUT: { path: ["agent", "drainTimeout"] },
   BERTH_AGENT_STOP_GRACE: { path: ["agent", "stopGrace"] },
+  BERTH_AGENT_LEASE_TIMEOUT: { path: ["agent", "leaseTimeout"] },
+  BERTH_AGENT_SERVER_DOWN_FOR: { path: ["agent", "serverDownFor"] },
 };
 
 export function loadConfig(options: LoadConfigOptions): Config {

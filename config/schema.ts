@@ -43,6 +43,16 @@ export const ConfigSchema = z.object({
       db: z.string().optional(),
       /** An agent not heard from for this long is lost. Default 60s. */
       agentLostAfter: Duration.default(60_000),
+      /** A claim's lease; agents renew it with every heartbeat. Default 30s. */
+      lease: Duration.default(30_000),
+      /** A claimed run not Running after this long goes back to Scheduled. Default 60s. */
+      startTimeout: Duration.default(60_000),
+      /** A Running run whose container is silent this long is lost (failed or rescheduled). Default 45s. */
+      runHeartbeatTimeout: Duration.default(45_000),
+      /** A Cancelling run whose agent is lost is Cancelled after this long. Default 30s. */
+      cancelTimeout: Duration.default(30_000),
+      /** How often the server looks for lost runs. Default 5s. */
+      reaperInterval: Duration.default(5_000),
     })
     .prefault({}),
   agent: z
@@ -71,6 +81,10 @@ export const ConfigSchema = z.object({
       stopGrace: Duration.default(10_000),
       /** Keep finished containers. Default false. */
       keepContainers: z.boolean().default(false),
+      /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */
+      leaseTimeout: Duration.default(30_000),
+      /** How long state writes wait out an unreachable server. Default 5m. */
+      serverDownFor: Duration.default(300_000),
     })
     .prefault({}),
 });

@@ -9,6 +9,8 @@ import type { Readable } from "node:stream";
 export const OWNER_LABEL = "io.berth.managed";
 export const AGENT_LABEL = "io.berth.agent-id";
 export const FLOW_RUN_LABEL = "io.berth.flow-run-id";
+/** The lease epoch of the attempt a container runs. */
+export const EPOCH_LABEL = "io.berth.epoch";
 
 export interface BuildOptions {
   /** A tar stream of the build context, with a Dockerfile at its root. */

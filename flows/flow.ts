@@ -4,7 +4,7 @@
  * checks that need the whole graph, such as an input nothing is bound to.
  */
 import { BerthError } from "../api/errors.js";
-import type { EnvironmentSpec, ParameterSpec } from "../api/schema.js";
+import { RecoveryPolicy, type EnvironmentSpec, type ParameterSpec } from "../api/schema.js";
 import { slugify } from "../api/slug.js";
 import type { Environment } from "../environments/environment.js";
 import { LocalEnvironment } from "../environments/local.js";
@@ -28,6 +28,10 @@ export interface FlowOptions {
   schedule?: unknown;
   /** Tasks whose states decide the flow's (default: the terminal tasks, those without downstream). */
   referenceTasks?: AnyTask[];
+  /** Longest a flow run may run, in ms; the agent stops its container after that (default: no limit). */
+  runTimeout?: number;
+  /** What the server does when a run's container goes silent (default: fail it; at most 3 attempts in all). */
+  recovery?: Partial<RecoveryPolicy>;
 }
 
 export interface SerializedFlow {
@@ -37,6 +41,8 @@ export interface SerializedFlow {
   environment: EnvironmentSpec;
   parameters: ParameterSpec[];
   tasks: { slug: string; name: string }[];
+  runTimeoutMs: number | null;
+  recovery: RecoveryPolicy;
 }
 
 export class Flow {
@@ -45,6 +51,8 @@ export class Flow {
   environment: Environment;
   storage: Storage | undefined;
   schedule: unknown;
+  readonly runTimeoutMs: number | null;
+  readonly recovery: RecoveryPolicy;
   private readonly explicitLabels: string[];
   private readonly graph = new TaskGraph();
   private reference: AnyTask[] | undefined;
@@ -58,6 +66,16 @@ export class Flow {
     this.schedule = options.schedule;
     this.explicitLabels = [...(options.labels ?? [])];
     this.reference = options.referenceTasks ? [...options.referenceTasks] : undefined;
+    const timeout = options.runTimeout;
+    if (timeout !== undefined && (!Number.isInteger(timeout) || timeout <= 0)) {
+      throw definition(`flow "${name}": runTimeout must be a positive whole number of milliseconds, not ${String(timeout)}`);
+    }
+    this.runTimeoutMs = timeout ?? null;
+    const recovery = RecoveryPolicy.safeParse(options.recovery ?? {});
+    if (!recovery.success) {
+      throw definition(`flow "${name}": recovery ${recovery.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    }
+    this.recovery = recovery.data;
   }
 
   /** Defines a flow functionally: `build(f)` adds tasks with `f.add(task, inputs?, { upstream? })`. */
@@ -190,6 +208,8 @@ export class Flow {
       environment: serializeEnvironment(this.environment),
       parameters: this.parameters(),
       tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.task.name })),
+      runTimeoutMs: this.runTimeoutMs,
+      recovery: this.recovery,
     };
   }
 

@@ -7,7 +7,7 @@
  * swapped for one that reports to the server. A flow that cannot be loaded ends Failed, saying why.
  */
 import { ApiClient } from "../api/client.js";
-import { BerthError, describeError } from "../api/errors.js";
+import { BerthError, describeError, isBerthError } from "../api/errors.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { storageFromSpec } from "../storage/from-spec.js";
 import { captureConsole } from "./console-capture.js";
@@ -19,6 +19,10 @@ export interface ExecuteOptions {
   apiUrl: string;
   apiToken?: string | undefined;
   flowRunId: string;
+  /** The attempt's lease epoch, set by the agent (BERTH_FLOW_RUN_EPOCH). */
+  epoch?: number | undefined;
+  /** How long state writes wait out an unreachable server (default 5 min). */
+  serverDownForMs?: number;
   /** How often the run reports it is alive (default 10 s). */
   heartbeatIntervalMs?: number;
   /** Aborted on SIGTERM: the run ends Cancelled. */
@@ -27,13 +31,17 @@ export interface ExecuteOptions {
   write?: (line: string) => void;
 }
 
+/** Exit code of an attempt that stopped because another attempt owns its run. */
+export const EXIT_SUPERSEDED = 75;
+
 /** Runs the flow run; resolves with the process exit code (0 only on Success). */
 export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
   const flowRun = await client.getFlowRun(options.flowRunId);
-  const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write });
-  const context = new RunContext(client, reporter, flowRun);
+  let context: RunContext | undefined;
+  const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write, epoch: options.epoch, onFenced: () => context?.fence() });
+  context = new RunContext(client, reporter, flowRun, options.epoch, options.serverDownForMs ?? 300_000);
   const onAbort = () => context.cancel("the container was asked to stop");
   options.signal?.addEventListener("abort", onAbort, { once: true });
   const restoreConsole = captureConsole(reporter);
@@ -43,7 +51,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   try {
     await runInEnvironment(context);
   } catch (err) {
-    if (context.finalState === undefined) {
+    if (context.finalState === undefined && !context.fenced) {
       const message = err instanceof BerthError ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
       reporter.log("error", message);
       await reporter.flush();
@@ -56,6 +64,10 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     options.signal?.removeEventListener("abort", onAbort);
     await reporter.flush();
     reporter.close();
+  }
+  if (context.fenced) {
+    write(`berth: flow run ${flowRun.id} belongs to another attempt now (this was epoch ${options.epoch}); stopped`);
+    return EXIT_SUPERSEDED;
   }
   if (context.finalState === undefined) {
     const message = "the environment's execute() returned without running the flow";
@@ -85,11 +97,14 @@ async function runInEnvironment(context: RunContext): Promise<void> {
 function startHeartbeat(context: RunContext, intervalMs: number, write: (line: string) => void): NodeJS.Timeout {
   const timer = setInterval(() => {
     context.client
-      .heartbeatFlowRun(context.id)
+      .heartbeatFlowRun(context.id, context.epoch)
       .then((reply) => {
         if (reply.state === "Cancelling") context.cancel("the run was cancelled");
       })
-      .catch((err: unknown) => write(`berth: heartbeat failed: ${describeError(err)}`));
+      .catch((err: unknown) => {
+        if (isBerthError(err, "BERTH_E_STALE_LEASE")) context.fence();
+        else write(`berth: heartbeat failed: ${describeError(err)}`);
+      });
   }, intervalMs);
   timer.unref();
   return timer;

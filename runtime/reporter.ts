@@ -3,7 +3,7 @@
  * Reporting never throws into user code: a failed flush is retried on the next one and counted.
  */
 import type { ApiClient } from "../api/client.js";
-import { describeError } from "../api/errors.js";
+import { describeError, isBerthError } from "../api/errors.js";
 import type { LogLevel, LogLine, TaskRun } from "../api/schema.js";
 
 export interface ReporterOptions {
@@ -15,6 +15,10 @@ export interface ReporterOptions {
   maxBatch?: number;
   /** Where reporting problems are written (default: stderr). */
   warn?: (message: string) => void;
+  /** The attempt's lease epoch, sent with every batch. */
+  epoch?: number | undefined;
+  /** Called when the server refuses a batch because another attempt owns the run. */
+  onFenced?: () => void;
 }
 
 export class RunReporter {
@@ -68,17 +72,22 @@ export class RunReporter {
   }
 
   private async send(): Promise<void> {
-    const { client, flowRunId } = this.options;
+    const { client, flowRunId, epoch } = this.options;
     const taskRuns = [...this.taskRuns.values()];
     this.taskRuns.clear();
     const logs = this.logs;
     this.logs = [];
     try {
       if (taskRuns.length > 0) {
-        for (let i = 0; i < taskRuns.length; i += 5_000) await client.updateTaskRuns(flowRunId, taskRuns.slice(i, i + 5_000));
+        for (let i = 0; i < taskRuns.length; i += 5_000) await client.updateTaskRuns(flowRunId, taskRuns.slice(i, i + 5_000), epoch);
       }
-      for (let i = 0; i < logs.length; i += 5_000) await client.appendLogs(flowRunId, logs.slice(i, i + 5_000));
+      for (let i = 0; i < logs.length; i += 5_000) await client.appendLogs(flowRunId, logs.slice(i, i + 5_000), epoch);
     } catch (err) {
+      if (isBerthError(err, "BERTH_E_STALE_LEASE")) {
+        // Another attempt owns the run: what this one has to say no longer counts.
+        this.options.onFenced?.();
+        return;
+      }
       this.failedFlushes += 1;
       this.warn(`berth: could not report to the server (will retry): ${describeError(err)}`);
       for (const t of taskRuns) if (!this.taskRuns.has(t.taskSlug)) this.taskRuns.set(t.taskSlug, t);

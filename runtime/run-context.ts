@@ -4,7 +4,7 @@
  * cancelling) re-reads the run and tries again only if the transition still makes sense.
  */
 import type { ApiClient } from "../api/client.js";
-import { BerthError } from "../api/errors.js";
+import { BerthError, isBerthError } from "../api/errors.js";
 import { writeFlowRunState } from "../api/state-writes.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../api/schema.js";
 import type { RunReporter } from "./reporter.js";
@@ -15,12 +15,18 @@ export class RunContext {
   finalState: FlowRunStateName | undefined;
   /** Set when the runner has started the flow. */
   started = false;
+  /** Set once the server refused this attempt's writes: another attempt owns the run. */
+  fenced = false;
   private readonly abortController = new AbortController();
 
   constructor(
     readonly client: ApiClient,
     readonly reporter: RunReporter,
     readonly flowRun: FlowRun,
+    /** This attempt's lease epoch (absent when run by hand, without an agent). */
+    readonly epoch: number | undefined,
+    /** How long state writes wait out an unreachable server. */
+    private readonly serverDownForMs: number,
   ) {
     this.version = flowRun.version;
   }
@@ -37,11 +43,33 @@ export class RunContext {
     if (!this.abortController.signal.aborted) this.abortController.abort(new BerthError("BERTH_E_ABORTED", reason));
   }
 
-  /** Writes a state; returns false when the run already ended elsewhere (and the write no longer applies). */
+  /** Stops this attempt: another one owns the run, so nothing more from here may reach the server. */
+  fence(): void {
+    if (this.fenced) return;
+    this.fenced = true;
+    this.cancel("another attempt owns this flow run (stale lease): stopping");
+  }
+
+  /**
+   * Writes a state; returns false when it no longer applies (the run ended elsewhere, or this attempt was
+   * superseded). Waits out a server restart.
+   */
   async setState(state: FlowRunStateName, message?: string): Promise<boolean> {
-    const outcome = await writeFlowRunState(this.client, this.id, { state, message }, this.version, (current) => {
-      if (current.state === "Cancelling") this.cancel("the run was cancelled");
-    });
+    if (this.fenced) return false;
+    let outcome;
+    try {
+      outcome = await writeFlowRunState(this.client, this.id, { state, message }, this.version, {
+        epoch: this.epoch,
+        serverDownForMs: this.serverDownForMs,
+        onConflict: (current) => {
+          if (current.state === "Cancelling") this.cancel("the run was cancelled");
+        },
+      });
+    } catch (err) {
+      if (!isBerthError(err, "BERTH_E_STALE_LEASE")) throw err;
+      this.fence();
+      return false;
+    }
     this.version = outcome.run.version;
     if (FINAL_FLOW_RUN_STATES.includes(outcome.run.state)) this.finalState = outcome.run.state;
     return outcome.applied;

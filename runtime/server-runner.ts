@@ -4,6 +4,7 @@
  * cancellation from the run context, so a custom environment can call `new Runner({ flow }).run(...)`
  * exactly as it would locally.
  */
+import { BerthError } from "../api/errors.js";
 import { FlowRunner, type FlowRunnerOptions, type RunOptions } from "../flows/runner.js";
 import type { FlowState } from "../flows/state.js";
 import type { RunContext } from "./run-context.js";
@@ -16,8 +17,11 @@ export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
         hooks: {
           onFlowState: async (state, message) => {
             if (state === "Running") {
+              // No task may start unless this attempt is the one the server says is Running.
+              if (!(await context.setState("Running", message))) {
+                throw new BerthError("BERTH_E_ABORTED", `flow run ${context.id} is not this attempt's to run (it is ${context.finalState ?? "owned by another attempt"})`);
+              }
               context.started = true;
-              await context.setState("Running", message);
               return;
             }
             await context.reporter.flush();

@@ -1,7 +1,8 @@
 /**
  * The API server as a factory: `buildServer` returns a ready, not yet listening, Fastify app. Tests drive it
- * with `inject()`; the CLI calls `listen()`. Closing it answers every parked long-poll at once, so
- * `app.close()` is prompt; the store belongs to the caller and is not closed here.
+ * with `inject()`; the CLI calls `listen()`. The reaper (server/reaper.ts) starts with it, as `app.reaper`.
+ * Closing it stops the reaper and answers every parked long-poll at once, so `app.close()` is prompt; the
+ * store belongs to the caller and is not closed here.
  */
 import fastifySwagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
@@ -9,10 +10,11 @@ import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTyp
 import type { Logger } from "pino";
 import type { StateStore } from "../store/port.js";
 import { installAuth } from "./auth.js";
-import type { ServerConfig, ServerContext } from "./context.js";
+import { DEFAULT_TIMINGS, resolveTimings, type ServerConfig, type ServerContext } from "./context.js";
 import { installErrorHandlers } from "./error-handler.js";
 import { LocalNotifier, type Notifier } from "./notifier.js";
 import { AgentPresence } from "./presence.js";
+import { Reaper } from "./reaper.js";
 import { registerAgentRoutes } from "./routes/agents.js";
 import { registerClaimRoutes } from "./routes/claim.js";
 import { registerFlowRunStateRoutes } from "./routes/flow-run-state.js";
@@ -31,11 +33,18 @@ export interface BuildServerOptions {
   config: ServerConfig;
   /** Wake-ups for long-polls; default: an in-process notifier (right for one server on SQLite). */
   notifier?: Notifier;
-  /** Milliseconds since the epoch, for deciding that an agent is lost; default Date.now. */
+  /** Milliseconds since the epoch, for agent presence and the reaper; default Date.now. */
   now?: () => number;
 }
 
-export const DEFAULT_AGENT_LOST_AFTER_MS = 60_000;
+declare module "fastify" {
+  interface FastifyInstance {
+    /** The server's reaper: `app.reaper.reapOnce(now)` runs one pass (tests drive time this way). */
+    reaper: Reaper;
+  }
+}
+
+export const DEFAULT_AGENT_LOST_AFTER_MS = DEFAULT_TIMINGS.agentLostAfterMs;
 export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
 
 /** Secrets that must never reach a log line, by path. */
@@ -47,6 +56,8 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   const ownNotifier = options.notifier === undefined;
   const notifier = options.notifier ?? new LocalNotifier();
   const closing = new AbortController();
+  const now = options.now ?? Date.now;
+  const timings = resolveTimings(config);
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -73,19 +84,18 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   });
   // preClose runs before the HTTP server waits for in-flight requests: parked long-polls must answer first.
   app.addHook("preClose", async () => closing.abort());
+
+  const presence = new AgentPresence(timings.agentLostAfterMs, now);
+  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings, now, startedAt: now() });
+  app.decorate("reaper", reaper);
   app.addHook("onClose", async () => {
     closing.abort();
+    // Before the caller closes the store: a pass under way still uses it.
+    await reaper.stop();
     if (ownNotifier) await notifier.close();
   });
 
-  const ctx: ServerContext = {
-    store,
-    notifier,
-    presence: new AgentPresence(config.agentLostAfterMs ?? DEFAULT_AGENT_LOST_AFTER_MS, options.now ?? Date.now),
-    config,
-    logger: app.log,
-    closing: closing.signal,
-  };
+  const ctx: ServerContext = { store, notifier, presence, config, timings, logger: app.log, closing: closing.signal };
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
@@ -96,5 +106,6 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerAgentRoutes(app, ctx);
   registerClaimRoutes(app, ctx);
   await app.ready();
+  reaper.start();
   return app;
 }

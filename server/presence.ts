@@ -25,6 +25,11 @@ export class AgentPresence {
     };
   }
 
+  /** Whether the agent has a claim parked here right now. */
+  isParked(agentId: string): boolean {
+    return this.parked.has(agentId);
+  }
+
   /** The agent as users should see it: "lost" once it has gone quiet for too long. */
   view(agent: Agent): Agent {
     if (agent.status === "stopped" || agent.status === "lost" || this.parked.has(agent.id)) return agent;

@@ -1,7 +1,9 @@
 /**
  * Which flow-run state changes the server accepts. Anything not listed is refused with
  * BERTH_E_INVALID_TRANSITION, so that a late or confused writer cannot resurrect a finished run.
- * Pure; the store only enforces versions (compare-and-swap), never this table.
+ * Pure; the store only enforces versions (compare-and-swap), never this table. The reaper
+ * (server/reaper-pass.ts) is the server's own writer and not bound by it: Running → Scheduled, which no
+ * client may ask for, is the reaper rescheduling a lost attempt.
  */
 import { BerthError } from "../api/errors.js";
 import type { FlowRunStateName } from "../api/schema.js";

@@ -90,6 +90,8 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
       contentHash,
       parameters: serialized.parameters,
       tasks: serialized.tasks,
+      runTimeoutMs: serialized.runTimeoutMs,
+      recovery: serialized.recovery,
     },
     signal,
   );

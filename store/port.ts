@@ -12,6 +12,7 @@ import type {
   FlowRun,
   FlowRunStateName,
   FlowRunStateEntry,
+  HeldRun,
   LogLine,
   StoredLog,
   TaskRun,
@@ -40,6 +41,13 @@ export interface StateWrite {
   expectedVersion: number;
   /** Set when the write comes from an agent taking the run (claim). */
   agentId?: string | undefined;
+  /** The writer's lease epoch: when set and not the run's, the write is refused (BERTH_E_STALE_LEASE). */
+  epoch?: number | undefined;
+}
+
+export interface LeaseRenewal {
+  /** Listed runs the agent no longer holds: not its own, another epoch, or no longer Submitted/Running/Cancelling. */
+  lostRunIds: string[];
 }
 
 export interface StateStore {
@@ -62,34 +70,62 @@ export interface StateStore {
   listFlowRuns(filter: FlowRunFilter): Promise<FlowRun[]>;
 
   /**
-   * Compare-and-swap on the run's version: applies the write only if the stored version equals
-   * `expectedVersion`, then increments it. Throws BerthError BERTH_E_STALE_VERSION otherwise, and
-   * BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run. Transition rules are the caller's (server/states.ts).
+   * Compare-and-swap on the run's version, fenced by `write.epoch` when given, both checked in the write
+   * itself: applies the write only if the stored version equals `expectedVersion` (and the epoch matches),
+   * then increments the version. Throws BerthError BERTH_E_STALE_LEASE for another epoch (checked first),
+   * BERTH_E_STALE_VERSION for another version, BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run. Going back to
+   * Scheduled forgets the attempt (agent, lease, start and heartbeat times); a final state drops the lease.
+   * Transition rules are the caller's (server/states.ts).
    */
   setFlowRunState(id: string, write: StateWrite): Promise<FlowRun>;
 
-  /** Records that the run's container is alive (no version change); undefined for an unknown run. */
-  heartbeatFlowRun(id: string): Promise<FlowRun | undefined>;
+  /**
+   * Records that the run's container is alive (no version change); undefined for an unknown run. With an
+   * epoch that is not the run's, throws BERTH_E_STALE_LEASE and records nothing.
+   */
+  heartbeatFlowRun(id: string, epoch?: number): Promise<FlowRun | undefined>;
 
   /**
    * Atomically hands up to `max` Scheduled runs whose labels the agent satisfies to the agent: each becomes
-   * Submitted with `agentId` set, oldest first. Two concurrent claims never return the same run.
+   * Submitted with `agentId` set, its epoch incremented and a lease of `leaseMs`, oldest first. Two
+   * concurrent claims never return the same run.
    */
-  claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number): Promise<FlowRun[]>;
+  claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]>;
 
-  /** Insert or replace by (run, task slug). Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run. */
+  /**
+   * Extends by `leaseMs` the lease of each listed run the agent still holds (its agent, the same epoch, and
+   * Submitted, Running or Cancelling); every other listed run is lost.
+   */
+  renewLeases(agentId: string, runs: readonly HeldRun[], leaseMs: number): Promise<LeaseRenewal>;
+
+  // What the reaper scans (server/reaper.ts), each served by an index; at most `limit` runs, oldest first.
+  /** Runs in one of `states` whose lease ran out before `before`. */
+  listExpiredLeases(states: readonly FlowRunStateName[], before: Date, limit: number): Promise<FlowRun[]>;
+  /** Running runs whose container last reported (heartbeat, or start when none yet) before `before`. */
+  listSilentRunningRuns(before: Date, limit: number): Promise<FlowRun[]>;
+  /** Runs in `state` whose last state change was before `before`. */
+  listRunsUpdatedBefore(state: FlowRunStateName, before: Date, limit: number): Promise<FlowRun[]>;
+
   /** Every state the run has been in, oldest first. */
   listFlowRunStates(flowRunId: string): Promise<FlowRunStateEntry[]>;
 
-  upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[]): Promise<void>;
+  /**
+   * Insert or replace by (run, task slug). Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run, and
+   * BERTH_E_STALE_LEASE (writing nothing) for an epoch that is not the run's.
+   */
+  upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[], epoch?: number): Promise<void>;
   listTaskRuns(flowRunId: string): Promise<TaskRun[]>;
 
-  /** Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run. */
-  appendLogs(flowRunId: string, logs: LogLine[]): Promise<void>;
+  /** Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run, BERTH_E_STALE_LEASE (writing nothing) for a stale epoch. */
+  appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void>;
   /** Logs with id > `after`, oldest first. */
   listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]>;
 
-  registerAgent(input: AgentRegister): Promise<Agent>;
+  /**
+   * Registers an agent by name: a name already known gets that agent back (labels, concurrency updated,
+   * online, heartbeat now) with `created: false`, so an agent keeps its id, and its containers, across restarts.
+   */
+  registerAgent(input: AgentRegister): Promise<{ agent: Agent; created: boolean }>;
   getAgent(id: string): Promise<Agent | undefined>;
   heartbeatAgent(id: string, status: Agent["status"]): Promise<Agent | undefined>;
   listAgents(): Promise<Agent[]>;

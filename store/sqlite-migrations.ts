@@ -5,7 +5,8 @@
 import type Database from "better-sqlite3";
 import { BerthError } from "../api/errors.js";
 
-const MIGRATIONS: readonly string[] = [
+/** Exported for the upgrade test, which builds a database as an older berth left it. */
+export const MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE flows (
     id TEXT PRIMARY KEY,
@@ -88,6 +89,19 @@ const MIGRATIONS: readonly string[] = [
     created_at TEXT NOT NULL,
     last_heartbeat_at TEXT NOT NULL
   );
+  `,
+  // Leases with fencing, and recovery. A NULL recovery reads as the default policy. Names are not made
+  // unique: older databases hold one agent row per restart under the same name.
+  `
+  ALTER TABLE flow_runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE flow_runs ADD COLUMN lease_expires_at TEXT;
+  ALTER TABLE flows ADD COLUMN recovery TEXT;
+  ALTER TABLE flows ADD COLUMN run_timeout_ms INTEGER;
+  -- The reaper's scans: expired leases, silent Running runs, stuck Submitted and Cancelling runs.
+  CREATE INDEX flow_runs_state_lease ON flow_runs (state, lease_expires_at);
+  CREATE INDEX flow_runs_state_heard ON flow_runs (state, COALESCE(last_heartbeat_at, started_at));
+  CREATE INDEX flow_runs_state_updated ON flow_runs (state, updated_at);
+  CREATE INDEX agents_name ON agents (name, last_heartbeat_at);
   `,
 ];
 

@@ -1,4 +1,5 @@
 /** Rows as SQLite returns them, and their mapping to the wire types. JSON columns are parsed here only. */
+import { DEFAULT_RECOVERY } from "../api/schema.js";
 import type { Agent, Flow, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../api/schema.js";
 
 export interface FlowRow {
@@ -13,6 +14,9 @@ export interface FlowRow {
   parameters: string;
   tasks: string;
   created_at: string;
+  /** JSON; NULL for flows registered before recovery existed, read as the default policy. */
+  recovery: string | null;
+  run_timeout_ms: number | null;
 }
 
 export interface FlowRunRow {
@@ -32,6 +36,8 @@ export interface FlowRunRow {
   started_at: string | null;
   ended_at: string | null;
   last_heartbeat_at: string | null;
+  epoch: number;
+  lease_expires_at: string | null;
 }
 
 export interface TaskRunRow {
@@ -73,6 +79,8 @@ export function toFlow(row: FlowRow): Flow {
     environment: JSON.parse(row.environment) as Flow["environment"],
     parameters: JSON.parse(row.parameters) as Flow["parameters"],
     tasks: JSON.parse(row.tasks) as Flow["tasks"],
+    recovery: row.recovery === null ? { ...DEFAULT_RECOVERY } : (JSON.parse(row.recovery) as Flow["recovery"]),
+    runTimeoutMs: row.run_timeout_ms,
     createdAt: row.created_at,
   };
 }
@@ -95,6 +103,8 @@ export function toFlowRun(row: FlowRunRow): FlowRun {
     startedAt: row.started_at,
     endedAt: row.ended_at,
     lastHeartbeatAt: row.last_heartbeat_at,
+    epoch: row.epoch,
+    leaseExpiresAt: row.lease_expires_at,
   };
 }
 

@@ -9,26 +9,37 @@ export const SQL = {
   flowById: "SELECT * FROM flows WHERE id = ?",
   allFlows: "SELECT * FROM flows ORDER BY name, version DESC",
   insertFlow: `
-    INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at)
-    VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at)`,
+    INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
+      recovery, run_timeout_ms)
+    VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
+      @recovery, @run_timeout_ms)`,
 
   runById: "SELECT * FROM flow_runs WHERE id = ?",
-  runVersion: "SELECT version FROM flow_runs WHERE id = ?",
-  runExists: "SELECT 1 FROM flow_runs WHERE id = ?",
+  runVersion: "SELECT version, epoch FROM flow_runs WHERE id = ?",
+  runEpoch: "SELECT epoch FROM flow_runs WHERE id = ?",
   runByIdempotencyKey: "SELECT * FROM flow_runs WHERE idempotency_key = ?",
   insertRun: `
     INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, state_message, version, labels, parameters,
-      idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at)
+      idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at, epoch, lease_expires_at)
     VALUES (@id, @flow_id, @flow_name, @flow_version, @state, @state_message, @version, @labels, @parameters,
-      @idempotency_key, @agent_id, @created_at, @updated_at, @started_at, @ended_at, @last_heartbeat_at)`,
-  /** Compare-and-swap: matches no row unless the stored version is the one the writer read. */
+      @idempotency_key, @agent_id, @created_at, @updated_at, @started_at, @ended_at, @last_heartbeat_at, @epoch,
+      @lease_expires_at)`,
+  /**
+   * Compare-and-swap, fenced: matches no row unless the stored version is the one the writer read and, when the
+   * writer gave an epoch, the epoch is too. Back to Scheduled forgets the attempt, so that the next one is
+   * judged by its own start and heartbeats; a final state drops the lease.
+   */
   setRunState: `
     UPDATE flow_runs SET state = @state, state_message = @message, version = version + 1, updated_at = @now,
       agent_id = CASE WHEN @state = 'Scheduled' THEN NULL ELSE COALESCE(@agentId, agent_id) END,
-      started_at = CASE WHEN @state = 'Running' THEN COALESCE(started_at, @now) ELSE started_at END,
+      started_at = CASE WHEN @state = 'Running' THEN COALESCE(started_at, @now)
+                        WHEN @state = 'Scheduled' THEN NULL ELSE started_at END,
+      last_heartbeat_at = CASE WHEN @state = 'Scheduled' THEN NULL ELSE last_heartbeat_at END,
+      lease_expires_at = CASE WHEN @state = 'Scheduled' OR @state IN (${FINAL_STATES}) THEN NULL ELSE lease_expires_at END,
       ended_at = CASE WHEN @state IN (${FINAL_STATES}) THEN @now ELSE ended_at END
-    WHERE id = @id AND version = @expectedVersion RETURNING *`,
-  heartbeatRun: "UPDATE flow_runs SET last_heartbeat_at = ? WHERE id = ? RETURNING *",
+    WHERE id = @id AND version = @expectedVersion AND (@epoch IS NULL OR epoch = @epoch) RETURNING *`,
+  heartbeatRun: `
+    UPDATE flow_runs SET last_heartbeat_at = @now WHERE id = @id AND (@epoch IS NULL OR epoch = @epoch) RETURNING *`,
   insertRunState: `
     INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at) VALUES (?, ?, ?, ?, ?, ?)`,
 
@@ -43,8 +54,21 @@ export const SQL = {
     ORDER BY created_at, rowid LIMIT @max`,
   claimRun: `
     UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
-      updated_at = @now
+      epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
     WHERE id = @id AND state = 'Scheduled' RETURNING *`,
+  renewLease: `
+    UPDATE flow_runs SET lease_expires_at = @leaseExpiresAt
+    WHERE id = @id AND agent_id = @agentId AND epoch = @epoch AND state IN ('Submitted', 'Running', 'Cancelling')
+    RETURNING id`,
+
+  // The reaper's scans, one per index of migration 2 (the expressions must match the index's exactly).
+  expiredLeases: `
+    SELECT * FROM flow_runs WHERE state = @state AND lease_expires_at < @before ORDER BY lease_expires_at LIMIT @limit`,
+  silentRunning: `
+    SELECT * FROM flow_runs WHERE state = 'Running' AND COALESCE(last_heartbeat_at, started_at) < @before
+    ORDER BY COALESCE(last_heartbeat_at, started_at) LIMIT @limit`,
+  updatedBefore: `
+    SELECT * FROM flow_runs WHERE state = @state AND updated_at < @before ORDER BY updated_at LIMIT @limit`,
 
   upsertTaskRun: `
     INSERT INTO task_runs (flow_run_id, task_slug, task_name, state, message, attempt, updated_at)
@@ -60,6 +84,11 @@ export const SQL = {
     INSERT INTO agents (id, name, labels, concurrency, status, created_at, last_heartbeat_at)
     VALUES (@id, @name, @labels, @concurrency, @status, @created_at, @last_heartbeat_at)`,
   agentById: "SELECT * FROM agents WHERE id = ?",
+  // Older databases may hold several rows per name (one per restart): the liveliest one is the agent.
+  agentByName: "SELECT * FROM agents WHERE name = ? ORDER BY last_heartbeat_at DESC, rowid DESC LIMIT 1",
+  reregisterAgent: `
+    UPDATE agents SET labels = @labels, concurrency = @concurrency, status = 'online', last_heartbeat_at = @now
+    WHERE id = @id RETURNING *`,
   heartbeatAgent: "UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *",
   allAgents: "SELECT * FROM agents ORDER BY created_at, rowid",
 } as const;

@@ -9,10 +9,23 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { BerthError, describeError } from "../api/errors.js";
-import type { Agent, AgentRegister, Flow, FlowCreate, FlowRun, FlowRunStateEntry, LogLine, StoredLog, TaskRun } from "../api/schema.js";
+import type {
+  Agent,
+  AgentRegister,
+  Flow,
+  FlowCreate,
+  FlowRun,
+  FlowRunStateEntry,
+  FlowRunStateName,
+  HeldRun,
+  LogLine,
+  StoredLog,
+  TaskRun,
+} from "../api/schema.js";
 import { slugify } from "../api/slug.js";
+import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
-import type { FlowRunFilter, NewFlowRun, StateStore, StateWrite } from "./port.js";
+import type { FlowRunFilter, LeaseRenewal, NewFlowRun, StateStore, StateWrite } from "./port.js";
 import { migrate } from "./sqlite-migrations.js";
 import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
@@ -79,6 +92,8 @@ export class SqliteStore implements StateStore {
         parameters: JSON.stringify(input.parameters),
         tasks: JSON.stringify(input.tasks),
         created_at: this.timestamp(),
+        recovery: JSON.stringify(input.recovery),
+        run_timeout_ms: input.runTimeoutMs,
       };
       this.stmt("insertFlow").run(row);
       return { flow: toFlow(row), created: true };
@@ -123,6 +138,8 @@ export class SqliteStore implements StateStore {
         started_at: null,
         ended_at: null,
         last_heartbeat_at: null,
+        epoch: 0,
+        lease_expires_at: null,
       };
       this.stmt("insertRun").run(row);
       this.stmt("insertRunState").run(row.id, "Scheduled", null, 0, null, now);
@@ -158,11 +175,14 @@ export class SqliteStore implements StateStore {
         message: write.message ?? null,
         agentId: write.agentId ?? null,
         expectedVersion: write.expectedVersion,
+        epoch: write.epoch ?? null,
         now,
       }) as FlowRunRow | undefined;
       if (!row) {
-        const current = this.get<{ version: number }>("runVersion", id);
+        const current = this.get<{ version: number; epoch: number }>("runVersion", id);
         if (!current) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${id} not found`);
+        // The epoch first: a superseded attempt must stop, not re-read and retry.
+        if (write.epoch !== undefined && isStaleEpoch(write.epoch, current.epoch)) throw staleLease(id, current.epoch, write.epoch);
         throw new BerthError(
           "BERTH_E_STALE_VERSION",
           `flow run ${id} is at version ${current.version}, not ${write.expectedVersion}: re-read it and try again`,
@@ -174,12 +194,17 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async heartbeatFlowRun(id: string): Promise<FlowRun | undefined> {
-    const row = this.stmt("heartbeatRun").get(this.timestamp(), id) as FlowRunRow | undefined;
-    return row && toFlowRun(row);
+  async heartbeatFlowRun(id: string, epoch?: number): Promise<FlowRun | undefined> {
+    return this.immediate(() => {
+      const row = this.stmt("heartbeatRun").get({ id, epoch: epoch ?? null, now: this.timestamp() }) as FlowRunRow | undefined;
+      if (row) return toFlowRun(row);
+      const current = this.get<{ epoch: number }>("runEpoch", id);
+      if (current && epoch !== undefined) throw staleLease(id, current.epoch, epoch);
+      return undefined;
+    });
   }
 
-  async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number): Promise<FlowRun[]> {
+  async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
     return this.immediate(() => {
       const candidates = (
         agentLabels.length === 0
@@ -187,9 +212,10 @@ export class SqliteStore implements StateStore {
           : this.stmt("claimableLabelled").all({ max, agentLabels: JSON.stringify(agentLabels) })
       ) as { id: string }[];
       const now = this.timestamp();
+      const leaseExpiresAt = this.timestamp(leaseMs);
       const claimed: FlowRun[] = [];
       for (const { id } of candidates) {
-        const row = this.stmt("claimRun").get({ id, agentId, now }) as FlowRunRow | undefined;
+        const row = this.stmt("claimRun").get({ id, agentId, now, leaseExpiresAt }) as FlowRunRow | undefined;
         if (!row) continue;
         this.stmt("insertRunState").run(id, "Submitted", null, row.version, agentId, now);
         claimed.push(toFlowRun(row));
@@ -198,9 +224,39 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[]): Promise<void> {
+  async renewLeases(agentId: string, runs: readonly HeldRun[], leaseMs: number): Promise<LeaseRenewal> {
+    return this.immediate(() => {
+      const leaseExpiresAt = this.timestamp(leaseMs);
+      const lostRunIds: string[] = [];
+      for (const { id, epoch } of runs) {
+        const renewed = this.stmt("renewLease").get({ id, epoch, agentId, leaseExpiresAt });
+        if (renewed === undefined) lostRunIds.push(id);
+      }
+      return { lostRunIds };
+    });
+  }
+
+  async listExpiredLeases(states: readonly FlowRunStateName[], before: Date, limit: number): Promise<FlowRun[]> {
+    // One indexed scan per state; ISO timestamps of one clock order as plain strings.
+    const rows = states.flatMap((state) => this.all<FlowRunRow>("expiredLeases", { state, before: before.toISOString(), limit }));
+    const expiry = (row: FlowRunRow): string => row.lease_expires_at ?? "";
+    return rows
+      .sort((a, b) => (expiry(a) < expiry(b) ? -1 : expiry(a) > expiry(b) ? 1 : 0))
+      .slice(0, limit)
+      .map(toFlowRun);
+  }
+
+  async listSilentRunningRuns(before: Date, limit: number): Promise<FlowRun[]> {
+    return this.all<FlowRunRow>("silentRunning", { before: before.toISOString(), limit }).map(toFlowRun);
+  }
+
+  async listRunsUpdatedBefore(state: FlowRunStateName, before: Date, limit: number): Promise<FlowRun[]> {
+    return this.all<FlowRunRow>("updatedBefore", { state, before: before.toISOString(), limit }).map(toFlowRun);
+  }
+
+  async upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[], epoch?: number): Promise<void> {
     this.immediate(() => {
-      this.assertRunExists(flowRunId);
+      this.assertWritable(flowRunId, epoch);
       const now = this.timestamp();
       for (const t of taskRuns) {
         this.stmt("upsertTaskRun").run({
@@ -224,9 +280,9 @@ export class SqliteStore implements StateStore {
     return this.all<TaskRunRow>("taskRuns", flowRunId).map(toTaskRun);
   }
 
-  async appendLogs(flowRunId: string, logs: LogLine[]): Promise<void> {
+  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void> {
     this.immediate(() => {
-      this.assertRunExists(flowRunId);
+      this.assertWritable(flowRunId, epoch);
       for (const log of logs) this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null);
     });
   }
@@ -235,19 +291,27 @@ export class SqliteStore implements StateStore {
     return this.all<LogRow>("logsAfter", flowRunId, after, limit).map(toStoredLog);
   }
 
-  async registerAgent(input: AgentRegister): Promise<Agent> {
-    const now = this.timestamp();
-    const row: AgentRow = {
-      id: randomUUID(),
-      name: input.name,
-      labels: JSON.stringify(normalizeLabels(input.labels)),
-      concurrency: input.concurrency,
-      status: "online",
-      created_at: now,
-      last_heartbeat_at: now,
-    };
-    this.stmt("insertAgent").run(row);
-    return toAgent(row);
+  async registerAgent(input: AgentRegister): Promise<{ agent: Agent; created: boolean }> {
+    return this.immediate(() => {
+      const now = this.timestamp();
+      const labels = JSON.stringify(normalizeLabels(input.labels));
+      const known = this.get<AgentRow>("agentByName", input.name);
+      if (known) {
+        const row = this.stmt("reregisterAgent").get({ id: known.id, labels, concurrency: input.concurrency, now }) as AgentRow;
+        return { agent: toAgent(row), created: false };
+      }
+      const row: AgentRow = {
+        id: randomUUID(),
+        name: input.name,
+        labels,
+        concurrency: input.concurrency,
+        status: "online",
+        created_at: now,
+        last_heartbeat_at: now,
+      };
+      this.stmt("insertAgent").run(row);
+      return { agent: toAgent(row), created: true };
+    });
   }
 
   async getAgent(id: string): Promise<Agent | undefined> {
@@ -273,12 +337,16 @@ export class SqliteStore implements StateStore {
     return this.db.transaction(fn).immediate();
   }
 
-  private timestamp(): string {
-    return this.now().toISOString();
+  /** Now, or `afterMs` from now, on the store's clock. */
+  private timestamp(afterMs = 0): string {
+    return new Date(this.now().getTime() + afterMs).toISOString();
   }
 
-  private assertRunExists(flowRunId: string): void {
-    if (!this.get("runExists", flowRunId)) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${flowRunId} not found`);
+  /** Inside the write's transaction, so that no claim can slip in between the check and the write. */
+  private assertWritable(flowRunId: string, epoch: number | undefined): void {
+    const current = this.get<{ epoch: number }>("runEpoch", flowRunId);
+    if (!current) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${flowRunId} not found`);
+    if (epoch !== undefined && isStaleEpoch(epoch, current.epoch)) throw staleLease(flowRunId, current.epoch, epoch);
   }
 
   private stmt(name: SqlName): Database.Statement {

@@ -58,7 +58,8 @@ describe("ApiClient against a listening server", () => {
     expect(claims.map((c) => [c.flowRun.id, c.flow.id])).toEqual([[flowRun.id, flow.id]]);
     const running = await client.setFlowRunState(flowRun.id, { state: "Running", expectedVersion: 1 });
     expect(running.state).toBe("Running");
-    expect(await client.heartbeatFlowRun(flowRun.id)).toEqual({ state: "Running" });
+    expect(await client.heartbeatFlowRun(flowRun.id)).toEqual({ state: "Running", epoch: 1 });
+    expect(await client.heartbeatFlowRun(flowRun.id, 1)).toEqual({ state: "Running", epoch: 1 });
 
     await client.updateTaskRuns(flowRun.id, [{ taskSlug: "t", taskName: "T", state: "Success", attempt: 1 }]);
     expect((await client.listTaskRuns(flowRun.id)).map((t) => t.state)).toEqual(["Success"]);
@@ -68,7 +69,11 @@ describe("ApiClient against a listening server", () => {
     expect((await client.getLogs(flowRun.id, { after: page.next, waitMs: 50 })).logs).toEqual([]);
 
     expect((await client.cancelFlowRun(flowRun.id)).state).toBe("Cancelling");
-    expect(await client.heartbeatAgent(agent.id, { status: "online" })).toEqual({ cancelRunIds: [flowRun.id] });
+    expect(await client.heartbeatAgent(agent.id, { status: "online" })).toEqual({ cancelRunIds: [flowRun.id], lostRunIds: [] });
+    expect(await client.heartbeatAgent(agent.id, { runs: [{ id: flowRun.id, epoch: 1 }, { id: "gone", epoch: 1 }] })).toEqual({
+      cancelRunIds: [flowRun.id],
+      lostRunIds: ["gone"],
+    });
     expect((await client.getFlowRun(flowRun.id)).state).toBe("Cancelling");
   });
 
@@ -81,6 +86,24 @@ describe("ApiClient against a listening server", () => {
     const stale = await rejection(client.setFlowRunState(run.id, { state: "Cancelled", expectedVersion: 5 }));
     expect(stale.code).toBe("BERTH_E_STALE_VERSION");
     expect(stale.details).toEqual({ expected: 5, actual: 0 });
+    const agent = await client.registerAgent({ name: uniqueName("agent") });
+    expect(await client.registerAgent({ name: agent.name, concurrency: 2 })).toMatchObject({ id: agent.id, concurrency: 2 });
+    const claimed = (await client.claim(agent.id, { waitMs: 0 })).claims[0]?.flowRun;
+    expect(claimed).toMatchObject({ id: run.id, epoch: 1 });
+    const fenced = [
+      client.setFlowRunState(run.id, { state: "Running", expectedVersion: 1, epoch: 0 }),
+      client.heartbeatFlowRun(run.id, 2),
+      client.updateTaskRuns(run.id, [{ taskSlug: "t", taskName: "T", state: "Running", attempt: 1 }], 0),
+      client.appendLogs(run.id, [{ at: new Date().toISOString(), level: "info", message: "late" }], 0),
+    ];
+    for (const write of fenced) {
+      const err = await rejection(write);
+      expect(err.code).toBe("BERTH_E_STALE_LEASE");
+      expect(err.status).toBe(409);
+    }
+    await client.updateTaskRuns(run.id, [{ taskSlug: "t", taskName: "T", state: "Running", attempt: 1 }], 1);
+    await client.appendLogs(run.id, [{ at: new Date().toISOString(), level: "info", message: "mine" }], 1);
+    expect((await client.getLogs(run.id)).logs.map((l) => l.message)).toEqual(["mine"]);
     const bad = await rejection(client.registerAgent({ name: "x", labels: ["a b"] }));
     expect(bad.code).toBe("BERTH_E_VALIDATION");
     const unauthorized = await rejection(new ApiClient({ baseUrl: url }).listFlows());

@@ -158,6 +158,8 @@ describe("Flow definition", () => {
       environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: ["env"], metadata: { k: [1, "two"] } },
       parameters: [{ name: "p", required: false, default: 5 }],
       tasks: [{ slug: "p", name: "p" }],
+      runTimeoutMs: null,
+      recovery: { onLost: "fail", maxAttempts: 3 },
     });
   });
 
@@ -166,5 +168,12 @@ describe("Flow definition", () => {
     expect(definitionError(() => task(() => 1, { timeout: 0 })).message).toContain("timeout");
     expect(definitionError(() => new Flow("x").addTask({} as never)).message).toContain("expected a Task");
     expect(definitionError(() => new Flow("")).message).toContain("name");
+  });
+
+  it("carries a run timeout and a recovery policy, and rejects bad ones at definition", () => {
+    const flow = new Flow("Recovering", { runTimeout: 90_000, recovery: { onLost: "reschedule" } });
+    expect(flow.serialize()).toMatchObject({ runTimeoutMs: 90_000, recovery: { onLost: "reschedule", maxAttempts: 3 } });
+    expect(() => new Flow("Bad timeout", { runTimeout: -5 })).toThrow(/runTimeout must be a positive whole number/);
+    expect(() => new Flow("Bad policy", { recovery: { maxAttempts: 0 } })).toThrow(/recovery maxAttempts/);
   });
 });

@@ -70,6 +70,7 @@ describe("health and OpenAPI", () => {
       ].sort(),
     );
     expect(body.paths["/api/flow-runs"].post.requestBody.content["application/json"].schema.properties).toHaveProperty("flowName");
+    expect(body.paths["/api/flow-runs/{id}/heartbeat"].post.requestBody.content["application/json"].schema).toMatchObject({ properties: { epoch: {} } });
   });
 });
 
@@ -231,10 +232,10 @@ describe("flow-run state", () => {
     const cancelling = await post(`/api/flow-runs/${run.id}/cancel`);
     expect(cancelling.body).toMatchObject({ state: "Cancelling", version: 3 });
     expect((await post(`/api/flow-runs/${run.id}/cancel`)).body).toMatchObject({ state: "Cancelling", version: 3 });
-    expect((await post(`/api/flow-runs/${run.id}/heartbeat`)).body).toEqual({ state: "Cancelling" });
-    expect((await post(`/api/agents/${agent.id}/heartbeat`, {})).body).toEqual({ cancelRunIds: [run.id] });
+    expect((await post(`/api/flow-runs/${run.id}/heartbeat`)).body).toEqual({ state: "Cancelling", epoch: 1 });
+    expect((await post(`/api/agents/${agent.id}/heartbeat`, {})).body).toEqual({ cancelRunIds: [run.id], lostRunIds: [] });
     await post(`/api/flow-runs/${run.id}/state`, { state: "Cancelled", expectedVersion: 3 });
-    expect((await post(`/api/agents/${agent.id}/heartbeat`, {})).body).toEqual({ cancelRunIds: [] });
+    expect((await post(`/api/agents/${agent.id}/heartbeat`, {})).body).toEqual({ cancelRunIds: [], lostRunIds: [] });
     await expectError(s.app, { method: "POST", url: "/api/flow-runs/nope/cancel" }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
   });
 
@@ -246,7 +247,8 @@ describe("flow-run state", () => {
   it("records run heartbeats and answers with the state", async () => {
     const flow = await registerFlow();
     const run = await createRun({ flowId: flow.id });
-    expect(await post(`/api/flow-runs/${run.id}/heartbeat`)).toEqual({ status: 200, body: { state: "Scheduled" } });
+    expect(await post(`/api/flow-runs/${run.id}/heartbeat`)).toEqual({ status: 200, body: { state: "Scheduled", epoch: 0 } });
+    expect(await post(`/api/flow-runs/${run.id}/heartbeat`, {})).toEqual({ status: 200, body: { state: "Scheduled", epoch: 0 } });
     expect((await get(`/api/flow-runs/${run.id}`)).body.lastHeartbeatAt).toEqual(expect.any(String));
     await expectError(s.app, { method: "POST", url: "/api/flow-runs/nope/heartbeat" }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
   });
@@ -303,7 +305,7 @@ describe("agents", () => {
     expect((await get("/api/agents")).body.agents.map((a: { id: string; status: string }) => [a.id, a.status])).toEqual([[agent.id, "online"]]);
     clock = 61_000;
     expect((await get("/api/agents")).body.agents[0].status).toBe("lost");
-    expect(await post(`/api/agents/${agent.id}/heartbeat`, { status: "unhealthy" })).toEqual({ status: 200, body: { cancelRunIds: [] } });
+    expect(await post(`/api/agents/${agent.id}/heartbeat`, { status: "unhealthy" })).toEqual({ status: 200, body: { cancelRunIds: [], lostRunIds: [] } });
     expect((await get("/api/agents")).body.agents[0].status).toBe("unhealthy");
     await post(`/api/agents/${agent.id}/heartbeat`, { status: "stopped" });
     clock = 240_000;

@@ -4,6 +4,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite.js";
+import { MIGRATIONS } from "../store/sqlite-migrations.js";
 import { SQL } from "../store/sqlite-sql.js";
 import { describeStoreContract } from "./support/store-contract.js";
 
@@ -15,8 +16,8 @@ function pathOf(description: string): string {
   return description.replace(/^sqlite:/, "");
 }
 
-describeStoreContract("sqlite in memory", () => openSqliteStore(":memory:"));
-describeStoreContract("sqlite file", () => openSqliteStore(path.join(dir, `store-${files++}.db`)), {
+describeStoreContract("sqlite in memory", (now) => openSqliteStore(":memory:", { now }));
+describeStoreContract("sqlite file", (now) => openSqliteStore(path.join(dir, `store-${files++}.db`), { now }), {
   openSibling: (store) => openSqliteStore(pathOf(store.description)),
 });
 
@@ -28,7 +29,7 @@ describe("sqlite specifics", () => {
     await Promise.all([store.close(), again.close()]);
     const db = new Database(file, { readonly: true });
     try {
-      expect(db.pragma("user_version", { simple: true })).toBe(1);
+      expect(db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
       expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
     } finally {
       db.close();
@@ -49,6 +50,54 @@ describe("sqlite specifics", () => {
       }
     } finally {
       db.close();
+    }
+  });
+
+  it("serves the reaper's scans from their indexes without sorting", async () => {
+    const file = path.join(dir, "reaper-plan.db");
+    await (await openSqliteStore(file)).close();
+    const db = new Database(file, { readonly: true });
+    const params = { state: "Submitted", before: new Date().toISOString(), limit: 10 };
+    const expected = [
+      [SQL.expiredLeases, "flow_runs_state_lease"],
+      [SQL.silentRunning, "flow_runs_state_heard"],
+      [SQL.updatedBefore, "flow_runs_state_updated"],
+    ] as const;
+    try {
+      for (const [sql, index] of expected) {
+        const used = sql.includes("@state") ? params : { before: params.before, limit: params.limit };
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as { detail: string }[]).map((row) => row.detail).join("\n");
+        expect(plan, sql).toContain(index);
+        expect(plan, sql).not.toContain("TEMP B-TREE");
+      }
+    } finally {
+      db.close();
+    }
+  });
+
+  it("upgrades a database of the first schema, keeping its runs and giving old flows the default recovery", async () => {
+    const file = path.join(dir, "v1.db");
+    const db = new Database(file);
+    db.exec(MIGRATIONS[0] ?? "");
+    db.pragma("user_version = 1");
+    const at = "2024-01-01T00:00:00.000Z";
+    db.prepare(
+      `INSERT INTO flows VALUES ('f1', 'old', 'old', 1, 'h', '[]', '{"type":"local","directory":"/d","flows":{}}',
+        '{"type":"LocalEnvironment","className":"LocalEnvironment","labels":[],"metadata":{}}', '[]', '[]', ?)`,
+    ).run(at);
+    db.prepare(
+      `INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, version, labels, parameters, agent_id, created_at, updated_at)
+       VALUES ('r1', 'f1', 'old', 1, 'Submitted', 1, '[]', '{}', 'agent-1', ?, ?)`,
+    ).run(at, at);
+    db.close();
+    const store = await openSqliteStore(file);
+    try {
+      expect(await store.getFlow("f1")).toMatchObject({ recovery: { onLost: "fail", maxAttempts: 3 }, runTimeoutMs: null });
+      expect(await store.getFlowRun("r1")).toMatchObject({ state: "Submitted", epoch: 0, leaseExpiresAt: null, agentId: "agent-1" });
+      // Claimed before leases existed: the start timeout still finds it.
+      expect((await store.listRunsUpdatedBefore("Submitted", new Date(), 10)).map((r) => r.id)).toEqual(["r1"]);
+    } finally {
+      await store.close();
     }
   });
 

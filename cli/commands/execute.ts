@@ -19,10 +19,12 @@ export async function executeFlowRunCommand(): Promise<void> {
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
   const heartbeat = Number(process.env.BERTH_HEARTBEAT_INTERVAL_MS);
+  const epoch = process.env.BERTH_FLOW_RUN_EPOCH === undefined ? undefined : Number(process.env.BERTH_FLOW_RUN_EPOCH);
   const code = await executeFlowRun({
     apiUrl,
     apiToken: process.env.BERTH_API_TOKEN,
     flowRunId,
+    epoch: Number.isInteger(epoch) ? epoch : undefined,
     signal: controller.signal,
     ...(Number.isFinite(heartbeat) && heartbeat > 0 ? { heartbeatIntervalMs: heartbeat } : {}),
   });

@@ -5,11 +5,24 @@ import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/agents",
-    { schema: { summary: "Register an agent", tags: ["agents"], body: AgentRegister.strict(), response: withErrors({ 201: Agent }) } },
+    {
+      schema: {
+        summary: "Register an agent; a known name gets its agent back (200), so a restarted agent keeps its id",
+        tags: ["agents"],
+        body: AgentRegister.strict(),
+        response: withErrors({ 200: Agent, 201: Agent }),
+      },
+    },
     async (request, reply) => {
-      const agent = await ctx.store.registerAgent(request.body);
-      request.log.info({ agentId: agent.id, labels: agent.labels }, `agent ${agent.name} registered`);
-      return reply.code(201).send(agent);
+      const { agent, created } = await ctx.store.registerAgent(request.body);
+      const log = request.log.child({ agentId: agent.id });
+      if (created) log.info({ labels: agent.labels }, `agent ${agent.name} registered`);
+      else log.info({ labels: agent.labels }, `agent ${agent.name} registered again: it keeps its id`);
+      // A restarted agent has no claim parked; one that does is another live process using the same name.
+      if (!created && ctx.presence.isParked(agent.id)) {
+        log.warn(`agent name ${agent.name} is in use by a running agent: two agents with one name share one identity; give each its own name`);
+      }
+      return reply.code(created ? 201 : 200).send(agent);
     },
   );
 
@@ -23,7 +36,7 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
     "/api/agents/:id/heartbeat",
     {
       schema: {
-        summary: "An agent is alive; answers with its runs that users asked to cancel",
+        summary: "An agent is alive: renews the leases of the runs it lists; answers with runs to cancel and runs it lost",
         tags: ["agents"],
         params: IdParams,
         body: AgentHeartbeat.strict(),
@@ -32,10 +45,13 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
     },
     async (request) => {
       const { id } = request.params;
-      const agent = await ctx.store.heartbeatAgent(id, request.body.status);
+      const { status, runs } = request.body;
+      const agent = await ctx.store.heartbeatAgent(id, status);
       if (!agent) throw agentNotFound(id);
+      const { lostRunIds } = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.timings.leaseMs);
+      if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
       const cancelling = await ctx.store.listFlowRuns({ agentId: id, state: "Cancelling", limit: 1000 });
-      return { cancelRunIds: cancelling.map((run) => run.id) };
+      return { cancelRunIds: cancelling.map((run) => run.id), lostRunIds };
     },
   );
 }

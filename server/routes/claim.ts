@@ -10,7 +10,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
     "/api/agents/:id/claim",
     {
       schema: {
-        summary: "Claim Scheduled runs whose labels the agent satisfies; waits up to waitMs for one (long-poll)",
+        summary: "Claim Scheduled runs whose labels the agent satisfies, each with a new epoch and a lease; waits up to waitMs for one (long-poll)",
         tags: ["agents"],
         params: IdParams,
         body: ClaimRequest.strict(),
@@ -37,7 +37,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             waitMs,
             signals: [gone, ctx.closing],
             attempt: async () => {
-              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max);
+              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.timings.leaseMs);
               return claimed.length > 0 ? claimed : undefined;
             },
           })) ?? [];

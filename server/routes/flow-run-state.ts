@@ -1,9 +1,9 @@
 import { BerthError, isBerthError } from "../../api/errors.js";
-import { FlowRun, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../api/schema.js";
-import type { StateWrite } from "../../store/port.js";
+import { FlowRun, FlowRunHeartbeat, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../api/schema.js";
+import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
-import { RUNS_TOPIC, logsTopic } from "../notifier.js";
 import { assertTransition, isFinalState } from "../states.js";
+import { writeState } from "../write-state.js";
 import { IdParams, flowRunNotFound, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
 
 const CANCEL_ATTEMPTS = 10;
@@ -13,7 +13,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     "/api/flow-runs/:id/state",
     {
       schema: {
-        summary: "Change a flow run's state (compare-and-swap on version)",
+        summary: "Change a flow run's state (compare-and-swap on version, fenced by epoch when given)",
         tags: ["flow runs"],
         params: IdParams,
         body: StateChange.strict(),
@@ -22,12 +22,14 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     },
     async (request) => {
       const { id } = request.params;
-      const { state, message, expectedVersion } = request.body;
+      const { state, message, expectedVersion, epoch } = request.body;
       const run = await requireFlowRun(ctx.store, id);
-      // A stale writer learns that first: its idea of the current state is what is out of date.
+      // A superseded attempt learns that first: it must stop, whereas a stale version only means re-read.
+      if (epoch !== undefined && isStaleEpoch(epoch, run.epoch)) throw staleLease(id, run.epoch, epoch);
+      // A stale writer learns that next: its idea of the current state is what is out of date.
       if (run.version !== expectedVersion) throw staleVersion(id, expectedVersion, run.version);
       assertTransition(id, run.state, state);
-      return writeState(ctx, id, { state, message, expectedVersion });
+      return writeState(ctx, id, { state, message, expectedVersion, epoch });
     },
   );
 
@@ -69,16 +71,18 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     "/api/flow-runs/:id/heartbeat",
     {
       schema: {
-        summary: "The run's container is alive; answers with the run's state so it can notice Cancelling",
+        summary: "The run's container is alive; answers with the run's state and epoch so it can notice Cancelling or a newer attempt",
         tags: ["flow runs"],
         params: IdParams,
+        // Optional: containers of earlier versions send no body at all (which Fastify hands over as null).
+        body: FlowRunHeartbeat.strict().nullish(),
         response: withErrors({ 200: FlowRunHeartbeatReply }),
       },
     },
     async (request) => {
-      const run = await ctx.store.heartbeatFlowRun(request.params.id);
+      const run = await ctx.store.heartbeatFlowRun(request.params.id, request.body?.epoch);
       if (!run) throw flowRunNotFound(request.params.id);
-      return { state: run.state };
+      return { state: run.state, epoch: run.epoch };
     },
   );
 }
@@ -88,14 +92,6 @@ function cancelTarget(state: FlowRunStateName): FlowRunStateName | undefined {
   if (state === "Scheduled" || state === "Submitted") return "Cancelled";
   if (state === "Running") return "Cancelling";
   return undefined;
-}
-
-/** Writes a state and wakes whoever waits on its consequences. */
-async function writeState(ctx: ServerContext, id: string, write: StateWrite): Promise<FlowRun> {
-  const run = await ctx.store.setFlowRunState(id, write);
-  if (run.state === "Scheduled") ctx.notifier.notify(RUNS_TOPIC);
-  if (isFinalState(run.state)) ctx.notifier.notify(logsTopic(id));
-  return run;
 }
 
 function staleVersion(id: string, expected: number, actual: number): BerthError {

@@ -43,7 +43,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
     "/api/flow-runs/:id/logs",
     {
       schema: {
-        summary: "Append log lines to a flow run",
+        summary: "Append log lines to a flow run, fenced by epoch when given",
         tags: ["logs"],
         params: IdParams,
         body: LogsAppend.strict(),
@@ -51,7 +51,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      await ctx.store.appendLogs(request.params.id, request.body.logs);
+      await ctx.store.appendLogs(request.params.id, request.body.logs, request.body.epoch);
       ctx.notifier.notify(logsTopic(request.params.id));
       return { ok: true as const };
     },

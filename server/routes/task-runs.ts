@@ -25,7 +25,7 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
     "/api/flow-runs/:id/task-runs",
     {
       schema: {
-        summary: "Record task-run states (insert or replace by task slug)",
+        summary: "Record task-run states (insert or replace by task slug), fenced by epoch when given",
         tags: ["task runs"],
         params: IdParams,
         body: TaskRunsUpdate.strict(),
@@ -33,7 +33,7 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      await ctx.store.upsertTaskRuns(request.params.id, request.body.taskRuns);
+      await ctx.store.upsertTaskRuns(request.params.id, request.body.taskRuns, request.body.epoch);
       return { ok: true as const };
     },
   );

@@ -17,6 +17,8 @@ export function flowInput(overrides: Partial<FlowCreate> = {}): FlowCreate {
     contentHash: randomUUID(),
     parameters: [],
     tasks: [{ slug: "say-hello", name: "say hello" }],
+    recovery: { onLost: "fail", maxAttempts: 3 },
+    runTimeoutMs: null,
     ...overrides,
   };
 }

@@ -1,20 +1,23 @@
-/** A server over a fresh in-memory store, for inject() tests; closed by the returned `close`. */
+/** A server over a fresh in-memory store (or the given one), for inject() tests; closed by the returned `close`. */
 import { Writable } from "node:stream";
 import pino from "pino";
 import type { ServerConfig } from "../../server/context.js";
 import { buildServer } from "../../server/app.js";
 import { LocalNotifier } from "../../server/notifier.js";
+import type { StateStore } from "../../store/port.js";
 import { openSqliteStore } from "../../store/sqlite.js";
 
 export interface TestServerOptions {
   config?: Partial<ServerConfig>;
-  /** One clock for the store's timestamps and the server's idea of "now" (agent presence). */
+  /** One clock for the store's timestamps and the server's idea of "now" (agent presence, the reaper). */
   now?: () => number;
+  /** A store to serve instead of a fresh one (on the same clock); closed with the server. */
+  store?: StateStore;
 }
 
 export async function startTestServer(options: TestServerOptions = {}) {
   const now = options.now;
-  const store = await openSqliteStore(":memory:", now ? { now: () => new Date(now()) } : {});
+  const store = options.store ?? (await openSqliteStore(":memory:", now ? { now: () => new Date(now()) } : {}));
   const notifier = new LocalNotifier();
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({

@@ -1,7 +1,8 @@
 /**
  * The StateStore contract: every implementation (SQLite now, PostgreSQL later) must pass this one suite.
- * `open` gives a fresh, empty store; `openSibling`, when the store is persistent, opens a second connection to
- * the same database (for durability and cross-connection claim races).
+ * `open` gives a fresh, empty store (on the given clock, when one is given); `openSibling`, when the store is
+ * persistent, opens a second connection to the same database (for durability and cross-connection claim races).
+ * The lease tests live in store-contract-leases.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { isBerthError } from "../../api/errors.js";
@@ -9,6 +10,7 @@ import type { FlowRun, LogLine } from "../../api/schema.js";
 import { labelsMatch } from "../../store/labels.js";
 import type { StateStore } from "../../store/port.js";
 import { flowInput, uniqueName } from "./fixtures.js";
+import { LEASE_MS, leaseContract, type OpenStore } from "./store-contract-leases.js";
 
 export interface StoreContractOptions {
   openSibling?: (store: StateStore) => Promise<StateStore>;
@@ -27,11 +29,11 @@ function log(message: string, task: string | null = null): LogLine {
   return { at: new Date().toISOString(), level: "info", message, task };
 }
 
-export function describeStoreContract(name: string, open: () => Promise<StateStore>, options: StoreContractOptions = {}): void {
+export function describeStoreContract(name: string, open: OpenStore, options: StoreContractOptions = {}): void {
   describe(`StateStore contract: ${name}`, () => {
     const opened: StateStore[] = [];
-    const fresh = async (): Promise<StateStore> => {
-      const store = await open();
+    const fresh = async (now?: () => Date): Promise<StateStore> => {
+      const store = await open(now);
       opened.push(store);
       return store;
     };
@@ -141,7 +143,7 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
       expect((await store.listFlowRuns({ limit: 2 })).map((r) => r.id)).toEqual([d.id, c.id]);
       await store.setFlowRunState(b.id, { state: "Cancelled", expectedVersion: 0 });
       expect((await store.listFlowRuns({ state: "Cancelled" })).map((r) => r.id)).toEqual([b.id]);
-      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1, LEASE_MS);
       expect((await store.listFlowRuns({ agentId: "agent-1" })).map((r) => r.id)).toEqual([claimed?.id]);
     });
 
@@ -170,7 +172,7 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
     it("keeps every state of a run, oldest first, and nothing a refused writer sent", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
-      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1, LEASE_MS);
       expect(claimed?.id).toBe(r.id);
       await store.setFlowRunState(r.id, { state: "Running", message: "started", expectedVersion: 1 });
       await rejection(store.setFlowRunState(r.id, { state: "Failed", expectedVersion: 1 }));
@@ -189,11 +191,11 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
     it("forgets the agent when a run goes back to Scheduled", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
-      const [claimed] = await store.claimFlowRuns("agent-1", [], 1);
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1, LEASE_MS);
       expect(claimed?.id).toBe(r.id);
       const back = await store.setFlowRunState(r.id, { state: "Scheduled", expectedVersion: claimed?.version ?? -1 });
       expect(back).toMatchObject({ state: "Scheduled", agentId: null, version: 2 });
-      expect((await store.claimFlowRuns("agent-2", [], 1)).map((x) => x.id)).toEqual([r.id]);
+      expect((await store.claimFlowRuns("agent-2", [], 1, LEASE_MS)).map((x) => x.id)).toEqual([r.id]);
     });
 
     it("records run heartbeats without changing the version", async () => {
@@ -210,11 +212,11 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
       const a = await run();
       const b = await run();
       const c = await run();
-      const first = await store.claimFlowRuns("agent-1", [], 2);
+      const first = await store.claimFlowRuns("agent-1", [], 2, LEASE_MS);
       expect(first.map((r) => r.id)).toEqual([a.id, b.id]);
       for (const r of first) expect(r).toMatchObject({ state: "Submitted", agentId: "agent-1", version: 1 });
-      expect((await store.claimFlowRuns("agent-2", [], 5)).map((r) => r.id)).toEqual([c.id]);
-      expect(await store.claimFlowRuns("agent-2", [], 5)).toEqual([]);
+      expect((await store.claimFlowRuns("agent-2", [], 5, LEASE_MS)).map((r) => r.id)).toEqual([c.id]);
+      expect(await store.claimFlowRuns("agent-2", [], 5, LEASE_MS)).toEqual([]);
       expect((await store.getFlowRun(a.id))?.agentId).toBe("agent-1");
     });
 
@@ -225,7 +227,7 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
         const { store, run } = await storeWithFlow();
         const byId = new Map<string, string[]>();
         for (const labels of runLabelSets) byId.set((await run(labels)).id, labels);
-        const claimed = await store.claimFlowRuns("agent", agentLabels, 100);
+        const claimed = await store.claimFlowRuns("agent", agentLabels, 100, LEASE_MS);
         const expected = [...byId].filter(([, labels]) => labelsMatch(labels, agentLabels)).map(([id]) => id);
         expect(claimed.map((r) => r.id).sort(), `agent [${agentLabels.join(",")}]`).toEqual(expected.sort());
       }
@@ -235,7 +237,7 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
       const { store, run } = await storeWithFlow();
       const r = await run();
       await store.setFlowRunState(r.id, { state: "Cancelled", expectedVersion: 0 });
-      expect(await store.claimFlowRuns("agent", [], 10)).toEqual([]);
+      expect(await store.claimFlowRuns("agent", [], 10, LEASE_MS)).toEqual([]);
     });
 
     it("never hands one run to two concurrent claimers", async () => {
@@ -247,7 +249,7 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
         const mine: FlowRun[] = [];
         const s = stores[n % stores.length] as StateStore;
         for (;;) {
-          const got = await s.claimFlowRuns(`agent-${n}`, ["gpu", "linux"], 1 + (n % 3));
+          const got = await s.claimFlowRuns(`agent-${n}`, ["gpu", "linux"], 1 + (n % 3), LEASE_MS);
           if (got.length === 0) return mine;
           mine.push(...got);
         }
@@ -296,7 +298,8 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
 
     it("registers agents and records their heartbeats", async () => {
       const store = await fresh();
-      const agent = await store.registerAgent({ name: "a1", labels: ["gpu", "cpu"], concurrency: 2 });
+      const { agent, created } = await store.registerAgent({ name: "a1", labels: ["gpu", "cpu"], concurrency: 2 });
+      expect(created).toBe(true);
       expect(agent).toMatchObject({ name: "a1", labels: ["cpu", "gpu"], concurrency: 2, status: "online" });
       expect(await store.getAgent(agent.id)).toEqual(agent);
       const beat = await store.heartbeatAgent(agent.id, "unhealthy");
@@ -304,9 +307,11 @@ export function describeStoreContract(name: string, open: () => Promise<StateSto
       expect(Date.parse(beat?.lastHeartbeatAt ?? "")).toBeGreaterThanOrEqual(Date.parse(agent.lastHeartbeatAt));
       expect(await store.heartbeatAgent("no-such-agent", "online")).toBeUndefined();
       expect(await store.getAgent("no-such-agent")).toBeUndefined();
-      const second = await store.registerAgent({ name: "a2", labels: [], concurrency: 1 });
+      const { agent: second } = await store.registerAgent({ name: "a2", labels: [], concurrency: 1 });
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
+
+    leaseContract(fresh);
 
     it("closes idempotently", async () => {
       const store = await open();

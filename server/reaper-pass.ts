@@ -1,0 +1,165 @@
+/**
+ * One pass of the reaper's rules (see server/reaper.ts), all as of one instant `now`:
+ *
+ * 1. Submitted runs that will not start, because their agent stopped renewing the lease or because they were
+ *    claimed more than startTimeoutMs ago → Scheduled again while attempts remain (epoch <
+ *    recovery.maxAttempts), else Failed.
+ * 2. Running runs whose container has been silent for runHeartbeatTimeoutMs → per the flow's recovery.onLost:
+ *    Scheduled again ("reschedule", while attempts remain) or Failed. Only the container's silence counts: a
+ *    run whose agent is gone but whose container still reports is left alone, for the restarted agent to adopt.
+ * 3. Cancelling runs unconfirmed for cancelTimeoutMs whose agent is lost → Cancelled, saying that the
+ *    container may still be running.
+ *
+ * Every move is the store's compare-and-swap on the version the scan read: a run that changed meanwhile is
+ * skipped, someone else has decided. Fencing makes rescheduling safe: the superseded attempt's writes are
+ * refused (BERTH_E_STALE_LEASE) and its agent is told to stop it (lostRunIds). Silence is counted from the
+ * server's start at the earliest ("last heard" is at least `startedAt`): a server that was down must not blame
+ * runs that simply could not reach it. Running → Scheduled is the reaper's alone: the transition table of
+ * states.ts (what clients may ask for) does not list it.
+ */
+import { isBerthError } from "../api/errors.js";
+import { DEFAULT_RECOVERY, type Agent, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../api/schema.js";
+import type { ReaperOptions } from "./reaper.js";
+import { writeState } from "./write-state.js";
+
+export interface ReapReport {
+  /** Ids of the runs moved by this pass, by outcome. */
+  rescheduled: string[];
+  failed: string[];
+  cancelled: string[];
+}
+
+/** Runs looked at per scan and pass: a larger backlog drains over the next passes. */
+const BATCH = 100;
+
+export class ReaperPass {
+  private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [] };
+  private readonly recoveries = new Map<string, Promise<RecoveryPolicy>>();
+  private readonly agents = new Map<string, Promise<Agent | undefined>>();
+
+  constructor(
+    private readonly options: ReaperOptions,
+    private readonly now: number,
+  ) {}
+
+  async run(): Promise<ReapReport> {
+    await this.unstarted();
+    await this.silent();
+    await this.unconfirmedCancels();
+    return this.report;
+  }
+
+  /** Rule 1. */
+  private async unstarted(): Promise<void> {
+    const { store, timings } = this.options;
+    const found = new Map<string, { run: FlowRun; leaseLost: boolean }>();
+    if (this.upFor(timings.leaseMs)) {
+      for (const run of await store.listExpiredLeases(["Submitted"], new Date(this.now), BATCH)) found.set(run.id, { run, leaseLost: true });
+    }
+    if (this.upFor(timings.startTimeoutMs)) {
+      const claimedBefore = new Date(this.now - timings.startTimeoutMs);
+      for (const run of await store.listRunsUpdatedBefore("Submitted", claimedBefore, BATCH)) {
+        if (!found.has(run.id)) found.set(run.id, { run, leaseLost: false });
+      }
+    }
+    for (const { run, leaseLost } of found.values()) {
+      const agent = await this.describeAgent(run.agentId);
+      const cause = leaseLost
+        ? `flow run ${run.id} (attempt ${run.epoch}) was not started: ${agent} stopped renewing its lease`
+        : `flow run ${run.id} (attempt ${run.epoch}) did not start within ${formatMs(timings.startTimeoutMs)} of its claim at ${run.updatedAt} by ${agent}`;
+      await this.retryOrFail(run, await this.recoveryOf(run), cause);
+    }
+  }
+
+  /** Rule 2. */
+  private async silent(): Promise<void> {
+    const { store, timings } = this.options;
+    if (!this.upFor(timings.runHeartbeatTimeoutMs)) return;
+    for (const run of await store.listSilentRunningRuns(new Date(this.now - timings.runHeartbeatTimeoutMs), BATCH)) {
+      const heard = run.lastHeartbeatAt
+        ? `its container was last heard from at ${run.lastHeartbeatAt} (${this.ago(run.lastHeartbeatAt)} ago)`
+        : `its container has not been heard from since the run started at ${run.startedAt ?? "?"} (${this.ago(run.startedAt)} ago)`;
+      const cause = `flow run ${run.id} (attempt ${run.epoch}) is lost: ${heard}, on ${await this.describeAgent(run.agentId)}`;
+      const recovery = await this.recoveryOf(run);
+      if (recovery.onLost === "reschedule") await this.retryOrFail(run, recovery, cause);
+      else await this.move(run, "Failed", `${cause}; failed, as the flow's recovery.onLost is "fail"`);
+    }
+  }
+
+  /** Rule 3. */
+  private async unconfirmedCancels(): Promise<void> {
+    const { store, timings } = this.options;
+    if (!this.upFor(timings.cancelTimeoutMs)) return;
+    for (const run of await store.listRunsUpdatedBefore("Cancelling", new Date(this.now - timings.cancelTimeoutMs), BATCH)) {
+      const agent = run.agentId === null ? undefined : await this.agent(run.agentId);
+      if (agent && !this.isLost(agent)) continue;
+      const message = `flow run ${run.id} cancelled without confirmation from ${await this.describeAgent(run.agentId)}: its container may still be running`;
+      await this.move(run, "Cancelled", message);
+    }
+  }
+
+  private async retryOrFail(run: FlowRun, recovery: RecoveryPolicy, cause: string): Promise<void> {
+    const left = recovery.maxAttempts - run.epoch;
+    if (left > 0) await this.move(run, "Scheduled", `${cause}; rescheduled (${left} of ${recovery.maxAttempts} attempts left)`);
+    else await this.move(run, "Failed", `${cause}; gave up after ${run.epoch} attempt${run.epoch === 1 ? "" : "s"}`);
+  }
+
+  private async move(run: FlowRun, state: FlowRunStateName, message: string): Promise<void> {
+    const log = this.options.logger.child({ flowRunId: run.id, agentId: run.agentId, epoch: run.epoch });
+    try {
+      await writeState(this.options, run.id, { state, message, expectedVersion: run.version });
+    } catch (err) {
+      if (!isBerthError(err, "BERTH_E_STALE_VERSION")) throw err;
+      log.debug(`reaper: flow run ${run.id} changed meanwhile; leaving it as it is`);
+      return;
+    }
+    this.report[state === "Scheduled" ? "rescheduled" : state === "Cancelled" ? "cancelled" : "failed"].push(run.id);
+    log.warn({ state }, message);
+  }
+
+  /** Whether the server has been up for longer than `windowMs`: before that, no silence is long enough. */
+  private upFor(windowMs: number): boolean {
+    return this.now - this.options.startedAt > windowMs;
+  }
+
+  private isLost(agent: Agent): boolean {
+    if (this.options.presence.isParked(agent.id)) return false;
+    const heard = Math.max(Date.parse(agent.lastHeartbeatAt), this.options.startedAt);
+    return this.now - heard > this.options.timings.agentLostAfterMs;
+  }
+
+  /** "agent NAME (id ID, last heard from at T, 12s ago)": who held the run, and when it last spoke. */
+  private async describeAgent(agentId: string | null): Promise<string> {
+    if (agentId === null) return "no agent";
+    const agent = await this.agent(agentId);
+    if (!agent) return `agent ${agentId} (unknown to this server)`;
+    return `agent ${agent.name} (id ${agent.id}, last heard from at ${agent.lastHeartbeatAt}, ${this.ago(agent.lastHeartbeatAt)} ago)`;
+  }
+
+  private ago(at: string | null | undefined): string {
+    return at ? formatMs(Math.max(0, this.now - Date.parse(at))) : "?";
+  }
+
+  private agent(id: string): Promise<Agent | undefined> {
+    let agent = this.agents.get(id);
+    if (!agent) this.agents.set(id, (agent = this.options.store.getAgent(id)));
+    return agent;
+  }
+
+  private recoveryOf(run: FlowRun): Promise<RecoveryPolicy> {
+    let recovery = this.recoveries.get(run.flowId);
+    if (!recovery) {
+      recovery = this.options.store.getFlow(run.flowId).then((flow) => flow?.recovery ?? DEFAULT_RECOVERY);
+      this.recoveries.set(run.flowId, recovery);
+    }
+    return recovery;
+  }
+}
+
+/** Durations as people read them in a log line. */
+function formatMs(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)}ms`;
+  if (ms < 120_000) return `${Math.round(ms / 1_000)}s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`;
+  return `${Math.round(ms / 3_600_000)}h`;
+}

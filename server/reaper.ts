@@ -1,0 +1,75 @@
+/**
+ * The reaper: recovery inside the server, so that no run is lost and none runs twice. Every
+ * `reaperIntervalMs` it runs one pass of the rules in server/reaper-pass.ts over runs whose attempt is lost
+ * (an agent that stopped renewing a lease, a container gone silent, a cancellation nobody confirms).
+ *
+ * Passes never overlap: a tick that finds one under way is skipped, and `reapOnce` (what tests call, with
+ * their own clock) waits for it. `stop()` clears the timer and waits for the pass under way, so the store can
+ * be closed right after.
+ */
+import type { FastifyBaseLogger } from "fastify";
+import { describeError } from "../api/errors.js";
+import type { StateStore } from "../store/port.js";
+import type { ServerTimings } from "./context.js";
+import type { Notifier } from "./notifier.js";
+import type { AgentPresence } from "./presence.js";
+import { ReaperPass, type ReapReport } from "./reaper-pass.js";
+
+export type { ReapReport } from "./reaper-pass.js";
+
+export interface ReaperOptions {
+  store: StateStore;
+  notifier: Notifier;
+  presence: AgentPresence;
+  logger: FastifyBaseLogger;
+  timings: ServerTimings;
+  /** Milliseconds since the epoch; the same clock as the store's timestamps. */
+  now: () => number;
+  /** When the server started (ms): silence is only counted from then on, see reaper-pass.ts. */
+  startedAt: number;
+}
+
+export class Reaper {
+  private timer: NodeJS.Timeout | undefined;
+  private pass: Promise<ReapReport> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: ReaperOptions) {}
+
+  /** Arms the interval; a no-op when reaperIntervalMs is 0 or after stop(). */
+  start(): void {
+    const intervalMs = this.options.timings.reaperIntervalMs;
+    if (this.stopped || this.timer !== undefined || intervalMs <= 0) return;
+    this.timer = setInterval(() => this.tick(intervalMs), intervalMs);
+    this.timer.unref();
+  }
+
+  /** One pass of every rule as of `now` (default: the clock); waits for a pass already under way first. */
+  async reapOnce(now: number = this.options.now()): Promise<ReapReport> {
+    // Only waiting for it to end: its failure belongs to whoever started it.
+    while (this.pass) await this.pass.catch(() => undefined);
+    const pass = new ReaperPass(this.options, now).run();
+    this.pass = pass;
+    try {
+      return await pass;
+    } finally {
+      if (this.pass === pass) this.pass = undefined;
+    }
+  }
+
+  /** Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    // Its failure was logged by the tick, or goes to the reapOnce caller.
+    await this.pass?.catch(() => undefined);
+  }
+
+  private tick(intervalMs: number): void {
+    if (this.pass || this.stopped) return;
+    this.reapOnce().catch((err: unknown) => {
+      this.options.logger.error({ err }, `reaper pass failed, next in ${intervalMs}ms: ${describeError(err)}`);
+    });
+  }
+}

@@ -1,0 +1,13 @@
+/** The one way the server records a flow-run state: the store's compare-and-swap, then the wake-ups it implies. */
+import type { FlowRun } from "../api/schema.js";
+import type { StateStore, StateWrite } from "../store/port.js";
+import { RUNS_TOPIC, logsTopic, type Notifier } from "./notifier.js";
+import { isFinalState } from "./states.js";
+
+export async function writeState(ctx: { store: StateStore; notifier: Notifier }, id: string, write: StateWrite): Promise<FlowRun> {
+  const run = await ctx.store.setFlowRunState(id, write);
+  // Claimable again: parked claims look at once. Final: log followers stop waiting.
+  if (run.state === "Scheduled") ctx.notifier.notify(RUNS_TOPIC);
+  if (isFinalState(run.state)) ctx.notifier.notify(logsTopic(id));
+  return run;
+}
