@@ -146,8 +146,8 @@ export class Agent {
         const flowRun = await this.deps.client.getFlowRun(flowRunId);
         const flow = await this.deps.client.getFlow(flowRun.flowId);
         const epoch = Number(info.labels[EPOCH_LABEL] ?? flowRun.epoch);
-        const container = new FlowRunContainer({ flowRun: { ...flowRun, epoch }, flow }, this.containerDeps());
-        this.track(flowRunId, container, container.adopt(info.id));
+        const container = new FlowRunContainer({ flowRun, flow }, this.containerDeps(), epoch);
+        this.track(flowRunId, container, container.adopt(info));
       } catch (err) {
         this.log.warn({ err, flowRunId }, "cannot adopt this container; removing it");
         await this.deps.runtime.removeContainer(info.id).catch(() => undefined);
@@ -169,6 +169,7 @@ export class Agent {
         continue;
       }
       try {
+        this.log.debug({ free }, "waiting for a claim");
         const { claims } = await this.deps.client.claim(
           this.id!,
           { max: free, waitMs: this.options.claimWaitMs },

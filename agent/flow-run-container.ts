@@ -11,7 +11,7 @@ import type { ApiClient } from "../api/client.js";
 import { describeError, isBerthError } from "../api/errors.js";
 import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../api/schema.js";
 import { writeFlowRunState } from "../api/state-writes.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerRuntime } from "../docker/port.js";
 import { IMAGE_FLOWS_DIR } from "../storage/docker-storage.js";
 import type { PullPolicy } from "./options.js";
 
@@ -48,10 +48,15 @@ export class FlowRunContainer {
   /** When the server last confirmed this agent still holds the run's lease. */
   leaseRenewedAt = Date.now();
 
+  /** The lease epoch of this attempt: the claim's, or for an adopted container, the one on its label. */
+  readonly epoch: number;
+
   constructor(
     readonly claim: ClaimedRun,
     private readonly deps: ContainerDeps,
+    epoch?: number,
   ) {
+    this.epoch = epoch ?? claim.flowRun.epoch;
     this.log = deps.logger.child({ flowRunId: claim.flowRun.id, epoch: this.epoch });
   }
 
@@ -62,10 +67,6 @@ export class FlowRunContainer {
   /** Another attempt owns the run, or the lease lapsed: this attempt only cleans up. */
   get abandoned(): boolean {
     return this.stopReason === "lease";
-  }
-
-  get epoch(): number {
-    return this.claim.flowRun.epoch;
   }
 
   /** Runs a freshly claimed flow run in a new container. */
@@ -94,11 +95,21 @@ export class FlowRunContainer {
     }
   }
 
-  /** Takes over a container this agent started before it restarted. */
-  async adopt(containerId: string): Promise<void> {
-    this.containerId = containerId;
-    this.log.info({ containerId: containerId.slice(0, 12) }, "adopted flow run container");
+  /** Takes over a container this agent created before it restarted. */
+  async adopt(container: ContainerInfo): Promise<void> {
+    this.containerId = container.id;
+    const { flowRun } = this.claim;
+    this.log.info({ containerId: container.id.slice(0, 12), containerState: container.state, runState: flowRun.state }, "adopting flow run container");
     try {
+      if (container.state === "created") {
+        // The agent stopped between creating and starting it: nothing ran, so the run goes back to the queue.
+        await this.finish("Scheduled", `handed back: agent ${this.deps.agentId} restarted before starting its container`, flowRun.version);
+        return;
+      }
+      if (FINAL_FLOW_RUN_STATES.includes(flowRun.state) || flowRun.epoch !== this.epoch) {
+        this.stopReason = "lease";
+        await this.deps.runtime.stopContainer(container.id, this.deps.stopGraceMs);
+      }
       await this.supervise();
     } catch (err) {
       this.log.warn({ err }, "adopted flow run could not be followed");

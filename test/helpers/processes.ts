@@ -86,6 +86,14 @@ export class BerthProcess {
     });
   }
 
+  /** Sends a signal (SIGKILL, SIGSTOP, SIGCONT...); for SIGKILL, resolves once the process is gone. */
+  async signal(signal: NodeJS.Signals): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = signal === "SIGKILL" ? once(this.child, "exit") : undefined;
+    this.child.kill(signal);
+    await exited;
+  }
+
   /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
   async stop(graceMs = 15_000): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
@@ -99,17 +107,27 @@ export class BerthProcess {
 }
 
 /** A berth server on a free loopback port with a fresh SQLite file. */
-export async function startServer(dir: string, env: Record<string, string> = {}): Promise<{ proc: BerthProcess; url: string }> {
-  const port = await freePort();
+export async function startServer(
+  dir: string,
+  env: Record<string, string> = {},
+  port?: number,
+): Promise<{ proc: BerthProcess; url: string; port: number }> {
+  port ??= await freePort();
   const proc = new BerthProcess(["server", "--port", String(port), "--db", path.join(dir, "berth.db")], env);
   await proc.waitFor(/listening on/);
-  return { proc, url: `http://127.0.0.1:${port}` };
+  return { proc, url: `http://127.0.0.1:${port}`, port };
 }
 
 /** An agent with labels; resolves once it is claiming. */
-export async function startAgent(url: string, labels: string[], name: string, extra: string[] = []): Promise<BerthProcess> {
+export async function startAgent(
+  url: string,
+  labels: string[],
+  name: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<BerthProcess> {
   const args = ["agent", "--api", url, "--name", name, ...labels.flatMap((l) => ["--label", l]), ...extra];
-  const proc = new BerthProcess(args, { BERTH_AGENT_HEARTBEAT_INTERVAL: "1s" });
+  const proc = new BerthProcess(args, { BERTH_AGENT_HEARTBEAT_INTERVAL: "1s", ...env });
   await proc.waitFor(/is claiming flow runs/, 180_000);
   return proc;
 }

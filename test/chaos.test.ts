@@ -1,0 +1,233 @@
+/**
+ * The chaos suite: real server, agents and containers, killed and frozen on purpose. For every run it
+ * asserts exactly one final state, that no two attempts (epochs) of one run executed tasks at the same
+ * time, and that no container berth created is left. Timings are shortened through configuration so the
+ * suite stays within minutes; every wait is bounded and follows events (the logs long-poll) where it can.
+ * It prints what it measured (counts, detection and cancel-to-removed times).
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { promisify } from "node:util";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiClient } from "../api/client.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRun } from "../api/schema.js";
+import { dockerAvailable, runtime } from "./helpers/docker.js";
+import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
+import { leakedContainers, waitFinal, waitFor, waitState } from "./helpers/runs.js";
+
+/** Server timings shortened so that a lost agent or container is detected in seconds. */
+const SERVER_ENV = {
+  BERTH_SERVER_LEASE: "3s",
+  BERTH_SERVER_START_TIMEOUT: "15s",
+  BERTH_SERVER_RUN_HEARTBEAT_TIMEOUT: "6s",
+  BERTH_SERVER_CANCEL_TIMEOUT: "2s",
+  BERTH_SERVER_REAPER_INTERVAL: "250ms",
+  BERTH_AGENT_LOST_AFTER: "3s",
+};
+const AGENT_ENV = { BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms", BERTH_AGENT_LEASE_TIMEOUT: "3s", BERTH_AGENT_STOP_GRACE: "2s" };
+const AGENT_ARGS = ["--env", "BERTH_HEARTBEAT_INTERVAL_MS=1000"];
+
+const report: string[] = [];
+const note = (line: string) => report.push(line);
+
+describe.skipIf(!dockerAvailable)("chaos", () => {
+  let dir: string;
+  let server: { proc: BerthProcess; url: string; port: number };
+  let client: ApiClient;
+  const agents: BerthProcess[] = [];
+  const agent = async (labels: string[], name: string, extra: string[] = []) => {
+    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], AGENT_ENV);
+    agents.push(proc);
+    return proc;
+  };
+  const createRuns = (n: number, labels: string[], millis = 600) =>
+    Promise.all(Array.from({ length: n }, () => client.createFlowRun({ flowName: "Chaos Flow", labels, parameters: { millis } }))).then((r) =>
+      r.map((c) => c.flowRun.id),
+    );
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), "berth-chaos-"));
+    const image = await berth(["image", "build"], { timeoutMs: 600_000 });
+    expect(image.code, image.stderr).toBe(0);
+    server = await startServer(dir, SERVER_ENV);
+    client = new ApiClient({ baseUrl: server.url });
+    const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chaos-flow.ts"), "--api", server.url]);
+    expect(registered.code, registered.stderr).toBe(0);
+  }, 900_000);
+
+  afterAll(async () => {
+    await Promise.all(agents.map((a) => a.stop()));
+    const leaked = server ? await leakedContainers(client) : [];
+    await server?.proc.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    process.stdout.write(`\nchaos report:\n${report.map((l) => `  ${l}`).join("\n")}\n`);
+    expect(leaked).toEqual([]);
+  });
+
+  it("kill -9 of the agent at random points, then a restart under the same name: every run ends once", async () => {
+    const name = `chaos-kill-${process.pid}`;
+    let current = await agent(["kill"], name, ["--concurrency", "2"]);
+    const ids = await createRuns(10, ["kill"]);
+    let kills = 0;
+    const deadline = Date.now() + 120_000;
+    while (Date.now() < deadline) {
+      const runs = await Promise.all(ids.map((id) => client.getFlowRun(id)));
+      if (runs.every((r) => FINAL_FLOW_RUN_STATES.includes(r.state))) break;
+      await new Promise((r) => setTimeout(r, 300 + Math.random() * 1200));
+      await current.signal("SIGKILL");
+      kills += 1;
+      current = await agent(["kill"], name, ["--concurrency", "2"]);
+    }
+    const finals = await Promise.all(ids.map((id) => waitFinal(client, id, 120_000)));
+    await assertRunsClean(client, ids);
+    const outcomes = countBy(finals.map((r) => r.state));
+    note(`kill -9 agent: ${ids.length} runs, ${kills} kills, outcomes ${JSON.stringify(outcomes)}, attempts ${JSON.stringify(countBy(finals.map((r) => String(r.epoch))))}`);
+    expect(outcomes.Success).toBe(ids.length);
+  });
+
+  it("an agent frozen (SIGSTOP) past its lease loses its claim to another agent, and is fenced when it wakes", async () => {
+    const frozen = await startAgent(server.url, ["freeze"], `chaos-frozen-${process.pid}`, AGENT_ARGS, { ...AGENT_ENV, BERTH_LOG_LEVEL: "debug" });
+    agents.push(frozen);
+    // Once its claim is parked at the server, freeze it: the next run is handed to a frozen agent.
+    await frozen.waitFor(/waiting for a claim/);
+    await frozen.signal("SIGSTOP");
+    const [id] = await createRuns(1, ["freeze"]);
+    const claimed = await waitState(client, id!, "Submitted", 10_000);
+    const frozenAt = Date.now();
+    const rescheduled = await waitFor(client, id!, (r) => r.epoch > claimed.epoch || r.state === "Scheduled", 30_000);
+    note(`SIGSTOP agent: lost claim rescheduled ${Date.now() - frozenAt} ms after the freeze (lease 3 s)`);
+    expect(rescheduled.state === "Scheduled" || rescheduled.epoch > claimed.epoch).toBe(true);
+    await agent(["freeze"], `chaos-rescuer-${process.pid}`);
+    const final = await waitFinal(client, id!, 60_000);
+    await frozen.signal("SIGCONT");
+    // The woken agent may start its stale attempt's container; its first write is refused and it stops.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(final.state).toBe("Success");
+    expect(final.epoch).toBeGreaterThan(claimed.epoch);
+    await assertRunsClean(client, [id!]);
+    const epochs = new Set(attemptLines(await allLogs(client, id!)).map((l) => l.epoch));
+    expect([...epochs]).toEqual([final.epoch]);
+  });
+
+  it("kill -9 of the server under load loses no acknowledged write; agents and containers carry on", async () => {
+    await agent(["server"], `chaos-server-${process.pid}`, ["--concurrency", "2"]);
+    const ids = await createRuns(6, ["server"], 800);
+    await waitState(client, ids[0]!, "Running", 60_000);
+    const killedAt = Date.now();
+    await server.proc.signal("SIGKILL");
+    server = await startServer(dir, SERVER_ENV, server.port);
+    note(`kill -9 server: back after ${Date.now() - killedAt} ms`);
+    const finals = await Promise.all(ids.map((id) => waitFinal(client, id, 120_000)));
+    await assertRunsClean(client, ids);
+    note(`kill -9 server: ${ids.length} runs, outcomes ${JSON.stringify(countBy(finals.map((r) => r.state)))}`);
+    expect(finals.every((r) => r.state === "Success")).toBe(true);
+  });
+
+  it("cancels at every stage and removes the containers", async () => {
+    await agent(["cancel"], `chaos-cancel-${process.pid}`);
+    // Scheduled (no agent has this label): Cancelled at once.
+    const [scheduled] = await createRuns(1, ["cancel", "nobody"]);
+    expect((await client.cancelFlowRun(scheduled!)).state).toBe("Cancelled");
+    // Running: the agent stops the container; measure cancel → container removed.
+    const removalTimes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [id] = await createRuns(1, ["cancel"], 60_000);
+      await waitState(client, id!, "Running", 60_000);
+      const cancelledAt = Date.now();
+      await client.cancelFlowRun(id!);
+      const final = await waitFinal(client, id!, 30_000);
+      expect(final.state).toBe("Cancelled");
+      await containerGone(`berth-run-${id}`);
+      removalTimes.push(Date.now() - cancelledAt);
+    }
+    note(`cancel Running → container removed: ${removalTimes.map((t) => `${t} ms`).join(", ")}`);
+    // Running under an agent that died: the container itself hears of the cancel through its heartbeat.
+    const doomedName = `chaos-doomed-${process.pid}`;
+    let doomed = await agent(["doomed"], doomedName);
+    const [selfCancelled] = await createRuns(1, ["doomed"], 60_000);
+    await waitState(client, selfCancelled!, "Running", 60_000);
+    await doomed.signal("SIGKILL");
+    let cancelledAt = Date.now();
+    await client.cancelFlowRun(selfCancelled!);
+    expect((await waitFinal(client, selfCancelled!, 30_000)).state).toBe("Cancelled");
+    note(`cancel with the agent dead: the container cancelled itself after ${Date.now() - cancelledAt} ms`);
+    // Agent dead and container silent (paused): the server falls back, saying the container may still run.
+    doomed = await agent(["doomed"], doomedName);
+    await containerGone(`berth-run-${selfCancelled}`);
+    const [orphan] = await createRuns(1, ["doomed"], 60_000);
+    await waitState(client, orphan!, "Running", 60_000);
+    await doomed.signal("SIGKILL");
+    await docker("pause", `berth-run-${orphan}`);
+    cancelledAt = Date.now();
+    await client.cancelFlowRun(orphan!);
+    const fallback = await waitFinal(client, orphan!, 30_000);
+    note(`cancel with agent and container silent: Cancelled by the server after ${Date.now() - cancelledAt} ms`);
+    expect(fallback.state).toBe("Cancelled");
+    expect(fallback.stateMessage).toContain("may still be running");
+    // The agent comes back, finds the container of a run that ended without it, and stops it.
+    await docker("unpause", `berth-run-${orphan}`);
+    await agent(["doomed"], doomedName);
+    await containerGone(`berth-run-${orphan}`);
+    await assertRunsClean(client, [scheduled!, selfCancelled!, orphan!]);
+  });
+});
+
+interface AttemptLine {
+  epoch: number;
+  at: number;
+}
+
+function attemptLines(messages: string[]): AttemptLine[] {
+  return messages.flatMap((m) => {
+    const match = /^attempt epoch=(\d+) task=\S+ (?:start|end)=(\d+)$/.exec(m);
+    return match ? [{ epoch: Number(match[1]), at: Number(match[2]) }] : [];
+  });
+}
+
+async function allLogs(client: ApiClient, id: string): Promise<string[]> {
+  return (await client.getLogs(id, { after: 0, limit: 1000 })).logs.map((l) => l.message);
+}
+
+/** Exactly one final state in the run's history, and no interleaving of two attempts' task executions. */
+async function assertRunsClean(client: ApiClient, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    const history = await client.listFlowRunStates(id);
+    const finals = history.filter((h) => FINAL_FLOW_RUN_STATES.includes(h.state));
+    expect(finals.length, `${id}: ${history.map((h) => h.state).join(" → ")}`).toBe(1);
+    const lines = attemptLines(await allLogs(client, id)).sort((a, b) => a.at - b.at);
+    const spans = new Map<number, { first: number; last: number }>();
+    for (const l of lines) {
+      const span = spans.get(l.epoch) ?? { first: l.at, last: l.at };
+      spans.set(l.epoch, { first: Math.min(span.first, l.at), last: Math.max(span.last, l.at) });
+    }
+    const ordered = [...spans.entries()].sort((a, b) => a[1].first - b[1].first);
+    for (let i = 1; i < ordered.length; i++) {
+      expect(ordered[i]![1].first, `${id}: epoch ${ordered[i]![0]} started before epoch ${ordered[i - 1]![0]} ended`).toBeGreaterThanOrEqual(
+        ordered[i - 1]![1].last,
+      );
+    }
+  }
+}
+
+async function containerGone(name: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (await runtime.inspectContainer(name)) {
+    if (Date.now() > deadline) throw new Error(`container ${name} still exists after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Docker CLI for what the runtime port does not offer (pause/unpause), used only to stage failures. */
+async function docker(...args: string[]): Promise<void> {
+  await promisify(execFile)("docker", args, { timeout: 30_000 });
+}
+
+function countBy(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}
+
+export type { FlowRun };
