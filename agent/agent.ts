@@ -236,8 +236,10 @@ export class Agent {
           await this.deps.runtime.ping(this.stopping.signal);
           this.log.info("the Docker engine answers again: claiming");
           return;
-        } catch {
-          await sleep(backoffMs(attempt, { maxMs: 5_000 }), this.stopping.signal);
+        } catch (err) {
+          const delay = backoffMs(attempt, { maxMs: 5_000 });
+          this.log.debug(`still no Docker engine (${describeError(err)}); probing again in ${delay} ms`);
+          await sleep(delay, this.stopping.signal);
         }
       }
     })().finally(() => {

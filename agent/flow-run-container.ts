@@ -8,7 +8,7 @@
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../api/client.js";
-import { describeError, isBerthError } from "../api/errors.js";
+import { BerthError, describeError, isBerthError } from "../api/errors.js";
 import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../api/schema.js";
 import { writeFlowRunState } from "../api/state-writes.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerRuntime } from "../docker/port.js";
@@ -36,6 +36,18 @@ export interface ContainerDeps {
   engineBack: () => Promise<void>;
 }
 
+/** Longest an engine call on the cleanup path may take before it counts as failed. */
+const ENGINE_CALL_MS = 20_000;
+
+/** Rejects with BERTH_E_DOCKER_UNAVAILABLE when `promise` takes longer than `ms`. */
+function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BerthError("BERTH_E_DOCKER_UNAVAILABLE", `the Docker engine did not answer within ${ms} ms while ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export function containerName(flowRunId: string): string {
   return `berth-run-${flowRunId}`;
 }
@@ -45,6 +57,8 @@ export class FlowRunContainer {
   private stopReason: "cancel" | "timeout" | "lease" | undefined;
   private runTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
+  /** Set when the engine stopped answering while the container ran. */
+  private engineOutage = false;
   /** When the server last confirmed this agent still holds the run's lease. */
   leaseRenewedAt = Date.now();
 
@@ -154,6 +168,7 @@ export class FlowRunContainer {
       } catch (err) {
         if (isBerthError(err, "BERTH_E_NOT_FOUND")) return undefined;
         if (!isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) throw err;
+        this.engineOutage = true;
         this.log.warn("lost the Docker engine while the container ran; waiting for it to return");
         await this.deps.engineBack();
         const info = await this.deps.runtime.inspectContainer(this.containerId!);
@@ -237,7 +252,8 @@ export class FlowRunContainer {
     }
     const output = this.containerId ? await this.deps.runtime.containerOutput(this.containerId, 30).catch(() => "") : "";
     const tail = output.trim() === "" ? "(no output)" : output.trimEnd();
-    await this.finish("Failed", `the container exited with code ${exitCode} without reporting a final state; last output:\n${tail}`, current.version);
+    const why = this.engineOutage ? "stopped while the Docker engine was unavailable (restarted?); it exited" : "exited";
+    await this.finish("Failed", `the container ${why} with code ${exitCode} without reporting a final state; last output:\n${tail}`, current.version);
   }
 
   private async finish(state: FlowRunStateName, message: string, knownVersion: number): Promise<void> {
@@ -253,11 +269,21 @@ export class FlowRunContainer {
     }
   }
 
+  /**
+   * Removes the container. An engine that dies mid-request can leave a call hanging, so each try is bounded;
+   * if the engine is in trouble, the removal waits for it to return rather than leak the container.
+   */
   private async cleanup(): Promise<void> {
     clearTimeout(this.runTimer);
     if (!this.containerId || this.deps.keepContainers) return;
-    await this.deps.runtime.removeContainer(this.containerId).catch((err: unknown) => {
-      this.log.warn({ err }, "could not remove the flow run container");
-    });
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      try {
+        await bounded(this.deps.runtime.removeContainer(this.containerId), ENGINE_CALL_MS, "removing the container");
+        return;
+      } catch (err) {
+        this.log.warn({ err, attempt }, "could not remove the flow run container");
+        if (attempt < 3) await this.deps.engineBack();
+      }
+    }
   }
 }

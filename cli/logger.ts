@@ -12,7 +12,7 @@ const SKIP = new Set(["level", "time", "msg", "pid", "hostname", "err"]);
 export function createLogger(options: { level: string; format?: string | undefined; name?: string }): Logger {
   const pretty = options.format ? options.format === "pretty" : process.stdout.isTTY === true;
   const base = { level: options.level, redact: { paths: REDACT, censor: "[redacted]" }, base: options.name ? { name: options.name } : null };
-  return pretty ? pino(base, prettyStream()) : pino(base, pino.destination({ sync: false }));
+  return pretty ? pino(base, prettyStream()) : pino(base, pino.destination({ sync: true }));
 }
 
 function prettyStream(): Writable {

@@ -4,7 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import Docker from "dockerode";
-import { BerthError, type ErrorCode } from "../api/errors.js";
+import { BerthError, isBerthError, type ErrorCode } from "../api/errors.js";
 import { BuildOutput } from "./build-output.js";
 import { demultiplex } from "./demux.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./engine-errors.js";
@@ -37,16 +37,30 @@ export class DockerodeRuntime implements ContainerRuntime {
   }
 
   async ping(signal?: AbortSignal): Promise<void> {
-    const timeout = AbortSignal.timeout(this.pingTimeoutMs);
+    // Our own timer and controller rather than AbortSignal.timeout/any: a ping issued while dockerd restarts
+    // must end within pingTimeoutMs, whatever the socket does, or recovery would wait forever.
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(unreachableError(this.where, undefined, `no answer within ${this.pingTimeoutMs} ms`));
+      }, this.pingTimeoutMs);
+    });
     try {
       // dockerode accepts options on ping (abortSignal included); its typings only declare the callback form.
       const ping = this.docker.ping.bind(this.docker) as unknown as (opts: { abortSignal: AbortSignal }) => Promise<unknown>;
-      await ping({ abortSignal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      await Promise.race([ping({ abortSignal: controller.signal }), timedOut]);
     } catch (err) {
+      if (isBerthError(err)) throw err;
       if (signal?.aborted) throw abortedError("docker ping", err);
-      if (timeout.aborted) throw unreachableError(this.where, err, `no answer within ${this.pingTimeoutMs} ms`);
       if (isUnreachable(err) || statusOf(err) === undefined) throw unreachableError(this.where, err);
       throw this.fail(err, "docker ping", "BERTH_E_DOCKER_UNAVAILABLE");
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
     }
   }
 

@@ -42,7 +42,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   let context: RunContext | undefined;
   const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write, epoch: options.epoch, onFenced: () => context?.fence() });
   context = new RunContext(client, reporter, flowRun, options.epoch, options.serverDownForMs ?? 300_000);
-  const onAbort = () => context.cancel("the container was asked to stop");
+  const onAbort = () => context?.cancel("the container received SIGTERM");
   options.signal?.addEventListener("abort", onAbort, { once: true });
   const restoreConsole = captureConsole(reporter);
   const heartbeat = startHeartbeat(context, options.heartbeatIntervalMs ?? 10_000, write);

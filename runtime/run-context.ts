@@ -39,6 +39,22 @@ export class RunContext {
     return this.abortController.signal;
   }
 
+  /** Why the run was stopped from inside the container, if it was. */
+  get stopReason(): string | undefined {
+    const reason: unknown = this.abortController.signal.reason;
+    return this.abortController.signal.aborted ? (reason instanceof Error ? reason.message : String(reason)) : undefined;
+  }
+
+  /** Whether the server holds the run as cancelled (Cancelling): a stop is then a cancellation, not a failure. */
+  async cancelledByUser(): Promise<boolean> {
+    try {
+      const run = await this.client.getFlowRun(this.id);
+      return run.state === "Cancelling" || run.state === "Cancelled";
+    } catch {
+      return false;
+    }
+  }
+
   cancel(reason: string): void {
     if (!this.abortController.signal.aborted) this.abortController.abort(new BerthError("BERTH_E_ABORTED", reason));
   }

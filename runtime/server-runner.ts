@@ -25,6 +25,11 @@ export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
               return;
             }
             await context.reporter.flush();
+            if (state === "Cancelled" && !(await context.cancelledByUser())) {
+              // Stopped from outside (SIGTERM from the engine or an operator), not cancelled: that is a failure.
+              await context.setState("Failed", `the flow run's container was stopped before the flow finished (${context.stopReason ?? "signal"})`);
+              return;
+            }
             await context.setState(state, message);
           },
           onTaskState: (task, state) => {

@@ -102,6 +102,17 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     await expectContainerGone(`berth-run-${flowRun.id}`);
   });
 
+  it("a run over its flow's run timeout is failed by the agent, which stops its container", async () => {
+    await register("timeout-flow.ts");
+    await agent(["timeout"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Timeout Flow", labels: ["timeout"], parameters: {} });
+    const run = await waitFinal(client, flowRun.id, 60_000);
+    expect(run.state).toBe("Failed");
+    expect(run.stateMessage).toContain("exceeded its run timeout of 2 s");
+    expect(Date.parse(run.endedAt!) - Date.parse(run.startedAt!)).toBeLessThan(15_000);
+    await expectContainerGone(`berth-run-${flowRun.id}`);
+  });
+
   it("on SIGTERM an agent stops claiming and lets its running flow run finish, then exits 0", async () => {
     await register("sleepy-flow.ts");
     const draining = await agent(["drain"]);
