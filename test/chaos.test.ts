@@ -6,7 +6,7 @@
  * It prints what it measured (counts, detection and cancel-to-removed times).
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { promisify } from "node:util";
 import os from "node:os";
 import path from "node:path";
@@ -15,7 +15,7 @@ import { ApiClient } from "../api/client.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRun } from "../api/schema.js";
 import { dockerAvailable, runtime } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { leakedContainers, waitFinal, waitFor, waitState } from "./helpers/runs.js";
+import { tearDown, waitFinal, waitFor, waitState } from "./helpers/runs.js";
 
 /** Server timings shortened so that a lost agent or container is detected in seconds. */
 const SERVER_ENV = {
@@ -58,10 +58,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   }, 900_000);
 
   afterAll(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
-    const leaked = server ? await leakedContainers(client) : [];
-    await server?.proc.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    const leaked = await tearDown({ agents, server, client, dir });
     process.stdout.write(`\nchaos report:\n${report.map((l) => `  ${l}`).join("\n")}\n`);
     expect(leaked).toEqual([]);
   });

@@ -5,14 +5,14 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client.js";
 import { dockerAvailable, runtime } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./helpers/processes.js";
-import { leakedContainers, waitFinal, waitState } from "./helpers/runs.js";
+import { tearDown, waitFinal, waitState } from "./helpers/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 
@@ -41,11 +41,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
   }, 900_000);
 
   afterAll(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
-    const leaked = server ? await leakedContainers(client) : [];
-    await server?.proc.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    expect(leaked).toEqual([]);
+    expect(await tearDown({ agents, server, client, dir })).toEqual([]);
   });
 
   it("a container that exits without reporting a final state fails the run with its exit code and output", async () => {

@@ -9,7 +9,6 @@ import { Flow } from "../flows/flow.js";
 import { consoleSink, setLogSink, type LogRecord } from "../flows/logging.js";
 import { FlowRunner } from "../flows/runner.js";
 import type { Storage } from "../flows/storage-port.js";
-import { task } from "../flows/task.js";
 import { seedFlow } from "./helpers/seed-flow.js";
 
 afterEach(() => {

@@ -1,4 +1,5 @@
 /** Following flow runs in end-to-end tests, by events (the logs long-poll) rather than fixed sleeps. */
+import { rm } from "node:fs/promises";
 import { expect } from "vitest";
 import type { ApiClient } from "../../api/client.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../../api/schema.js";
@@ -32,4 +33,21 @@ export async function waitState(client: ApiClient, id: string, state: FlowRunSta
 export async function leakedContainers(client: ApiClient): Promise<string[]> {
   const { agents } = await client.listAgents();
   return (await Promise.all(agents.map((a) => berthContainers({ [AGENT_LABEL]: a.id })))).flat();
+}
+
+/**
+ * Ends an end-to-end suite: drains its agents (so they remove their containers), stops the server, removes
+ * the directory; returns the containers that leaked, for the caller to assert empty.
+ */
+export async function tearDown(parts: {
+  agents: Array<{ stop(): Promise<unknown> }>;
+  server: { proc: { stop(): Promise<unknown> } } | undefined;
+  client: ApiClient | undefined;
+  dir: string | undefined;
+}): Promise<string[]> {
+  await Promise.all(parts.agents.map((a) => a.stop()));
+  const leaked = parts.server && parts.client ? await leakedContainers(parts.client) : [];
+  await parts.server?.proc.stop();
+  if (parts.dir) await rm(parts.dir, { recursive: true, force: true });
+  return leaked;
 }
