@@ -231,6 +231,8 @@ export const Agent = z.object({
   status: z.enum(["online", "unhealthy", "stopped", "lost"]),
   createdAt: Timestamp,
   lastHeartbeatAt: Timestamp,
+  /** True while one of its claims is parked at the server: the agent is idle, waiting for work. */
+  waiting: z.boolean().optional(),
 });
 export type Agent = z.infer<typeof Agent>;
 

@@ -32,9 +32,10 @@ export class AgentPresence {
 
   /** The agent as users should see it: "lost" once it has gone quiet for too long. */
   view(agent: Agent): Agent {
-    if (agent.status === "stopped" || agent.status === "lost" || this.parked.has(agent.id)) return agent;
+    const waiting = this.parked.has(agent.id);
+    if (agent.status === "stopped" || agent.status === "lost" || waiting) return { ...agent, waiting };
     const quietMs = this.now() - Date.parse(agent.lastHeartbeatAt);
-    return quietMs > this.agentLostAfterMs ? { ...agent, status: "lost" } : agent;
+    return quietMs > this.agentLostAfterMs ? { ...agent, status: "lost", waiting } : { ...agent, waiting };
   }
 
   /** Whether the agent can be expected to claim runs now. */

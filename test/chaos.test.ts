@@ -85,10 +85,11 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   });
 
   it("an agent frozen (SIGSTOP) past its lease loses its claim to another agent, and is fenced when it wakes", async () => {
-    const frozen = await startAgent(server.url, ["freeze"], `chaos-frozen-${process.pid}`, AGENT_ARGS, { ...AGENT_ENV, BERTH_LOG_LEVEL: "debug" });
-    agents.push(frozen);
-    // Once its claim is parked at the server, freeze it: the next run is handed to a frozen agent.
-    await frozen.waitFor(/waiting for a claim/);
+    const frozen = await agent(["freeze"], `chaos-frozen-${process.pid}`);
+    // Once the server holds its parked claim, freeze it: the next run is handed to a frozen agent.
+    await waitUntil("the agent's claim to be parked at the server", async () =>
+      (await client.listAgents()).agents.some((a) => a.name === `chaos-frozen-${process.pid}` && a.waiting === true),
+    );
     await frozen.signal("SIGSTOP");
     const [id] = await createRuns(1, ["freeze"]);
     const claimed = await waitState(client, id!, "Submitted", 10_000);
@@ -205,6 +206,15 @@ async function assertRunsClean(client: ApiClient, ids: string[]): Promise<void> 
         ordered[i - 1]![1].last,
       );
     }
+  }
+}
+
+/** Polls `check` (an API read, no side effects) until it holds, bounded. */
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

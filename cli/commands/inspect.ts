@@ -68,7 +68,7 @@ export async function agentsCommand(global: GlobalOptions, opts: ApiOpts): Promi
   print(
     table(
       ["NAME", "ID", "LABELS", "STATUS", "CONCURRENCY", "LAST HEARTBEAT"],
-      agents.map((a) => [a.name, a.id, a.labels.join(",") || "-", a.status, String(a.concurrency), shortTime(a.lastHeartbeatAt)]),
+      agents.map((a) => [a.name, a.id, a.labels.join(",") || "-", a.waiting ? `${a.status} (idle)` : a.status, String(a.concurrency), shortTime(a.lastHeartbeatAt)]),
     ),
   );
 }
