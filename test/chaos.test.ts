@@ -123,11 +123,42 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     expect(finals.every((r) => r.state === "Success")).toBe(true);
   });
 
+  it("a second SIGTERM stops an agent at once; restarted, it adopts the container and the run succeeds", async () => {
+    const name = `chaos-forced-${process.pid}`;
+    const first = await agent(["forced"], name);
+    const [id] = await createRuns(1, ["forced"], 3_000);
+    await waitState(client, id!, "Running", 60_000);
+    first.child.kill("SIGTERM");
+    await first.waitFor(/agent draining/);
+    const stoppedAt = Date.now();
+    first.child.kill("SIGTERM");
+    expect(await first.stop()).toBe(130);
+    note(`second SIGTERM: agent gone ${Date.now() - stoppedAt} ms after it, its run still ${(await client.getFlowRun(id!)).state}`);
+    expect(await runtime.inspectContainer(`berth-run-${id}`)).toBeDefined();
+    await agent(["forced"], name);
+    expect((await waitFinal(client, id!, 60_000)).state).toBe("Success");
+    await containerGone(`berth-run-${id}`);
+    await assertRunsClean(client, [id!]);
+  });
+
   it("cancels at every stage and removes the containers", async () => {
     await agent(["cancel"], `chaos-cancel-${process.pid}`);
     // Scheduled (no agent has this label): Cancelled at once.
     const [scheduled] = await createRuns(1, ["cancel", "nobody"]);
     expect((await client.cancelFlowRun(scheduled!)).state).toBe("Cancelled");
+    // Submitted (claimed by an agent frozen before it could start it): Cancelled at once; when the agent
+    // wakes, its attempt is refused and nothing runs.
+    const sleeper = await agent(["submitted"], `chaos-submitted-${process.pid}`);
+    await waitUntil("the claim to be parked", async () =>
+      (await client.listAgents()).agents.some((a) => a.name === `chaos-submitted-${process.pid}` && a.waiting === true),
+    );
+    await sleeper.signal("SIGSTOP");
+    const [submitted] = await createRuns(1, ["submitted"]);
+    await waitState(client, submitted!, "Submitted", 10_000);
+    expect((await client.cancelFlowRun(submitted!)).state).toBe("Cancelled");
+    await sleeper.signal("SIGCONT");
+    await containerGone(`berth-run-${submitted}`);
+    expect(attemptLines(await allLogs(client, submitted!))).toEqual([]);
     // Running: the agent stops the container; measure cancel → container removed.
     const removalTimes: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -168,7 +199,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await docker("unpause", `berth-run-${orphan}`);
     await agent(["doomed"], doomedName);
     await containerGone(`berth-run-${orphan}`);
-    await assertRunsClean(client, [scheduled!, selfCancelled!, orphan!]);
+    await assertRunsClean(client, [scheduled!, submitted!, selfCancelled!, orphan!]);
   });
 });
 

@@ -32,8 +32,14 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
   });
   const logger = createLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
   const agent = await startAgent(config, logger);
+  // The agent's own timers are unref'd (a library must not hold a process open), and while it waits for the
+  // Docker engine it has no request in flight either: without this handle the process would simply end.
+  const keepAlive = setInterval(() => {}, 1 << 30);
   onShutdown({
-    graceful: async () => agent.stop(),
+    graceful: async () => {
+      await agent.stop();
+      clearInterval(keepAlive);
+    },
     forceful: () => agent.kill(),
   });
 }
