@@ -123,6 +123,24 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     expect(finals.every((r) => r.state === "Success")).toBe(true);
   });
 
+  it("a server down longer than the lease: the agent stops the container itself, and the run ends once", async () => {
+    await agent(["outage"], `chaos-outage-${process.pid}`);
+    const [id] = await createRuns(1, ["outage"], 30_000);
+    await waitState(client, id!, "Running", 60_000);
+    await server.proc.signal("SIGKILL");
+    const downAt = Date.now();
+    // Past the agent's lease timeout (3 s) it must stop the container rather than risk a second attempt; the
+    // container is removed only once the agent can record the outcome, when the server is back.
+    await waitUntil("the agent to stop the container", async () => (await runtime.inspectContainer(`berth-run-${id}`))?.state !== "running", 20_000);
+    const stoppedAfter = Date.now() - downAt;
+    server = await startServer(dir, SERVER_ENV, server.port);
+    const final = await waitFinal(client, id!, 60_000);
+    await containerGone(`berth-run-${id}`);
+    note(`server down past the lease: container stopped ${stoppedAfter} ms after the server died; run ended ${final.state}`);
+    expect(final.state).toBe("Failed");
+    await assertRunsClean(client, [id!]);
+  });
+
   it("a second SIGTERM stops an agent at once; restarted, it adopts the container and the run succeeds", async () => {
     const name = `chaos-forced-${process.pid}`;
     const first = await agent(["forced"], name);
