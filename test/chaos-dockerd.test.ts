@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from "node:child_process";
 import { openSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -15,7 +15,7 @@ import { ApiClient } from "../api/client.js";
 import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
 import { dockerAvailable, runtime } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { leakedContainers, waitFinal, waitState } from "./helpers/runs.js";
+import { tearDown, waitFinal, waitState } from "./helpers/runs.js";
 
 const mayRestartDockerd = process.env.CI === "true" || process.env.BERTH_TEST_RESTART_DOCKERD === "1";
 if (dockerAvailable && !mayRestartDockerd) process.stderr.write("skipping the dockerd restart test: set BERTH_TEST_RESTART_DOCKERD=1 to let it restart your Docker engine\n");
@@ -62,11 +62,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
       await startDockerd();
       await until("dockerd to come back", engineAnswers, 60_000);
     }
-    await agent?.stop();
-    const leaked = server ? await leakedContainers(client) : [];
-    await server?.proc.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    expect(leaked).toEqual([]);
+    expect(await tearDown({ agents: agent ? [agent] : [], server, client, dir })).toEqual([]);
   });
 
   it("the agent survives, pauses claiming while unhealthy, resumes, and fails the runs the restart stopped", async () => {

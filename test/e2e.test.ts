@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client.js";
 import { dockerAvailable } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { leakedContainers, waitFinal } from "./helpers/runs.js";
+import { tearDown, waitFinal } from "./helpers/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 
@@ -31,12 +31,8 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
   }, 900_000);
 
   afterAll(async () => {
-    await plain?.stop();
-    // Every agent has drained: no container berth created may remain.
-    const leaked = server ? await leakedContainers(client) : [];
-    await server?.proc.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    expect(leaked).toEqual([]);
+    // Every agent drains first: no container berth created may remain.
+    expect(await tearDown({ agents: plain ? [plain] : [], server, client, dir })).toEqual([]);
   });
 
   it("runs the seed's custom-environment example in a container, ending Success", async () => {
