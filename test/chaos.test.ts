@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../api/client.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun } from "../api/schema.js";
+import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
 import { dockerAvailable, runtime } from "./helpers/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
 import { tearDown, waitFinal, waitFor, waitState } from "./helpers/runs.js";
@@ -286,4 +286,3 @@ function countBy(values: string[]): Record<string, number> {
   return out;
 }
 
-export type { FlowRun };
