@@ -18,8 +18,8 @@ export {
 } from "./flows/defaults.js";
 export { isFailed, isFinal, isSuccessful, type TaskState, type FlowState, type FlowStateName } from "./flows/state.js";
 export { currentTask, type CurrentTask } from "./flows/context.js";
-export { createLogger, setLogSink, getLogSink, consoleSink, type Logger, type LogRecord, type LogSink } from "./flows/logging.js";
+export { createLogger, setLogSink, getLogSink, consoleSink, type Logger, type LogRecord, type LogSink } from "./shared/logging.js";
 export * from "./environments/index.js";
-export { BerthError, isBerthError, type ErrorCode } from "./api/errors.js";
+export { BerthError, isBerthError, type ErrorCode } from "./wire/errors.js";
 // storage exports are added by storage/
 export * from "./storage/index.js";

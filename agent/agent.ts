@@ -12,12 +12,12 @@
  * - stopped: heartbeats and loops have ended; containers still running are left to be adopted again.
  */
 import type { Logger } from "pino";
-import type { ApiClient } from "../api/client.js";
-import { backoffMs, sleep } from "../api/backoff.js";
-import { describeError, isBerthError } from "../api/errors.js";
-import type { ClaimedRun } from "../api/schema.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
-import { FlowRunContainer } from "./flow-run-container.js";
+import type { ApiClient } from "../client/api-client.js";
+import { backoffMs, sleep } from "../shared/backoff.js";
+import { describeError, isBerthError } from "../wire/errors.js";
+import type { ClaimedRun } from "../wire/schema.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../engine/port.js";
+import { FlowRunContainer } from "./run-lifecycle.js";
 import { defaultNetwork, type AgentOptions } from "./options.js";
 
 export type AgentState = "starting" | "running" | "draining" | "stopped";

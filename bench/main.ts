@@ -14,12 +14,12 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
-import { ApiClient } from "../api/client.js";
-import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
+import { ApiClient } from "../client/api-client.js";
+import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { ConfigSchema } from "../config/schema.js";
 import { startAgent, startServer } from "../cli/daemons.js";
-import { createContainerRuntime } from "../docker/dockerode.js";
-import { OWNER_LABEL, type ContainerRuntime } from "../docker/port.js";
+import { createContainerRuntime } from "../engine/docker-engine.js";
+import { OWNER_LABEL, type ContainerRuntime } from "../engine/port.js";
 import { registerFlowFile } from "../storage/register.js";
 import { runEngineBench } from "./engine.js";
 

@@ -1,5 +1,5 @@
 /** Turns global options, command flags and the environment into one Config, once per command. */
-import { ApiClient } from "../api/client.js";
+import { ApiClient } from "../client/api-client.js";
 import { loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 

@@ -4,11 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import type { Config } from "../config/schema.js";
 import type { Agent } from "../agent/agent.js";
 import type { PullPolicy } from "../agent/options.js";
-import type { ContainerRuntime } from "../docker/port.js";
+import type { ContainerRuntime } from "../engine/port.js";
 import { clientFor } from "./context.js";
 import { localEngine } from "./engine.js";
 import { VERSION } from "./version.js";
@@ -68,7 +68,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
 export async function startAgent(config: Config, logger: Logger, runtime?: ContainerRuntime): Promise<Agent> {
   const { Agent } = await import("../agent/agent.js");
-  const { ensureRuntimeImage } = await import("../docker/images.js");
+  const { ensureRuntimeImage } = await import("../images/index.js");
   const engine = runtime ?? (await localEngine());
   const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
   let runtimeImage: Promise<string> | undefined;

@@ -1,4 +1,4 @@
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 /** Renders rows as an aligned text table. */
 export function table(headers: string[], rows: string[][]): string {

@@ -4,7 +4,7 @@
  * flow-run container's `berth execute flow-run` loads no server, Docker or bundler code.
  */
 import { Command, CommanderError, Option } from "commander";
-import { BerthError, describeError, isBerthError } from "../api/errors.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { collect } from "./format.js";
 import { VERSION } from "./version.js";
 

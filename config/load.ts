@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import { ConfigSchema, type Config } from "./schema.js";
 
 type Layer = Record<string, unknown>;

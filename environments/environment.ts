@@ -3,9 +3,9 @@
  * storage. Subclass it for custom behaviour; the subclass lives only in the flow's storage, and the
  * server sees nothing of it but its serialized form (type, class name, labels, metadata).
  */
-import { BerthError } from "../api/errors.js";
-import type { EnvironmentSpec } from "../api/schema.js";
-import { createLogger, type Logger } from "../flows/logging.js";
+import { BerthError } from "../wire/errors.js";
+import type { EnvironmentSpec } from "../wire/schema.js";
+import { createLogger, type Logger } from "../shared/logging.js";
 import type { Storage } from "../flows/storage-port.js";
 import { environmentSpec, jsonMetadata } from "./spec.js";
 

@@ -2,7 +2,7 @@
  * LocalEnvironment, the default: runs the flow in the current process (inside a flow run's container,
  * that is the container's process) with the default flow runner and executor.
  */
-import type { EnvironmentSpec } from "../api/schema.js";
+import type { EnvironmentSpec } from "../wire/schema.js";
 import { getDefaultExecutorClass, getDefaultFlowRunnerClass } from "../flows/defaults.js";
 import type { FlowState } from "../flows/state.js";
 import type { Storage } from "../flows/storage-port.js";

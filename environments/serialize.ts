@@ -3,7 +3,7 @@
  * type "LocalEnvironment". Any other class, even one a user named `LocalEnvironment` (the seed's naming
  * warning), is "custom" and gets a warning, so a name clash cannot change what runs.
  */
-import type { EnvironmentSpec } from "../api/schema.js";
+import type { EnvironmentSpec } from "../wire/schema.js";
 import { Environment } from "./environment.js";
 import { LocalEnvironment } from "./local.js";
 import { environmentSpec } from "./spec.js";

@@ -2,8 +2,8 @@
  * The serialized form of an environment: all the server ever learns of it. Metadata must survive JSON
  * unchanged, so it is checked here rather than silently mangled by JSON.stringify.
  */
-import { BerthError } from "../api/errors.js";
-import type { EnvironmentSpec } from "../api/schema.js";
+import { BerthError } from "../wire/errors.js";
+import type { EnvironmentSpec } from "../wire/schema.js";
 
 export function environmentSpec(
   env: { labels: readonly string[]; metadata: Record<string, unknown> },

@@ -2,7 +2,7 @@
  * The `ctx` a task attempt receives. Its logger is made only if the task asks for one, which keeps an
  * attempt's cost to a couple of small allocations.
  */
-import { createLogger, type Logger, type LogSink } from "./logging.js";
+import { createLogger, type Logger, type LogSink } from "../shared/logging.js";
 import type { TaskContext } from "./task.js";
 
 export class AttemptContext implements TaskContext {

@@ -2,7 +2,7 @@
  * Executors decide how many task attempts may be in flight at once; the runner does the scheduling. A
  * synchronous task always runs to completion inline, so concurrency only matters for asynchronous ones.
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 export interface Executor {
   /** The most asynchronous task attempts (retry waits included) in flight at once; at least 1. */

@@ -3,9 +3,9 @@
  * Definition errors are thrown as the graph is built (BERTH_E_FLOW_DEFINITION); `validate()` adds the
  * checks that need the whole graph, such as an input nothing is bound to.
  */
-import { BerthError } from "../api/errors.js";
-import { RecoveryPolicy, type EnvironmentSpec, type ParameterSpec } from "../api/schema.js";
-import { slugify } from "../api/slug.js";
+import { BerthError } from "../wire/errors.js";
+import { RecoveryPolicy, type EnvironmentSpec, type ParameterSpec } from "../wire/schema.js";
+import { slugify } from "../shared/slug.js";
 import type { Environment } from "../environments/environment.js";
 import { LocalEnvironment } from "../environments/local.js";
 import { serializeEnvironment } from "../environments/serialize.js";

@@ -4,7 +4,7 @@
  * Every mutation is checked where it happens (cycles, undeclared or doubly bound inputs), and the cycle
  * check is skipped when it cannot find one, which keeps building a 10k-task flow linear.
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import type { AnyTask } from "./task.js";
 
 export interface Binding {

@@ -4,11 +4,11 @@
  * `maxConcurrency` and call `pump()` again when they settle. Completion costs O(downstream) and no
  * Promise.race, so long chains cannot grow the stack and wide fan-outs stay linear.
  */
-import { BerthError, describeError } from "../api/errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 import { AttemptContext } from "./attempt-context.js";
 import { runInTask } from "./context.js";
 import type { TaskNode } from "./graph.js";
-import type { LogSink } from "./logging.js";
+import type { LogSink } from "../shared/logging.js";
 import type { TaskState } from "./state.js";
 
 export interface TaskRef {

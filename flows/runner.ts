@@ -6,10 +6,10 @@
  * (by default the terminal tasks) ended Failed, TriggerFailed or TimedOut; otherwise Success. A flow whose
  * definition or parameters are wrong ends Failed before any task runs.
  */
-import { describeError } from "../api/errors.js";
+import { describeError } from "../wire/errors.js";
 import { LocalExecutor, type Executor } from "./executors.js";
 import type { Flow } from "./flow.js";
-import type { LogRecord } from "./logging.js";
+import type { LogRecord } from "../shared/logging.js";
 import { RunLoop, type RunLoopOutcome, type TaskRef } from "./run-loop.js";
 import { isFailed, type FlowState, type FlowStateName, type TaskState } from "./state.js";
 

@@ -2,7 +2,7 @@
  * The states a run ends in. A task's state is one of the wire's TaskRunStateName; a flow run, as the engine
  * sees it, ends Success, Failed or Cancelled (the server adds the states before and around it).
  */
-import type { TaskRunStateName } from "../api/schema.js";
+import type { TaskRunStateName } from "../wire/schema.js";
 
 export interface TaskState {
   name: TaskRunStateName;

@@ -3,10 +3,10 @@
  * flow decides its slug, its upstream tasks and what is bound to its inputs, so one task can appear in
  * several flows (and, copied, several times in one).
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import type { Flow } from "./flow.js";
 import { declareInputs, inferInputs, type DeclaredInputs } from "./inputs.js";
-import type { Logger } from "./logging.js";
+import type { Logger } from "../shared/logging.js";
 
 export interface TaskContext {
   /** Aborted when the run is cancelled or this attempt times out. */

@@ -1,6 +1,6 @@
 /** Bearer-token authentication: one shared token, checked on every route except the public ones. */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import type { ZodApp } from "./routes/shared.js";
 
 const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/health", "/openapi.json"]);

@@ -4,7 +4,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
-import { BerthError, type ErrorCode } from "../api/errors.js";
+import { BerthError, type ErrorCode } from "../wire/errors.js";
 import type { ZodApp } from "./routes/shared.js";
 
 export interface ValidationIssue {

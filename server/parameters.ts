@@ -3,8 +3,8 @@
  * rather than minutes later inside a container. Defaults are left to the runner: the stored parameters are
  * exactly what the user gave.
  */
-import { BerthError } from "../api/errors.js";
-import type { Flow } from "../api/schema.js";
+import { BerthError } from "../wire/errors.js";
+import type { Flow } from "../wire/schema.js";
 
 export function checkParameters(flow: Flow, given: Record<string, unknown>): void {
   const declared = new Map(flow.parameters.map((p) => [p.name, p]));

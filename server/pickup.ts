@@ -2,7 +2,7 @@
  * Flow runs as users see them: a Scheduled run says why its last attempt was given up, if it was (the reaper
  * rescheduled it, or its agent gave it back), and why no agent is picking it up, if none can.
  */
-import type { FlowRun, FlowRunView } from "../api/schema.js";
+import type { FlowRun, FlowRunView } from "../wire/schema.js";
 import { explainPickup } from "../store/labels.js";
 import type { ServerContext } from "./context.js";
 

@@ -2,7 +2,7 @@
  * Which agents are alive. An agent is online while it heartbeats (or claims) within `agentLostAfterMs`, or
  * while one of its claims is parked here: a parked long-poll is proof of life even between heartbeats.
  */
-import type { Agent } from "../api/schema.js";
+import type { Agent } from "../wire/schema.js";
 
 export class AgentPresence {
   private readonly parked = new Map<string, number>();

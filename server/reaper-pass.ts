@@ -17,8 +17,8 @@
  * runs that simply could not reach it. Running → Scheduled is the reaper's alone: the transition table of
  * states.ts (what clients may ask for) does not list it.
  */
-import { isBerthError } from "../api/errors.js";
-import { DEFAULT_RECOVERY, type Agent, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../api/schema.js";
+import { isBerthError } from "../wire/errors.js";
+import { DEFAULT_RECOVERY, type Agent, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
 import type { ReaperOptions } from "./reaper.js";
 import { writeState } from "./write-state.js";
 

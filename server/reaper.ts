@@ -8,7 +8,7 @@
  * be closed right after.
  */
 import type { FastifyBaseLogger } from "fastify";
-import { describeError } from "../api/errors.js";
+import { describeError } from "../wire/errors.js";
 import type { StateStore } from "../store/port.js";
 import type { ServerTimings } from "./context.js";
 import type { Notifier } from "./notifier.js";

@@ -5,8 +5,8 @@
  * (server/reaper-pass.ts) is the server's own writer and not bound by it: Running → Scheduled, which no
  * client may ask for, is the reaper rescheduling a lost attempt.
  */
-import { BerthError } from "../api/errors.js";
-import type { FlowRunStateName } from "../api/schema.js";
+import { BerthError } from "../wire/errors.js";
+import type { FlowRunStateName } from "../wire/schema.js";
 
 const TRANSITIONS: Readonly<Record<FlowRunStateName, readonly FlowRunStateName[]>> = {
   Scheduled: ["Submitted", "Cancelled"],

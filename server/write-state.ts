@@ -1,5 +1,5 @@
 /** The one way the server records a flow-run state: the store's compare-and-swap, then the wake-ups it implies. */
-import type { FlowRun } from "../api/schema.js";
+import type { FlowRun } from "../wire/schema.js";
 import type { StateStore, StateWrite } from "../store/port.js";
 import { RUNS_TOPIC, logsTopic, type Notifier } from "./notifier.js";
 import { isFinalState } from "./states.js";

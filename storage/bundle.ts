@@ -10,7 +10,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 export type BundleTarget = "image" | "host";
 

@@ -9,13 +9,13 @@ import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { BerthError, describeError, isBerthError } from "../api/errors.js";
-import type { ContainerRuntime } from "../docker/port.js";
-import { TarTree } from "../docker/tar-tree.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import type { ContainerRuntime } from "../engine/port.js";
+import { TarTree } from "../shared/tar-tree.js";
 import type { DockerStorage } from "./docker-storage.js";
 import { IMAGE_FLOWS_DIR } from "./docker-storage.js";
 import type { BuildContext, BuildOutcome } from "./storage.js";
-import { HEALTHCHECK_FAILED_MARKER } from "../runtime/healthcheck-report.js";
+import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-marker.js";
 
 export interface DockerBuildContext extends BuildContext {
   /** The engine to build with; default: the local Docker engine. */
@@ -43,7 +43,7 @@ export async function buildDockerStorage(storage: DockerStorage, context: Docker
     throw new BerthError("BERTH_E_FLOW_DEFINITION", "this DockerStorage holds no flows: call storage.addFlow(flow) first");
   }
 
-  const runtime = context.runtime ?? (await import("../docker/dockerode.js")).createContainerRuntime();
+  const runtime = context.runtime ?? (await import("../engine/docker-engine.js")).createContainerRuntime();
   await runtime.ping(context.signal);
   const baseImage = storage.options.baseImage ?? (await defaultBaseImage(runtime, log, context.signal));
 
@@ -74,7 +74,7 @@ export async function buildDockerStorage(storage: DockerStorage, context: Docker
 }
 
 async function defaultBaseImage(runtime: ContainerRuntime, log: (line: string) => void, signal?: AbortSignal): Promise<string> {
-  const { ensureRuntimeImage } = await import("../docker/images.js");
+  const { ensureRuntimeImage } = await import("../images/index.js");
   const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
   return ensureRuntimeImage(runtime, { packageRoot, log, ...(signal ? { signal } : {}) });
 }

@@ -1,4 +1,4 @@
-import type { StorageSpec } from "../api/schema.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
 
 /** Where flows live inside a storage image. */

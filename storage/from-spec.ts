@@ -1,4 +1,4 @@
-import type { StorageSpec } from "../api/schema.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { DockerStorage, IMAGE_FLOWS_DIR } from "./docker-storage.js";
 import { LocalStorage } from "./local-storage.js";
 import type { Storage } from "./storage.js";

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { BerthError } from "../api/errors.js";
-import type { StorageSpec } from "../api/schema.js";
+import { BerthError } from "../wire/errors.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
 
 export interface LocalStorageOptions {

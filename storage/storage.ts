@@ -3,8 +3,8 @@
  * storage's serialized form; the code itself stays in storage.
  */
 import { pathToFileURL } from "node:url";
-import { BerthError, describeError } from "../api/errors.js";
-import type { StorageSpec } from "../api/schema.js";
+import { BerthError, describeError } from "../wire/errors.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { Flow } from "../flows/flow.js";
 
 export interface BuildContext {

@@ -2,7 +2,7 @@
  * Fencing by lease epoch, the one rule every store and the server apply alike: a write that carries an epoch
  * applies only to the run's current epoch. Writes without one (users cancelling, the CLI) are not fenced.
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 /** Whether a write carrying `given` (undefined: not fenced) must be refused for a run at `current`. */
 export function isStaleEpoch(given: number | null | undefined, current: number): boolean {

@@ -16,7 +16,7 @@ import type {
   LogLine,
   StoredLog,
   TaskRun,
-} from "../api/schema.js";
+} from "../wire/schema.js";
 
 export interface NewFlowRun {
   flow: Flow;

@@ -3,7 +3,7 @@
  * never edit one that has shipped, since databases in the field have already applied it.
  */
 import type Database from "better-sqlite3";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 /** Exported for the upgrade test, which builds a database as an older berth left it. */
 export const MIGRATIONS: readonly string[] = [

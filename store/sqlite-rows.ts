@@ -1,6 +1,6 @@
 /** Rows as SQLite returns them, and their mapping to the wire types. JSON columns are parsed here only. */
-import { DEFAULT_RECOVERY } from "../api/schema.js";
-import type { Agent, Flow, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../api/schema.js";
+import { DEFAULT_RECOVERY } from "../wire/schema.js";
+import type { Agent, Flow, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../wire/schema.js";
 
 export interface FlowRow {
   id: string;

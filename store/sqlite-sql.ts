@@ -1,5 +1,5 @@
 /** The SQLite store's statements, kept apart from the code that runs them so both stay readable. */
-import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
+import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 
 const FINAL_STATES = FINAL_FLOW_RUN_STATES.map((s) => `'${s}'`).join(", ");
 

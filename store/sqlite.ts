@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { BerthError, describeError } from "../api/errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 import type {
   Agent,
   AgentRegister,
@@ -21,8 +21,8 @@ import type {
   LogLine,
   StoredLog,
   TaskRun,
-} from "../api/schema.js";
-import { slugify } from "../api/slug.js";
+} from "../wire/schema.js";
+import { slugify } from "../shared/slug.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
 import type { FlowRunFilter, LeaseRenewal, NewFlowRun, StateStore, StateWrite } from "./port.js";

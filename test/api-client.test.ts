@@ -1,12 +1,12 @@
 import { createServer, type Server } from "node:http";
 import { createServer as createTcpServer, type AddressInfo, type Socket } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ApiClient } from "../api/client.js";
-import { BerthError, isBerthError } from "../api/errors.js";
+import { ApiClient } from "../client/api-client.js";
+import { BerthError, isBerthError } from "../wire/errors.js";
 import { RUNS_TOPIC } from "../server/notifier.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";
-import { until } from "./support/until.js";
+import { until } from "./support/wait.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
 

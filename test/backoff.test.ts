@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { backoffMs, sleep } from "../api/backoff.js";
+import { backoffMs, sleep } from "../shared/backoff.js";
 import { defaultNetwork } from "../agent/options.js";
 
 describe("backoff", () => {

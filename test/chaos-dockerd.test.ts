@@ -11,11 +11,11 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../api/client.js";
-import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
-import { dockerAvailable, runtime } from "./helpers/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { tearDown, waitFinal, waitState } from "./helpers/runs.js";
+import { ApiClient } from "../client/api-client.js";
+import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
+import { dockerAvailable, runtime } from "./support/docker.js";
+import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { tearDown, waitFinal, waitState } from "./support/runs.js";
 
 const mayRestartDockerd = process.env.CI === "true" || process.env.BERTH_TEST_RESTART_DOCKERD === "1";
 if (dockerAvailable && !mayRestartDockerd) process.stderr.write("skipping the dockerd restart test: set BERTH_TEST_RESTART_DOCKERD=1 to let it restart your Docker engine\n");

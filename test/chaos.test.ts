@@ -11,11 +11,11 @@ import { promisify } from "node:util";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../api/client.js";
-import { FINAL_FLOW_RUN_STATES } from "../api/schema.js";
-import { dockerAvailable, runtime } from "./helpers/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { tearDown, waitFinal, waitFor, waitState } from "./helpers/runs.js";
+import { ApiClient } from "../client/api-client.js";
+import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
+import { dockerAvailable, runtime } from "./support/docker.js";
+import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { tearDown, waitFinal, waitFor, waitState } from "./support/runs.js";
 
 /** Server timings shortened so that a lost agent or container is detected in seconds. */
 const SERVER_ENV = {

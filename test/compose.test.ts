@@ -8,8 +8,8 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerAvailable, runtime } from "./helpers/docker.js";
-import { REPO, berth, freePort } from "./helpers/processes.js";
+import { dockerAvailable, runtime } from "./support/docker.js";
+import { REPO, berth, freePort } from "./support/processes.js";
 
 const run = promisify(execFile);
 

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { isBerthError } from "../api/errors.js";
+import { isBerthError } from "../wire/errors.js";
 import { loadConfig } from "../config/load.js";
 
 const dirs: string[] = [];

@@ -11,8 +11,8 @@ import {
   importNodeBaseImage,
   nodeBaseRootfs,
   offlineNodeImageRef,
-} from "../docker/images.js";
-import { dockerSuite, suiteTitle } from "./docker-helpers.js";
+} from "../images/index.js";
+import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("img");
 const { runtime, id } = suite;

@@ -1,9 +1,9 @@
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isBerthError } from "../api/errors.js";
-import { REGISTRY_PORT, ensureRegistryImage } from "../docker/images.js";
-import { TarTree } from "../docker/tar-tree.js";
-import { dockerSuite, suiteTitle } from "./docker-helpers.js";
+import { isBerthError } from "../wire/errors.js";
+import { REGISTRY_PORT, ensureRegistryImage } from "../images/index.js";
+import { TarTree } from "../shared/tar-tree.js";
+import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("reg");
 const { runtime, id } = suite;

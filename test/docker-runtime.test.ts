@@ -3,11 +3,11 @@ import { rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isBerthError } from "../api/errors.js";
-import { createContainerRuntime } from "../docker/dockerode.js";
-import { ensureNodeBaseImage } from "../docker/images.js";
-import { TarTree } from "../docker/tar-tree.js";
-import { TEST_LABEL, dockerSuite, suiteTitle } from "./docker-helpers.js";
+import { isBerthError } from "../wire/errors.js";
+import { createContainerRuntime } from "../engine/docker-engine.js";
+import { ensureNodeBaseImage } from "../images/index.js";
+import { TarTree } from "../shared/tar-tree.js";
+import { TEST_LABEL, dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("rt");
 const { runtime, id } = suite;

@@ -5,10 +5,10 @@ import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { extract } from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isBerthError } from "../api/errors.js";
-import { productionDependencies } from "../docker/production-deps.js";
-import { parseImageRef, registryHost, toTag } from "../docker/refs.js";
-import { TarTree } from "../docker/tar-tree.js";
+import { isBerthError } from "../wire/errors.js";
+import { productionDependencies } from "../images/production-deps.js";
+import { parseImageRef, registryHost, toTag } from "../engine/refs.js";
+import { TarTree } from "../shared/tar-tree.js";
 
 interface Entry {
   name: string;

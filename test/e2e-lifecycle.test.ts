@@ -9,10 +9,10 @@ import { mkdtemp, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../api/client.js";
-import { dockerAvailable, runtime } from "./helpers/docker.js";
-import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./helpers/processes.js";
-import { tearDown, waitFinal, waitState } from "./helpers/runs.js";
+import { ApiClient } from "../client/api-client.js";
+import { dockerAvailable, runtime } from "./support/docker.js";
+import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./support/processes.js";
+import { tearDown, waitFinal, waitState } from "./support/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 

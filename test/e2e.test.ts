@@ -6,10 +6,10 @@ import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApiClient } from "../api/client.js";
-import { dockerAvailable } from "./helpers/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./helpers/processes.js";
-import { tearDown, waitFinal } from "./helpers/runs.js";
+import { ApiClient } from "../client/api-client.js";
+import { dockerAvailable } from "./support/docker.js";
+import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { tearDown, waitFinal } from "./support/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 

@@ -1,15 +1,15 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { BerthError } from "../api/errors.js";
-import { EnvironmentSpec } from "../api/schema.js";
+import { BerthError } from "../wire/errors.js";
+import { EnvironmentSpec } from "../wire/schema.js";
 import { Environment } from "../environments/environment.js";
 import { LocalEnvironment } from "../environments/local.js";
 import { environmentWarnings, serializeEnvironment } from "../environments/serialize.js";
 import { setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { Flow } from "../flows/flow.js";
-import { consoleSink, setLogSink, type LogRecord } from "../flows/logging.js";
+import { consoleSink, setLogSink, type LogRecord } from "../shared/logging.js";
 import { FlowRunner } from "../flows/runner.js";
 import type { Storage } from "../flows/storage-port.js";
-import { seedFlow } from "./helpers/seed-flow.js";
+import { seedFlow } from "./support/seed-flow.js";
 
 afterEach(() => {
   setDefaultFlowRunnerClass(FlowRunner);

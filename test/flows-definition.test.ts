@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import { LocalEnvironment } from "../environments/local.js";
 import { Flow } from "../flows/flow.js";
 import type { Storage } from "../flows/storage-port.js";

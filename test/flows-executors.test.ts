@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import { getDefaultExecutorClass, getDefaultFlowRunnerClass, setDefaultExecutorClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { ConcurrentExecutor, LocalExecutor } from "../flows/executors.js";
 import { Flow } from "../flows/flow.js";

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { consoleSink, createLogger, getLogSink, setLogSink, type LogRecord } from "../flows/logging.js";
+import { consoleSink, createLogger, getLogSink, setLogSink, type LogRecord } from "../shared/logging.js";
 
 afterEach(() => {
   setLogSink(consoleSink);

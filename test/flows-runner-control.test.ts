@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { Flow } from "../flows/flow.js";
-import { setLogSink, type LogRecord } from "../flows/logging.js";
+import { setLogSink, type LogRecord } from "../shared/logging.js";
 import { FlowRunner } from "../flows/runner.js";
 import type { TaskState } from "../flows/state.js";
 import { Parameter, task, type TaskContext } from "../flows/task.js";
-import { seedFlow } from "./helpers/seed-flow.js";
+import { seedFlow } from "./support/seed-flow.js";
 
 afterEach(() => {
   vi.restoreAllMocks();

@@ -4,7 +4,7 @@ import { Flow } from "../flows/flow.js";
 import { FlowRunner } from "../flows/runner.js";
 import { isFailed, isFinal } from "../flows/state.js";
 import { task, type TaskContext } from "../flows/task.js";
-import { seedFlow } from "./helpers/seed-flow.js";
+import { seedFlow } from "./support/seed-flow.js";
 
 afterEach(() => {
   vi.useRealTimers();

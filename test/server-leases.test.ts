@@ -4,7 +4,7 @@ import { RUNS_TOPIC } from "../server/notifier.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";
-import { until } from "./support/until.js";
+import { until } from "./support/wait.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
 

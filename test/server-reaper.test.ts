@@ -4,14 +4,14 @@
  * Defaults: lease 30s, start timeout 60s, run heartbeat timeout 45s, cancel timeout 30s, agent lost after 60s.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { FlowRun, RecoveryPolicy } from "../api/schema.js";
+import type { FlowRun, RecoveryPolicy } from "../wire/schema.js";
 import { RUNS_TOPIC } from "../server/notifier.js";
 import type { StateStore } from "../store/port.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody, flowInput, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";
-import { until } from "./support/until.js";
+import { until } from "./support/wait.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
 

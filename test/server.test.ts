@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FlowRunView } from "../api/schema.js";
+import { FlowRunView } from "../wire/schema.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { isBerthError } from "../api/errors.js";
-import { FLOW_RUN_STATES, type FlowRunStateName } from "../api/schema.js";
+import { isBerthError } from "../wire/errors.js";
+import { FLOW_RUN_STATES, type FlowRunStateName } from "../wire/schema.js";
 import { assertTransition, canTransition, isFinalState } from "../server/states.js";
 
 const ALLOWED: Record<FlowRunStateName, FlowRunStateName[]> = {

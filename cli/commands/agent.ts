@@ -1,4 +1,4 @@
-import { createLogger } from "../logger.js";
+import { createLogger } from "../root-logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startAgent } from "../daemons.js";
 import { parseEnvPairs } from "../format.js";

@@ -1,9 +1,9 @@
 import path from "node:path";
-import { BerthError } from "../../api/errors.js";
+import { BerthError } from "../../wire/errors.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../../flows/defaults.js";
 import type { FlowRunner, RunOptions } from "../../flows/runner.js";
 import type { FlowState } from "../../flows/state.js";
-import { healthcheck, reportHealthcheck } from "../../runtime/healthcheck.js";
+import { healthcheck, reportHealthcheck } from "../../storage/healthcheck.js";
 import { storageFromSpec } from "../../storage/from-spec.js";
 import { parseParams } from "../format.js";
 
@@ -13,7 +13,7 @@ export async function executeFlowRunCommand(): Promise<void> {
   if (!apiUrl || !flowRunId) {
     throw new BerthError("BERTH_E_CONFIG", "berth execute flow-run needs BERTH_API_URL and BERTH_FLOW_RUN_ID in its environment (an agent sets them)");
   }
-  const { executeFlowRun } = await import("../../runtime/execute.js");
+  const { executeFlowRun } = await import("../../flow-run/execute.js");
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once("SIGTERM", stop);

@@ -5,7 +5,7 @@ const packageRoot = () => fileURLToPath(new URL("../../..", import.meta.url));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 export async function imageBuildCommand(opts: { base?: string }): Promise<void> {
-  const { ensureRuntimeImage } = await import("../../docker/images.js");
+  const { ensureRuntimeImage } = await import("../../images/index.js");
   const runtime = await localEngine();
   await runtime.ping();
   const ref = await ensureRuntimeImage(runtime, { packageRoot: packageRoot(), log, ...(opts.base ? { baseImage: opts.base } : {}) });
@@ -13,7 +13,7 @@ export async function imageBuildCommand(opts: { base?: string }): Promise<void> 
 }
 
 export async function imageRegistryCommand(): Promise<void> {
-  const { ensureRegistryImage } = await import("../../docker/images.js");
+  const { ensureRegistryImage } = await import("../../images/index.js");
   const runtime = await localEngine();
   await runtime.ping();
   const ref = await ensureRegistryImage(runtime, { log });

@@ -1,5 +1,5 @@
-import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../api/schema.js";
-import { BerthError } from "../../api/errors.js";
+import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../wire/schema.js";
+import { BerthError } from "../../wire/errors.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { shortTime, table } from "../format.js";
 import { signalOnInterrupt } from "../process.js";

@@ -1,6 +1,6 @@
-import type { ApiClient } from "../../api/client.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type FlowRunView } from "../../api/schema.js";
-import { BerthError } from "../../api/errors.js";
+import type { ApiClient } from "../../client/api-client.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type FlowRunView } from "../../wire/schema.js";
+import { BerthError } from "../../wire/errors.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { parseParams } from "../format.js";
 import { signalOnInterrupt } from "../process.js";

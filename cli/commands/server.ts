@@ -1,4 +1,4 @@
-import { createLogger } from "../logger.js";
+import { createLogger } from "../root-logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startServer } from "../daemons.js";
 import { onShutdown } from "../process.js";

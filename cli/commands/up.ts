@@ -1,4 +1,4 @@
-import { createLogger } from "../logger.js";
+import { createLogger } from "../root-logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startAgent, startServer } from "../daemons.js";
 import { localEngine } from "../engine.js";
@@ -14,7 +14,7 @@ export async function upCommand(
     agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
   });
   const logger = createLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
-  const { ensureRuntimeImage } = await import("../../docker/images.js");
+  const { ensureRuntimeImage } = await import("../../images/index.js");
   const { fileURLToPath } = await import("node:url");
   const runtime = await localEngine();
   await runtime.ping();

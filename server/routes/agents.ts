@@ -1,4 +1,4 @@
-import { Agent, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister } from "../../api/schema.js";
+import { Agent, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 

@@ -1,5 +1,5 @@
-import { isBerthError } from "../../api/errors.js";
-import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../api/schema.js";
+import { isBerthError } from "../../wire/errors.js";
+import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { RUNS_TOPIC } from "../notifier.js";

@@ -1,5 +1,5 @@
-import { BerthError, isBerthError } from "../../api/errors.js";
-import { FlowRun, FlowRunHeartbeat, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../api/schema.js";
+import { BerthError, isBerthError } from "../../wire/errors.js";
+import { FlowRun, FlowRunHeartbeat, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../wire/schema.js";
 import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
 import { assertTransition, isFinalState } from "../states.js";

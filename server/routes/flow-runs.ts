@@ -1,5 +1,5 @@
-import { BerthError } from "../../api/errors.js";
-import { FlowRunCreate, FlowRunCreated, FlowRunList, FlowRunListQuery, FlowRunView, type Flow } from "../../api/schema.js";
+import { BerthError } from "../../wire/errors.js";
+import { FlowRunCreate, FlowRunCreated, FlowRunList, FlowRunListQuery, FlowRunView, type Flow } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { RUNS_TOPIC } from "../notifier.js";
 import { checkParameters } from "../parameters.js";

@@ -1,4 +1,4 @@
-import { Flow, FlowCreate, FlowList, FlowRegistered } from "../../api/schema.js";
+import { Flow, FlowCreate, FlowList, FlowRegistered } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, requireFlow, withErrors, type ZodApp } from "./shared.js";
 

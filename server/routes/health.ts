@@ -1,4 +1,4 @@
-import { Health } from "../../api/schema.js";
+import { Health } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { withErrors, type ZodApp } from "./shared.js";
 

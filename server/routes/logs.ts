@@ -1,4 +1,4 @@
-import { LogsAppend, LogsPage, LogsQuery, Ok, type StoredLog } from "../../api/schema.js";
+import { LogsAppend, LogsPage, LogsQuery, Ok, type StoredLog } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { logsTopic } from "../notifier.js";

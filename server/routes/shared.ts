@@ -3,8 +3,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { BerthError } from "../../api/errors.js";
-import { ErrorBodySchema, type Agent, type Flow, type FlowRun } from "../../api/schema.js";
+import { BerthError } from "../../wire/errors.js";
+import { ErrorBodySchema, type Agent, type Flow, type FlowRun } from "../../wire/schema.js";
 import type { StateStore } from "../../store/port.js";
 
 export type ZodApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;

@@ -1,4 +1,4 @@
-import { FlowRunStateHistory, Ok, TaskRunList, TaskRunsUpdate } from "../../api/schema.js";
+import { FlowRunStateHistory, Ok, TaskRunList, TaskRunsUpdate } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
 

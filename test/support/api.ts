@@ -1,7 +1,7 @@
 /** inject() helpers that check every error body has the one shape. */
 import type { FastifyInstance, InjectOptions } from "fastify";
 import { expect } from "vitest";
-import { ErrorBodySchema } from "../../api/schema.js";
+import { ErrorBodySchema } from "../../wire/schema.js";
 
 export interface Injected {
   status: number;

@@ -1,7 +1,7 @@
 /** Inputs for tests: valid by default, with unique names so tests never collide. */
 import { randomUUID } from "node:crypto";
 import type { z } from "zod";
-import type { FlowCreate } from "../../api/schema.js";
+import type { FlowCreate } from "../../wire/schema.js";
 
 export function uniqueName(prefix = "flow"): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;

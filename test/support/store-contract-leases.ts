@@ -3,8 +3,8 @@
  * reaper scans, and agents known by name. Each test runs the store on a clock it moves itself.
  */
 import { expect, it } from "vitest";
-import { isBerthError } from "../../api/errors.js";
-import type { FlowRun, LogLine, TaskRun } from "../../api/schema.js";
+import { isBerthError } from "../../wire/errors.js";
+import type { FlowRun, LogLine, TaskRun } from "../../wire/schema.js";
 import type { StateStore } from "../../store/port.js";
 import { flowInput } from "./fixtures.js";
 

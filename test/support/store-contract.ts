@@ -5,8 +5,8 @@
  * The lease tests live in store-contract-leases.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { isBerthError } from "../../api/errors.js";
-import type { FlowRun, LogLine } from "../../api/schema.js";
+import { isBerthError } from "../../wire/errors.js";
+import type { FlowRun, LogLine } from "../../wire/schema.js";
 import { labelsMatch } from "../../store/labels.js";
 import type { StateStore } from "../../store/port.js";
 import { flowInput, uniqueName } from "./fixtures.js";

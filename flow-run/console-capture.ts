@@ -3,9 +3,9 @@
  * and still reaches the container's stdout/stderr (what `docker logs` and failure reports show).
  */
 import { format } from "node:util";
-import type { LogLevel } from "../api/schema.js";
+import type { LogLevel } from "../wire/schema.js";
 import { currentTask } from "../flows/context.js";
-import { setLogSink, type LogRecord } from "../flows/logging.js";
+import { setLogSink, type LogRecord } from "../shared/logging.js";
 import type { RunReporter } from "./reporter.js";
 
 type ConsoleMethod = "log" | "info" | "debug" | "warn" | "error";

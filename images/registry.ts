@@ -3,10 +3,10 @@
  * Debian's docker-registry binary on this host. It serves without authentication on :5000 and stores blobs
  * under /var/lib/registry; berth's compose setup and the push/pull tests run it bound to 127.0.0.1.
  */
-import type { ImageLogOptions } from "./image-options.js";
+import type { ImageLogOptions } from "./options.js";
 import { addExecutable, requireHostFile, runHostCommand } from "./host-files.js";
-import type { ContainerRuntime } from "./port.js";
-import { toTag } from "./refs.js";
+import type { ContainerRuntime } from "../engine/port.js";
+import { toTag } from "../engine/refs.js";
 import { IMAGE_PATH, addCaCertificates, baseRootfs } from "./rootfs.js";
 
 const REGISTRY_BINARY = "/usr/bin/docker-registry";

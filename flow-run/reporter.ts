@@ -2,9 +2,9 @@
  * Ships a flow run's logs and task states to the server in batches, off the task runner's hot path.
  * Reporting never throws into user code: a failed flush is retried on the next one and counted.
  */
-import type { ApiClient } from "../api/client.js";
-import { describeError, isBerthError } from "../api/errors.js";
-import type { LogLevel, LogLine, TaskRun } from "../api/schema.js";
+import type { ApiClient } from "../client/api-client.js";
+import { describeError, isBerthError } from "../wire/errors.js";
+import type { LogLevel, LogLine, TaskRun } from "../wire/schema.js";
 
 export interface ReporterOptions {
   client: ApiClient;

@@ -4,7 +4,7 @@
  * cancellation from the run context, so a custom environment can call `new Runner({ flow }).run(...)`
  * exactly as it would locally.
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import { FlowRunner, type FlowRunnerOptions, type RunOptions } from "../flows/runner.js";
 import type { FlowState } from "../flows/state.js";
 import type { RunContext } from "./run-context.js";

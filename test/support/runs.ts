@@ -1,9 +1,9 @@
 /** Following flow runs in end-to-end tests, by events (the logs long-poll) rather than fixed sleeps. */
 import { rm } from "node:fs/promises";
 import { expect } from "vitest";
-import type { ApiClient } from "../../api/client.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../../api/schema.js";
-import { AGENT_LABEL } from "../../docker/port.js";
+import type { ApiClient } from "../../client/api-client.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../../wire/schema.js";
+import { AGENT_LABEL } from "../../engine/port.js";
 import { berthContainers } from "./docker.js";
 
 /** Follows a run until `done`: the logs long-poll returns as soon as the run logs or ends, so this never spins. */

@@ -3,10 +3,10 @@
  * is a compare-and-swap on the run's version; a write that loses to a concurrent writer (for example a user
  * cancelling) re-reads the run and tries again only if the transition still makes sense.
  */
-import type { ApiClient } from "../api/client.js";
-import { BerthError, isBerthError } from "../api/errors.js";
-import { writeFlowRunState } from "../api/state-writes.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../api/schema.js";
+import type { ApiClient } from "../client/api-client.js";
+import { BerthError, isBerthError } from "../wire/errors.js";
+import { writeFlowRunState } from "../client/state-writes.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 import type { RunReporter } from "./reporter.js";
 
 export class RunContext {

@@ -8,13 +8,13 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
-import { BerthError, describeError } from "../api/errors.js";
-import type { ImageLogOptions } from "./image-options.js";
-import { ensureNodeBaseImage } from "./node-base-image.js";
-import type { ContainerRuntime } from "./port.js";
+import { BerthError, describeError } from "../wire/errors.js";
+import type { ImageLogOptions } from "./options.js";
+import { ensureNodeBaseImage } from "./node-base.js";
+import type { ContainerRuntime } from "../engine/port.js";
 import { productionDependencies, readManifest } from "./production-deps.js";
-import { toTag } from "./refs.js";
-import { TarTree } from "./tar-tree.js";
+import { toTag } from "../engine/refs.js";
+import { TarTree } from "../shared/tar-tree.js";
 
 export interface RuntimeImageOptions extends ImageLogOptions {
   /** The berth package: the directory with package.json, the Dockerfile, dist/ and node_modules/. */

@@ -6,8 +6,8 @@
  * `environment.setup(storage)` and `environment.execute(storage, flowLocation)`. The default flow runner is
  * swapped for one that reports to the server. A flow that cannot be loaded ends Failed, saying why.
  */
-import { ApiClient } from "../api/client.js";
-import { BerthError, describeError, isBerthError } from "../api/errors.js";
+import { ApiClient } from "../client/api-client.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { storageFromSpec } from "../storage/from-spec.js";
 import { captureConsole } from "./console-capture.js";

@@ -1,7 +1,7 @@
-import { whileServerDown } from "./backoff.js";
-import { isBerthError, BerthError } from "./errors.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "./schema.js";
-import type { ApiClient } from "./client.js";
+import { whileServerDown } from "../shared/backoff.js";
+import { isBerthError, BerthError } from "../wire/errors.js";
+import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import type { ApiClient } from "./api-client.js";
 
 export interface StateWriteOutcome {
   /** The run after the write, or as found when the write no longer applied. */

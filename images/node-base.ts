@@ -6,12 +6,12 @@
  */
 import { realpath } from "node:fs/promises";
 import path from "node:path";
-import type { ImageLogOptions } from "./image-options.js";
+import type { ImageLogOptions } from "./options.js";
 import { addExecutable, findHostFile } from "./host-files.js";
-import type { ContainerRuntime } from "./port.js";
-import { toTag } from "./refs.js";
+import type { ContainerRuntime } from "../engine/port.js";
+import { toTag } from "../engine/refs.js";
 import { CA_BUNDLE, IMAGE_PATH, addBusybox, addCaCertificates, baseRootfs } from "./rootfs.js";
-import type { TarTree } from "./tar-tree.js";
+import type { TarTree } from "../shared/tar-tree.js";
 
 /** The base the Dockerfile names, for hosts that can pull (or already have) it. */
 export const DEFAULT_NODE_IMAGE = "node:20-bookworm-slim";

@@ -2,7 +2,7 @@
  * Where the engine is: a unix socket by default, or a DOCKER_HOST-style address that the caller passes in
  * (berth reads DOCKER_HOST in its config layer, never here).
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 
 export const DEFAULT_SOCKET = "/var/run/docker.sock";
 

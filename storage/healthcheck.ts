@@ -4,13 +4,13 @@
  * generic "image failed to build".
  */
 import { createRequire } from "node:module";
-import { describeError } from "../api/errors.js";
-import { EnvironmentSpec } from "../api/schema.js";
+import { describeError } from "../wire/errors.js";
+import { EnvironmentSpec } from "../wire/schema.js";
 import { Environment } from "../environments/environment.js";
 import type { Flow } from "../flows/flow.js";
-import { pickFlow } from "../storage/storage.js";
+import { pickFlow } from "./storage.js";
 import { pathToFileURL } from "node:url";
-import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-report.js";
+import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-marker.js";
 
 export interface CheckResult {
   location: string;

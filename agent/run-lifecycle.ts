@@ -7,11 +7,11 @@
  * this one's writes are refused and it only cleans up after itself.
  */
 import type { Logger } from "pino";
-import type { ApiClient } from "../api/client.js";
-import { BerthError, describeError, isBerthError } from "../api/errors.js";
-import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../api/schema.js";
-import { writeFlowRunState } from "../api/state-writes.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerRuntime } from "../docker/port.js";
+import type { ApiClient } from "../client/api-client.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../wire/schema.js";
+import { writeFlowRunState } from "../client/state-writes.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerRuntime } from "../engine/port.js";
 import { IMAGE_FLOWS_DIR } from "../storage/docker-storage.js";
 import type { PullPolicy } from "./options.js";
 

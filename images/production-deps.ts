@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { BerthError, describeError } from "../api/errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 
 interface Manifest {
   name?: string;

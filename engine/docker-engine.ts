@@ -4,15 +4,15 @@
  */
 import type { Readable } from "node:stream";
 import Docker from "dockerode";
-import { BerthError, isBerthError, type ErrorCode } from "../api/errors.js";
+import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { BuildOutput } from "./build-output.js";
 import { demultiplex } from "./demux.js";
-import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./engine-errors.js";
+import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
 import type { BuildOptions, BuildResult, ContainerInfo, ContainerRuntime, ContainerSpec } from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
-import { engineTarget, type EngineAddress } from "./engine-address.js";
+import { engineTarget, type EngineAddress } from "./address.js";
 
 export interface RuntimeOptions extends EngineAddress {
   /** How long `ping` waits for an answer; default 3000 ms. */

@@ -7,7 +7,7 @@
  * once another attempt owns the run. Leave it out for writes on a user's behalf (they are not fenced).
  */
 import type { z } from "zod";
-import { BerthError, describeError } from "./errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 import { requestJson, type HttpOptions, type JsonRequest } from "./http.js";
 import {
   Agent,
@@ -27,7 +27,7 @@ import {
   Ok,
   TaskRunList,
   FlowRunStateHistory,
-} from "./schema.js";
+} from "../wire/schema.js";
 import type {
   AgentHeartbeat,
   AgentRegister,
@@ -40,7 +40,7 @@ import type {
   StateChange,
   TaskRun,
   FlowRunStateEntry,
-} from "./schema.js";
+} from "../wire/schema.js";
 
 export interface ApiClientOptions {
   /** The server's URL, for example "http://127.0.0.1:4200". */

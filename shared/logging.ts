@@ -3,8 +3,8 @@
  * redirect every line (environment, task and user logs alike) to the server by swapping the sink, without
  * flows/ knowing anything about HTTP.
  */
-import { describeError } from "../api/errors.js";
-import type { LogLevel } from "../api/schema.js";
+import { describeError } from "../wire/errors.js";
+import type { LogLevel } from "../wire/schema.js";
 
 export interface LogRecord {
   level: LogLevel;

@@ -4,8 +4,8 @@
  * loaded inside every flow-run container at startup.
  */
 import type { z } from "zod";
-import { BerthError, isErrorCode } from "./errors.js";
-import { ErrorBodySchema } from "./schema.js";
+import { BerthError, isErrorCode } from "../wire/errors.js";
+import { ErrorBodySchema } from "../wire/schema.js";
 
 export interface HttpOptions {
   baseUrl: string;

@@ -4,8 +4,8 @@
  */
 import { execFile } from "node:child_process";
 import { access, constants, realpath } from "node:fs/promises";
-import { BerthError, describeError } from "../api/errors.js";
-import type { TarTree } from "./tar-tree.js";
+import { BerthError, describeError } from "../wire/errors.js";
+import type { TarTree } from "../shared/tar-tree.js";
 
 const COMMAND_TIMEOUT_MS = 15_000;
 

@@ -4,7 +4,7 @@
  * with basic utilities from busybox-static.
  */
 import { addExecutable, findHostFile, requireHostFile, runHostCommand } from "./host-files.js";
-import { TarTree } from "./tar-tree.js";
+import { TarTree } from "../shared/tar-tree.js";
 
 export const IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Debian's CA bundle path, the same in the image as on the host. */

@@ -2,7 +2,7 @@
  * Turns what dockerode and docker-modem throw (socket errors, `(HTTP code 404) ... - message` errors, aborts)
  * into BerthErrors with codes, keeping the original as `cause`.
  */
-import { BerthError, type ErrorCode } from "../api/errors.js";
+import { BerthError, type ErrorCode } from "../wire/errors.js";
 
 /** Socket errors that mean "nobody is listening there", as opposed to an engine that answered with a failure. */
 const UNREACHABLE_CODES = new Set(["ENOENT", "ECONNREFUSED", "EACCES", "EPERM", "ENOTFOUND", "EHOSTUNREACH", "ETIMEDOUT", "ECONNRESET"]);

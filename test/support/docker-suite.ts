@@ -4,9 +4,9 @@
  * through one label whose value is unique to the suite run.
  */
 import { randomBytes } from "node:crypto";
-import { describeError } from "../api/errors.js";
-import { createContainerRuntime, type DockerodeRuntime } from "../docker/dockerode.js";
-import type { ContainerSpec } from "../docker/port.js";
+import { describeError } from "../../wire/errors.js";
+import { createContainerRuntime, type DockerodeRuntime } from "../../engine/docker-engine.js";
+import type { ContainerSpec } from "../../engine/port.js";
 
 export const TEST_LABEL = "io.berth.test-run";
 

@@ -13,7 +13,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { pack as tarPack, type Header } from "tar-stream";
-import { BerthError, describeError } from "../api/errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 
 interface Owner {
   uid: number;

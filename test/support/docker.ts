@@ -2,9 +2,9 @@
  * Docker availability for tests: under CI=true an unreachable engine FAILS the suite (never a silent
  * skip); elsewhere the Docker suites are skipped with the reason printed.
  */
-import { describeError } from "../../api/errors.js";
-import { createContainerRuntime } from "../../docker/dockerode.js";
-import { OWNER_LABEL, type ContainerRuntime } from "../../docker/port.js";
+import { describeError } from "../../wire/errors.js";
+import { createContainerRuntime } from "../../engine/docker-engine.js";
+import { OWNER_LABEL, type ContainerRuntime } from "../../engine/port.js";
 
 export const runtime: ContainerRuntime = createContainerRuntime();
 

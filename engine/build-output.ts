@@ -2,7 +2,7 @@
  * Follows the classic builder's output so that a failure can be reported the way a user debugs it: which
  * step failed, what that step printed last, and the engine's error.
  */
-import { BerthError } from "../api/errors.js";
+import { BerthError } from "../wire/errors.js";
 import type { ProgressMessage } from "./progress.js";
 
 const STEP = /^Step \d+\/\d+ : /;
