@@ -16,7 +16,7 @@ import type { ApiClient } from "../client/api-client.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { describeError, isBerthError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerRuntime } from "../engine/port.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { FlowRunContainer } from "./run-lifecycle.js";
 import { defaultNetwork, type AgentOptions } from "./options.js";
 
@@ -24,10 +24,10 @@ export type AgentState = "starting" | "running" | "draining" | "stopped";
 
 export interface AgentDeps {
   client: ApiClient;
-  runtime: ContainerRuntime;
+  engine: ContainerEngine;
   logger: Logger;
-  /** The berth runtime image, for flows kept in local storage. */
-  runtimeImage: () => Promise<string>;
+  /** The berth image, for flows kept in local storage. */
+  berthImage: () => Promise<string>;
 }
 
 export class Agent {
@@ -61,7 +61,7 @@ export class Agent {
   /** Resolves once the agent is registered and claiming. */
   async start(): Promise<void> {
     if (this.state !== "starting") return;
-    await this.deps.runtime.ping(this.stopping.signal);
+    await this.deps.engine.ping(this.stopping.signal);
     await this.register();
     if (this.state !== "starting") return;
     await this.adoptContainers();
@@ -138,7 +138,7 @@ export class Agent {
 
   /** Finds the containers this agent started before a restart and follows them to their end. */
   private async adoptContainers(): Promise<void> {
-    const owned = await this.deps.runtime.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.id! });
+    const owned = await this.deps.engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.id! });
     for (const info of owned) {
       const flowRunId = info.labels[FLOW_RUN_LABEL];
       if (!flowRunId || this.active.has(flowRunId)) continue;
@@ -150,7 +150,7 @@ export class Agent {
         this.track(flowRunId, container, container.adopt(info));
       } catch (err) {
         this.log.warn({ err, flowRunId }, "cannot adopt this container; removing it");
-        await this.deps.runtime.removeContainer(info.id).catch(() => undefined);
+        await this.deps.engine.removeContainer(info.id).catch(() => undefined);
       }
     }
     if (owned.length > 0) this.log.info({ adopted: this.runningFlowRuns }, `adopted ${owned.length} container(s) from before the restart`);
@@ -194,7 +194,7 @@ export class Agent {
   private containerDeps() {
     return {
       client: this.deps.client,
-      runtime: this.deps.runtime,
+      engine: this.deps.engine,
       logger: this.log,
       agentId: this.id!,
       apiUrl: this.options.containerApiUrl ?? this.options.apiUrl,
@@ -205,7 +205,7 @@ export class Agent {
       keepContainers: this.options.keepContainers,
       stopGraceMs: this.options.stopGraceMs,
       serverDownForMs: this.options.serverDownForMs,
-      runtimeImage: this.deps.runtimeImage,
+      berthImage: this.deps.berthImage,
       engineBack: () => this.engineBack(),
     };
   }
@@ -233,7 +233,7 @@ export class Agent {
       void this.heartbeat();
       for (let attempt = 0; !this.stopping.signal.aborted; attempt++) {
         try {
-          await this.deps.runtime.ping(this.stopping.signal);
+          await this.deps.engine.ping(this.stopping.signal);
           this.log.info("the Docker engine answers again: claiming");
           return;
         } catch (err) {
@@ -252,7 +252,7 @@ export class Agent {
   private async heartbeat(): Promise<void> {
     if (!this.id || this.state === "stopped") return;
     if (this.healthy) {
-      await this.deps.runtime.ping(this.stopping.signal).catch((err: unknown) => {
+      await this.deps.engine.ping(this.stopping.signal).catch((err: unknown) => {
         if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) void this.engineBack();
       });
     }

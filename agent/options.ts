@@ -1,5 +1,6 @@
-export type PullPolicy = "always" | "if-not-present" | "never";
-export const PULL_POLICIES: readonly PullPolicy[] = ["always", "if-not-present", "never"];
+import type { PullPolicy } from "../config/schema.js";
+
+export type { PullPolicy } from "../config/schema.js";
 
 export interface AgentOptions {
   /** Shown in `berth agents`; default: "agent-<hostname>". */

@@ -9,15 +9,14 @@
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, type ClaimedRun, type FlowRunStateName } from "../wire/schema.js";
+import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, type ClaimedRun, type FlowRunStateName } from "../wire/schema.js";
 import { writeFlowRunState } from "../client/state-writes.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerRuntime } from "../engine/port.js";
-import { IMAGE_FLOWS_DIR } from "../storage/docker-storage.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerEngine } from "../engine/port.js";
 import type { PullPolicy } from "./options.js";
 
 export interface ContainerDeps {
   client: ApiClient;
-  runtime: ContainerRuntime;
+  engine: ContainerEngine;
   logger: Logger;
   agentId: string;
   /** The API URL as containers must use it. */
@@ -30,8 +29,8 @@ export interface ContainerDeps {
   stopGraceMs: number;
   /** How long state writes wait out an unreachable server. */
   serverDownForMs: number;
-  /** The berth runtime image, for flows whose storage is not an image (local storage). */
-  runtimeImage: () => Promise<string>;
+  /** The berth image, for flows whose storage is not an image (local storage). */
+  berthImage: () => Promise<string>;
   /** Resolves once the Docker engine answers again; called after the engine failed us. */
   engineBack: () => Promise<void>;
 }
@@ -87,12 +86,12 @@ export class FlowRunContainer {
   async run(): Promise<void> {
     const { flowRun, flow } = this.claim;
     try {
-      const image = flow.storage.type === "docker" ? flow.storage.image : await this.deps.runtimeImage();
+      const image = flow.storage.type === "docker" ? flow.storage.image : await this.deps.berthImage();
       await this.ensureImage(image);
       if (this.abandoned) return;
       this.containerId = await this.start(image);
       // Abandoned while the container was being created: it must not run on.
-      if (this.abandoned) await this.deps.runtime.stopContainer(this.containerId, 0);
+      if (this.abandoned) await this.deps.engine.stopContainer(this.containerId, 0);
       this.log.info({ containerId: this.containerId.slice(0, 12), image }, "flow run container started");
       await this.supervise();
     } catch (err) {
@@ -122,7 +121,7 @@ export class FlowRunContainer {
       }
       if (FINAL_FLOW_RUN_STATES.includes(flowRun.state) || flowRun.epoch !== this.epoch) {
         this.stopReason = "lease";
-        await this.deps.runtime.stopContainer(container.id, this.deps.stopGraceMs);
+        await this.deps.engine.stopContainer(container.id, this.deps.stopGraceMs);
       }
       await this.supervise();
     } catch (err) {
@@ -135,14 +134,14 @@ export class FlowRunContainer {
   /** Stops the container: SIGTERM, then SIGKILL after the grace period. */
   async cancel(): Promise<void> {
     this.stopReason ??= "cancel";
-    if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, this.deps.stopGraceMs);
+    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.stopGraceMs);
   }
 
   /** The run belongs to another attempt now, or its lease could not be renewed: stop at once. */
   async abandon(why: string): Promise<void> {
     this.stopReason = "lease";
     this.log.warn(`stopping the container: ${why}`);
-    if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, 0);
+    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, 0);
   }
 
   private async supervise(): Promise<void> {
@@ -164,14 +163,14 @@ export class FlowRunContainer {
   private async waitForExit(): Promise<number | undefined> {
     for (;;) {
       try {
-        return await this.deps.runtime.waitContainer(this.containerId!);
+        return await this.deps.engine.waitContainer(this.containerId!);
       } catch (err) {
         if (isBerthError(err, "BERTH_E_NOT_FOUND")) return undefined;
         if (!isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) throw err;
         this.engineOutage = true;
         this.log.warn("lost the Docker engine while the container ran; waiting for it to return");
         await this.deps.engineBack();
-        const info = await this.deps.runtime.inspectContainer(this.containerId!);
+        const info = await this.deps.engine.inspectContainer(this.containerId!);
         if (!info) return undefined;
         if (info.state === "exited" || info.state === "dead") return info.exitCode ?? undefined;
       }
@@ -184,18 +183,18 @@ export class FlowRunContainer {
     this.log.warn(message);
     const current = await this.deps.client.getFlowRun(this.flowRunId).catch(() => undefined);
     if (current && !FINAL_FLOW_RUN_STATES.includes(current.state)) await this.finish("Failed", message, current.version);
-    if (this.containerId) await this.deps.runtime.stopContainer(this.containerId, this.deps.stopGraceMs).catch(() => undefined);
+    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.stopGraceMs).catch(() => undefined);
   }
 
   private async ensureImage(image: string): Promise<void> {
-    const { runtime, pullPolicy } = this.deps;
-    if (pullPolicy === "always") return runtime.pullImage(image);
-    if (await runtime.imageExists(image)) return;
+    const { engine, pullPolicy } = this.deps;
+    if (pullPolicy === "always") return engine.pullImage(image);
+    if (await engine.imageExists(image)) return;
     if (pullPolicy === "never") {
       throw new Error(`image ${image} is not on this host and the pull policy is "never": build it here or use --pull-policy if-not-present`);
     }
     this.log.info({ image }, "pulling image");
-    await runtime.pullImage(image);
+    await engine.pullImage(image);
   }
 
   private async start(image: string): Promise<string> {
@@ -222,12 +221,12 @@ export class FlowRunContainer {
       ...(flow.storage.type === "local" ? { binds: [`${flow.storage.directory}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
     };
     try {
-      return await this.deps.runtime.runContainer(spec);
+      return await this.deps.engine.runContainer(spec);
     } catch (err) {
       // A container of an earlier attempt at this run may still hold the deterministic name.
       if (!/already in use|Conflict/i.test(describeError(err))) throw err;
-      await this.deps.runtime.removeContainer(spec.name);
-      return this.deps.runtime.runContainer(spec);
+      await this.deps.engine.removeContainer(spec.name);
+      return this.deps.engine.runContainer(spec);
     }
   }
 
@@ -250,7 +249,7 @@ export class FlowRunContainer {
       await this.finish("Failed", "the flow run's container vanished (was the Docker engine restarted or the container removed?)", current.version);
       return;
     }
-    const output = this.containerId ? await this.deps.runtime.containerOutput(this.containerId, 30).catch(() => "") : "";
+    const output = this.containerId ? await this.deps.engine.containerOutput(this.containerId, 30).catch(() => "") : "";
     const tail = output.trim() === "" ? "(no output)" : output.trimEnd();
     const why = this.engineOutage ? "stopped while the Docker engine was unavailable (restarted?); it exited" : "exited";
     await this.finish("Failed", `the container ${why} with code ${exitCode} without reporting a final state; last output:\n${tail}`, current.version);
@@ -278,7 +277,7 @@ export class FlowRunContainer {
     if (!this.containerId || this.deps.keepContainers) return;
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
-        await bounded(this.deps.runtime.removeContainer(this.containerId), ENGINE_CALL_MS, "removing the container");
+        await bounded(this.deps.engine.removeContainer(this.containerId), ENGINE_CALL_MS, "removing the container");
         return;
       } catch (err) {
         this.log.warn({ err, attempt }, "could not remove the flow run container");

@@ -18,8 +18,9 @@ import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { ConfigSchema } from "../config/schema.js";
 import { startAgent, startServer } from "../cli/daemons.js";
-import { createContainerRuntime } from "../engine/docker-engine.js";
-import { OWNER_LABEL, type ContainerRuntime } from "../engine/port.js";
+import { createDockerEngine } from "../engine/docker-engine.js";
+import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
+import { ensureBerthImage } from "../images/index.js";
 import { registerFlowFile } from "../storage/register.js";
 import { runEngineBench } from "./engine.js";
 
@@ -46,24 +47,24 @@ function percentile(values: number[], p: number): number {
 
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 
-async function startedAt(runtime: ContainerRuntime, nameOrId: string): Promise<number> {
-  const info = await runtime.inspectContainer(nameOrId);
+async function startedAt(engine: ContainerEngine, nameOrId: string): Promise<number> {
+  const info = await engine.inspectContainer(nameOrId);
   if (!info?.startedAt) throw new Error(`container ${nameOrId} has no start time`);
   return parseEngineTime(info.startedAt);
 }
 
-async function rawCreateStart(runtime: ContainerRuntime, image: string, i: number): Promise<number> {
+async function rawCreateStart(engine: ContainerEngine, image: string, i: number): Promise<number> {
   const t0 = nowMs();
-  const id = await runtime.runContainer({
+  const id = await engine.runContainer({
     name: `berth-bench-raw-${process.pid}-${i}`,
     image,
     cmd: ["berth", "execute", "flow-file", flowLocation],
     labels: { [OWNER_LABEL]: "true", "io.berth.bench": "raw" },
     network: "host",
   });
-  const started = await startedAt(runtime, id);
-  await runtime.waitContainer(id);
-  await runtime.removeContainer(id);
+  const started = await startedAt(engine, id);
+  await engine.waitContainer(id);
+  await engine.removeContainer(id);
   return started - t0;
 }
 
@@ -85,8 +86,8 @@ async function waitFinal(client: ApiClient, id: string) {
 }
 
 async function main(): Promise<void> {
-  const runtime = createContainerRuntime();
-  await runtime.ping();
+  const engine = createDockerEngine();
+  await engine.ping();
   const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-"));
   const logger = pino({ level: "warn" });
   const config = ConfigSchema.parse({
@@ -96,10 +97,10 @@ async function main(): Promise<void> {
   });
   const server = await startServer(config, logger);
   const client = new ApiClient({ baseUrl: server.url });
-  const agent = await startAgent({ ...config, apiUrl: server.url }, logger, runtime);
+  const agent = await startAgent({ ...config, apiUrl: server.url }, logger, engine);
   try {
     process.stdout.write(`berth bench: ${RUNS} runs each (after ${WARMUP} warm-up), ${os.cpus().length} cores, node ${process.version}\n`);
-    const registered = await registerFlowFile(flowFile, { client, runtime, log: () => {} });
+    const registered = await registerFlowFile(flowFile, { client, engine, log: () => {}, berthImage: () => ensureBerthImage(engine) });
     const image = registered.location;
     process.stdout.write(`flow image: ${image}\n\n`);
 
@@ -112,19 +113,19 @@ async function main(): Promise<void> {
       const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", parameters: {} });
       const final = await waitFinal(client, flowRun.id);
       if (final.state !== "Success") throw new Error(`bench run ${flowRun.id} ended ${final.state}: ${final.stateMessage}`);
-      const started = await startedAt(runtime, `berth-run-${flowRun.id}`);
+      const started = await startedAt(engine, `berth-run-${flowRun.id}`);
       if (i >= WARMUP) {
         pickup.push(started - t0);
         endToEnd.push(parseEngineTime(final.endedAt!) - t0);
       }
-      await runtime.waitContainer(`berth-run-${flowRun.id}`);
-      await runtime.removeContainer(`berth-run-${flowRun.id}`);
+      await engine.waitContainer(`berth-run-${flowRun.id}`);
+      await engine.removeContainer(`berth-run-${flowRun.id}`);
     }
 
     const raw: number[] = [];
     const dockerRun: number[] = [];
     for (let i = 0; i < RUNS + WARMUP; i++) {
-      const r = await rawCreateStart(runtime, image, i);
+      const r = await rawCreateStart(engine, image, i);
       const d = await dockerRunRm(image);
       if (i >= WARMUP) {
         raw.push(r);
@@ -149,15 +150,15 @@ async function main(): Promise<void> {
   } finally {
     await agent.stop();
     await server.close();
-    for (const c of await runtime.listContainers({ [OWNER_LABEL]: "true" })) {
-      if (c.name.includes("bench") || c.labels["io.berth.agent-id"] === agent.id) await runtime.removeContainer(c.id);
+    for (const c of await engine.listContainers({ [OWNER_LABEL]: "true" })) {
+      if (c.name.includes("bench") || c.labels["io.berth.agent-id"] === agent.id) await engine.removeContainer(c.id);
     }
     await rm(dir, { recursive: true, force: true });
   }
 
-  const engine = await runEngineBench();
+  const dag = await runEngineBench();
   process.stdout.write("(c) in-process engine: flow.run() with LocalExecutor, 10,000-task DAG (chain of 5,000 + fan-out of 5,000)\n");
-  process.stdout.write(`${engine.report}   (target < 500 ms)\n`);
+  process.stdout.write(`${dag.report}   (target < 500 ms)\n`);
 }
 
 await main();

@@ -2,13 +2,12 @@
 import { mkdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { BerthError } from "../wire/errors.js";
 import type { Config } from "../config/schema.js";
 import type { Agent } from "../agent/agent.js";
 import type { PullPolicy } from "../agent/options.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { clientFor } from "./context.js";
 import { localEngine } from "./engine.js";
 import { VERSION } from "./version.js";
@@ -66,18 +65,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   };
 }
 
-export async function startAgent(config: Config, logger: Logger, runtime?: ContainerRuntime): Promise<Agent> {
+export async function startAgent(config: Config, logger: Logger, givenEngine?: ContainerEngine): Promise<Agent> {
   const { Agent } = await import("../agent/agent.js");
-  const { ensureRuntimeImage } = await import("../images/index.js");
-  const engine = runtime ?? (await localEngine());
-  const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
-  let runtimeImage: Promise<string> | undefined;
+  const { ensureBerthImage } = await import("../images/index.js");
+  const engine = givenEngine ?? (await localEngine());
+  let berthImage: Promise<string> | undefined;
   const agent = new Agent(
     {
       client: clientFor(config),
-      runtime: engine,
+      engine,
       logger,
-      runtimeImage: () => (runtimeImage ??= ensureRuntimeImage(engine, { packageRoot, log: (line) => logger.info(line) })),
+      berthImage: () => (berthImage ??= ensureBerthImage(engine, { log: (line) => logger.info(line) })),
     },
     {
       name: config.agent.name ?? `agent-${os.hostname()}`,

@@ -130,7 +130,7 @@ program
 const image = program.command("image").description("build the images berth needs, offline when no registry is reachable");
 image
   .command("build")
-  .description("build the berth runtime image (server, agent and flow runtime)")
+  .description("build the berth image (server, agent and flow engine)")
   .option("--base <image>", "base image with Node.js (default node:20-bookworm-slim when present, else one made from this host's Node.js)")
   .action(async (opts) => (await import("./commands/image.js")).imageBuildCommand(opts));
 image

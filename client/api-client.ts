@@ -10,11 +10,11 @@ import type { z } from "zod";
 import { BerthError, describeError } from "../wire/errors.js";
 import { requestJson, type HttpOptions, type JsonRequest } from "./http.js";
 import {
-  Agent,
+  AgentRecord,
   AgentHeartbeatReply,
   AgentList,
   ClaimReply,
-  Flow,
+  FlowRecord,
   FlowList,
   FlowRegistered,
   FlowRun,
@@ -87,8 +87,8 @@ export class ApiClient {
     return this.call({ method: "GET", path: "/api/flows", response: FlowList, signal });
   }
 
-  getFlow(id: string, signal?: AbortSignal): Promise<Flow> {
-    return this.call({ method: "GET", path: `/api/flows/${enc(id)}`, response: Flow, signal });
+  getFlow(id: string, signal?: AbortSignal): Promise<FlowRecord> {
+    return this.call({ method: "GET", path: `/api/flows/${enc(id)}`, response: FlowRecord, signal });
   }
 
   /** Creates a Scheduled run; with a repeated idempotencyKey, returns the existing run and `created: false`. */
@@ -154,8 +154,8 @@ export class ApiClient {
   }
 
   /** Registering a name the server knows gets that agent back (same id), so a restarted agent finds its containers. */
-  registerAgent(input: z.input<typeof AgentRegister>, signal?: AbortSignal): Promise<Agent> {
-    return this.call({ method: "POST", path: "/api/agents", body: input, response: Agent, signal });
+  registerAgent(input: z.input<typeof AgentRegister>, signal?: AbortSignal): Promise<AgentRecord> {
+    return this.call({ method: "POST", path: "/api/agents", body: input, response: AgentRecord, signal });
   }
 
   /** Agents, with status "lost" for those silent too long. */

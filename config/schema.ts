@@ -6,7 +6,6 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
-import { PULL_POLICIES } from "../agent/options.js";
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
@@ -21,6 +20,10 @@ export const Duration = z.union([z.number().nonnegative(), z.string()]).transfor
   }
   return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]);
 });
+
+/** When an agent pulls a flow's image: always, only when it is not on the host, or never. */
+export const PULL_POLICIES = ["always", "if-not-present", "never"] as const;
+export type PullPolicy = (typeof PULL_POLICIES)[number];
 
 const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or commas");
 
@@ -66,7 +69,7 @@ export const ConfigSchema = z.object({
       /** Docker network for flow-run containers. Default host when the API is on loopback. */
       network: z.string().min(1).optional(),
       /** always | if-not-present | never. Default if-not-present. */
-      pullPolicy: z.enum(PULL_POLICIES as [string, ...string[]]).default("if-not-present"),
+      pullPolicy: z.enum(PULL_POLICIES).default("if-not-present"),
       /** Extra environment for flow-run containers. Default none. */
       env: z.record(z.string(), z.string()).default({}),
       /** The API URL as flow-run containers reach it. Default: apiUrl. */

@@ -1,5 +1,5 @@
 /**
- * The ContainerRuntime over dockerode: the only module in berth that imports it. Every engine failure leaves
+ * The ContainerEngine over dockerode: the only module in berth that imports it. Every engine failure leaves
  * here as a BerthError (see engine-errors.ts); every long call takes an AbortSignal.
  */
 import type { Readable } from "node:stream";
@@ -8,28 +8,28 @@ import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { BuildOutput } from "./build-output.js";
 import { demultiplex } from "./demux.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
-import type { BuildOptions, BuildResult, ContainerInfo, ContainerRuntime, ContainerSpec } from "./port.js";
+import type { BuildOptions, BuildResult, ContainerInfo, ContainerEngine, ContainerSpec } from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
 import { engineTarget, type EngineAddress } from "./address.js";
 
-export interface RuntimeOptions extends EngineAddress {
+export interface DockerEngineOptions extends EngineAddress {
   /** How long `ping` waits for an answer; default 3000 ms. */
   pingTimeoutMs?: number;
 }
 
-export function createContainerRuntime(options: RuntimeOptions = {}): DockerodeRuntime {
-  return new DockerodeRuntime(options);
+export function createDockerEngine(options: DockerEngineOptions = {}): DockerEngine {
+  return new DockerEngine(options);
 }
 
-export class DockerodeRuntime implements ContainerRuntime {
+export class DockerEngine implements ContainerEngine {
   private readonly docker: Docker;
   /** Where the engine is, as users would write it, for error messages. */
   readonly where: string;
   private readonly pingTimeoutMs: number;
 
-  constructor(options: RuntimeOptions = {}) {
+  constructor(options: DockerEngineOptions = {}) {
     const target = engineTarget(options);
     this.where = target.where;
     this.docker = new Docker(target.options);

@@ -1,5 +1,5 @@
 /**
- * The ContainerRuntime port: everything berth asks of a container engine. `docker/dockerode.ts` implements
+ * The ContainerEngine port: everything berth asks of a container engine. `docker/dockerode.ts` implements
  * it over dockerode (the only module that imports dockerode); tests of the agent and storage run against the
  * real engine through it.
  */
@@ -64,7 +64,7 @@ export interface ContainerInfo {
   startedAt?: string | undefined;
 }
 
-export interface ContainerRuntime {
+export interface ContainerEngine {
   /** Throws BerthError BERTH_E_DOCKER_UNAVAILABLE, naming the socket and what to do, when the engine does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
   imageExists(ref: string): Promise<boolean>;

@@ -6,7 +6,7 @@
 import { BerthError } from "../wire/errors.js";
 import type { EnvironmentSpec } from "../wire/schema.js";
 import { createLogger, type Logger } from "../shared/logging.js";
-import type { Storage } from "../flows/storage-port.js";
+import type { Storage } from "../storage/storage.js";
 import { environmentSpec, jsonMetadata } from "./spec.js";
 
 export interface EnvironmentOptions {

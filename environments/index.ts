@@ -2,4 +2,3 @@
 export { Environment, type EnvironmentOptions, type EnvironmentExecuteOptions } from "./environment.js";
 export { LocalEnvironment } from "./local.js";
 export { serializeEnvironment, environmentWarnings } from "./serialize.js";
-export type { Storage as StoragePort } from "../flows/storage-port.js";

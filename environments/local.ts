@@ -3,9 +3,8 @@
  * that is the container's process) with the default flow runner and executor.
  */
 import type { EnvironmentSpec } from "../wire/schema.js";
-import { getDefaultExecutorClass, getDefaultFlowRunnerClass } from "../flows/defaults.js";
 import type { FlowState } from "../flows/state.js";
-import type { Storage } from "../flows/storage-port.js";
+import type { Storage } from "../storage/storage.js";
 import { Environment, type EnvironmentExecuteOptions } from "./environment.js";
 import { environmentSpec } from "./spec.js";
 
@@ -14,9 +13,8 @@ export class LocalEnvironment extends Environment {
     await this.onStart?.();
     try {
       const flow = await storage.getFlow(flowLocation);
-      const Runner = getDefaultFlowRunnerClass();
-      const Executor = getDefaultExecutorClass();
-      return await new Runner({ flow }).run({ ...opts, executor: new Executor() });
+      // flow.run() uses the default runner and executor, which a flow-run container swaps for reporting ones.
+      return await flow.run(opts);
     } catch (err) {
       this.logger.error({ err }, "Unexpected error raised during flow run");
       throw err;

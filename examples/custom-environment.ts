@@ -25,7 +25,7 @@ class MyCustomEnvironment extends Environment {
 
   /** Sets up any infrastructure this environment needs; here it only says where it runs. */
   override async setup(_storage: Storage): Promise<void> {
-    // In a flow-run container, the flow runtime is process 1 of the container's own PID namespace.
+    // In a flow-run container, the flow-run process is process 1 of the container's own PID namespace.
     this.logger.info(`setup ran as process ${process.pid} on ${os.hostname()}`);
   }
 

@@ -14,7 +14,7 @@ import { getDefaultExecutorClass, getDefaultFlowRunnerClass } from "./defaults.j
 import { definition, TaskGraph, type Edge, type TaskNode } from "./graph.js";
 import type { RunOptions } from "./runner.js";
 import type { FlowState } from "./state.js";
-import type { Storage } from "./storage-port.js";
+import type { Storage } from "../storage/storage.js";
 import { Task, type AnyTask } from "./task.js";
 
 export interface FlowOptions {

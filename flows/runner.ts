@@ -1,6 +1,6 @@
 /**
  * FlowRunner: runs a flow's tasks to a final flow state. Hooks let a subclass report every state as it
- * happens (runtime/ reports to the server that way); without hooks nothing extra is called per task.
+ * happens (engine/ reports to the server that way); without hooks nothing extra is called per task.
  *
  * Final state (Prefect's rule): Cancelled if the run was aborted; otherwise Failed when any reference task
  * (by default the terminal tasks) ended Failed, TriggerFailed or TimedOut; otherwise Success. A flow whose

@@ -1,5 +1,5 @@
 /**
- * The berth runtime image (server, agent and flow runtime in one), built from the repository's Dockerfile.
+ * The berth image (server, agent and flow-run process in one), built from the repository's Dockerfile.
  *
  * Its tag carries a content hash of everything that shapes it (the base image reference, package.json,
  * package-lock.json, the Dockerfile, every file under dist/), so an unchanged berth is found already built
@@ -11,14 +11,15 @@ import path from "node:path";
 import { BerthError, describeError } from "../wire/errors.js";
 import type { ImageLogOptions } from "./options.js";
 import { ensureNodeBaseImage } from "./node-base.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { productionDependencies, readManifest } from "./production-deps.js";
 import { toTag } from "../engine/refs.js";
+import { packageRoot } from "../shared/package.js";
 import { TarTree } from "../shared/tar-tree.js";
 
-export interface RuntimeImageOptions extends ImageLogOptions {
-  /** The berth package: the directory with package.json, the Dockerfile, dist/ and node_modules/. */
-  packageRoot: string;
+export interface BerthImageOptions extends ImageLogOptions {
+  /** The berth package: the directory with package.json, the Dockerfile, dist/ and node_modules/; default: this berth's. */
+  packageRoot?: string;
   /** Image to build `FROM`; default: `ensureNodeBaseImage`'s choice (official node image, else offline). */
   baseImage?: string;
   /** Repository to tag; default "berth" (tags `berth:<version>-<hash>` and `berth:latest`). */
@@ -29,39 +30,39 @@ export interface RuntimeImageOptions extends ImageLogOptions {
 
 const HASHED_FILES = ["Dockerfile", "package.json", "package-lock.json"];
 
-export async function ensureRuntimeImage(runtime: ContainerRuntime, options: RuntimeImageOptions): Promise<string> {
-  const root = path.resolve(options.packageRoot);
+export async function ensureBerthImage(engine: ContainerEngine, options: BerthImageOptions = {}): Promise<string> {
+  const root = path.resolve(options.packageRoot ?? packageRoot());
   const { log, signal } = options;
-  const base = await ensureNodeBaseImage(runtime, {
+  const base = await ensureNodeBaseImage(engine, {
     ...(options.baseImage !== undefined ? { baseImage: options.baseImage } : {}),
     ...(log ? { log } : {}),
     ...(signal ? { signal } : {}),
   });
   const manifest = await readManifest(root);
-  const hash = await runtimeImageHash(root, base);
+  const hash = await berthImageHash(root, base);
   const name = options.imageName ?? "berth";
   const ref = `${name}:${toTag(manifest.version ?? "0.0.0")}-${hash}`;
-  if (await runtime.imageExists(ref)) return ref;
+  if (await engine.imageExists(ref)) return ref;
 
-  log?.(`building the berth runtime image ${ref} from ${base}`);
-  const context = await runtimeBuildContext(root);
-  await runtime.buildImage({
+  log?.(`building the berth image ${ref} from ${base}`);
+  const context = await berthImageContext(root);
+  await engine.buildImage({
     context: context.pack(signal),
     tag: ref,
     buildArgs: { BASE_IMAGE: base },
-    labels: { "io.berth.image": "runtime", "io.berth.version": manifest.version ?? "", "io.berth.content-hash": hash },
+    labels: { "io.berth.image": "berth", "io.berth.version": manifest.version ?? "", "io.berth.content-hash": hash },
     onOutput: (line) => {
       options.onOutput?.(line);
       if (/^Step \d+\/\d+ : /.test(line)) log?.(line);
     },
     ...(signal ? { signal } : {}),
   });
-  await runtime.tagImage(ref, `${name}:latest`);
+  await engine.tagImage(ref, `${name}:latest`);
   return ref;
 }
 
 /** sha256 (12 hex digits) of the base image reference and the files the image is made of, node_modules aside. */
-export async function runtimeImageHash(packageRoot: string, baseImage: string): Promise<string> {
+export async function berthImageHash(packageRoot: string, baseImage: string): Promise<string> {
   const hash = createHash("sha256").update(`base\0${baseImage}\0`);
   for (const name of HASHED_FILES) {
     const content = await readFile(path.join(packageRoot, name)).catch((err: NodeJS.ErrnoException) => {
@@ -82,7 +83,7 @@ export async function runtimeImageHash(packageRoot: string, baseImage: string): 
 }
 
 /** The build context: the Dockerfile, package.json, dist/ and the production node_modules, nothing else. */
-export async function runtimeBuildContext(packageRoot: string): Promise<TarTree> {
+export async function berthImageContext(packageRoot: string): Promise<TarTree> {
   const tree = new TarTree();
   await tree.hostFile("Dockerfile", path.join(packageRoot, "Dockerfile"));
   await tree.hostFile("package.json", path.join(packageRoot, "package.json"));

@@ -8,7 +8,7 @@ import { realpath } from "node:fs/promises";
 import path from "node:path";
 import type { ImageLogOptions } from "./options.js";
 import { addExecutable, findHostFile } from "./host-files.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { toTag } from "../engine/refs.js";
 import { CA_BUNDLE, IMAGE_PATH, addBusybox, addCaCertificates, baseRootfs } from "./rootfs.js";
 import type { TarTree } from "../shared/tar-tree.js";
@@ -29,23 +29,23 @@ export function offlineNodeImageRef(): string {
 }
 
 /** Returns an image reference to build Node.js images `FROM`, importing one from this host when none is present. */
-export async function ensureNodeBaseImage(runtime: ContainerRuntime, options: NodeBaseOptions = {}): Promise<string> {
+export async function ensureNodeBaseImage(engine: ContainerEngine, options: NodeBaseOptions = {}): Promise<string> {
   if (options.baseImage !== undefined && options.baseImage !== "") return options.baseImage;
-  if (await runtime.imageExists(DEFAULT_NODE_IMAGE)) return DEFAULT_NODE_IMAGE;
+  if (await engine.imageExists(DEFAULT_NODE_IMAGE)) return DEFAULT_NODE_IMAGE;
   const ref = offlineNodeImageRef();
-  if (await runtime.imageExists(ref)) return ref;
+  if (await engine.imageExists(ref)) return ref;
   options.log?.(`${DEFAULT_NODE_IMAGE} is not on this host: importing ${ref} from this host's Node.js ${process.version}`);
-  await importNodeBaseImage(runtime, ref, options);
+  await importNodeBaseImage(engine, ref, options);
   return ref;
 }
 
 /** Always imports (replacing the tag if it exists). */
-export async function importNodeBaseImage(runtime: ContainerRuntime, ref: string, options: ImageLogOptions = {}): Promise<void> {
+export async function importNodeBaseImage(engine: ContainerEngine, ref: string, options: ImageLogOptions = {}): Promise<void> {
   const tree = await nodeBaseRootfs(options.signal);
   // Node trusts only its bundled roots; pointing it at the host's bundle makes npm and flows work behind
   // the same TLS-inspecting proxies the host is configured for.
   const trust = tree.has(CA_BUNDLE) ? [`ENV NODE_EXTRA_CA_CERTS=${CA_BUNDLE}`] : [];
-  await runtime.importImage(tree.pack(options.signal), ref, {
+  await engine.importImage(tree.pack(options.signal), ref, {
     changes: [
       `ENV PATH=${IMAGE_PATH}`,
       `ENV NODE_VERSION=${process.versions.node}`,

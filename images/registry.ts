@@ -5,7 +5,7 @@
  */
 import type { ImageLogOptions } from "./options.js";
 import { addExecutable, requireHostFile, runHostCommand } from "./host-files.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { toTag } from "../engine/refs.js";
 import { IMAGE_PATH, addCaCertificates, baseRootfs } from "./rootfs.js";
 
@@ -44,21 +44,21 @@ export async function registryImageRef(signal?: AbortSignal): Promise<string> {
   return `berth-registry:${toTag(version)}`;
 }
 
-export async function ensureRegistryImage(runtime: ContainerRuntime, options: ImageLogOptions = {}): Promise<string> {
+export async function ensureRegistryImage(engine: ContainerEngine, options: ImageLogOptions = {}): Promise<string> {
   const ref = await registryImageRef(options.signal);
-  if (await runtime.imageExists(ref)) return ref;
+  if (await engine.imageExists(ref)) return ref;
   options.log?.(`importing ${ref} from this host's ${REGISTRY_BINARY}`);
-  await importRegistryImage(runtime, ref, options);
+  await importRegistryImage(engine, ref, options);
   return ref;
 }
 
-export async function importRegistryImage(runtime: ContainerRuntime, ref: string, options: ImageLogOptions = {}): Promise<void> {
+export async function importRegistryImage(engine: ContainerEngine, ref: string, options: ImageLogOptions = {}): Promise<void> {
   const { signal } = options;
   const tree = baseRootfs();
   await addExecutable(tree, await requireHostFile(REGISTRY_BINARY, REGISTRY_HINT), "/usr/bin/registry", signal);
   await addCaCertificates(tree);
   tree.data(REGISTRY_CONFIG_PATH, REGISTRY_CONFIG).dir("/var/lib/registry");
-  await runtime.importImage(tree.pack(signal), ref, {
+  await engine.importImage(tree.pack(signal), ref, {
     changes: [
       `ENV PATH=${IMAGE_PATH}`,
       `EXPOSE ${REGISTRY_PORT}`,

@@ -4,9 +4,9 @@
  * exactly what the user gave.
  */
 import { BerthError } from "../wire/errors.js";
-import type { Flow } from "../wire/schema.js";
+import type { FlowRecord } from "../wire/schema.js";
 
-export function checkParameters(flow: Flow, given: Record<string, unknown>): void {
+export function checkParameters(flow: FlowRecord, given: Record<string, unknown>): void {
   const declared = new Map(flow.parameters.map((p) => [p.name, p]));
   const unknown = Object.keys(given).filter((name) => !declared.has(name));
   const missing = flow.parameters

@@ -2,7 +2,7 @@
  * Which agents are alive. An agent is online while it heartbeats (or claims) within `agentLostAfterMs`, or
  * while one of its claims is parked here: a parked long-poll is proof of life even between heartbeats.
  */
-import type { Agent } from "../wire/schema.js";
+import type { AgentRecord } from "../wire/schema.js";
 
 export class AgentPresence {
   private readonly parked = new Map<string, number>();
@@ -31,7 +31,7 @@ export class AgentPresence {
   }
 
   /** The agent as users should see it: "lost" once it has gone quiet for too long. */
-  view(agent: Agent): Agent {
+  view(agent: AgentRecord): AgentRecord {
     const waiting = this.parked.has(agent.id);
     if (agent.status === "stopped" || agent.status === "lost" || waiting) return { ...agent, waiting };
     const quietMs = this.now() - Date.parse(agent.lastHeartbeatAt);
@@ -39,7 +39,7 @@ export class AgentPresence {
   }
 
   /** Whether the agent can be expected to claim runs now. */
-  isOnline(agent: Agent): boolean {
+  isOnline(agent: AgentRecord): boolean {
     const status = this.view(agent).status;
     return status === "online" || status === "unhealthy";
   }

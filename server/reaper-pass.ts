@@ -18,9 +18,25 @@
  * states.ts (what clients may ask for) does not list it.
  */
 import { isBerthError } from "../wire/errors.js";
-import { DEFAULT_RECOVERY, type Agent, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
-import type { ReaperOptions } from "./reaper.js";
+import { DEFAULT_RECOVERY, type AgentRecord, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
+import type { FastifyBaseLogger } from "fastify";
+import type { StateStore } from "../store/port.js";
+import type { ServerTimings } from "./context.js";
+import type { Notifier } from "./notifier.js";
+import type { AgentPresence } from "./presence.js";
 import { writeState } from "./write-state.js";
+
+export interface ReaperOptions {
+  store: StateStore;
+  notifier: Notifier;
+  presence: AgentPresence;
+  logger: FastifyBaseLogger;
+  timings: ServerTimings;
+  /** Milliseconds since the epoch; the same clock as the store's timestamps. */
+  now: () => number;
+  /** When the server started (ms): silence is only counted from then on, see reaper-pass.ts. */
+  startedAt: number;
+}
 
 export interface ReapReport {
   /** Ids of the runs moved by this pass, by outcome. */
@@ -35,7 +51,7 @@ const BATCH = 100;
 export class ReaperPass {
   private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [] };
   private readonly recoveries = new Map<string, Promise<RecoveryPolicy>>();
-  private readonly agents = new Map<string, Promise<Agent | undefined>>();
+  private readonly agents = new Map<string, Promise<AgentRecord | undefined>>();
 
   constructor(
     private readonly options: ReaperOptions,
@@ -122,7 +138,7 @@ export class ReaperPass {
     return this.now - this.options.startedAt > windowMs;
   }
 
-  private isLost(agent: Agent): boolean {
+  private isLost(agent: AgentRecord): boolean {
     if (this.options.presence.isParked(agent.id)) return false;
     const heard = Math.max(Date.parse(agent.lastHeartbeatAt), this.options.startedAt);
     return this.now - heard > this.options.timings.agentLostAfterMs;
@@ -140,7 +156,7 @@ export class ReaperPass {
     return at ? formatMs(Math.max(0, this.now - Date.parse(at))) : "?";
   }
 
-  private agent(id: string): Promise<Agent | undefined> {
+  private agent(id: string): Promise<AgentRecord | undefined> {
     let agent = this.agents.get(id);
     if (!agent) this.agents.set(id, (agent = this.options.store.getAgent(id)));
     return agent;

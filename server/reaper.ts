@@ -7,27 +7,10 @@
  * their own clock) waits for it. `stop()` clears the timer and waits for the pass under way, so the store can
  * be closed right after.
  */
-import type { FastifyBaseLogger } from "fastify";
 import { describeError } from "../wire/errors.js";
-import type { StateStore } from "../store/port.js";
-import type { ServerTimings } from "./context.js";
-import type { Notifier } from "./notifier.js";
-import type { AgentPresence } from "./presence.js";
-import { ReaperPass, type ReapReport } from "./reaper-pass.js";
+import { ReaperPass, type ReaperOptions, type ReapReport } from "./reaper-pass.js";
 
-export type { ReapReport } from "./reaper-pass.js";
-
-export interface ReaperOptions {
-  store: StateStore;
-  notifier: Notifier;
-  presence: AgentPresence;
-  logger: FastifyBaseLogger;
-  timings: ServerTimings;
-  /** Milliseconds since the epoch; the same clock as the store's timestamps. */
-  now: () => number;
-  /** When the server started (ms): silence is only counted from then on, see reaper-pass.ts. */
-  startedAt: number;
-}
+export type { ReaperOptions, ReapReport } from "./reaper-pass.js";
 
 export class Reaper {
   private timer: NodeJS.Timeout | undefined;

@@ -1,5 +1,5 @@
 /**
- * A tiny pino-compatible logger. Records go to one process-wide sink so that the container runtime can
+ * A tiny pino-compatible logger. Records go to one process-wide sink so that a flow-run container can
  * redirect every line (environment, task and user logs alike) to the server by swapping the sink, without
  * flows/ knowing anything about HTTP.
  */

@@ -2,14 +2,15 @@
  * Bundles a user's flow file with esbuild into one ESM module.
  *
  * Two targets, because `berth` itself must never be bundled into a flow: a custom environment's
- * `instanceof Environment` only holds if the flow and the runtime share one copy of berth.
+ * `instanceof Environment` only holds if the flow and the engine share one copy of berth.
  * - "image": `berth` stays a bare import, resolved inside the image from /opt/berth/node_modules/berth.
  * - "host": `berth` is rewritten to this very package's files, so `berth register` can load the flow
  *   with the same classes the CLI uses.
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
+import { packageRoot } from "../shared/package.js";
 import { BerthError } from "../wire/errors.js";
 
 export type BundleTarget = "image" | "host";
@@ -25,7 +26,7 @@ const BERTH_IMPORT = /^berth(\/.*)?$/;
 
 /** The package's own compiled entry points, by subpath ("" for the root). */
 function hostEntry(subpath: string): string {
-  const distRoot = fileURLToPath(new URL("..", import.meta.url));
+  const distRoot = path.join(packageRoot(), "dist");
   const rel = subpath === "" ? "index.js" : `${subpath.replace(/^\//, "")}/index.js`;
   const file = path.join(distRoot, rel);
   if (!existsSync(file)) {
@@ -41,7 +42,7 @@ export async function bundleFlowFile(file: string, options: BundleOptions): Prom
   }
   const esbuild = await import("esbuild");
   const berthPlugin: import("esbuild").Plugin = {
-    name: "berth-runtime",
+    name: "berth-import",
     setup(build) {
       build.onResolve({ filter: BERTH_IMPORT }, (args) => {
         if (options.target === "image") return { path: args.path, external: true };

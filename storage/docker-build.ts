@@ -8,18 +8,22 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { TarTree } from "../shared/tar-tree.js";
 import type { DockerStorage } from "./docker-storage.js";
-import { IMAGE_FLOWS_DIR } from "./docker-storage.js";
+import { IMAGE_FLOWS_DIR } from "../wire/schema.js";
 import type { BuildContext, BuildOutcome } from "./storage.js";
 import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-marker.js";
 
 export interface DockerBuildContext extends BuildContext {
   /** The engine to build with; default: the local Docker engine. */
-  runtime?: ContainerRuntime;
+  engine?: ContainerEngine;
+  /**
+   * The image to build FROM when the storage names no `baseImage`: the berth image matching this berth,
+   * which only the caller can produce (see images/); `berth register` passes it.
+   */
+  berthImage?: () => Promise<string>;
 }
 
 interface ContextFile {
@@ -43,9 +47,9 @@ export async function buildDockerStorage(storage: DockerStorage, context: Docker
     throw new BerthError("BERTH_E_FLOW_DEFINITION", "this DockerStorage holds no flows: call storage.addFlow(flow) first");
   }
 
-  const runtime = context.runtime ?? (await import("../engine/docker-engine.js")).createContainerRuntime();
-  await runtime.ping(context.signal);
-  const baseImage = storage.options.baseImage ?? (await defaultBaseImage(runtime, log, context.signal));
+  const engine = context.engine ?? (await import("../engine/docker-engine.js")).createDockerEngine();
+  await engine.ping(context.signal);
+  const baseImage = storage.options.baseImage ?? (await defaultBaseImage(context));
 
   const files = Object.entries(storage.options.files ?? {}).map(
     ([source, target], i): ContextFile => ({ source: path.resolve(source), contextName: `files/${i}`, target }),
@@ -56,27 +60,31 @@ export async function buildDockerStorage(storage: DockerStorage, context: Docker
   const image = storage.name;
 
   let built = false;
-  if (storage.options.imageTag === undefined && (await runtime.imageExists(image))) {
+  if (storage.options.imageTag === undefined && (await engine.imageExists(image))) {
     log(`image ${image} is up to date (content unchanged); not rebuilding`);
   } else {
     log(`building image ${image} from ${baseImage}`);
-    await buildImage(runtime, storage, image, dockerfile, files, log, context.signal);
+    await buildImage(engine, storage, image, dockerfile, files, log, context.signal);
     built = true;
   }
 
   let pushed = false;
   if (storage.registryUrl !== "" && context.push !== false) {
     log(`pushing ${image} to ${storage.registryUrl}`);
-    await runtime.pushImage(image, context.signal);
+    await engine.pushImage(image, context.signal);
     pushed = true;
   }
   return { location: image, built, pushed };
 }
 
-async function defaultBaseImage(runtime: ContainerRuntime, log: (line: string) => void, signal?: AbortSignal): Promise<string> {
-  const { ensureRuntimeImage } = await import("../images/index.js");
-  const packageRoot = fileURLToPath(new URL("../..", import.meta.url));
-  return ensureRuntimeImage(runtime, { packageRoot, log, ...(signal ? { signal } : {}) });
+async function defaultBaseImage(context: DockerBuildContext): Promise<string> {
+  if (!context.berthImage) {
+    throw new BerthError(
+      "BERTH_E_CONFIG",
+      "DockerStorage has no baseImage and no berth image was provided to build FROM: set DockerStorage({ baseImage }) or build with `berth register`",
+    );
+  }
+  return context.berthImage();
 }
 
 export function renderDockerfile(storage: DockerStorage, baseImage: string, files: ContextFile[]): string {
@@ -127,7 +135,7 @@ async function hashPath(hash: ReturnType<typeof createHash>, source: string, nam
 }
 
 async function buildImage(
-  runtime: ContainerRuntime,
+  engine: ContainerEngine,
   storage: DockerStorage,
   image: string,
   dockerfile: string,
@@ -145,7 +153,7 @@ async function buildImage(
   }
   const output: string[] = [];
   try {
-    await runtime.buildImage({
+    await engine.buildImage({
       context: context.pack(signal),
       tag: image,
       labels: { "io.berth.storage": "docker" },

@@ -1,8 +1,6 @@
-import type { StorageSpec } from "../wire/schema.js";
+import { IMAGE_FLOWS_DIR, type StorageSpec } from "../wire/schema.js";
+import { buildDockerStorage } from "./docker-build.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
-
-/** Where flows live inside a storage image. */
-export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
 
 export interface DockerStorageOptions {
   /** Registry prefix, e.g. "localhost:5000/dev/"; no push when omitted. */
@@ -11,7 +9,7 @@ export interface DockerStorageOptions {
   imageName?: string;
   /** Image tag; default: a content hash, so an unchanged flow is never rebuilt. */
   imageTag?: string;
-  /** Image to build FROM; default: the berth runtime image matching this berth. */
+  /** Image to build FROM; default: the berth image matching this berth. */
   baseImage?: string;
   /** Host path → path in the image; copied into the image. */
   files?: Record<string, string>;
@@ -71,7 +69,6 @@ export class DockerStorage extends Storage {
   }
 
   async build(context: BuildContext = {}): Promise<BuildOutcome> {
-    const { buildDockerStorage } = await import("./docker-build.js");
     return buildDockerStorage(this, context);
   }
 

@@ -1,5 +1,5 @@
-import type { StorageSpec } from "../wire/schema.js";
-import { DockerStorage, IMAGE_FLOWS_DIR } from "./docker-storage.js";
+import { IMAGE_FLOWS_DIR, type StorageSpec } from "../wire/schema.js";
+import { DockerStorage } from "./docker-storage.js";
 import { LocalStorage } from "./local-storage.js";
 import type { Storage } from "./storage.js";
 

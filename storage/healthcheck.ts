@@ -62,7 +62,7 @@ async function checkFlow(location: string): Promise<CheckResult[]> {
 function assertEnvironment(env: unknown): void {
   if (!(env instanceof Environment)) {
     const name = (env as { constructor?: { name?: string } } | undefined)?.constructor?.name ?? typeof env;
-    throw new Error(`the flow's environment (${name}) does not extend berth's Environment from the runtime in this image`);
+    throw new Error(`the flow's environment (${name}) does not extend berth's Environment from the engine in this image`);
   }
 }
 

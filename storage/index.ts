@@ -1,3 +1,4 @@
 export { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
-export { DockerStorage, IMAGE_FLOWS_DIR, type DockerStorageOptions } from "./docker-storage.js";
+export { DockerStorage, type DockerStorageOptions } from "./docker-storage.js";
+export { IMAGE_FLOWS_DIR } from "../wire/schema.js";
 export { LocalStorage, type LocalStorageOptions } from "./local-storage.js";

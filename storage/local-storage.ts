@@ -12,8 +12,8 @@ export interface LocalStorageOptions {
 }
 
 /**
- * Flows kept as files in a directory of the agent's host. An agent runs them in the berth runtime image
- * with the directory mounted at /opt/berth/flows, so `import "berth"` resolves to the runtime's copy.
+ * Flows kept as files in a directory of the agent's host. An agent runs them in the berth image
+ * with the directory mounted at /opt/berth/flows, so `import "berth"` resolves to the engine's copy.
  */
 export class LocalStorage extends Storage {
   readonly directory: string;

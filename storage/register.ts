@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import type { ApiClient } from "../client/api-client.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { FlowRegistered } from "../wire/schema.js";
-import type { ContainerRuntime } from "../engine/port.js";
+import type { ContainerEngine } from "../engine/port.js";
 import { environmentWarnings } from "../environments/serialize.js";
 import type { Flow } from "../flows/flow.js";
 import { bundleFlowFile } from "./bundle.js";
@@ -23,7 +23,9 @@ export interface RegisterOptions {
   labels?: string[];
   /** Push to the storage's registry, when it has one (default true). */
   push?: boolean;
-  runtime?: ContainerRuntime;
+  engine?: ContainerEngine;
+  /** The image to build FROM when the storage names none (the berth image; see images/). */
+  berthImage?: () => Promise<string>;
   log?: (line: string) => void;
   signal?: AbortSignal;
 }
@@ -72,7 +74,8 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     log,
     ...(options.push === undefined ? {} : { push: options.push }),
     ...(signal ? { signal } : {}),
-    ...(options.runtime ? { runtime: options.runtime } : {}),
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.berthImage ? { berthImage: options.berthImage } : {}),
   } as Parameters<Storage["build"]>[0]);
 
   const serialized = flow.serialize();

@@ -80,7 +80,7 @@ export function pickFlow(module: Record<string, unknown>, where: string): Flow {
   if (flowLike) {
     throw new BerthError(
       "BERTH_E_FLOW_FILE",
-      `${where} exports a flow built with another copy of berth ("${flowLike[0]}"): import Flow from "berth" and let the runtime provide it`,
+      `${where} exports a flow built with another copy of berth ("${flowLike[0]}"): import Flow from "berth" and let the engine provide it`,
     );
   }
   throw new BerthError("BERTH_E_FLOW_FILE", `${where} exports no Flow: add \`export default flow\``);

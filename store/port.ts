@@ -5,9 +5,9 @@
  * Every method is async so that networked stores (PostgreSQL) fit the same port as the embedded one.
  */
 import type {
-  Agent,
+  AgentRecord,
   AgentRegister,
-  Flow,
+  FlowRecord,
   FlowCreate,
   FlowRun,
   FlowRunStateName,
@@ -19,7 +19,7 @@ import type {
 } from "../wire/schema.js";
 
 export interface NewFlowRun {
-  flow: Flow;
+  flow: FlowRecord;
   parameters: Record<string, unknown>;
   labels: string[];
   idempotencyKey?: string | undefined;
@@ -58,11 +58,11 @@ export interface StateStore {
    * Registers a flow. When the newest version of `name` has the same content hash, returns it with
    * `created: false` and writes nothing.
    */
-  registerFlow(input: FlowCreate): Promise<{ flow: Flow; created: boolean }>;
-  getFlow(id: string): Promise<Flow | undefined>;
+  registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }>;
+  getFlow(id: string): Promise<FlowRecord | undefined>;
   /** The newest version of a flow by name, or a given version. */
-  getFlowByName(name: string, version?: number): Promise<Flow | undefined>;
-  listFlows(): Promise<Flow[]>;
+  getFlowByName(name: string, version?: number): Promise<FlowRecord | undefined>;
+  listFlows(): Promise<FlowRecord[]>;
 
   /** Creates a Scheduled run. With an idempotency key already used, returns that run and `created: false`. */
   createFlowRun(input: NewFlowRun): Promise<{ flowRun: FlowRun; created: boolean }>;
@@ -125,10 +125,10 @@ export interface StateStore {
    * Registers an agent by name: a name already known gets that agent back (labels, concurrency updated,
    * online, heartbeat now) with `created: false`, so an agent keeps its id, and its containers, across restarts.
    */
-  registerAgent(input: AgentRegister): Promise<{ agent: Agent; created: boolean }>;
-  getAgent(id: string): Promise<Agent | undefined>;
-  heartbeatAgent(id: string, status: Agent["status"]): Promise<Agent | undefined>;
-  listAgents(): Promise<Agent[]>;
+  registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }>;
+  getAgent(id: string): Promise<AgentRecord | undefined>;
+  heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined>;
+  listAgents(): Promise<AgentRecord[]>;
 
   /** Idempotent. */
   close(): Promise<void>;

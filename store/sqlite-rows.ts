@@ -1,6 +1,6 @@
 /** Rows as SQLite returns them, and their mapping to the wire types. JSON columns are parsed here only. */
 import { DEFAULT_RECOVERY } from "../wire/schema.js";
-import type { Agent, Flow, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../wire/schema.js";
+import type { AgentRecord, FlowRecord, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../wire/schema.js";
 
 export interface FlowRow {
   id: string;
@@ -67,19 +67,19 @@ export interface AgentRow {
   last_heartbeat_at: string;
 }
 
-export function toFlow(row: FlowRow): Flow {
+export function toFlow(row: FlowRow): FlowRecord {
   return {
     id: row.id,
     name: row.name,
     slug: row.slug,
     version: row.version,
     contentHash: row.content_hash,
-    labels: JSON.parse(row.labels) as Flow["labels"],
-    storage: JSON.parse(row.storage) as Flow["storage"],
-    environment: JSON.parse(row.environment) as Flow["environment"],
-    parameters: JSON.parse(row.parameters) as Flow["parameters"],
-    tasks: JSON.parse(row.tasks) as Flow["tasks"],
-    recovery: row.recovery === null ? { ...DEFAULT_RECOVERY } : (JSON.parse(row.recovery) as Flow["recovery"]),
+    labels: JSON.parse(row.labels) as FlowRecord["labels"],
+    storage: JSON.parse(row.storage) as FlowRecord["storage"],
+    environment: JSON.parse(row.environment) as FlowRecord["environment"],
+    parameters: JSON.parse(row.parameters) as FlowRecord["parameters"],
+    tasks: JSON.parse(row.tasks) as FlowRecord["tasks"],
+    recovery: row.recovery === null ? { ...DEFAULT_RECOVERY } : (JSON.parse(row.recovery) as FlowRecord["recovery"]),
     runTimeoutMs: row.run_timeout_ms,
     createdAt: row.created_at,
   };
@@ -123,13 +123,13 @@ export function toStoredLog(row: LogRow): StoredLog {
   return { id: row.id, at: row.at, level: row.level as LogLevel, message: row.message, task: row.task };
 }
 
-export function toAgent(row: AgentRow): Agent {
+export function toAgent(row: AgentRow): AgentRecord {
   return {
     id: row.id,
     name: row.name,
     labels: JSON.parse(row.labels) as string[],
     concurrency: row.concurrency,
-    status: row.status as Agent["status"],
+    status: row.status as AgentRecord["status"],
     createdAt: row.created_at,
     lastHeartbeatAt: row.last_heartbeat_at,
   };

@@ -10,9 +10,9 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { BerthError, describeError } from "../wire/errors.js";
 import type {
-  Agent,
+  AgentRecord,
   AgentRegister,
-  Flow,
+  FlowRecord,
   FlowCreate,
   FlowRun,
   FlowRunStateEntry,
@@ -76,7 +76,7 @@ export class SqliteStore implements StateStore {
     }
   }
 
-  async registerFlow(input: FlowCreate): Promise<{ flow: Flow; created: boolean }> {
+  async registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }> {
     return this.immediate(() => {
       const newest = this.get<FlowRow>("newestFlow", input.name);
       if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
@@ -100,17 +100,17 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async getFlow(id: string): Promise<Flow | undefined> {
+  async getFlow(id: string): Promise<FlowRecord | undefined> {
     const row = this.get<FlowRow>("flowById", id);
     return row && toFlow(row);
   }
 
-  async getFlowByName(name: string, version?: number): Promise<Flow | undefined> {
+  async getFlowByName(name: string, version?: number): Promise<FlowRecord | undefined> {
     const row = version === undefined ? this.get<FlowRow>("newestFlow", name) : this.get<FlowRow>("flowVersion", name, version);
     return row && toFlow(row);
   }
 
-  async listFlows(): Promise<Flow[]> {
+  async listFlows(): Promise<FlowRecord[]> {
     return this.all<FlowRow>("allFlows").map(toFlow);
   }
 
@@ -291,7 +291,7 @@ export class SqliteStore implements StateStore {
     return this.all<LogRow>("logsAfter", flowRunId, after, limit).map(toStoredLog);
   }
 
-  async registerAgent(input: AgentRegister): Promise<{ agent: Agent; created: boolean }> {
+  async registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }> {
     return this.immediate(() => {
       const now = this.timestamp();
       const labels = JSON.stringify(normalizeLabels(input.labels));
@@ -314,17 +314,17 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async getAgent(id: string): Promise<Agent | undefined> {
+  async getAgent(id: string): Promise<AgentRecord | undefined> {
     const row = this.get<AgentRow>("agentById", id);
     return row && toAgent(row);
   }
 
-  async heartbeatAgent(id: string, status: Agent["status"]): Promise<Agent | undefined> {
+  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined> {
     const row = this.stmt("heartbeatAgent").get(status, this.timestamp(), id) as AgentRow | undefined;
     return row && toAgent(row);
   }
 
-  async listAgents(): Promise<Agent[]> {
+  async listAgents(): Promise<AgentRecord[]> {
     return this.all<AgentRow>("allAgents").map(toAgent);
   }
 

@@ -13,7 +13,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
-import { dockerAvailable, runtime } from "./support/docker.js";
+import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
 
@@ -29,7 +29,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60
   return Date.now() - started;
 }
 
-const engineAnswers = () => runtime.ping().then(() => true, () => false);
+const engineAnswers = () => engine.ping().then(() => true, () => false);
 
 const dockerdRunning = () => promisify(execFile)("pgrep", ["-x", "dockerd"]).then(() => true, () => false);
 

@@ -13,7 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
-import { dockerAvailable, runtime } from "./support/docker.js";
+import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitFor, waitState } from "./support/runs.js";
 
@@ -131,7 +131,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     const downAt = Date.now();
     // Past the agent's lease timeout (3 s) it must stop the container rather than risk a second attempt; the
     // container is removed only once the agent can record the outcome, when the server is back.
-    await waitUntil("the agent to stop the container", async () => (await runtime.inspectContainer(`berth-run-${id}`))?.state !== "running", 20_000);
+    await waitUntil("the agent to stop the container", async () => (await engine.inspectContainer(`berth-run-${id}`))?.state !== "running", 20_000);
     const stoppedAfter = Date.now() - downAt;
     server = await startServer(dir, SERVER_ENV, server.port);
     const final = await waitFinal(client, id!, 60_000);
@@ -152,7 +152,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     first.child.kill("SIGTERM");
     expect(await first.stop()).toBe(130);
     note(`second SIGTERM: agent gone ${Date.now() - stoppedAt} ms after it, its run still ${(await client.getFlowRun(id!)).state}`);
-    expect(await runtime.inspectContainer(`berth-run-${id}`)).toBeDefined();
+    expect(await engine.inspectContainer(`berth-run-${id}`)).toBeDefined();
     await agent(["forced"], name);
     expect((await waitFinal(client, id!, 60_000)).state).toBe("Success");
     await containerGone(`berth-run-${id}`);
@@ -269,13 +269,13 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs 
 
 async function containerGone(name: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (await runtime.inspectContainer(name)) {
+  while (await engine.inspectContainer(name)) {
     if (Date.now() > deadline) throw new Error(`container ${name} still exists after ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-/** Docker CLI for what the runtime port does not offer (pause/unpause), used only to stage failures. */
+/** Docker CLI for what the engine port does not offer (pause/unpause), used only to stage failures. */
 async function docker(...args: string[]): Promise<void> {
   await promisify(execFile)("docker", args, { timeout: 30_000 });
 }

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { dockerAvailable, runtime } from "./support/docker.js";
+import { dockerAvailable, engine } from "./support/docker.js";
 import { REPO, berth, freePort } from "./support/processes.js";
 
 const run = promisify(execFile);
@@ -46,8 +46,8 @@ describe.skipIf(!dockerAvailable)("docker-compose up", () => {
   afterAll(async () => {
     await compose("down", "-v", "--timeout", "20").catch((err: Error) => process.stderr.write(`compose down: ${err.message}\n`));
     if (dir) await rm(dir, { recursive: true, force: true });
-    if (pushedImage) await runtime.removeImage(pushedImage);
-    const left = await runtime.listContainers({ "com.docker.compose.project": project });
+    if (pushedImage) await engine.removeImage(pushedImage);
+    const left = await engine.listContainers({ "com.docker.compose.project": project });
     expect(left.map((c) => c.name)).toEqual([]);
   });
 

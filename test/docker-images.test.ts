@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_NODE_IMAGE,
   ensureNodeBaseImage,
-  ensureRuntimeImage,
+  ensureBerthImage,
   importNodeBaseImage,
   nodeBaseRootfs,
   offlineNodeImageRef,
@@ -15,15 +15,15 @@ import {
 import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("img");
-const { runtime, id } = suite;
+const { engine, id } = suite;
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
 /** Runs a command to completion in a fresh container; returns exit code and output. */
 async function run(image: string, cmd?: string[]): Promise<{ code: number; output: string }> {
-  const cid = await runtime.runContainer(suite.spec(image, cmd));
-  const code = await runtime.waitContainer(cid);
-  const output = await runtime.containerOutput(cid, 1000);
-  await runtime.removeContainer(cid);
+  const cid = await engine.runContainer(suite.spec(image, cmd));
+  const code = await engine.waitContainer(cid);
+  const output = await engine.containerOutput(cid, 1000);
+  await engine.removeContainer(cid);
   return { code, output };
 }
 
@@ -38,7 +38,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
 
   afterAll(async () => {
     const left = await suite.cleanup();
-    for (const image of images) await runtime.removeImage(image);
+    for (const image of images) await engine.removeImage(image);
     expect(left).toEqual([]);
   });
 
@@ -48,7 +48,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
     beforeAll(async () => {
       images.push(ref);
       const started = Date.now();
-      await importNodeBaseImage(runtime, ref);
+      await importNodeBaseImage(engine, ref);
       console.info(`[docker-images] imported ${ref} in ${Date.now() - started} ms`);
     });
 
@@ -68,21 +68,21 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
     });
 
     it("prefers a base the user chose, then the official image, then the offline one", async () => {
-      expect(await ensureNodeBaseImage(runtime, { baseImage: "example/custom-node:1" })).toBe("example/custom-node:1");
-      const expected = (await runtime.imageExists(DEFAULT_NODE_IMAGE)) ? DEFAULT_NODE_IMAGE : offlineNodeImageRef();
-      expect(await ensureNodeBaseImage(runtime)).toBe(expected);
-      expect(await runtime.imageExists(expected)).toBe(true);
+      expect(await ensureNodeBaseImage(engine, { baseImage: "example/custom-node:1" })).toBe("example/custom-node:1");
+      const expected = (await engine.imageExists(DEFAULT_NODE_IMAGE)) ? DEFAULT_NODE_IMAGE : offlineNodeImageRef();
+      expect(await ensureNodeBaseImage(engine)).toBe(expected);
+      expect(await engine.imageExists(expected)).toBe(true);
     });
   });
 
-  describe("berth runtime image", () => {
+  describe("berth image", () => {
     let packageRoot = "";
-    const imageName = `berth-test-runtime-${id}`;
+    const imageName = `berth-test-image-${id}`;
 
     beforeAll(async () => {
       // A package root with this repository's manifest, Dockerfile and node_modules, and a small dist/ whose
       // marker makes this run's content hash (and so its image) unique.
-      packageRoot = await mkdtemp(path.join(os.tmpdir(), "berth-runtime-image-"));
+      packageRoot = await mkdtemp(path.join(os.tmpdir(), "berth-image-"));
       for (const file of ["Dockerfile", "package.json", "package-lock.json"]) {
         await copyFile(path.join(repoRoot, file), path.join(packageRoot, file));
       }
@@ -99,18 +99,18 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
     it("builds once, then reuses the image while nothing changed", async () => {
       const built: string[] = [];
       const started = Date.now();
-      const ref = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => built.push(l) });
+      const ref = await ensureBerthImage(engine, { packageRoot, imageName, onOutput: (l) => built.push(l) });
       console.info(`[docker-images] built ${ref} in ${Date.now() - started} ms`);
       images.push(ref, `${imageName}:latest`);
       expect(ref).toMatch(new RegExp(`^${imageName}:0\\.1\\.0-[0-9a-f]{12}$`));
       expect(built.length).toBeGreaterThan(0);
-      expect(await runtime.imageExists(`${imageName}:latest`)).toBe(true);
+      expect(await engine.imageExists(`${imageName}:latest`)).toBe(true);
 
       const again: string[] = [];
       const checkStarted = performance.now();
-      const second = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => again.push(l) });
+      const second = await ensureBerthImage(engine, { packageRoot, imageName, onOutput: (l) => again.push(l) });
       const checkMs = performance.now() - checkStarted;
-      console.info(`[docker-images] cached runtime image check took ${checkMs.toFixed(1)} ms`);
+      console.info(`[docker-images] cached berth image check took ${checkMs.toFixed(1)} ms`);
       expect(second).toBe(ref);
       expect(again).toEqual([]);
       expect(checkMs).toBeLessThan(1000);
@@ -118,7 +118,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
       await writeFile(path.join(packageRoot, "dist/extra.js"), "export {};\n");
       const rebuilt: string[] = [];
       const changedStarted = Date.now();
-      const changed = await ensureRuntimeImage(runtime, { packageRoot, imageName, onOutput: (l) => rebuilt.push(l) });
+      const changed = await ensureBerthImage(engine, { packageRoot, imageName, onOutput: (l) => rebuilt.push(l) });
       console.info(`[docker-images] rebuilt after a dist/ change in ${Date.now() - changedStarted} ms`);
       images.push(changed);
       expect(changed).not.toBe(ref);
@@ -128,7 +128,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
     });
 
     it("lays berth out so flows in /opt/berth/flows import it, with production dependencies only", async () => {
-      const ref = await ensureRuntimeImage(runtime, { packageRoot, imageName });
+      const ref = await ensureBerthImage(engine, { packageRoot, imageName });
       const probe = [
         `echo 'import { marker } from "berth"; import pkg from "berth/package.json" with { type: "json" }; console.log("marker=" + marker, pkg.name)' > /opt/berth/flows/probe.mjs`,
         "node /opt/berth/flows/probe.mjs",

@@ -6,7 +6,7 @@ import { TarTree } from "../shared/tar-tree.js";
 import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("reg");
-const { runtime, id } = suite;
+const { engine, id } = suite;
 
 /** A port nothing listens on right now (the registry binds it next; a race with other processes is unlikely). */
 async function freePort(): Promise<number> {
@@ -39,19 +39,19 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("registry image and p
   const images: string[] = [];
 
   beforeAll(async () => {
-    const registryImage = await ensureRegistryImage(runtime);
+    const registryImage = await ensureRegistryImage(engine);
     expect(registryImage).toMatch(/^berth-registry:[A-Za-z0-9_.-]+$/);
     port = await freePort();
-    registryContainer = await runtime.runContainer(
+    registryContainer = await engine.runContainer(
       suite.spec(registryImage, undefined, { ports: [{ containerPort: REGISTRY_PORT, hostPort: port, hostIp: "127.0.0.1" }] }),
     );
     await waitForRegistry(port);
   });
 
   afterAll(async () => {
-    if (registryContainer !== "") await runtime.stopContainer(registryContainer, 1000);
+    if (registryContainer !== "") await engine.stopContainer(registryContainer, 1000);
     const left = await suite.cleanup();
-    for (const image of images) await runtime.removeImage(image);
+    for (const image of images) await engine.removeImage(image);
     expect(left).toEqual([]);
   });
 
@@ -59,21 +59,21 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("registry image and p
     const ref = `127.0.0.1:${port}/berth-test/${id}:1`;
     images.push(ref);
     const rootfs = new TarTree().data("hello.txt", `hello from ${id}\n`);
-    await runtime.importImage(rootfs.pack(), ref, { changes: ['CMD ["/hello.txt"]'] });
+    await engine.importImage(rootfs.pack(), ref, { changes: ['CMD ["/hello.txt"]'] });
 
-    await runtime.pushImage(ref);
+    await engine.pushImage(ref);
     const tags = (await (await fetch(`http://127.0.0.1:${port}/v2/berth-test/${id}/tags/list`)).json()) as { tags: string[] };
     expect(tags.tags).toEqual(["1"]);
 
-    await runtime.removeImage(ref);
-    expect(await runtime.imageExists(ref)).toBe(false);
-    await runtime.pullImage(ref);
-    expect(await runtime.imageExists(ref)).toBe(true);
+    await engine.removeImage(ref);
+    expect(await engine.imageExists(ref)).toBe(false);
+    await engine.pullImage(ref);
+    expect(await engine.imageExists(ref)).toBe(true);
   });
 
   it("names the image and registry when a pull fails", async () => {
     const ref = `127.0.0.1:${port}/berth-test/${id}-missing:1`;
-    const err = await runtime.pullImage(ref).catch((e: unknown) => e);
+    const err = await engine.pullImage(ref).catch((e: unknown) => e);
     expect(isBerthError(err, "BERTH_E_IMAGE_NOT_FOUND")).toBe(true);
     expect((err as Error).message).toContain(`cannot pull image ${ref} from 127.0.0.1:${port}: `);
   });
@@ -83,8 +83,8 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("registry image and p
     const source = `127.0.0.1:${port}/berth-test/${id}:1`;
     const ref = `127.0.0.1:${closed}/berth-test/${id}:1`;
     images.push(ref);
-    await runtime.tagImage(source, ref);
-    const err = await runtime.pushImage(ref).catch((e: unknown) => e);
+    await engine.tagImage(source, ref);
+    const err = await engine.pushImage(ref).catch((e: unknown) => e);
     expect(isBerthError(err, "BERTH_E_PUSH")).toBe(true);
     expect((err as Error).message).toContain(`cannot push ${ref} to registry 127.0.0.1:${closed}: `);
   });

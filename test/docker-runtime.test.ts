@@ -4,40 +4,40 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isBerthError } from "../wire/errors.js";
-import { createContainerRuntime } from "../engine/docker-engine.js";
+import { createDockerEngine } from "../engine/docker-engine.js";
 import { ensureNodeBaseImage } from "../images/index.js";
 import { TarTree } from "../shared/tar-tree.js";
 import { TEST_LABEL, dockerSuite, suiteTitle } from "./support/docker-suite.js";
 
 const suite = await dockerSuite("rt");
-const { runtime, id } = suite;
+const { engine, id } = suite;
 
 function dockerfileContext(dockerfile: string): ReturnType<TarTree["pack"]> {
   return new TarTree().data("Dockerfile", dockerfile).pack();
 }
 
-describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime against the real engine", suite), () => {
+describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerEngine against the real engine", suite), () => {
   let base = "";
   const images: string[] = [];
 
   beforeAll(async () => {
-    base = await ensureNodeBaseImage(runtime);
+    base = await ensureNodeBaseImage(engine);
   });
 
   afterAll(async () => {
     const left = await suite.cleanup();
-    for (const image of images) await runtime.removeImage(image);
+    for (const image of images) await engine.removeImage(image);
     expect(left).toEqual([]);
   });
 
   describe("ping", () => {
     it("answers when the engine is there", async () => {
-      await expect(runtime.ping()).resolves.toBeUndefined();
+      await expect(engine.ping()).resolves.toBeUndefined();
     });
 
     it("names the socket and what to do when nothing listens there", async () => {
       const socketPath = path.join(os.tmpdir(), `berth-no-engine-${id}.sock`);
-      const err = await createContainerRuntime({ socketPath }).ping().catch((e: unknown) => e);
+      const err = await createDockerEngine({ socketPath }).ping().catch((e: unknown) => e);
       expect(isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")).toBe(true);
       expect((err as Error).message).toBe(`cannot reach the Docker engine at ${socketPath} (connect ENOENT): is dockerd running?`);
     });
@@ -48,7 +48,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
       await new Promise<void>((resolve) => server.listen(socketPath, resolve));
       try {
         const started = Date.now();
-        const err = await createContainerRuntime({ socketPath, pingTimeoutMs: 200 }).ping().catch((e: unknown) => e);
+        const err = await createDockerEngine({ socketPath, pingTimeoutMs: 200 }).ping().catch((e: unknown) => e);
         expect(Date.now() - started).toBeLessThan(2000);
         expect(isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")).toBe(true);
         expect((err as Error).message).toContain("no answer within 200 ms");
@@ -64,7 +64,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
       const tag = `berth-test-${id}:ok`;
       images.push(tag);
       const lines: string[] = [];
-      const result = await runtime.buildImage({
+      const result = await engine.buildImage({
         context: dockerfileContext(`FROM ${base}\nRUN echo built-${id} > /marker\nCMD ["cat", "/marker"]\n`),
         tag,
         labels: { [TEST_LABEL]: id },
@@ -74,16 +74,16 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
       // The engine appends a LABEL step for `labels`, so the step count is not fixed.
       expect(lines.some((l) => new RegExp(`^Step 2/\\d+ : RUN echo built-${id} > /marker$`).test(l))).toBe(true);
       expect(result.output).toEqual(lines);
-      expect(await runtime.imageExists(tag)).toBe(true);
+      expect(await engine.imageExists(tag)).toBe(true);
 
-      const cid = await runtime.runContainer(suite.spec(tag, ["cat", "/marker"]));
-      expect(await runtime.waitContainer(cid)).toBe(0);
-      expect((await runtime.containerOutput(cid, 10)).trim()).toBe(`built-${id}`);
+      const cid = await engine.runContainer(suite.spec(tag, ["cat", "/marker"]));
+      expect(await engine.waitContainer(cid)).toBe(0);
+      expect((await engine.containerOutput(cid, 10)).trim()).toBe(`built-${id}`);
     });
 
     it("fails with the failing step, the command's output and the engine's error", async () => {
       const tag = `berth-test-${id}:broken`;
-      const err = await runtime
+      const err = await engine
         .buildImage({
           context: dockerfileContext(`FROM ${base}\nRUN echo preparing-${id} && echo boom-${id} >&2 && exit 3\nRUN echo never\n`),
           tag,
@@ -97,14 +97,14 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
       const details = (err as { details: { output: string[]; step: string } }).details;
       expect(details.step).toContain("Step 2/3");
       expect(details.output.some((l) => l.includes(`preparing-${id}`))).toBe(true);
-      expect(await runtime.imageExists(tag)).toBe(false);
+      expect(await engine.imageExists(tag)).toBe(false);
     });
 
     it("aborts a running build, leaving no image behind", async () => {
       const tag = `berth-test-${id}:aborted`;
       const controller = new AbortController();
       const started = Date.now();
-      const err = await runtime
+      const err = await engine
         .buildImage({
           context: dockerfileContext(`FROM ${base}\nRUN echo started-${id} && sleep 30\n`),
           tag,
@@ -114,11 +114,11 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
         .catch((e: unknown) => e);
       expect(isBerthError(err, "BERTH_E_ABORTED")).toBe(true);
       expect(Date.now() - started).toBeLessThan(15_000);
-      expect(await runtime.imageExists(tag)).toBe(false);
+      expect(await engine.imageExists(tag)).toBe(false);
     });
 
     it("fails clearly when the base image is not on the host", async () => {
-      const err = await runtime
+      const err = await engine
         .buildImage({ context: dockerfileContext(`FROM berth-test-missing-${id}:none\n`), tag: `berth-test-${id}:nobase` })
         .catch((e: unknown) => e);
       expect(isBerthError(err, "BERTH_E_IMAGE_BUILD")).toBe(true);
@@ -130,83 +130,83 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
     it("runs, waits for the exit code and returns the output tail, stdout and stderr interleaved", async () => {
       // The engine copies stdout and stderr separately: lines written in the same instant may swap, so pause.
       const script = "echo out-1; sleep 0.1; echo err-1 >&2; sleep 0.1; echo out-2; echo \"$GREETING\"; exit 7";
-      const cid = await runtime.runContainer(suite.spec(base, ["sh", "-c", script], { env: { GREETING: "hello from env" } }));
-      expect(await runtime.waitContainer(cid)).toBe(7);
-      const info = await runtime.inspectContainer(cid);
+      const cid = await engine.runContainer(suite.spec(base, ["sh", "-c", script], { env: { GREETING: "hello from env" } }));
+      expect(await engine.waitContainer(cid)).toBe(7);
+      const info = await engine.inspectContainer(cid);
       expect(info).toMatchObject({ id: cid, state: "exited", exitCode: 7, image: base });
       expect(info?.labels[TEST_LABEL]).toBe(id);
-      expect((await runtime.containerOutput(cid, 100)).split("\n")).toEqual(["out-1", "err-1", "out-2", "hello from env", ""]);
-      expect(await runtime.containerOutput(cid, 1)).toBe("hello from env\n");
+      expect((await engine.containerOutput(cid, 100)).split("\n")).toEqual(["out-1", "err-1", "out-2", "hello from env", ""]);
+      expect(await engine.containerOutput(cid, 1)).toBe("hello from env\n");
     });
 
     it("stops a container that handles SIGTERM within the grace period", async () => {
-      const cid = await runtime.runContainer(
+      const cid = await engine.runContainer(
         suite.spec(base, ["sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]),
       );
       await waitForOutput(cid, "ready");
       const started = Date.now();
-      await runtime.stopContainer(cid, 5000);
+      await engine.stopContainer(cid, 5000);
       expect(Date.now() - started).toBeLessThan(3000);
-      expect(await runtime.waitContainer(cid)).toBe(0);
-      expect(await runtime.containerOutput(cid, 10)).toContain("got-term");
-      await expect(runtime.stopContainer(cid, 1000)).resolves.toBeUndefined();
+      expect(await engine.waitContainer(cid)).toBe(0);
+      expect(await engine.containerOutput(cid, 10)).toContain("got-term");
+      await expect(engine.stopContainer(cid, 1000)).resolves.toBeUndefined();
     });
 
     it("kills a container that ignores SIGTERM once the grace period is over", async () => {
-      const cid = await runtime.runContainer(suite.spec(base, ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]));
+      const cid = await engine.runContainer(suite.spec(base, ["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"]));
       await waitForOutput(cid, "ready");
       const started = Date.now();
-      await runtime.stopContainer(cid, 1000);
+      await engine.stopContainer(cid, 1000);
       expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-      expect(await runtime.waitContainer(cid)).toBe(137);
+      expect(await engine.waitContainer(cid)).toBe(137);
     });
 
     it("aborts a wait", async () => {
-      const cid = await runtime.runContainer(suite.spec(base, ["sleep", "30"]));
+      const cid = await engine.runContainer(suite.spec(base, ["sleep", "30"]));
       const controller = new AbortController();
       setTimeout(() => controller.abort(), 100).unref();
-      const err = await runtime.waitContainer(cid, controller.signal).catch((e: unknown) => e);
+      const err = await engine.waitContainer(cid, controller.signal).catch((e: unknown) => e);
       expect(isBerthError(err, "BERTH_E_ABORTED")).toBe(true);
-      await runtime.stopContainer(cid, 0);
+      await engine.stopContainer(cid, 0);
     });
 
     it("lists containers by label, in every state", async () => {
-      const a = await runtime.runContainer(suite.spec(base, ["true"], { labels: { "io.berth.test-role": `a-${id}` } }));
-      const b = await runtime.runContainer(suite.spec(base, ["sleep", "30"], { labels: { "io.berth.test-role": `b-${id}` } }));
-      await runtime.waitContainer(a);
-      const onlyA = await runtime.listContainers({ [TEST_LABEL]: id, "io.berth.test-role": `a-${id}` });
+      const a = await engine.runContainer(suite.spec(base, ["true"], { labels: { "io.berth.test-role": `a-${id}` } }));
+      const b = await engine.runContainer(suite.spec(base, ["sleep", "30"], { labels: { "io.berth.test-role": `b-${id}` } }));
+      await engine.waitContainer(a);
+      const onlyA = await engine.listContainers({ [TEST_LABEL]: id, "io.berth.test-role": `a-${id}` });
       expect(onlyA.map((c) => c.id)).toEqual([a]);
       expect(onlyA[0]).toMatchObject({ state: "exited", exitCode: 0, image: base });
-      const onlyB = await runtime.listContainers({ "io.berth.test-role": `b-${id}` });
+      const onlyB = await engine.listContainers({ "io.berth.test-role": `b-${id}` });
       expect(onlyB).toHaveLength(1);
       expect(onlyB[0]).toMatchObject({ id: b, state: "running", exitCode: null });
       expect(onlyB[0]?.name).toMatch(new RegExp(`^berth-test-${id}-\\d+$`));
-      const all = await runtime.listContainers({ [TEST_LABEL]: id });
+      const all = await engine.listContainers({ [TEST_LABEL]: id });
       expect(all.map((c) => c.id)).toEqual(expect.arrayContaining([a, b]));
-      await runtime.stopContainer(b, 0);
+      await engine.stopContainer(b, 0);
     });
 
     it("removes a container that could not start and reports the engine's reason", async () => {
       const spec = suite.spec(base, [`/no/such/program-${id}`], { labels: { "io.berth.test-role": `nostart-${id}` } });
-      const err = await runtime.runContainer(spec).catch((e: unknown) => e);
+      const err = await engine.runContainer(spec).catch((e: unknown) => e);
       expect(isBerthError(err)).toBe(true);
       expect((err as Error).message).toContain(`starting container ${spec.name}`);
       expect((err as Error).message).toMatch(/no such file or directory|not found/);
-      expect(await runtime.listContainers({ "io.berth.test-role": `nostart-${id}` })).toEqual([]);
+      expect(await engine.listContainers({ "io.berth.test-role": `nostart-${id}` })).toEqual([]);
     });
 
     it("reports a missing image as BERTH_E_IMAGE_NOT_FOUND", async () => {
-      const err = await runtime.runContainer(suite.spec(`berth-test-missing-${id}:none`, ["true"])).catch((e: unknown) => e);
+      const err = await engine.runContainer(suite.spec(`berth-test-missing-${id}:none`, ["true"])).catch((e: unknown) => e);
       expect(isBerthError(err, "BERTH_E_IMAGE_NOT_FOUND")).toBe(true);
     });
 
     it("removes idempotently, and a removed container inspects as undefined", async () => {
-      const cid = await runtime.runContainer(suite.spec(base, ["sleep", "30"]));
-      await runtime.removeContainer(cid);
-      await runtime.removeContainer(cid);
-      expect(await runtime.inspectContainer(cid)).toBeUndefined();
-      expect(await runtime.containerOutput(cid, 10)).toBe("");
-      await expect(runtime.stopContainer(cid, 0)).resolves.toBeUndefined();
+      const cid = await engine.runContainer(suite.spec(base, ["sleep", "30"]));
+      await engine.removeContainer(cid);
+      await engine.removeContainer(cid);
+      expect(await engine.inspectContainer(cid)).toBeUndefined();
+      expect(await engine.containerOutput(cid, 10)).toBe("");
+      await expect(engine.stopContainer(cid, 0)).resolves.toBeUndefined();
     });
   });
 });
@@ -214,7 +214,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerodeRuntime aga
 /** Waits (bounded) until the container has printed `text`: the signal tests need the trap installed first. */
 async function waitForOutput(cid: string, text: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await runtime.containerOutput(cid, 20)).includes(text)) {
+  while (!(await engine.containerOutput(cid, 20)).includes(text)) {
     if (Date.now() > deadline) throw new Error(`container ${cid} did not print "${text}" within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
-import { dockerAvailable, runtime } from "./support/docker.js";
+import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
 
@@ -70,16 +70,16 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     const flow = flows.find((f) => f.name === "Trivial Flow")!;
     // Retag the flow's image away, so it is absent for this run only.
     const image = flow.storage.type === "docker" ? flow.storage.image : "";
-    await runtime.tagImage(image, `${image}-kept`);
-    await runtime.removeImage(image);
+    await engine.tagImage(image, `${image}-kept`);
+    await engine.removeImage(image);
     try {
       const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", labels: ["never"], parameters: {} });
       const run = await waitFinal(client, flowRun.id);
       expect(run.state).toBe("Failed");
       expect(run.stateMessage).toContain(`image ${image} is not on this host and the pull policy is "never"`);
     } finally {
-      await runtime.tagImage(`${image}-kept`, image);
-      await runtime.removeImage(`${image}-kept`);
+      await engine.tagImage(`${image}-kept`, image);
+      await engine.removeImage(`${image}-kept`);
     }
   });
 
@@ -136,7 +136,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(Date.parse(b!.startedAt!)).toBeLessThan(Date.parse(a!.endedAt!));
   });
 
-  it("runs a flow kept in LocalStorage: the agent mounts the directory into the runtime image", async () => {
+  it("runs a flow kept in LocalStorage: the agent mounts the directory into the berth image", async () => {
     const localDir = path.join(dir, "local-flows");
     const registered = await cli(["register", fixture("local-storage-flow.ts")], { BERTH_TEST_LOCAL_DIR: localDir });
     expect(registered.code, registered.stderr).toBe(0);
@@ -180,19 +180,19 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
       const flow = flows.find((f) => f.name === "Registry Flow")!;
       const image = flow.storage.type === "docker" ? flow.storage.image : "";
       expect(image.startsWith(registryUrl)).toBe(true);
-      await runtime.removeImage(image);
-      expect(await runtime.imageExists(image)).toBe(false);
+      await engine.removeImage(image);
+      expect(await engine.imageExists(image)).toBe(false);
 
       await agent(["pull"], ["--pull-policy", "always"]);
       const { flowRun } = await client.createFlowRun({ flowName: "Registry Flow", labels: ["pull"], parameters: {} });
       const run = await waitFinal(client, flowRun.id);
       expect(run.state, run.stateMessage ?? "").toBe("Success");
-      expect(await runtime.imageExists(image)).toBe(true);
+      expect(await engine.imageExists(image)).toBe(true);
       const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
       expect(logs.map((l) => l.message)).toContain("pulled and ran");
       // The agent removes the container just after the run ends; only then can the image go.
       await expectContainerGone(`berth-run-${flowRun.id}`);
-      await runtime.removeImage(image);
+      await engine.removeImage(image);
     });
 
     it("a push to an unreachable registry fails registration with an error naming the registry", async () => {
@@ -208,9 +208,9 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
 /** The agent removes a container right after it stops; wait for that, bounded. */
 async function expectContainerGone(name: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (await runtime.inspectContainer(name)) {
+  while (await engine.inspectContainer(name)) {
     if (Date.now() > deadline) throw new Error(`container ${name} still exists after ${timeoutMs} ms`);
-    await runtime.waitContainer(name).catch(() => undefined);
+    await engine.waitContainer(name).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -8,7 +8,8 @@ import { setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { Flow } from "../flows/flow.js";
 import { consoleSink, setLogSink, type LogRecord } from "../shared/logging.js";
 import { FlowRunner } from "../flows/runner.js";
-import type { Storage } from "../flows/storage-port.js";
+import { Storage, type BuildOutcome } from "../storage/storage.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { seedFlow } from "./support/seed-flow.js";
 
 afterEach(() => {
@@ -16,19 +17,36 @@ afterEach(() => {
   setLogSink(consoleSink);
 });
 
-function storageWith(flow: Flow | Error): Storage & { requested: string[] } {
-  const requested: string[] = [];
-  return {
-    requested,
-    flows: { [flow instanceof Flow ? flow.name : "broken"]: "/opt/berth/flows/x.mjs" },
-    addFlow: () => "/opt/berth/flows/x.mjs",
-    getFlow: async (location) => {
-      requested.push(location);
-      if (flow instanceof Error) throw flow;
-      return flow;
-    },
-    serialize: () => ({ type: "fake" }),
-  };
+/** A storage that hands out one flow (or fails with one error) and records which locations were asked for. */
+class FakeStorage extends Storage {
+  readonly requested: string[] = [];
+
+  constructor(private readonly flow: Flow | Error) {
+    super();
+    this.flows[flow instanceof Flow ? flow.name : "broken"] = "/opt/berth/flows/x.mjs";
+  }
+
+  protected locationFor(): string {
+    return "/opt/berth/flows/x.mjs";
+  }
+
+  override async getFlow(location: string): Promise<Flow> {
+    this.requested.push(location);
+    if (this.flow instanceof Error) throw this.flow;
+    return this.flow;
+  }
+
+  build(): Promise<BuildOutcome> {
+    return Promise.reject(new Error("unused"));
+  }
+
+  serialize(): StorageSpec {
+    return { type: "local", directory: "/opt/berth/flows", flows: { ...this.flows } };
+  }
+}
+
+function storageWith(flow: Flow | Error): FakeStorage {
+  return new FakeStorage(flow);
 }
 
 function exampleFlow(events: string[]): Flow {

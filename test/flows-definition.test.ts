@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { BerthError } from "../wire/errors.js";
 import { LocalEnvironment } from "../environments/local.js";
 import { Flow } from "../flows/flow.js";
-import type { Storage } from "../flows/storage-port.js";
+import { Storage, type BuildOutcome } from "../storage/storage.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { Parameter, task } from "../flows/task.js";
 
 function definitionError(fn: () => unknown): BerthError {
@@ -137,13 +138,18 @@ describe("Flow definition", () => {
   });
 
   it("unions explicit, environment and storage labels and serializes", () => {
-    const storage: Storage = {
-      flows: {},
-      labels: ["gpu", "shared"],
-      addFlow: () => "loc",
-      getFlow: () => Promise.reject(new Error("unused")),
-      serialize: () => ({}),
-    };
+    class LabelledStorage extends Storage {
+      protected locationFor(slug: string): string {
+        return `/nowhere/${slug}`;
+      }
+      build(): Promise<BuildOutcome> {
+        return Promise.reject(new Error("unused"));
+      }
+      serialize(): StorageSpec {
+        return { type: "local", directory: "/nowhere", flows: {} };
+      }
+    }
+    const storage = new LabelledStorage(["gpu", "shared"]);
     const flow = new Flow("Labelled Flow!", {
       labels: ["a", "shared"],
       environment: new LocalEnvironment({ labels: ["env"], metadata: { k: [1, "two"] } }),

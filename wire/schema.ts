@@ -52,6 +52,9 @@ const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
 const JsonRecord = z.record(z.string(), z.unknown());
 
+/** Where flows live inside a storage image (and where an agent mounts a LocalStorage directory). */
+export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
+
 export const StorageSpec = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("docker"),
@@ -111,15 +114,15 @@ export const FlowCreate = z.object({
 });
 export type FlowCreate = z.infer<typeof FlowCreate>;
 
-export const Flow = FlowCreate.extend({
+export const FlowRecord = FlowCreate.extend({
   id: Id,
   slug: z.string(),
   version: z.number().int().positive(),
   createdAt: Timestamp,
 });
-export type Flow = z.infer<typeof Flow>;
+export type FlowRecord = z.infer<typeof FlowRecord>;
 
-export const FlowRegistered = z.object({ flow: Flow, created: z.boolean() });
+export const FlowRegistered = z.object({ flow: FlowRecord, created: z.boolean() });
 export type FlowRegistered = z.infer<typeof FlowRegistered>;
 
 export const FlowRunCreate = z
@@ -223,7 +226,7 @@ export const AgentRegister = z.object({
 });
 export type AgentRegister = z.infer<typeof AgentRegister>;
 
-export const Agent = z.object({
+export const AgentRecord = z.object({
   id: Id,
   name: z.string(),
   labels: Labels,
@@ -234,7 +237,7 @@ export const Agent = z.object({
   /** True while one of its claims is parked at the server: the agent is idle, waiting for work. */
   waiting: z.boolean().optional(),
 });
-export type Agent = z.infer<typeof Agent>;
+export type AgentRecord = z.infer<typeof AgentRecord>;
 
 export const HeldRun = z.object({ id: Id, epoch: Epoch });
 export type HeldRun = z.infer<typeof HeldRun>;
@@ -261,7 +264,7 @@ export const ClaimRequest = z.object({
 });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 
-export const ClaimedRun = z.object({ flowRun: FlowRun, flow: Flow });
+export const ClaimedRun = z.object({ flowRun: FlowRun, flow: FlowRecord });
 export type ClaimedRun = z.infer<typeof ClaimedRun>;
 
 export const ClaimReply = z.object({ claims: z.array(ClaimedRun) });
@@ -269,7 +272,7 @@ export type ClaimReply = z.infer<typeof ClaimReply>;
 
 // Envelopes and queries of the routes that have no domain type of their own.
 
-export const FlowList = z.object({ flows: z.array(Flow) });
+export const FlowList = z.object({ flows: z.array(FlowRecord) });
 export type FlowList = z.infer<typeof FlowList>;
 
 export const FlowRunList = z.object({ flowRuns: z.array(FlowRunView) });
@@ -320,7 +323,7 @@ export const LogsQuery = z.strictObject({
 /** What a client may send (all optional). */
 export type LogsQuery = Partial<z.output<typeof LogsQuery>>;
 
-export const AgentList = z.object({ agents: z.array(Agent) });
+export const AgentList = z.object({ agents: z.array(AgentRecord) });
 export type AgentList = z.infer<typeof AgentList>;
 
 export const Ok = z.object({ ok: z.literal(true) });

@@ -1,3 +1,4 @@
+import { ensureBerthImage } from "../../images/index.js";
 import { registerFlowFile } from "../../storage/register.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { localEngine } from "../engine.js";
@@ -8,13 +9,16 @@ export async function registerCommand(global: GlobalOptions, file: string, opts:
   const client = clientFor(config);
   // Fail fast, before a possibly long image build, when the server is not there.
   await client.health();
+  const engine = await localEngine();
+  const log = (line: string) => process.stderr.write(`${line}\n`);
   const result = await registerFlowFile(file, {
     client,
     labels: opts.label ?? [],
     push: opts.push,
-    log: (line) => process.stderr.write(`${line}\n`),
+    log,
     signal: signalOnInterrupt(),
-    runtime: await localEngine(),
+    engine,
+    berthImage: () => ensureBerthImage(engine, { log }),
   });
   const { flow } = result;
   const labels = flow.labels.length > 0 ? flow.labels.join(", ") : "none";

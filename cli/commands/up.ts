@@ -14,19 +14,17 @@ export async function upCommand(
     agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
   });
   const logger = createLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
-  const { ensureRuntimeImage } = await import("../../images/index.js");
-  const { fileURLToPath } = await import("node:url");
-  const runtime = await localEngine();
-  await runtime.ping();
+  const { ensureBerthImage } = await import("../../images/index.js");
+  const engine = await localEngine();
+  await engine.ping();
   // Built before the agent starts, so the first flow run does not wait for it.
-  const image = await ensureRuntimeImage(runtime, {
-    packageRoot: fileURLToPath(new URL("../../..", import.meta.url)),
+  const image = await ensureBerthImage(engine, {
     log: (line) => logger.info(line),
   });
-  logger.info({ image }, "berth runtime image ready");
+  logger.info({ image }, "berth image ready");
   const server = await startServer(base, logger.child({ component: "server" }));
   const config = { ...base, apiUrl: server.url };
-  const agent = await startAgent(config, logger.child({ component: "agent" }), runtime);
+  const agent = await startAgent(config, logger.child({ component: "agent" }), engine);
   logger.info(`berth is up at ${server.url}: register a flow with \`berth register FILE\`, then \`berth run NAME --watch\``);
   onShutdown({
     graceful: async () => {

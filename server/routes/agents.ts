@@ -1,4 +1,4 @@
-import { Agent, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister } from "../../wire/schema.js";
+import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 
@@ -10,7 +10,7 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
         summary: "Register an agent; a known name gets its agent back (200), so a restarted agent keeps its id",
         tags: ["agents"],
         body: AgentRegister.strict(),
-        response: withErrors({ 200: Agent, 201: Agent }),
+        response: withErrors({ 200: AgentRecord, 201: AgentRecord }),
       },
     },
     async (request, reply) => {

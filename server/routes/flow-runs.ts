@@ -1,5 +1,5 @@
 import { BerthError } from "../../wire/errors.js";
-import { FlowRunCreate, FlowRunCreated, FlowRunList, FlowRunListQuery, FlowRunView, type Flow } from "../../wire/schema.js";
+import { FlowRunCreate, FlowRunCreated, FlowRunList, FlowRunListQuery, FlowRunView, type FlowRecord } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { RUNS_TOPIC } from "../notifier.js";
 import { checkParameters } from "../parameters.js";
@@ -62,7 +62,7 @@ export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
   );
 }
 
-async function resolveFlow(ctx: ServerContext, body: FlowRunCreate): Promise<Flow> {
+async function resolveFlow(ctx: ServerContext, body: FlowRunCreate): Promise<FlowRecord> {
   if (body.flowId !== undefined) {
     const flow = await ctx.store.getFlow(body.flowId);
     if (!flow) throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `flow ${body.flowId} not found: list flows with \`berth flows\``);

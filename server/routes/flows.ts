@@ -1,4 +1,4 @@
-import { Flow, FlowCreate, FlowList, FlowRegistered } from "../../wire/schema.js";
+import { FlowRecord, FlowCreate, FlowList, FlowRegistered } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, requireFlow, withErrors, type ZodApp } from "./shared.js";
 
@@ -28,7 +28,7 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
 
   app.get(
     "/api/flows/:id",
-    { schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: Flow }) } },
+    { schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: FlowRecord }) } },
     async (request) => requireFlow(ctx.store, request.params.id),
   );
 }

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fasti
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BerthError } from "../../wire/errors.js";
-import { ErrorBodySchema, type Agent, type Flow, type FlowRun } from "../../wire/schema.js";
+import { ErrorBodySchema, type AgentRecord, type FlowRecord, type FlowRun } from "../../wire/schema.js";
 import type { StateStore } from "../../store/port.js";
 
 export type ZodApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
@@ -16,7 +16,7 @@ export function withErrors<T extends Record<number, z.ZodType>>(responses: T): T
   return { ...responses, "4xx": ErrorBodySchema, "5xx": ErrorBodySchema };
 }
 
-export async function requireFlow(store: StateStore, id: string): Promise<Flow> {
+export async function requireFlow(store: StateStore, id: string): Promise<FlowRecord> {
   const flow = await store.getFlow(id);
   if (!flow) throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `flow ${id} not found: list flows with \`berth flows\``);
   return flow;
@@ -32,7 +32,7 @@ export function flowRunNotFound(id: string): BerthError {
   return new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${id} not found: list runs with \`berth runs\``);
 }
 
-export async function requireAgent(store: StateStore, id: string): Promise<Agent> {
+export async function requireAgent(store: StateStore, id: string): Promise<AgentRecord> {
   const agent = await store.getAgent(id);
   if (!agent) throw agentNotFound(id);
   return agent;

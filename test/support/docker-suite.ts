@@ -5,13 +5,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { describeError } from "../../wire/errors.js";
-import { createContainerRuntime, type DockerodeRuntime } from "../../engine/docker-engine.js";
+import { createDockerEngine, type DockerEngine } from "../../engine/docker-engine.js";
 import type { ContainerSpec } from "../../engine/port.js";
 
 export const TEST_LABEL = "io.berth.test-run";
 
 export interface DockerSuite {
-  runtime: DockerodeRuntime;
+  engine: DockerEngine;
   /** Unique to this suite run: in names, tags and the TEST_LABEL value. */
   id: string;
   /** Why the suite is skipped (engine unreachable outside CI); undefined when it runs. */
@@ -23,11 +23,11 @@ export interface DockerSuite {
 }
 
 export async function dockerSuite(prefix: string): Promise<DockerSuite> {
-  const runtime = createContainerRuntime();
+  const engine = createDockerEngine();
   const id = `${prefix}-${randomBytes(4).toString("hex")}`;
   let skipReason: string | undefined;
   try {
-    await runtime.ping();
+    await engine.ping();
   } catch (err) {
     if (process.env.CI === "true") throw err;
     skipReason = `Docker engine unreachable (${describeError(err)}); set CI=true to make this a failure`;
@@ -35,7 +35,7 @@ export async function dockerSuite(prefix: string): Promise<DockerSuite> {
   }
   let counter = 0;
   return {
-    runtime,
+    engine,
     id,
     skipReason,
     spec: (image, cmd, extra = {}) => ({
@@ -46,8 +46,8 @@ export async function dockerSuite(prefix: string): Promise<DockerSuite> {
       labels: { [TEST_LABEL]: id, ...extra.labels },
     }),
     cleanup: async () => {
-      for (const c of await runtime.listContainers({ [TEST_LABEL]: id })) await runtime.removeContainer(c.id);
-      return (await runtime.listContainers({ [TEST_LABEL]: id })).map((c) => c.name);
+      for (const c of await engine.listContainers({ [TEST_LABEL]: id })) await engine.removeContainer(c.id);
+      return (await engine.listContainers({ [TEST_LABEL]: id })).map((c) => c.name);
     },
   };
 }

@@ -3,14 +3,14 @@
  * skip); elsewhere the Docker suites are skipped with the reason printed.
  */
 import { describeError } from "../../wire/errors.js";
-import { createContainerRuntime } from "../../engine/docker-engine.js";
-import { OWNER_LABEL, type ContainerRuntime } from "../../engine/port.js";
+import { createDockerEngine } from "../../engine/docker-engine.js";
+import { OWNER_LABEL, type ContainerEngine } from "../../engine/port.js";
 
-export const runtime: ContainerRuntime = createContainerRuntime();
+export const engine: ContainerEngine = createDockerEngine();
 
 async function probe(): Promise<string | undefined> {
   try {
-    await runtime.ping();
+    await engine.ping();
     return undefined;
   } catch (err) {
     return describeError(err);
@@ -28,6 +28,6 @@ export const dockerAvailable = problem === undefined;
 
 /** Containers carrying berth's ownership label, optionally for one agent. */
 export async function berthContainers(labels: Record<string, string> = {}): Promise<string[]> {
-  const found = await runtime.listContainers({ [OWNER_LABEL]: "true", ...labels });
+  const found = await engine.listContainers({ [OWNER_LABEL]: "true", ...labels });
   return found.map((c) => `${c.name} (${c.state})`);
 }
