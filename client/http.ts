@@ -31,7 +31,7 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
   const timeoutMs = http.timeoutMs + (req.waitMs ?? 0);
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), timeoutMs);
-  const signal = anySignal([timeout.signal, req.signal]);
+  const signal = req.signal ? AbortSignal.any([timeout.signal, req.signal]) : timeout.signal;
   const headers: Record<string, string> = { accept: "application/json" };
   if (http.token) headers.authorization = `Bearer ${http.token}`;
   if (req.body !== undefined) headers["content-type"] = "application/json";
@@ -44,7 +44,7 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
       method: req.method,
       headers,
       body: req.body === undefined ? null : JSON.stringify(req.body),
-      signal: signal.signal,
+      signal,
     });
     status = res.status;
     contentType = res.headers.get("content-type") ?? "no content type";
@@ -59,7 +59,6 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
     );
   } finally {
     clearTimeout(timer);
-    signal.dispose();
   }
 
   let json: unknown;
@@ -116,16 +115,4 @@ function networkReason(err: unknown): string {
 
 function formatMs(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
-}
-
-/** AbortSignal.any exists only from Node 20.3; berth supports every Node 20. */
-function anySignal(signals: readonly (AbortSignal | undefined)[]): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  const abort = (): void => controller.abort();
-  for (const s of present) {
-    if (s.aborted) abort();
-    else s.addEventListener("abort", abort, { once: true });
-  }
-  return { signal: controller.signal, dispose: () => present.forEach((s) => s.removeEventListener("abort", abort)) };
 }

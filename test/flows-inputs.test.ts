@@ -25,6 +25,13 @@ describe("declared inputs", () => {
     expect(read(fn)).toEqual({ names: ["a", "b", "d-e", "f", "h"], required: ["a"] });
   });
 
+  it("parses defaults that a tokenizer would trip on: regex literals, comments, nested templates", () => {
+    const fn = new Function("return ({ a = /[}]/.source, /* } */ b = `${`}`}`, c }) => a")();
+    expect(read(fn)).toEqual({ names: ["a", "b", "c"], required: ["c"] });
+    const holder = { async m({ x, y = 2 }: { x: number; y?: number }) { return x + y; } };
+    expect(read(holder.m)).toEqual({ names: ["x", "y"], required: ["x"] });
+  });
+
   it("reads no inputs for a function without parameters", () => {
     expect(read(() => 1)).toEqual({ names: [], required: [] });
   });

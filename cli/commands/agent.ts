@@ -1,4 +1,4 @@
-import { createLogger } from "../root-logger.js";
+import { createRootLogger } from "../root-logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startAgent } from "../daemons.js";
 import { parseEnvPairs } from "../format.js";
@@ -30,7 +30,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       keepContainers: opts.keepContainers,
     }),
   });
-  const logger = createLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
+  const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
   const agent = await startAgent(config, logger);
   // The agent's own timers are unref'd (a library must not hold a process open), and while it waits for the
   // Docker engine it has no request in flight either: without this handle the process would simply end.

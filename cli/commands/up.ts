@@ -1,4 +1,4 @@
-import { createLogger } from "../root-logger.js";
+import { createRootLogger } from "../root-logger.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { startAgent, startServer } from "../daemons.js";
 import { localEngine } from "../engine.js";
@@ -13,7 +13,7 @@ export async function upCommand(
     server: defined({ host: opts.host, port: opts.port, db: opts.db }),
     agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
   });
-  const logger = createLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
+  const logger = createRootLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
   const { ensureBerthImage } = await import("../../images/index.js");
   const engine = await localEngine();
   await engine.ping();
