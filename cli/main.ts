@@ -4,7 +4,7 @@
  * flow-run container's `berth execute flow-run` loads no server, Docker or bundler code.
  */
 import { Command, CommanderError, Option } from "commander";
-import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { describeError, isBerthError } from "../wire/errors.js";
 import { collect } from "./format.js";
 import { VERSION } from "./version.js";
 
@@ -130,7 +130,7 @@ program
 const image = program.command("image").description("build the images berth needs, offline when no registry is reachable");
 image
   .command("build")
-  .description("build the berth image (server, agent and flow engine)")
+  .description("build the berth image (server, agent and flow-run process)")
   .option("--base <image>", "base image with Node.js (default node:20-bookworm-slim when present, else one made from this host's Node.js)")
   .action(async (opts) => (await import("./commands/image.js")).imageBuildCommand(opts));
 image
@@ -151,7 +151,7 @@ try {
 }
 
 function formatFailure(err: unknown): string {
-  if (err instanceof BerthError) return `berth: ${err.message}`;
+  if (isBerthError(err)) return `berth: ${err.message}`;
   const detail = process.env.BERTH_DEBUG ? `\n${(err as Error)?.stack ?? ""}` : " (set BERTH_DEBUG=1 for a stack trace)";
   return `berth: unexpected error: ${describeError(err)}${detail}`;
 }

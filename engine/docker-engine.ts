@@ -85,7 +85,7 @@ export class DockerEngine implements ContainerEngine {
       const { error } = await followProgress(stream, () => {}, signal);
       if (error !== undefined) throw notFound(error);
     } catch (err) {
-      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pulling ${ref}`, "BERTH_E_IMAGE_NOT_FOUND", { signal });
+      if (isBerthError(err) || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pulling ${ref}`, "BERTH_E_IMAGE_NOT_FOUND", { signal });
       throw notFound(engineMessage(err), err);
     }
   }
@@ -114,7 +114,7 @@ export class DockerEngine implements ContainerEngine {
       return { imageId, output: output.lines };
     } catch (err) {
       if (contextFailure.error !== undefined) throw contextFailure.error;
-      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `docker build of ${tag}`, "BERTH_E_IMAGE_BUILD", { signal });
+      if (isBerthError(err) || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `docker build of ${tag}`, "BERTH_E_IMAGE_BUILD", { signal });
       throw output.failure(tag, engineMessage(err), err);
     }
   }
@@ -133,7 +133,7 @@ export class DockerEngine implements ContainerEngine {
       const { error } = await followProgress(stream, () => {}, signal);
       if (error !== undefined) throw failed(error);
     } catch (err) {
-      if (err instanceof BerthError || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pushing ${ref}`, "BERTH_E_PUSH", { signal });
+      if (isBerthError(err) || isAbort(err, signal) || isUnreachable(err)) throw this.fail(err, `pushing ${ref}`, "BERTH_E_PUSH", { signal });
       throw failed(engineMessage(err), err);
     }
   }

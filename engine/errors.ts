@@ -2,7 +2,7 @@
  * Turns what dockerode and docker-modem throw (socket errors, `(HTTP code 404) ... - message` errors, aborts)
  * into BerthErrors with codes, keeping the original as `cause`.
  */
-import { BerthError, type ErrorCode } from "../wire/errors.js";
+import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 
 /** Socket errors that mean "nobody is listening there", as opposed to an engine that answered with a failure. */
 const UNREACHABLE_CODES = new Set(["ENOENT", "ECONNREFUSED", "EACCES", "EPERM", "ENOTFOUND", "EHOSTUNREACH", "ETIMEDOUT", "ECONNRESET"]);
@@ -66,7 +66,7 @@ export function toBerthError(
   err: unknown,
   context: { where: string; what: string; code: ErrorCode; notFound?: ErrorCode; signal?: AbortSignal },
 ): BerthError {
-  if (err instanceof BerthError) return err;
+  if (isBerthError(err)) return err;
   if (isAbort(err, context.signal)) return abortedError(context.what, err);
   if (isUnreachable(err)) return unreachableError(context.where, err);
   const status = statusOf(err);

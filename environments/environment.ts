@@ -3,6 +3,7 @@
  * storage. Subclass it for custom behaviour; the subclass lives only in the flow's storage, and the
  * server sees nothing of it but its serialized form (type, class name, labels, metadata).
  */
+import { brand, hasBrand } from "../shared/brand.js";
 import { BerthError } from "../wire/errors.js";
 import type { EnvironmentSpec } from "../wire/schema.js";
 import { createLogger, type Logger } from "../shared/logging.js";
@@ -67,4 +68,11 @@ export class Environment {
   serialize(): EnvironmentSpec {
     return environmentSpec(this, "custom", this.constructor.name || "AnonymousEnvironment");
   }
+}
+
+brand(Environment, "Environment");
+
+/** Whether `value` is an Environment, made by this copy of berth or another. */
+export function isEnvironment(value: unknown): value is Environment {
+  return hasBrand(value, "Environment");
 }

@@ -1,4 +1,4 @@
 /** `berth/environments`: how a flow runs inside its container. */
-export { Environment, type EnvironmentOptions, type EnvironmentExecuteOptions } from "./environment.js";
+export { Environment, isEnvironment, type EnvironmentOptions, type EnvironmentExecuteOptions } from "./environment.js";
 export { LocalEnvironment } from "./local.js";
 export { serializeEnvironment, environmentWarnings } from "./serialize.js";

@@ -52,7 +52,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     await runInEnvironment(context);
   } catch (err) {
     if (context.finalState === undefined && !context.fenced) {
-      const message = err instanceof BerthError ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
+      const message = isBerthError(err) ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
       reporter.log("error", message);
       await reporter.flush();
       await context.setState("Failed", message).catch((e) => write(`berth: could not record the failure: ${describeError(e)}`));

@@ -15,7 +15,8 @@ import { definition, TaskGraph, type Edge, type TaskNode } from "./graph.js";
 import type { RunOptions } from "./runner.js";
 import type { FlowState } from "./state.js";
 import type { Storage } from "../storage/storage.js";
-import { Task, type AnyTask } from "./task.js";
+import type { AnyTask } from "./task.js";
+import { brand, hasBrand } from "../shared/brand.js";
 
 export interface FlowOptions {
   /** How the flow runs inside its container (default: a new LocalEnvironment). */
@@ -221,12 +222,19 @@ export class Flow {
   }
 }
 
+brand(Flow, "Flow");
+
+/** Whether `value` is a Flow, made by this copy of berth or another. */
+export function isFlow(value: unknown): value is Flow {
+  return hasBrand(value, "Flow");
+}
+
 function isTask(value: unknown): value is AnyTask {
-  return value instanceof Task;
+  return hasBrand(value, "Task");
 }
 
 function assertTask(value: unknown): asserts value is AnyTask {
-  if (!(value instanceof Task)) {
+  if (!isTask(value)) {
     throw definition(`expected a Task (made with task() or Parameter()), got ${value === null ? "null" : typeof value}`);
   }
 }

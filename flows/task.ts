@@ -3,6 +3,7 @@
  * flow decides its slug, its upstream tasks and what is bound to its inputs, so one task can appear in
  * several flows (and, copied, several times in one).
  */
+import { brand, hasBrand } from "../shared/brand.js";
 import { BerthError } from "../wire/errors.js";
 import type { Flow } from "./flow.js";
 import { declareInputs, inferInputs, type DeclaredInputs } from "./inputs.js";
@@ -113,6 +114,13 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
     flow.bindInputs(this, inputs as Record<string, unknown>);
     return this;
   }
+}
+
+brand(Task, "Task");
+
+/** Whether `value` is a Task (made with task() or Parameter()), by this copy of berth or another. */
+export function isTask(value: unknown): value is AnyTask {
+  return hasBrand(value, "Task");
 }
 
 /** Wraps a function of one object of named inputs (sync or async) as a task. */

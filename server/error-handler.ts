@@ -4,7 +4,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
-import { BerthError, type ErrorCode } from "../wire/errors.js";
+import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import type { ZodApp } from "./routes/shared.js";
 
 export interface ValidationIssue {
@@ -32,7 +32,7 @@ export function installErrorHandlers(app: ZodApp): void {
 }
 
 function toBerthError(err: FastifyError, request: FastifyRequest): BerthError {
-  if (err instanceof BerthError) return err;
+  if (isBerthError(err)) return err;
   if (hasZodFastifySchemaValidationErrors(err)) {
     const where = err.validationContext ?? "request";
     const issues: ValidationIssue[] = err.validation.map((issue) => ({

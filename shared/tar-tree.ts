@@ -13,7 +13,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { pack as tarPack, type Header } from "tar-stream";
-import { BerthError, describeError } from "../wire/errors.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 
 interface Owner {
   uid: number;
@@ -140,7 +140,7 @@ export class TarTree {
     archive.on("error", () => undefined);
     write().catch((err: unknown) => {
       archive.destroy(
-        err instanceof BerthError ? err : new BerthError("BERTH_E_IMAGE_BUILD", `cannot write the image archive: ${describeError(err)}`, { cause: err }),
+        isBerthError(err) ? err : new BerthError("BERTH_E_IMAGE_BUILD", `cannot write the image archive: ${describeError(err)}`, { cause: err }),
       );
     });
     // tar-stream's streams are streamx streams; callers (dockerode, pipeline) get a Node stream. Its chunks

@@ -2,7 +2,7 @@
  * Bundles a user's flow file with esbuild into one ESM module.
  *
  * Two targets, because `berth` itself must never be bundled into a flow: a custom environment's
- * `instanceof Environment` only holds if the flow and the engine share one copy of berth.
+ * `instanceof Environment` only holds if the flow and the flow-run process share one copy of berth.
  * - "image": `berth` stays a bare import, resolved inside the image from /opt/berth/node_modules/berth.
  * - "host": `berth` is rewritten to this very package's files, so `berth register` can load the flow
  *   with the same classes the CLI uses.

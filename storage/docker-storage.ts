@@ -1,4 +1,5 @@
 import { IMAGE_FLOWS_DIR, type StorageSpec } from "../wire/schema.js";
+import { brand, hasBrand } from "../shared/brand.js";
 import { buildDockerStorage } from "./docker-build.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
 
@@ -77,4 +78,11 @@ export class DockerStorage extends Storage {
     if (this.registryUrl !== "") spec.registryUrl = this.registryUrl;
     return spec;
   }
+}
+
+brand(DockerStorage, "DockerStorage");
+
+/** Whether `value` is a DockerStorage, made by this copy of berth or another. */
+export function isDockerStorage(value: unknown): value is DockerStorage {
+  return hasBrand(value, "DockerStorage");
 }

@@ -6,7 +6,7 @@
 import { createRequire } from "node:module";
 import { describeError } from "../wire/errors.js";
 import { EnvironmentSpec } from "../wire/schema.js";
-import { Environment } from "../environments/environment.js";
+import { Environment, isEnvironment } from "../environments/environment.js";
 import type { Flow } from "../flows/flow.js";
 import { pickFlow } from "./storage.js";
 import { pathToFileURL } from "node:url";
@@ -60,9 +60,10 @@ async function checkFlow(location: string): Promise<CheckResult[]> {
 }
 
 function assertEnvironment(env: unknown): void {
+  const name = (env as { constructor?: { name?: string } } | undefined)?.constructor?.name ?? typeof env;
+  if (!isEnvironment(env)) throw new Error(`the flow's environment (${name}) does not extend berth's Environment`);
   if (!(env instanceof Environment)) {
-    const name = (env as { constructor?: { name?: string } } | undefined)?.constructor?.name ?? typeof env;
-    throw new Error(`the flow's environment (${name}) does not extend berth's Environment from the engine in this image`);
+    throw new Error(`the flow's environment (${name}) extends another copy of berth's Environment, not the one in this image: leave "berth" out of the bundle`);
   }
 }
 

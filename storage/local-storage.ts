@@ -13,7 +13,7 @@ export interface LocalStorageOptions {
 
 /**
  * Flows kept as files in a directory of the agent's host. An agent runs them in the berth image
- * with the directory mounted at /opt/berth/flows, so `import "berth"` resolves to the engine's copy.
+ * with the directory mounted at /opt/berth/flows, so `import "berth"` resolves to the berth image's copy.
  */
 export class LocalStorage extends Storage {
   readonly directory: string;

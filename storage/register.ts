@@ -14,8 +14,8 @@ import type { ContainerEngine } from "../engine/port.js";
 import { environmentWarnings } from "../environments/serialize.js";
 import type { Flow } from "../flows/flow.js";
 import { bundleFlowFile } from "./bundle.js";
-import { DockerStorage } from "./docker-storage.js";
-import { pickFlow, type Storage } from "./storage.js";
+import { DockerStorage, isDockerStorage } from "./docker-storage.js";
+import { isStorage, pickFlow, type Storage } from "./storage.js";
 
 export interface RegisterOptions {
   client: ApiClient;
@@ -65,8 +65,8 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   const warnings = environmentWarnings(flow.environment);
   for (const w of warnings) log(`warning: ${w}`);
 
-  const storage: Storage = flow.storage instanceof DockerStorage || isStorage(flow.storage) ? (flow.storage as Storage) : new DockerStorage();
-  const external = storage instanceof DockerStorage ? (storage.options.dependencies ?? []) : [];
+  const storage: Storage = isStorage(flow.storage) ? flow.storage : new DockerStorage();
+  const external = isDockerStorage(storage) ? (storage.options.dependencies ?? []) : [];
   const source = await bundleFlowFile(file, { target: "image", external, ...(signal ? { signal } : {}) });
   storage.addFlow(flow, source);
 
@@ -99,8 +99,4 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     signal,
   );
   return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings };
-}
-
-function isStorage(value: unknown): value is Storage {
-  return typeof value === "object" && value !== null && typeof (value as Storage).build === "function" && typeof (value as Storage).serialize === "function";
 }

@@ -5,7 +5,8 @@
 import { pathToFileURL } from "node:url";
 import { BerthError, describeError } from "../wire/errors.js";
 import type { StorageSpec } from "../wire/schema.js";
-import { Flow } from "../flows/flow.js";
+import { Flow, isFlow } from "../flows/flow.js";
+import { brand, hasBrand } from "../shared/brand.js";
 
 export interface BuildContext {
   /** Log a line of progress for the user. */
@@ -65,27 +66,36 @@ export abstract class Storage {
   abstract serialize(): StorageSpec;
 }
 
+brand(Storage, "Storage");
+
+/** Whether `value` is a Storage, made by this copy of berth or another. */
+export function isStorage(value: unknown): value is Storage {
+  return hasBrand(value, "Storage");
+}
+
 /** The Flow a module exports: `default`, else the single exported Flow. */
 export function pickFlow(module: Record<string, unknown>, where: string): Flow {
-  if (module.default instanceof Flow) return module.default;
-  const flows = Object.entries(module).filter(([, v]) => v instanceof Flow);
-  if (flows.length === 1) return flows[0]![1] as Flow;
+  const [name, flow] = exportedFlow(module, where);
+  // Another copy of berth has its own default runner, which a flow-run container cannot swap for the one
+  // that reports to the server: such a flow would run unobserved.
+  if (!(flow instanceof Flow)) {
+    throw new BerthError(
+      "BERTH_E_FLOW_FILE",
+      `${where} exports a flow built with another copy of berth ("${name}"): import Flow from "berth" and let the berth image provide it`,
+    );
+  }
+  return flow;
+}
+
+function exportedFlow(module: Record<string, unknown>, where: string): [string, Flow] {
+  if (isFlow(module.default)) return ["default", module.default];
+  const flows = Object.entries(module).filter((entry): entry is [string, Flow] => isFlow(entry[1]));
+  if (flows.length === 1) return flows[0]!;
   if (flows.length > 1) {
     throw new BerthError(
       "BERTH_E_FLOW_FILE",
       `${where} exports several flows (${flows.map(([k]) => k).join(", ")}): export the one to register as default`,
     );
   }
-  const flowLike = Object.entries(module).find(([, v]) => isFlowLike(v));
-  if (flowLike) {
-    throw new BerthError(
-      "BERTH_E_FLOW_FILE",
-      `${where} exports a flow built with another copy of berth ("${flowLike[0]}"): import Flow from "berth" and let the engine provide it`,
-    );
-  }
   throw new BerthError("BERTH_E_FLOW_FILE", `${where} exports no Flow: add \`export default flow\``);
-}
-
-function isFlowLike(v: unknown): boolean {
-  return typeof v === "object" && v !== null && v.constructor?.name === "Flow";
 }

@@ -22,7 +22,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "berth-e2e-"));
-    // The engine image is built once, up front, so individual tests are not charged for it.
+    // The berth image is built once, up front, so individual tests are not charged for it.
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
@@ -50,7 +50,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     const runId = /flow run (\S+): Success/.exec(run.stdout)![1]!;
     const { logs } = await client.getLogs(runId, { after: 0, limit: 1000 });
     const messages = logs.map((l) => l.message);
-    // setup and execute ran in the container: the flow engine there is process 1 of the container's own
+    // setup and execute ran in the container: berth's flow-run process there is process 1 of the container's own
     // PID namespace, which no process on the host (where init is process 1) can be.
     expect(messages.find((m) => m.startsWith("setup ran as process "))).toMatch(/^setup ran as process 1 on /);
     expect(messages.find((m) => m.startsWith("execute ran as process "))).toMatch(/^execute ran as process 1 on /);

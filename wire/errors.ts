@@ -44,6 +44,12 @@ export interface ErrorBody {
   error: { code: string; message: string; details?: unknown };
 }
 
+/**
+ * The brand of BerthError (see shared/brand.ts, which wire/ sits below): errors thrown by another copy of
+ * berth, or crossing from a flow's bundle, are still recognised by isBerthError.
+ */
+const BERTH_ERROR = Symbol.for("berth.BerthError");
+
 export class BerthError extends Error {
   readonly code: ErrorCode;
   readonly details: unknown;
@@ -66,8 +72,12 @@ export class BerthError extends Error {
   }
 }
 
+Object.defineProperty(BerthError.prototype, BERTH_ERROR, { value: true, enumerable: false });
+
+/** Whether `err` is a BerthError (from any copy of berth), with `code` when one is given. */
 export function isBerthError(err: unknown, code?: ErrorCode): err is BerthError {
-  return err instanceof BerthError && (code === undefined || err.code === code);
+  if (typeof err !== "object" || err === null || (err as Record<symbol, unknown>)[BERTH_ERROR] !== true) return false;
+  return code === undefined || (err as BerthError).code === code;
 }
 
 export function isErrorCode(code: string): code is ErrorCode {
