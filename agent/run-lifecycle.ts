@@ -1,34 +1,28 @@
 /**
- * One claimed flow run, from image to removed container. `run()` and `adopt()` never throw: whatever goes
- * wrong (image missing, engine error, a container that exits without reporting) is recorded on the run with
- * a message that says why, so no run is left hanging in Submitted or Running by this agent.
+ * One claimed flow run, from image to removed container: the agent's per-run loop. `run()` and `adopt()`
+ * never throw: whatever goes wrong (image missing, engine error, a container that exits without reporting)
+ * is recorded on the run with a message that says why, so no run is left hanging in Submitted or Running by
+ * this agent.
  *
  * Every write carries the run's lease epoch: once another attempt owns the run (the server rescheduled it),
- * this one's writes are refused and it only cleans up after itself.
+ * this one's writes are refused and it only cleans up after itself. Reads and writes ride out a server
+ * restart for `serverDownForMs`.
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
-import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, type ClaimedRun, type FlowRunStateName } from "../wire/schema.js";
+import { whileServerDown } from "../client/retry.js";
 import { writeFlowRunState } from "../client/state-writes.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerInfo, type ContainerEngine } from "../engine/port.js";
-import type { PullPolicy } from "./options.js";
+import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 
-export interface ContainerDeps {
+export interface RunLifecycleDeps {
   client: ApiClient;
   engine: ContainerEngine;
   logger: Logger;
   agentId: string;
-  /** The API URL as containers must use it. */
-  apiUrl: string;
-  apiToken: string | undefined;
-  network: string | undefined;
-  pullPolicy: PullPolicy;
-  env: Record<string, string>;
-  keepContainers: boolean;
-  stopGraceMs: number;
-  /** How long state writes wait out an unreachable server. */
-  serverDownForMs: number;
+  options: AgentOptions;
   /** The berth image, for flows whose storage is not an image (local storage). */
   berthImage: () => Promise<string>;
   /** Resolves once the Docker engine answers again; called after the engine failed us. */
@@ -47,11 +41,12 @@ function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
 export function containerName(flowRunId: string): string {
   return `berth-run-${flowRunId}`;
 }
 
-export class FlowRunContainer {
+export class RunLifecycle {
   private containerId: string | undefined;
   private stopReason: "cancel" | "timeout" | "lease" | undefined;
   private runTimer: NodeJS.Timeout | undefined;
@@ -66,7 +61,7 @@ export class FlowRunContainer {
 
   constructor(
     readonly claim: ClaimedRun,
-    private readonly deps: ContainerDeps,
+    private readonly deps: RunLifecycleDeps,
     epoch?: number,
   ) {
     this.epoch = epoch ?? claim.flowRun.epoch;
@@ -121,7 +116,7 @@ export class FlowRunContainer {
       }
       if (FINAL_FLOW_RUN_STATES.includes(flowRun.state) || flowRun.epoch !== this.epoch) {
         this.stopReason = "lease";
-        await this.deps.engine.stopContainer(container.id, this.deps.stopGraceMs);
+        await this.deps.engine.stopContainer(container.id, this.deps.options.stopGraceMs);
       }
       await this.supervise();
     } catch (err) {
@@ -134,7 +129,7 @@ export class FlowRunContainer {
   /** Stops the container: SIGTERM, then SIGKILL after the grace period. */
   async cancel(): Promise<void> {
     this.stopReason ??= "cancel";
-    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.stopGraceMs);
+    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs);
   }
 
   /** The run belongs to another attempt now, or its lease could not be renewed: stop at once. */
@@ -181,16 +176,16 @@ export class FlowRunContainer {
     this.stopReason = "timeout";
     const message = `exceeded its run timeout of ${Math.round(timeoutMs / 1000)} s; the agent stopped its container`;
     this.log.warn(message);
-    const current = await this.deps.client.getFlowRun(this.flowRunId).catch(() => undefined);
+    const current = await this.current().catch(() => undefined);
     if (current && !FINAL_FLOW_RUN_STATES.includes(current.state)) await this.finish("Failed", message, current.version);
-    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.stopGraceMs).catch(() => undefined);
+    if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs).catch(() => undefined);
   }
 
   private async ensureImage(image: string): Promise<void> {
-    const { engine, pullPolicy } = this.deps;
-    if (pullPolicy === "always") return engine.pullImage(image);
+    const { engine, options } = this.deps;
+    if (options.pullPolicy === "always") return engine.pullImage(image);
     if (await engine.imageExists(image)) return;
-    if (pullPolicy === "never") {
+    if (options.pullPolicy === "never") {
       throw new Error(`image ${image} is not on this host and the pull policy is "never": build it here or use --pull-policy if-not-present`);
     }
     this.log.info({ image }, "pulling image");
@@ -199,32 +194,27 @@ export class FlowRunContainer {
 
   private async start(image: string): Promise<string> {
     const { flowRun, flow } = this.claim;
-    const env: Record<string, string> = {
-      ...this.deps.env,
-      BERTH_API_URL: this.deps.apiUrl,
-      BERTH_FLOW_RUN_ID: flowRun.id,
-      BERTH_FLOW_RUN_EPOCH: String(this.epoch),
-    };
-    if (this.deps.apiToken) env.BERTH_API_TOKEN = this.deps.apiToken;
-    const spec = {
+    const { options } = this.deps;
+    const spec: ContainerSpec = {
       name: containerName(flowRun.id),
       image,
       cmd: ["berth", "execute", "flow-run"],
-      env,
+      // berth's own variables come last: a user's --env cannot redirect a run to another server or run.
+      env: { ...options.env, ...flowRunEnvironment({ ...options.flowRun, flowRunId: flowRun.id, epoch: this.epoch }) },
       labels: {
         [OWNER_LABEL]: "true",
         [AGENT_LABEL]: this.deps.agentId,
         [FLOW_RUN_LABEL]: flowRun.id,
         [EPOCH_LABEL]: String(this.epoch),
       },
-      ...(this.deps.network ? { network: this.deps.network } : {}),
+      ...(options.network ? { network: options.network } : {}),
       ...(flow.storage.type === "local" ? { binds: [`${flow.storage.directory}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
     };
     try {
       return await this.deps.engine.runContainer(spec);
     } catch (err) {
       // A container of an earlier attempt at this run may still hold the deterministic name.
-      if (!/already in use|Conflict/i.test(describeError(err))) throw err;
+      if (!isBerthError(err, "BERTH_E_CONFLICT")) throw err;
       await this.deps.engine.removeContainer(spec.name);
       return this.deps.engine.runContainer(spec);
     }
@@ -232,7 +222,7 @@ export class FlowRunContainer {
 
   /** After the container stopped: if it did not record a final state, record one from what we know. */
   private async settle(exitCode: number | undefined): Promise<void> {
-    const current = await this.deps.client.getFlowRun(this.flowRunId);
+    const current = await this.current();
     if (FINAL_FLOW_RUN_STATES.includes(current.state)) {
       this.log.info({ state: current.state, exitCode }, "flow run finished");
       return;
@@ -255,11 +245,16 @@ export class FlowRunContainer {
     await this.finish("Failed", `the container ${why} with code ${exitCode} without reporting a final state; last output:\n${tail}`, current.version);
   }
 
+  /** The run as the server has it now, waiting out a server restart. */
+  private current(): Promise<FlowRun> {
+    return whileServerDown(() => this.deps.client.getFlowRun(this.flowRunId), { forMs: this.deps.options.serverDownForMs });
+  }
+
   private async finish(state: FlowRunStateName, message: string, knownVersion: number): Promise<void> {
     try {
       const outcome = await writeFlowRunState(this.deps.client, this.flowRunId, { state, message }, knownVersion, {
         epoch: this.epoch,
-        serverDownForMs: this.deps.serverDownForMs,
+        serverDownForMs: this.deps.options.serverDownForMs,
       });
       this.log.info({ state: outcome.run.state, applied: outcome.applied }, message.split("\n")[0]);
     } catch (err) {
@@ -274,7 +269,7 @@ export class FlowRunContainer {
    */
   private async cleanup(): Promise<void> {
     clearTimeout(this.runTimer);
-    if (!this.containerId || this.deps.keepContainers) return;
+    if (!this.containerId || this.deps.options.keepContainers) return;
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
         await bounded(this.deps.engine.removeContainer(this.containerId), ENGINE_CALL_MS, "removing the container");

@@ -16,8 +16,9 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
-import { ConfigSchema } from "../config/schema.js";
-import { startAgent, startServer } from "../cli/daemons.js";
+import { compileAgentOptions, compileServerOptions } from "../config/compile.js";
+import { defaultConfig } from "../config/load.js";
+import { createAgent, startServer } from "../cli/daemons.js";
 import { createDockerEngine } from "../engine/docker-engine.js";
 import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { ensureBerthImage } from "../images/index.js";
@@ -90,14 +91,15 @@ async function main(): Promise<void> {
   await engine.ping();
   const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-"));
   const logger = pino({ level: "warn" });
-  const config = ConfigSchema.parse({
+  const config = defaultConfig({
     home: dir,
     server: { port: 0, db: path.join(dir, "berth.db") },
     agent: { name: "bench-agent", keepContainers: true, claimWait: "20s" },
   });
-  const server = await startServer(config, logger);
+  const server = await startServer(compileServerOptions(config), logger);
   const client = new ApiClient({ baseUrl: server.url });
-  const agent = await startAgent({ ...config, apiUrl: server.url }, logger, engine);
+  const agent = await createAgent(compileAgentOptions({ ...config, apiUrl: server.url }), logger, engine);
+  await agent.start();
   try {
     process.stdout.write(`berth bench: ${RUNS} runs each (after ${WARMUP} warm-up), ${os.cpus().length} cores, node ${process.version}\n`);
     const registered = await registerFlowFile(flowFile, { client, engine, log: () => {}, berthImage: () => ensureBerthImage(engine) });

@@ -17,7 +17,7 @@ export function resolveConfig(global: GlobalOptions, flags: Record<string, unkno
   });
 }
 
-export function clientFor(config: Config): ApiClient {
+export function clientFor(config: Pick<Config, "apiUrl" | "apiToken">): ApiClient {
   return new ApiClient({ baseUrl: config.apiUrl, ...(config.apiToken ? { token: config.apiToken } : {}) });
 }
 

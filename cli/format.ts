@@ -12,7 +12,7 @@ export function parseParams(pairs: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new BerthError("BERTH_E_BAD_REQUEST", `--param "${pair}" is not of the form name=value`);
+    if (eq <= 0) throw new BerthError("BERTH_E_USAGE", `--param "${pair}" is not of the form name=value`);
     const raw = pair.slice(eq + 1);
     let value: unknown = raw;
     try {
@@ -30,7 +30,7 @@ export function parseEnvPairs(pairs: readonly string[]): Record<string, string> 
   const out: Record<string, string> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new BerthError("BERTH_E_CONFIG", `--env "${pair}" is not of the form NAME=value`);
+    if (eq <= 0) throw new BerthError("BERTH_E_USAGE", `--env "${pair}" is not of the form NAME=value`);
     out[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return out;

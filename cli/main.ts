@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, Option } from "commander";
 import { describeError, isBerthError } from "../wire/errors.js";
+import { EXIT, type ExitCode } from "./exit.js";
 import { collect } from "./format.js";
 import { VERSION } from "./version.js";
 
@@ -57,8 +58,8 @@ program
   .option("--label <label>", "run labels, replacing the flow's (repeatable)", collect)
   .option("--flow-version <n>", "a specific flow version (default newest)")
   .option("--idempotency-key <key>", "create at most one run for this key")
-  .option("--watch", "stream states and logs; exit 0 on Success, 1 otherwise")
-  .action(async (flow, opts) => (await import("./commands/run.js")).runCommand(program.opts(), flow, opts));
+  .option("--watch", "stream states and logs; exit 0 on Success, 1 when the run ends Failed or Cancelled")
+  .action(async (flow, opts) => exitWith((await import("./commands/run.js")).runCommand(program.opts(), flow, opts)));
 
 program
   .command("flows")
@@ -144,10 +145,17 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    process.exit(err.exitCode);
+    // Help and --version end with 0; a usage mistake is an error like any other.
+    process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.error);
   }
   process.stderr.write(`${formatFailure(err)}\n`);
-  process.exit(isBerthError(err) && err.code === "BERTH_E_ABORTED" ? 130 : 1);
+  process.exit(isBerthError(err, "BERTH_E_ABORTED") ? EXIT.interrupted : EXIT.error);
+}
+
+/** Sets the process's exit status from a command that returns one (run --watch: whether the run succeeded). */
+async function exitWith(code: Promise<ExitCode | void>): Promise<void> {
+  const status = await code;
+  if (status !== undefined) process.exitCode = status;
 }
 
 function formatFailure(err: unknown): string {

@@ -1,4 +1,4 @@
-import { whileServerDown } from "../shared/backoff.js";
+import { whileServerDown } from "./retry.js";
 import { isBerthError, BerthError } from "../wire/errors.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 import type { ApiClient } from "./api-client.js";

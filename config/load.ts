@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { BerthError } from "../wire/errors.js";
-import { ConfigSchema, type Config } from "./schema.js";
+import { ConfigSchema, type Config, type ConfigInput } from "./schema.js";
 
 type Layer = Record<string, unknown>;
 
@@ -44,7 +44,9 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   BERTH_AGENT_DRAIN_TIMEOUT: { path: ["agent", "drainTimeout"] },
   BERTH_AGENT_STOP_GRACE: { path: ["agent", "stopGrace"] },
   BERTH_AGENT_LEASE_TIMEOUT: { path: ["agent", "leaseTimeout"] },
-  BERTH_AGENT_SERVER_DOWN_FOR: { path: ["agent", "serverDownFor"] },
+  BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: { path: ["agent", "runHeartbeatInterval"] },
+  BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
+  BERTH_SERVER_BODY_LIMIT: { path: ["server", "bodyLimit"] },
 };
 
 export function loadConfig(options: LoadConfigOptions): Config {
@@ -55,6 +57,11 @@ export function loadConfig(options: LoadConfigOptions): Config {
     throw new BerthError("BERTH_E_CONFIG", `invalid configuration: ${problems}`, { details: parsed.error.issues });
   }
   return parsed.data;
+}
+
+/** The configuration with nothing but defaults and `input` (no file, no environment): for code and tests. */
+export function defaultConfig(input: ConfigInput = {}): Config {
+  return loadConfig({ env: {}, cwd: "/nonexistent", flags: input as Layer });
 }
 
 function fileLayer(options: LoadConfigOptions): Layer {

@@ -36,6 +36,8 @@ export const ConfigSchema = z.object({
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Where berth keeps its files (SQLite database, logs). Default ~/.berth. */
   home: z.string().default(path.join(os.homedir(), ".berth")),
+  /** How long agents, flow-run containers and `berth run --watch` wait out an unreachable server. Default 5m. */
+  serverDownFor: Duration.default(300_000),
   server: z
     .object({
       /** Default 127.0.0.1. */
@@ -56,6 +58,8 @@ export const ConfigSchema = z.object({
       cancelTimeout: Duration.default(30_000),
       /** How often the server looks for lost runs. Default 5s. */
       reaperInterval: Duration.default(5_000),
+      /** Largest request body accepted, in bytes (log batches are large). Default 16 MiB. */
+      bodyLimit: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
     })
     .prefault({}),
   agent: z
@@ -76,8 +80,10 @@ export const ConfigSchema = z.object({
       containerApiUrl: z.url().optional(),
       /** Long-poll length of a claim. Default 20s. */
       claimWait: Duration.default(20_000),
-      /** Default 10s. */
+      /** How often the agent reports itself alive and renews its leases. Default 10s. */
       heartbeatInterval: Duration.default(10_000),
+      /** How often a flow-run container reports itself alive; keep it well under server.runHeartbeatTimeout. Default 10s. */
+      runHeartbeatInterval: Duration.default(10_000),
       /** How long a stopping agent waits for its flow runs. Default 60s. */
       drainTimeout: Duration.default(60_000),
       /** SIGTERM-to-SIGKILL grace for flow-run containers. Default 10s. */
@@ -86,8 +92,6 @@ export const ConfigSchema = z.object({
       keepContainers: z.boolean().default(false),
       /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */
       leaseTimeout: Duration.default(30_000),
-      /** How long state writes wait out an unreachable server. Default 5m. */
-      serverDownFor: Duration.default(300_000),
     })
     .prefault({}),
 });

@@ -19,12 +19,14 @@ export function captureConsole(reporter: RunReporter): () => void {
     originals.set(method, original);
     console[method] = (...args: unknown[]) => {
       const message = format(...args);
-      reporter.log(LEVELS[method], message, currentTask()?.name ?? null);
+      reporter.log(LEVELS[method], message, currentTask()?.slug ?? null);
       original(message);
     };
   }
   const previousSink = setLogSink((record: LogRecord) => {
-    reporter.log(record.level, record.message, currentTask()?.name ?? null);
+    // A record may name its task (the runner's failure lines do); otherwise it belongs to the running task.
+    const task = typeof record.fields.task === "string" ? record.fields.task : (currentTask()?.slug ?? null);
+    reporter.log(record.level, record.message, task);
     const stream = record.level === "warn" || record.level === "error" ? process.stderr : process.stdout;
     stream.write(`${record.level}: ${record.message}\n`);
   });

@@ -7,6 +7,8 @@
  * swapped for one that reports to the server. A flow that cannot be loaded ends Failed, saying why.
  */
 import { ApiClient } from "../client/api-client.js";
+import { whileServerDown } from "../client/retry.js";
+import type { FlowRunSettings } from "../config/compile.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { storageFromSpec } from "../storage/from-spec.js";
@@ -16,15 +18,8 @@ import { RunContext } from "./run-context.js";
 import { serverFlowRunnerClass } from "./server-runner.js";
 
 export interface ExecuteOptions {
-  apiUrl: string;
-  apiToken?: string | undefined;
-  flowRunId: string;
-  /** The attempt's lease epoch, set by the agent (BERTH_FLOW_RUN_EPOCH). */
-  epoch?: number | undefined;
-  /** How long state writes wait out an unreachable server (default 5 min). */
-  serverDownForMs?: number;
-  /** How often the run reports it is alive (default 10 s). */
-  heartbeatIntervalMs?: number;
+  /** What the agent told this container (config/compile.ts, read from its environment). */
+  settings: FlowRunSettings;
   /** Aborted on SIGTERM: the run ends Cancelled. */
   signal?: AbortSignal;
   /** Diagnostics for the container's own output. */
@@ -36,20 +31,22 @@ export const EXIT_SUPERSEDED = 75;
 
 /** Runs the flow run; resolves with the process exit code (0 only on Success). */
 export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
+  const { settings } = options;
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
-  const flowRun = await client.getFlowRun(options.flowRunId);
+  const client = new ApiClient({ baseUrl: settings.apiUrl, ...(settings.apiToken ? { token: settings.apiToken } : {}) });
+  const waitOut = { forMs: settings.serverDownForMs, onRetry: (err: unknown) => write(`berth: ${describeError(err)}; retrying`) };
+  const flowRun = await whileServerDown(() => client.getFlowRun(settings.flowRunId), waitOut);
   let context: RunContext | undefined;
-  const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write, epoch: options.epoch, onFenced: () => context?.fence() });
-  context = new RunContext(client, reporter, flowRun, options.epoch, options.serverDownForMs ?? 300_000);
+  const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write, epoch: settings.epoch, onFenced: () => context?.fence() });
+  context = new RunContext(client, reporter, flowRun, settings.epoch, settings.serverDownForMs);
   const onAbort = () => context?.cancel("the container received SIGTERM");
   options.signal?.addEventListener("abort", onAbort, { once: true });
   const restoreConsole = captureConsole(reporter);
-  const heartbeat = startHeartbeat(context, options.heartbeatIntervalMs ?? 10_000, write);
+  const heartbeat = startHeartbeat(context, settings.heartbeatIntervalMs, write);
   const previousRunner = getDefaultFlowRunnerClass();
   setDefaultFlowRunnerClass(serverFlowRunnerClass(context));
   try {
-    await runInEnvironment(context);
+    await runInEnvironment(context, settings.serverDownForMs);
   } catch (err) {
     if (context.finalState === undefined && !context.fenced) {
       const message = isBerthError(err) ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
@@ -62,11 +59,12 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     clearInterval(heartbeat);
     restoreConsole();
     options.signal?.removeEventListener("abort", onAbort);
-    await reporter.flush();
+    // Every line the flow printed reaches the server, even across a server restart (within serverDownFor).
+    await reporter.drain(settings.serverDownForMs);
     reporter.close();
   }
   if (context.fenced) {
-    write(`berth: flow run ${flowRun.id} belongs to another attempt now (this was epoch ${options.epoch}); stopped`);
+    write(`berth: flow run ${flowRun.id} belongs to another attempt now (this was epoch ${settings.epoch}); stopped`);
     return EXIT_SUPERSEDED;
   }
   if (context.finalState === undefined) {
@@ -76,8 +74,8 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   return context.finalState === "Success" ? 0 : 1;
 }
 
-async function runInEnvironment(context: RunContext): Promise<void> {
-  const flowSpec = await context.client.getFlow(context.flowRun.flowId);
+async function runInEnvironment(context: RunContext, serverDownForMs: number): Promise<void> {
+  const flowSpec = await whileServerDown(() => context.client.getFlow(context.flowRun.flowId), { forMs: serverDownForMs });
   const { storage, locate } = storageFromSpec(flowSpec.storage, { inContainer: true });
   const location = locate(flowSpec.name);
   if (!location) {

@@ -1,10 +1,13 @@
 /**
  * Ships a flow run's logs and task states to the server in batches, off the task runner's hot path.
- * Reporting never throws into user code: a failed flush is retried on the next one and counted.
+ * Reporting never throws into user code: a batch the server could not take (it is down) is kept and sent
+ * again, and `drain()` at the end of the run keeps trying while the server restarts; a batch the server
+ * refuses as invalid is dropped and counted, since sending it again cannot help.
  */
 import type { ApiClient } from "../client/api-client.js";
+import { backoffMs, sleep } from "../shared/backoff.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import type { LogLevel, LogLine, TaskRun } from "../wire/schema.js";
+import { MAX_LOG_MESSAGE_LENGTH, type LogLevel, type LogLine, type TaskRun } from "../wire/schema.js";
 
 export interface ReporterOptions {
   client: ApiClient;
@@ -27,7 +30,10 @@ export class RunReporter {
   private taskRuns = new Map<string, TaskRun>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  private fenced = false;
   failedFlushes = 0;
+  /** Log lines and task states given up on: refused by the server, or still undelivered when drain() ended. */
+  dropped = 0;
   private readonly flushIntervalMs: number;
   private readonly maxBatch: number;
   private readonly warn: (message: string) => void;
@@ -39,7 +45,9 @@ export class RunReporter {
   }
 
   log(level: LogLevel, message: string, task?: string | null): void {
-    this.logs.push({ at: new Date().toISOString(), level, message, task: task ?? null });
+    // The server takes lines of up to MAX_LOG_MESSAGE_LENGTH characters; a longer one is cut, not refused.
+    const text = message.length > MAX_LOG_MESSAGE_LENGTH ? `${message.slice(0, MAX_LOG_MESSAGE_LENGTH - 40)}… [cut: ${message.length} characters]` : message;
+    this.logs.push({ at: new Date().toISOString(), level, message: text, task: task ?? null });
     this.schedule(this.logs.length >= this.maxBatch);
   }
 
@@ -85,7 +93,13 @@ export class RunReporter {
     } catch (err) {
       if (isBerthError(err, "BERTH_E_STALE_LEASE")) {
         // Another attempt owns the run: what this one has to say no longer counts.
+        this.fenced = true;
         this.options.onFenced?.();
+        return;
+      }
+      if (isBerthError(err) && err.status >= 400 && err.status < 500) {
+        this.dropped += logs.length + taskRuns.length;
+        this.warn(`berth: the server refused ${logs.length} log line(s) and ${taskRuns.length} task state(s); dropped: ${describeError(err)}`);
         return;
       }
       this.failedFlushes += 1;
@@ -93,6 +107,31 @@ export class RunReporter {
       for (const t of taskRuns) if (!this.taskRuns.has(t.taskSlug)) this.taskRuns.set(t.taskSlug, t);
       this.logs = logs.concat(this.logs);
       this.schedule(false);
+    }
+  }
+
+  /** Nothing is waiting to be sent. */
+  get empty(): boolean {
+    return this.logs.length === 0 && this.taskRuns.size === 0;
+  }
+
+  /**
+   * Sends everything buffered, waiting out an unreachable server for up to `forMs`; counts what is still
+   * undelivered after that. The waits hold the process open: the run's last lines are work in progress.
+   */
+  async drain(forMs: number): Promise<void> {
+    const deadline = Date.now() + forMs;
+    for (let attempt = 0; ; attempt++) {
+      await this.flush();
+      if (this.empty || this.fenced) return;
+      const delay = backoffMs(attempt, { maxMs: 5_000 });
+      if (Date.now() + delay > deadline) {
+        const left = this.logs.length + this.taskRuns.size;
+        this.dropped += left;
+        this.warn(`berth: ${left} log line(s) and task state(s) could not be delivered within ${Math.round(forMs / 1000)} s; given up`);
+        return;
+      }
+      await sleep(delay, undefined, { keepAlive: true });
     }
   }
 

@@ -1,6 +1,6 @@
 /**
  * Which task is running right now, carried across awaits, so that console output and log lines written
- * anywhere inside a task can be attributed to it (engine/ reads it when capturing the console).
+ * anywhere inside a task can be attributed to it (flow-run/ reads it when capturing the console).
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 

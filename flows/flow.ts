@@ -208,7 +208,7 @@ export class Flow {
       labels: this.labels,
       environment: serializeEnvironment(this.environment),
       parameters: this.parameters(),
-      tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.task.name })),
+      tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.name })),
       runTimeoutMs: this.runTimeoutMs,
       recovery: this.recovery,
     };

@@ -16,7 +16,10 @@ export interface Binding {
 
 export interface TaskNode {
   readonly task: AnyTask;
+  /** Unique in the flow: the task's name, suffixed when the name repeats ("fetch-2"). */
   readonly slug: string;
+  /** How users see the task: its name, or for an anonymous task its slug ("task-3", by position). */
+  readonly name: string;
   readonly index: number;
   /** Distinct upstream node indices. */
   readonly upstream: number[];
@@ -57,9 +60,11 @@ export class TaskGraph {
       if (other) throw definition(`the flow already has a parameter named "${task.parameter.name}"`);
       this.parameterNames.set(task.parameter.name, task);
     }
+    const slug = this.uniqueSlug(task.anonymous ? `task-${this.nodes.length + 1}` : task.name);
     const node: TaskNode = {
       task,
-      slug: this.uniqueSlug(task.name),
+      slug,
+      name: task.anonymous ? slug : task.name,
       index: this.nodes.length,
       upstream: [],
       downstream: [],

@@ -23,6 +23,8 @@ export interface RunLoopOptions {
   maxConcurrency: number;
   signal?: AbortSignal | undefined;
   onTaskState?: ((task: TaskRef, state: TaskState) => void) | undefined;
+  /** Called when an attempt fails (Retrying, Failed, TimedOut), before onTaskState; only on failures. */
+  onTaskFailure?: ((task: TaskRef, state: TaskState) => void) | undefined;
   /** Where task loggers write (default: the process-wide sink). */
   logSink?: LogSink | undefined;
 }
@@ -33,6 +35,8 @@ export interface RunLoopOutcome {
   cancelled: boolean;
   /** The abort reason, when cancelled. */
   reason?: unknown;
+  /** The node that ended Failed or TimedOut first, if any: the root cause a user wants to see. */
+  firstFailure?: number;
 }
 
 type FailureKind = "Failed" | "TimedOut";
@@ -48,6 +52,7 @@ export class RunLoop {
   private tail = 0;
   private inFlight = 0;
   private finished = false;
+  private firstFailure: number | undefined;
   private readonly controller = new AbortController();
   private readonly attemptControllers = new Set<AbortController>();
   // Not unref'd: a pending retry or timeout is the run's own work and must keep the process alive.
@@ -126,14 +131,14 @@ export class RunLoop {
         this.attemptControllers.add(own);
         signal = own.signal;
       }
-      const ctx = new AttemptContext(signal, attempt, task.name, node.slug, this.options.logSink);
+      const ctx = new AttemptContext(signal, attempt, node.name, node.slug, this.options.logSink);
       this.report?.(i, { name: "Running", attempt });
       if (this.finished) return;
       let out: unknown;
       let thenable = false;
       let threw = false;
       try {
-        out = runInTask({ slug: node.slug, name: task.name, attempt }, task.fn, this.inputsOf(node), ctx);
+        out = runInTask({ slug: node.slug, name: node.name, attempt }, task.fn, this.inputsOf(node), ctx);
         thenable = out !== null && (typeof out === "object" || typeof out === "function") && typeof (out as PromiseLike<unknown>).then === "function";
       } catch (err) {
         threw = true;
@@ -192,10 +197,15 @@ export class RunLoop {
     const task = this.nodes[i]!.task;
     const message = describeError(err);
     if (attempt > task.maxRetries) {
-      this.complete(i, { name: kind, message, error: err, attempt });
+      const state: TaskState = { name: kind, message, error: err, attempt };
+      this.firstFailure ??= i;
+      this.failed(i, state);
+      this.complete(i, state);
       return false;
     }
-    this.report?.(i, { name: "Retrying", message, error: err, attempt });
+    const retrying: TaskState = { name: "Retrying", message, error: err, attempt };
+    this.failed(i, retrying);
+    this.report?.(i, retrying);
     if (this.finished) return false;
     if (task.retryDelay === 0) return true;
     this.inFlight++;
@@ -208,6 +218,11 @@ export class RunLoop {
     }, task.retryDelay);
     this.timers.add(timer);
     return false;
+  }
+
+  private failed(i: number, state: TaskState): void {
+    const hook = this.options.onTaskFailure;
+    if (hook) this.callHook(hook, i, state);
   }
 
   private inputsOf(node: TaskNode): Record<string, unknown> {
@@ -253,7 +268,11 @@ export class RunLoop {
   private finish(): void {
     this.finished = true;
     this.cleanup();
-    this.resolve({ states: this.states as TaskState[], cancelled: false });
+    this.resolve({
+      states: this.states as TaskState[],
+      cancelled: false,
+      ...(this.firstFailure === undefined ? {} : { firstFailure: this.firstFailure }),
+    });
   }
 
   private cleanup(): void {
@@ -266,7 +285,7 @@ export class RunLoop {
   private callHook(hook: (task: TaskRef, state: TaskState) => void, i: number, state: TaskState): void {
     const node = this.nodes[i]!;
     try {
-      hook({ slug: node.slug, name: node.task.name }, state);
+      hook({ slug: node.slug, name: node.name }, state);
     } catch (err) {
       this.finished = true;
       this.cleanup();

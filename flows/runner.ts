@@ -1,15 +1,20 @@
 /**
  * FlowRunner: runs a flow's tasks to a final flow state. Hooks let a subclass report every state as it
- * happens (engine/ reports to the server that way); without hooks nothing extra is called per task.
+ * happens (flow-run/ reports to the server that way); without hooks nothing extra is called per task.
  *
  * Final state (Prefect's rule): Cancelled if the run was aborted; otherwise Failed when any reference task
  * (by default the terminal tasks) ended Failed, TriggerFailed or TimedOut; otherwise Success. A flow whose
- * definition or parameters are wrong ends Failed before any task runs.
+ * definition or parameters are wrong ends Failed before any task runs. A Failed flow's message starts with
+ * the first task that failed and its error: the cause, not the downstream tasks that could not run.
+ *
+ * Every failed attempt is logged (error for a task that failed for good, warn for one that will be retried)
+ * with the error's message and stack, attributed to the task: through `hooks.onLog` when set, else the
+ * process-wide log sink, so the error shows in `berth logs` and on the console of an in-process run.
  */
 import { describeError } from "../wire/errors.js";
 import { LocalExecutor, type Executor } from "./executors.js";
 import type { Flow } from "./flow.js";
-import type { LogRecord } from "../shared/logging.js";
+import { createLogger, type LogRecord, type Logger } from "../shared/logging.js";
 import { RunLoop, type RunLoopOutcome, type TaskRef } from "./run-loop.js";
 import { isFailed, type FlowState, type FlowStateName, type TaskState } from "./state.js";
 
@@ -61,13 +66,16 @@ export class FlowRunner {
     if (typeof prepared === "string") return this.end({ name: "Failed", message: prepared, taskStates: new Map() });
     const executor = options.executor ?? new LocalExecutor();
     const onLog = hooks.onLog;
+    const logSink = onLog ? (record: LogRecord) => onLog.call(hooks, record) : undefined;
+    const log = createLogger({ flow: flow.name }, logSink);
     const outcome = await new RunLoop({
       nodes: flow.nodes,
       parameterValues: prepared.parameterValues,
       maxConcurrency: executor.maxConcurrency,
       signal: options.signal,
       onTaskState: hooks.onTaskState?.bind(hooks),
-      logSink: onLog ? (record) => onLog.call(hooks, record) : undefined,
+      onTaskFailure: (task, state) => logFailure(log, task, state, flow.nodes),
+      logSink,
     }).execute();
     return this.end(this.finalState(outcome, prepared.reference));
   }
@@ -116,11 +124,35 @@ export class FlowRunner {
     }
     const failed = reference.filter((i) => isFailed(states[i]!));
     if (failed.length === 0) return { name: "Success", message: "All reference tasks succeeded.", taskStates };
-    const named = failed.slice(0, 5).map((i) => {
+    const cause = outcome.firstFailure;
+    const others = failed.filter((i) => i !== cause);
+    const named = others.slice(0, 5).map((i) => {
       const s = states[i]!;
       return `"${nodes[i]!.slug}" (${s.name}${s.message && s.name !== "TriggerFailed" ? `: ${s.message}` : ""})`;
     });
-    const more = failed.length > 5 ? ` and ${failed.length - 5} more` : "";
-    return { name: "Failed", message: `Some reference tasks failed: ${named.join(", ")}${more}`, taskStates };
+    const more = others.length > 5 ? ` and ${others.length - 5} more` : "";
+    const rest = `${named.join(", ")}${more}`;
+    if (cause === undefined) return { name: "Failed", message: `Some reference tasks failed: ${rest}`, taskStates };
+    const first = states[cause]!;
+    const what = first.name === "TimedOut" ? "timed out" : "failed";
+    const head = `Task "${nodes[cause]!.slug}" ${what}: ${first.message ?? "no message"}`;
+    const tail = others.length === 0 ? "" : `; reference tasks that did not succeed: ${rest}`;
+    return { name: "Failed", message: `${head}${tail}`, taskStates };
+  }
+}
+
+/** One log line per failed attempt, with the error's stack: what a user needs to fix the task. */
+function logFailure(log: Logger, task: TaskRef, state: TaskState, nodes: Flow["nodes"]): void {
+  const node = nodes.find((n) => n.slug === task.slug);
+  const attempts = (node?.task.maxRetries ?? 0) + 1;
+  const attempt = attempts > 1 ? ` (attempt ${state.attempt} of ${attempts})` : "";
+  const fields = { task: task.slug };
+  if (state.name === "Retrying") {
+    log.warn({ ...fields, err: state.error }, `Task "${task.slug}" failed${attempt}; retrying`);
+  } else if (state.name === "TimedOut") {
+    // A timeout's stack is the timer's, which says nothing about the task.
+    log.error(fields, `Task "${task.slug}" timed out${attempt}: ${state.message ?? ""}`);
+  } else {
+    log.error({ ...fields, err: state.error }, `Task "${task.slug}" failed${attempt}`);
   }
 }

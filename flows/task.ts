@@ -26,7 +26,10 @@ export interface TaskContext {
 export type TaskFn<I, O> = { bivariant(inputs: I, ctx: TaskContext): O }["bivariant"];
 
 export interface TaskOptions {
-  /** Default: the function's name, or "task" for an anonymous function. */
+  /**
+   * Default: the function's name; for an anonymous function, the variable the task is assigned to when
+   * `berth register` bundles the flow, else its position in the flow ("task-3").
+   */
   name?: string;
   /** How many times a failed attempt is retried (default 0). */
   maxRetries?: number;
@@ -56,8 +59,15 @@ interface TaskInternals {
   parameter?: ParameterInfo;
 }
 
+/**
+ * Set by bundled flow code (storage/task-names.ts) right after `const x = task(...)`: the variable's name, for
+ * a task that has no other. A registered symbol, so that it reaches a Task of any copy of berth.
+ */
+export const BINDING_NAME = Symbol.for("berth.Task.bindingName");
+
 export class Task<I extends object = Record<string, any>, O = unknown> {
-  readonly name: string;
+  #name: string;
+  #anonymous: boolean;
   readonly fn: TaskFn<I, O | PromiseLike<O>>;
   readonly maxRetries: number;
   readonly retryDelay: number;
@@ -73,7 +83,8 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
       throw new BerthError("BERTH_E_FLOW_DEFINITION", `task() takes a function, got ${typeof fn}`);
     }
     this.fn = fn;
-    this.name = options.name ?? (fn.name || "task");
+    this.#anonymous = options.name === undefined && fn.name === "";
+    this.#name = options.name ?? (fn.name || "task");
     this.maxRetries = count(options.maxRetries ?? 0, "maxRetries", this.name);
     if (!Number.isInteger(this.maxRetries)) {
       throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${this.name}": maxRetries must be a whole number`);
@@ -88,13 +99,31 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
     this.parameter = internals.parameter;
   }
 
+  /** The task's name: given, the function's, the variable it was assigned to, or "task" when it has none. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** True when nothing names the task: in a flow it is then known by its position ("task-3"). */
+  get anonymous(): boolean {
+    return this.#anonymous;
+  }
+
+  /** Names an anonymous task after the variable it was assigned to; a task with a name keeps it. */
+  [BINDING_NAME](name: string): void {
+    if (!this.#anonymous || typeof name !== "string" || name === "") return;
+    this.#name = name;
+    this.#anonymous = false;
+  }
+
   /** A new task with the same function and options (and the same already-read inputs). */
   copy(): Task<I, O> {
-    return new Task<I, O>(
+    const copy = new Task<I, O>(
       this.fn,
-      { name: this.name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] },
+      { ...(this.#anonymous ? {} : { name: this.name }), maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] },
       { inputs: this.inputs, ...(this.parameter ? { parameter: this.parameter } : {}) },
     );
+    return copy;
   }
 
   /** Makes `upstream` run before this task in `flow`, adding both to it if needed. */

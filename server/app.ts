@@ -8,9 +8,12 @@ import fastifySwagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
+import { MAX_JSON_DEPTH, tooDeep } from "../shared/json-limits.js";
 import type { StateStore } from "../store/port.js";
+import { BerthError } from "../wire/errors.js";
 import { installAuth } from "./auth.js";
-import { DEFAULT_TIMINGS, resolveTimings, type ServerConfig, type ServerContext } from "./context.js";
+import type { ServerOptions } from "../config/compile.js";
+import type { ServerContext } from "./context.js";
 import { installErrorHandlers } from "./error-handler.js";
 import { LocalNotifier, type Notifier } from "./notifier.js";
 import { AgentPresence } from "./presence.js";
@@ -30,7 +33,10 @@ export interface BuildServerOptions {
   store: StateStore;
   /** The process's root logger; the server logs through a child with secrets redacted. */
   logger: Logger;
-  config: ServerConfig;
+  /** Compiled from the configuration (config/compile.ts); listening is the caller's. */
+  options: ServerOptions;
+  /** Reported by /health and the OpenAPI document. */
+  version: string;
   /** Wake-ups for long-polls; default: an in-process notifier (right for one server on SQLite). */
   notifier?: Notifier;
   /** Milliseconds since the epoch, for agent presence and the reaper; default Date.now. */
@@ -44,34 +50,32 @@ declare module "fastify" {
   }
 }
 
-export const DEFAULT_AGENT_LOST_AFTER_MS = DEFAULT_TIMINGS.agentLostAfterMs;
-export const DEFAULT_BODY_LIMIT_BYTES = 16 * 1024 * 1024;
-
 /** Secrets that must never reach a log line, by path. */
 export const REDACTED_LOG_PATHS = ["req.headers.authorization", "headers.authorization", "*.apiToken", "apiToken"];
 
 export async function buildServer(options: BuildServerOptions): Promise<ZodApp> {
-  const { store, config } = options;
+  const { store, version } = options;
+  const config = options.options;
   const logger = options.logger.child({ component: "server" }, { redact: { paths: REDACTED_LOG_PATHS, censor: "[redacted]" } });
   const ownNotifier = options.notifier === undefined;
   const notifier = options.notifier ?? new LocalNotifier();
   const closing = new AbortController();
   const now = options.now ?? Date.now;
-  const timings = resolveTimings(config);
 
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    bodyLimit: config.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    bodyLimit: config.bodyLimitBytes,
     // Agents poll and heartbeat constantly: one line per request at info would drown everything else.
     logController: new LogController({ disableRequestLogging: true }),
   }).withTypeProvider<ZodTypeProvider>();
+  installJsonParser(app);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandlers(app);
 
   await app.register(fastifySwagger, {
     openapi: {
-      info: { title: "berth", description: "The berth API: flows, flow runs, logs and agents.", version: config.version },
+      info: { title: "berth", description: "The berth API: flows, flow runs, logs and agents.", version },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       ...(config.apiToken ? { security: [{ bearer: [] }] } : {}),
     },
@@ -85,8 +89,8 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   // preClose runs before the HTTP server waits for in-flight requests: parked long-polls must answer first.
   app.addHook("preClose", async () => closing.abort());
 
-  const presence = new AgentPresence(timings.agentLostAfterMs, now);
-  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings, now, startedAt: now() });
+  const presence = new AgentPresence(config.agentLostAfterMs, now);
+  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings: config, now, startedAt: now() });
   app.decorate("reaper", reaper);
   app.addHook("onClose", async () => {
     closing.abort();
@@ -95,7 +99,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     if (ownNotifier) await notifier.close();
   });
 
-  const ctx: ServerContext = { store, notifier, presence, config, timings, logger: app.log, closing: closing.signal };
+  const ctx: ServerContext = { store, notifier, presence, options: config, version, logger: app.log, closing: closing.signal };
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
@@ -108,4 +112,24 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   await app.ready();
   reaper.start();
   return app;
+}
+
+/**
+ * JSON bodies are checked for depth before they are parsed (see shared/json-limits.ts), then parsed by
+ * Fastify's own parser, which refuses prototype poisoning.
+ */
+function installJsonParser(app: ZodApp): void {
+  const parse = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const path = tooDeep(body as string);
+    if (path === undefined) return parse(request, body as string, done);
+    const message = `nested deeper than ${MAX_JSON_DEPTH} levels`;
+    done(
+      new BerthError("BERTH_E_VALIDATION", `invalid body for ${request.method} ${request.url.split("?")[0] ?? ""}: ${path} is ${message}`, {
+        details: { issues: [{ in: "body", path, message }] },
+      }),
+      undefined,
+    );
+  });
 }

@@ -21,7 +21,7 @@ import { isBerthError } from "../wire/errors.js";
 import { DEFAULT_RECOVERY, type AgentRecord, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
 import type { FastifyBaseLogger } from "fastify";
 import type { StateStore } from "../store/port.js";
-import type { ServerTimings } from "./context.js";
+import type { ServerOptions } from "../config/compile.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
 import { writeState } from "./write-state.js";
@@ -31,7 +31,7 @@ export interface ReaperOptions {
   notifier: Notifier;
   presence: AgentPresence;
   logger: FastifyBaseLogger;
-  timings: ServerTimings;
+  timings: Pick<ServerOptions, "agentLostAfterMs" | "leaseMs" | "reaperIntervalMs" | "startTimeoutMs" | "runHeartbeatTimeoutMs" | "cancelTimeoutMs">;
   /** Milliseconds since the epoch; the same clock as the store's timestamps. */
   now: () => number;
   /** When the server started (ms): silence is only counted from then on, see reaper-pass.ts. */

@@ -9,12 +9,15 @@ export function backoffMs(attempt: number, options: { baseMs?: number; maxMs?: n
   return Math.round(ceiling / 2 + (options.random ?? Math.random)() * (ceiling / 2));
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. Never rejects; the timer never holds the process. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/**
+ * Resolves after `ms`, or at once when `signal` aborts. Never rejects. The timer does not hold the process
+ * open unless `keepAlive` says the wait is work in progress (a retry that must still happen).
+ */
+export function sleep(ms: number, signal?: AbortSignal, options: { keepAlive?: boolean } = {}): Promise<void> {
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const timer = setTimeout(done, ms);
-    timer.unref();
+    if (!options.keepAlive) timer.unref();
     signal?.addEventListener("abort", done, { once: true });
     function done() {
       clearTimeout(timer);
@@ -22,31 +25,4 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       resolve();
     }
   });
-}
-
-/** Errors that mean "the server is not answering right now", worth retrying. */
-export function isServerDown(err: unknown): boolean {
-  const code = (err as { code?: unknown } | undefined)?.code;
-  return code === "BERTH_E_SERVER_UNREACHABLE" || code === "BERTH_E_UNAVAILABLE";
-}
-
-/**
- * Runs `fn`, retrying with backoff while the server is unreachable, for at most `forMs` in all; other errors,
- * and the last unreachable one, are thrown as they are. Lets agents and containers ride out a server restart.
- */
-export async function whileServerDown<T>(
-  fn: () => Promise<T>,
-  options: { forMs: number; signal?: AbortSignal | undefined; onRetry?: (err: unknown, delayMs: number) => void },
-): Promise<T> {
-  const deadline = Date.now() + options.forMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      const delay = backoffMs(attempt, { maxMs: 5_000 });
-      if (!isServerDown(err) || Date.now() + delay > deadline || options.signal?.aborted) throw err;
-      options.onRetry?.(err, delay);
-      await sleep(delay, options.signal);
-    }
-  }
 }

@@ -3,10 +3,14 @@
  * never edit one that has shipped, since databases in the field have already applied it.
  */
 import type Database from "better-sqlite3";
+import { MAX_JSON_DEPTH, cutDeep, tooDeep } from "../shared/json-limits.js";
 import { BerthError } from "../wire/errors.js";
 
+/** A step of the schema: SQL, or code for what SQL cannot express. */
+export type Migration = string | ((db: Database.Database) => void);
+
 /** Exported for the upgrade test, which builds a database as an older berth left it. */
-export const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE flows (
     id TEXT PRIMARY KEY,
@@ -103,7 +107,31 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX flow_runs_state_updated ON flow_runs (state, updated_at);
   CREATE INDEX agents_name ON agents (name, last_heartbeat_at);
   `,
+  // Free-form JSON is now bounded in depth when it arrives; values stored before that are cut to the bound,
+  // so that no read of an old row can exhaust the stack.
+  (db) => {
+    cutDeepColumn(db, "flows", "environment");
+    cutDeepColumn(db, "flows", "parameters");
+    cutDeepColumn(db, "flow_runs", "parameters");
+  },
 ];
+
+function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {
+  const deep: { id: string; value: string }[] = [];
+  // Nesting past the bound takes at least two characters a level: shorter values cannot be too deep.
+  const rows = db.prepare(`SELECT id, ${column} AS value FROM ${table} WHERE length(${column}) > ?`).iterate(2 * MAX_JSON_DEPTH);
+  for (const row of rows as Iterable<{ id: string; value: string }>) if (tooDeep(row.value) !== undefined) deep.push(row);
+  const update = db.prepare(`UPDATE ${table} SET ${column} = ? WHERE id = ?`);
+  for (const row of deep) {
+    let cut: unknown;
+    try {
+      cut = cutDeep(JSON.parse(row.value));
+    } catch {
+      cut = column === "parameters" ? {} : { type: "custom", className: "unknown", labels: [], metadata: {} };
+    }
+    update.run(JSON.stringify(cut), row.id);
+  }
+}
 
 /** Brings the database to the newest schema. Safe when several connections open the same file at once. */
 export function migrate(db: Database.Database): void {
@@ -117,7 +145,9 @@ export function migrate(db: Database.Database): void {
       );
     }
     for (let version = current; version < MIGRATIONS.length; version++) {
-      db.exec(MIGRATIONS[version] ?? "");
+      const step = MIGRATIONS[version] ?? "";
+      if (typeof step === "string") db.exec(step);
+      else step(db);
     }
     db.pragma(`user_version = ${MIGRATIONS.length}`);
   }).immediate();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { backoffMs, sleep } from "../shared/backoff.js";
-import { defaultNetwork } from "../agent/options.js";
+import { defaultNetwork } from "../config/compile.js";
 
 describe("backoff", () => {
   it("doubles its ceiling per attempt up to the maximum, with jitter in the upper half", () => {

@@ -4,6 +4,7 @@ import { Flow } from "../flows/flow.js";
 import { FlowRunner } from "../flows/runner.js";
 import { isFailed, isFinal } from "../flows/state.js";
 import { task, type TaskContext } from "../flows/task.js";
+import type { LogRecord } from "../shared/logging.js";
 import { seedFlow } from "./support/seed-flow.js";
 
 afterEach(() => {
@@ -102,7 +103,7 @@ describe("FlowRunner", () => {
     const s = state.taskStates.get("bad")!;
     expect(s).toMatchObject({ name: "Failed", message: "always", attempt: 2 });
     expect(s.error).toBeInstanceOf(Error);
-    expect(state.message).toContain('"bad" (Failed: always)');
+    expect(state.message).toBe('Task "bad" failed: always');
   });
 
   it("ends a slow attempt TimedOut and aborts its signal", async () => {
@@ -121,6 +122,43 @@ describe("FlowRunner", () => {
     expect(state.taskStates.get("slow")).toMatchObject({ name: "TimedOut", attempt: 1 });
     expect(state.taskStates.get("slow")?.message).toContain("timed out after 20 ms");
     expect(isFailed(state.taskStates.get("slow")!)).toBe(true);
+  });
+
+  it("names the first task that failed, with its error, not the downstream tasks it kept from running", async () => {
+    const records: LogRecord[] = [];
+    const boom = task(() => {
+      throw new Error("boom-7");
+    });
+    const after = task(({ value }: { value: unknown }) => value);
+    const flow = new Flow("Failing Flow");
+    after.setUpstream(boom, { flow });
+    after.bind({ value: boom }, { flow });
+    const state = await new FlowRunner({ flow, hooks: { onLog: (r) => void records.push(r) } }).run();
+    expect(state.name).toBe("Failed");
+    // Anonymous tasks are known by their position in the flow.
+    expect([...state.taskStates.keys()]).toEqual(["task-1", "task-2"]);
+    expect(state.message).toBe('Task "task-1" failed: boom-7; reference tasks that did not succeed: "task-2" (TriggerFailed)');
+    const errors = records.filter((r) => r.level === "error");
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.fields).toMatchObject({ task: "task-1" });
+    expect(errors[0]!.message).toMatch(/^Task "task-1" failed: boom-7\n\s+at /);
+  });
+
+  it("logs every failed attempt: a warning while retries remain, an error at the end", async () => {
+    const records: LogRecord[] = [];
+    let n = 0;
+    const flaky = task(
+      () => {
+        throw new Error(`attempt ${++n}`);
+      },
+      { name: "flaky", maxRetries: 1 },
+    );
+    const flow = Flow.build("retries", (f) => void f.add(flaky));
+    await new FlowRunner({ flow, hooks: { onLog: (r) => void records.push(r) } }).run();
+    expect(records.map((r) => [r.level, r.message.split("\n")[0], r.fields.task])).toEqual([
+      ["warn", 'Task "flaky" failed (attempt 1 of 2); retrying: attempt 1', "flaky"],
+      ["error", 'Task "flaky" failed (attempt 2 of 2): attempt 2', "flaky"],
+    ]);
   });
 
   it("ends downstream tasks TriggerFailed without running them", async () => {

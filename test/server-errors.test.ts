@@ -5,7 +5,7 @@ import { openSqliteStore } from "../store/sqlite.js";
 import type { StateStore } from "../store/port.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody } from "./support/fixtures.js";
-import { startTestServer } from "./support/server.js";
+import { startTestServer, testServerOptions } from "./support/server.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
 const servers: TestServer[] = [];
@@ -79,6 +79,36 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     await expectError(app, { method: "POST", url: `/api/flow-runs/${run.id}/logs`, payload: { logs: tooBig } }, 413, "BERTH_E_PAYLOAD_TOO_LARGE");
   });
 
+  it("bounds free-form JSON in depth and size, naming the field, so nothing stored can break a later read", async () => {
+    const { app, store } = await server();
+    const nested = (depth: number): string => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+    const flowText = (metadata: string) => {
+      const body = flowBody();
+      return JSON.stringify({ ...body, environment: { ...body.environment, metadata: "METADATA" } }).replace('"METADATA"', metadata);
+    };
+    const json = { "content-type": "application/json" };
+    // 4,106 levels was once accepted and then broke every GET /api/flows; 5,000 broke the write itself.
+    for (const depth of [65, 4_106, 5_000, 200_000]) {
+      const err = await expectError(app, { method: "POST", url: "/api/flows", payload: flowText(nested(depth)), headers: json }, 400, "BERTH_E_VALIDATION");
+      expect(err.message).toMatch(/^invalid body for POST \/api\/flows: environment\.metadata(\.a)+ is nested deeper than 64 levels$/);
+      expect(err.details.issues[0]).toMatchObject({ in: "body", path: expect.stringMatching(/^environment\.metadata\.a/) });
+    }
+    // Within the bound (the body itself is one level, the environment another): accepted, and readable after.
+    const ok = await call(app, { method: "POST", url: "/api/flows", payload: flowText(nested(62)), headers: json });
+    expect(ok.status).toBe(201);
+    const flow = ok.body.flow;
+    const runBody = (parameters: string) => `{"flowId":"${flow.id}","parameters":${parameters}}`;
+    const deepParams = await expectError(app, { method: "POST", url: "/api/flow-runs", payload: runBody(`{"p":${nested(100)}}`), headers: json }, 400, "BERTH_E_VALIDATION");
+    expect(deepParams.message).toContain("parameters.p.a");
+    const bigParams = await expectError(app, { method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id, parameters: { p: "x".repeat(1024 * 1024) } } }, 400, "BERTH_E_VALIDATION");
+    expect(bigParams.message).toMatch(/parameters: is \d+ bytes of JSON; at most 1048576 are allowed/);
+    const bigMetadata = flowBody({ environment: { type: "custom", className: "E", labels: [], metadata: { m: "x".repeat(70 * 1024) } } });
+    expect((await expectError(app, { method: "POST", url: "/api/flows", payload: bigMetadata }, 400, "BERTH_E_VALIDATION")).message).toContain("environment.metadata");
+    expect((await call(app, { method: "GET", url: "/api/flows" })).status).toBe(200);
+    expect(await store.listFlows()).toHaveLength(1);
+    expect(await store.listFlowRuns({})).toEqual([]);
+  });
+
   it("answers unknown routes and methods with BERTH_E_NOT_FOUND", async () => {
     const { app } = await server();
     const err = await expectError(app, { method: "GET", url: "/api/nothing?x=1" }, 404, "BERTH_E_NOT_FOUND");
@@ -128,7 +158,7 @@ describe("bugs", () => {
     });
     const lines: string[] = [];
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
-    const app = await buildServer({ store: broken, logger, config: { version: "t" } });
+    const app = await buildServer({ store: broken, logger, options: testServerOptions(), version: "t" });
     try {
       const res = await app.inject({ method: "GET", url: "/api/flows" });
       expect(res.statusCode).toBe(500);

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite.js";
 import { MIGRATIONS } from "../store/sqlite-migrations.js";
 import { SQL } from "../store/sqlite-sql.js";
+import { tooDeep } from "../shared/json-limits.js";
+import { startTestServer } from "./support/server.js";
 import { describeStoreContract } from "./support/store-contract.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "berth-store-"));
@@ -78,7 +80,7 @@ describe("sqlite specifics", () => {
   it("upgrades a database of the first schema, keeping its runs and giving old flows the default recovery", async () => {
     const file = path.join(dir, "v1.db");
     const db = new Database(file);
-    db.exec(MIGRATIONS[0] ?? "");
+    db.exec(MIGRATIONS[0] as string);
     db.pragma("user_version = 1");
     const at = "2024-01-01T00:00:00.000Z";
     db.prepare(
@@ -96,6 +98,40 @@ describe("sqlite specifics", () => {
       expect(await store.getFlowRun("r1")).toMatchObject({ state: "Submitted", epoch: 0, leaseExpiresAt: null, agentId: "agent-1" });
       // Claimed before leases existed: the start timeout still finds it.
       expect((await store.listRunsUpdatedBefore("Submitted", new Date(), 10)).map((r) => r.id)).toEqual(["r1"]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("upgrades a database holding values nested too deep to serve, cutting them to the bound", async () => {
+    const file = path.join(dir, "deep.db");
+    const db = new Database(file);
+    for (const step of MIGRATIONS.slice(0, 2)) db.exec(step as string);
+    db.pragma("user_version = 2");
+    const deep = `${'{"a":'.repeat(5_000)}1${"}".repeat(5_000)}`;
+    const at = "2024-01-01T00:00:00.000Z";
+    db.prepare(
+      `INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at)
+       VALUES ('f1', 'poisoned', 'poisoned', 1, 'h', '[]', '{"type":"local","directory":"/d","flows":{}}', ?, ?, '[]', ?)`,
+    ).run(`{"type":"custom","className":"E","labels":["x"],"metadata":{"keep":1,"deep":${deep}}}`, `[{"name":"p","required":false,"default":${deep}}]`, at);
+    db.prepare(
+      `INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, version, labels, parameters, created_at, updated_at)
+       VALUES ('r1', 'f1', 'poisoned', 1, 'Scheduled', 0, '[]', ?, ?, ?)`,
+    ).run(`{"p":${deep}}`, at, at);
+    db.close();
+    const store = await openSqliteStore(file);
+    try {
+      const flow = await store.getFlow("f1");
+      expect(flow?.environment).toMatchObject({ type: "custom", className: "E", labels: ["x"], metadata: { keep: 1 } });
+      expect(tooDeep(JSON.stringify(flow?.environment))).toBeUndefined();
+      expect(tooDeep(JSON.stringify(flow?.parameters))).toBeUndefined();
+      expect(tooDeep(JSON.stringify((await store.getFlowRun("r1"))?.parameters))).toBeUndefined();
+      // What broke reads before: the server serving every flow and claiming the run.
+      const server = await startTestServer({ store });
+      const listed = await server.app.inject({ method: "GET", url: "/api/flows" });
+      expect(listed.statusCode).toBe(200);
+      expect(listed.json().flows[0].environment.metadata.deep).toEqual(expect.any(Object));
+      await server.app.close();
     } finally {
       await store.close();
     }

@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   BERTH_E_HEALTHCHECK: 500,
   BERTH_E_PUSH: 502,
   BERTH_E_CONFIG: 400,
+  /** A command-line argument berth cannot use (a malformed --param, an unknown --state). */
+  BERTH_E_USAGE: 400,
   BERTH_E_TIMEOUT: 504,
   BERTH_E_ABORTED: 499,
 } as const;

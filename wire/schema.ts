@@ -52,6 +52,21 @@ const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
 const JsonRecord = z.record(z.string(), z.unknown());
 
+/**
+ * Free-form JSON a user gives (run parameters, environment metadata, parameter defaults) is bounded in size
+ * here, and in depth (64 levels) as the server reads a request (shared/json-limits.ts), so that no stored
+ * value can make a later read or response fail.
+ */
+export const JSON_SIZE_LIMITS = { parameters: 1024 * 1024, metadata: 64 * 1024, parameterDefault: 64 * 1024 } as const;
+
+function jsonOfAtMost<S extends z.ZodType>(schema: S, maxBytes: number): S {
+  return schema.superRefine((value, ctx) => {
+    if (value === undefined) return;
+    const bytes = Buffer.byteLength(JSON.stringify(value) ?? "");
+    if (bytes > maxBytes) ctx.addIssue({ code: "custom", message: `is ${bytes} bytes of JSON; at most ${maxBytes} are allowed` });
+  }) as unknown as S;
+}
+
 /** Where flows live inside a storage image (and where an agent mounts a LocalStorage directory). */
 export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
 
@@ -75,14 +90,14 @@ export const EnvironmentSpec = z.object({
   type: z.enum(["LocalEnvironment", "custom"]),
   className: z.string().min(1).max(200),
   labels: Labels,
-  metadata: JsonRecord,
+  metadata: jsonOfAtMost(JsonRecord, JSON_SIZE_LIMITS.metadata),
 });
 export type EnvironmentSpec = z.infer<typeof EnvironmentSpec>;
 
 export const ParameterSpec = z.object({
   name: Name,
   required: z.boolean(),
-  default: z.unknown().optional(),
+  default: jsonOfAtMost(z.unknown(), JSON_SIZE_LIMITS.parameterDefault).optional(),
 });
 export type ParameterSpec = z.infer<typeof ParameterSpec>;
 
@@ -131,7 +146,7 @@ export const FlowRunCreate = z
     flowName: Name.optional(),
     /** With flowName: a specific version; the newest when omitted. */
     flowVersion: z.number().int().positive().optional(),
-    parameters: JsonRecord.default({}),
+    parameters: jsonOfAtMost(JsonRecord, JSON_SIZE_LIMITS.parameters).default({}),
     /** Overrides the flow's labels for this run. */
     labels: Labels.optional(),
     idempotencyKey: z.string().min(1).max(200).optional(),
@@ -202,10 +217,13 @@ export type TaskRun = z.infer<typeof TaskRun>;
 export const TaskRunsUpdate = z.object({ taskRuns: z.array(TaskRun).min(1).max(10_000), epoch: Epoch.optional() });
 export type TaskRunsUpdate = z.infer<typeof TaskRunsUpdate>;
 
+/** The longest log message the server stores; senders cut longer ones rather than lose them. */
+export const MAX_LOG_MESSAGE_LENGTH = 100_000;
+
 export const LogLine = z.object({
   at: Timestamp,
   level: LogLevel,
-  message: z.string().max(100_000),
+  message: z.string().max(MAX_LOG_MESSAGE_LENGTH),
   task: z.string().max(500).nullable().optional(),
 });
 export type LogLine = z.infer<typeof LogLine>;

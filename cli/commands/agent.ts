@@ -1,8 +1,9 @@
-import { createRootLogger } from "../root-logger.js";
+import { compileAgentOptions } from "../../config/compile.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
-import { startAgent } from "../daemons.js";
+import { createAgent } from "../daemons.js";
 import { parseEnvPairs } from "../format.js";
 import { onShutdown } from "../process.js";
+import { createRootLogger } from "../root-logger.js";
 
 export interface AgentFlags {
   api?: string;
@@ -31,15 +32,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
-  const agent = await startAgent(config, logger);
-  // The agent's own timers are unref'd (a library must not hold a process open), and while it waits for the
-  // Docker engine it has no request in flight either: without this handle the process would simply end.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  onShutdown({
-    graceful: async () => {
-      await agent.stop();
-      clearInterval(keepAlive);
-    },
-    forceful: () => agent.kill(),
-  });
+  const agent = await createAgent(compileAgentOptions(config), logger);
+  onShutdown({ graceful: () => agent.stop(), forceful: () => agent.kill() });
+  await agent.run();
 }

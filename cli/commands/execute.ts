@@ -1,5 +1,5 @@
 import path from "node:path";
-import { BerthError } from "../../wire/errors.js";
+import { readFlowRunSettings } from "../../config/compile.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../../flows/defaults.js";
 import type { FlowRunner, RunOptions } from "../../flows/runner.js";
 import type { FlowState } from "../../flows/state.js";
@@ -8,26 +8,13 @@ import { storageFromSpec } from "../../storage/from-spec.js";
 import { parseParams } from "../format.js";
 
 export async function executeFlowRunCommand(): Promise<void> {
-  const apiUrl = process.env.BERTH_API_URL;
-  const flowRunId = process.env.BERTH_FLOW_RUN_ID;
-  if (!apiUrl || !flowRunId) {
-    throw new BerthError("BERTH_E_CONFIG", "berth execute flow-run needs BERTH_API_URL and BERTH_FLOW_RUN_ID in its environment (an agent sets them)");
-  }
+  const settings = readFlowRunSettings(process.env);
   const { executeFlowRun } = await import("../../flow-run/execute.js");
   const controller = new AbortController();
   const stop = () => controller.abort();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
-  const heartbeat = Number(process.env.BERTH_HEARTBEAT_INTERVAL_MS);
-  const epoch = process.env.BERTH_FLOW_RUN_EPOCH === undefined ? undefined : Number(process.env.BERTH_FLOW_RUN_EPOCH);
-  const code = await executeFlowRun({
-    apiUrl,
-    apiToken: process.env.BERTH_API_TOKEN,
-    flowRunId,
-    epoch: Number.isInteger(epoch) ? epoch : undefined,
-    signal: controller.signal,
-    ...(Number.isFinite(heartbeat) && heartbeat > 0 ? { heartbeatIntervalMs: heartbeat } : {}),
-  });
+  const code = await executeFlowRun({ settings, signal: controller.signal });
   process.exit(code);
 }
 

@@ -38,11 +38,11 @@ export async function runsCommand(global: GlobalOptions, opts: ApiOpts & { flow?
   let state: FlowRunStateName | undefined;
   if (opts.state !== undefined) {
     const parsed = FlowRunStateName.safeParse(opts.state);
-    if (!parsed.success) throw new BerthError("BERTH_E_BAD_REQUEST", `--state must be one of ${FlowRunStateName.options.join(", ")}`);
+    if (!parsed.success) throw new BerthError("BERTH_E_USAGE", `--state must be one of ${FlowRunStateName.options.join(", ")}`);
     state = parsed.data;
   }
   const limit = opts.limit === undefined ? 50 : Number(opts.limit);
-  if (!Number.isInteger(limit) || limit < 1) throw new BerthError("BERTH_E_BAD_REQUEST", `--limit must be a positive whole number`);
+  if (!Number.isInteger(limit) || limit < 1) throw new BerthError("BERTH_E_USAGE", `--limit must be a positive whole number`);
   const { flowRuns } = await client(global, opts).listFlowRuns({ flowName: opts.flow, state, limit });
   if (opts.json) return print(flowRuns);
   if (flowRuns.length === 0) return print("no flow runs");

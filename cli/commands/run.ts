@@ -1,7 +1,9 @@
 import type { ApiClient } from "../../client/api-client.js";
+import { whileServerDown } from "../../client/retry.js";
+import { BerthError, describeError } from "../../wire/errors.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type FlowRunView } from "../../wire/schema.js";
-import { BerthError } from "../../wire/errors.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { EXIT, type ExitCode } from "../exit.js";
 import { parseParams } from "../format.js";
 import { signalOnInterrupt } from "../process.js";
 import { printLog } from "./inspect.js";
@@ -12,7 +14,7 @@ export async function runCommand(
   global: GlobalOptions,
   flow: string,
   opts: { api?: string; param?: string[]; label?: string[]; flowVersion?: string; idempotencyKey?: string; watch?: boolean },
-): Promise<void> {
+): Promise<ExitCode> {
   const config = resolveConfig(global, defined({ apiUrl: opts.api }));
   const client = clientFor(config);
   const body: FlowRunCreate = {
@@ -23,24 +25,43 @@ export async function runCommand(
   };
   if (opts.flowVersion !== undefined) {
     const version = Number(opts.flowVersion);
-    if (!Number.isInteger(version) || version < 1) throw new BerthError("BERTH_E_BAD_REQUEST", `--flow-version must be a positive whole number, not "${opts.flowVersion}"`);
+    if (!Number.isInteger(version) || version < 1) throw new BerthError("BERTH_E_USAGE", `--flow-version must be a positive whole number, not "${opts.flowVersion}"`);
     body.flowVersion = version;
   }
   const { flowRun, created } = await client.createFlowRun(body);
   process.stdout.write(`${created ? "created" : "found existing"} flow run ${flowRun.id} of "${flowRun.flowName}" v${flowRun.flowVersion} (labels: ${flowRun.labels.join(", ") || "none"})\n`);
-  if (!opts.watch) return;
-  const final = await watchFlowRun(client, flowRun, signalOnInterrupt());
-  if (final.state !== "Success") {
-    throw new BerthError("BERTH_E_BAD_REQUEST", `flow run ${final.id} ended ${final.state}${final.stateMessage ? `: ${final.stateMessage}` : ""}`);
-  }
+  if (!opts.watch) return EXIT.ok;
+  const final = await watchFlowRun(client, flowRun, signalOnInterrupt(), config.serverDownFor);
+  if (final.state === "Success") return EXIT.ok;
+  process.stderr.write(`berth: flow run ${final.id} ended ${final.state}${final.stateMessage ? `: ${final.stateMessage.split("\n")[0]}` : ""}\n`);
+  return EXIT.runNotSuccessful;
 }
 
 function printState(entry: FlowRunStateEntry): void {
   process.stdout.write(`state: ${entry.state}${entry.message ? ` (${entry.message.split("\n")[0]})` : ""}\n`);
 }
 
-/** Prints every state change and log line until the run ends; returns the final run. */
-export async function watchFlowRun(client: ApiClient, initial: FlowRunView, signal: AbortSignal): Promise<FlowRunView> {
+/**
+ * Prints every state change and log line until the run ends; returns the final run. A server that goes away
+ * meanwhile is waited for (up to `serverDownForMs`): the run goes on without us, and so does the watch once
+ * the server is back.
+ */
+export async function watchFlowRun(client: ApiClient, initial: FlowRunView, signal: AbortSignal, serverDownForMs: number): Promise<FlowRunView> {
+  let waiting = false;
+  const call = <T>(fn: () => Promise<T>): Promise<T> =>
+    whileServerDown(fn, {
+      forMs: serverDownForMs,
+      signal,
+      onRetry: (err) => {
+        if (waiting) return;
+        waiting = true;
+        process.stderr.write(`berth: lost the server (${describeError(err)}); waiting up to ${Math.round(serverDownForMs / 1000)} s for it to return\n`);
+      },
+    }).then((value) => {
+      if (waiting) process.stderr.write("berth: the server is back\n");
+      waiting = false;
+      return value;
+    });
   let run = initial;
   let after = 0;
   let statesShown = 0;
@@ -48,9 +69,9 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
   for (;;) {
     signal.throwIfAborted();
     const final = FINAL_FLOW_RUN_STATES.includes(run.state);
-    const page = await client.getLogs(run.id, { after, limit: 1000, waitMs: final ? 0 : 1000 }, signal);
+    const page = await call(() => client.getLogs(run.id, { after, limit: 1000, waitMs: final ? 0 : 1000 }, signal));
     // The state history is complete even when a run moves faster than we poll; merge it with the logs by time.
-    const states = await client.listFlowRunStates(run.id, signal);
+    const states = await call(() => client.listFlowRunStates(run.id, signal));
     const events = [
       ...states.slice(statesShown).map((e) => ({ at: e.at, print: () => printState(e) })),
       ...page.logs.map((l) => ({ at: l.at, print: () => printLog(l) })),
@@ -58,7 +79,7 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
     for (const event of events) event.print();
     statesShown = states.length;
     after = page.next;
-    run = await client.getFlowRun(run.id, signal);
+    run = await call(() => client.getFlowRun(run.id, signal));
     if (run.pickup && run.pickup !== pickupShown) {
       pickupShown = run.pickup;
       process.stdout.write(`waiting for an agent: ${run.pickup}\n`);
@@ -66,9 +87,9 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
     if (final && page.logs.length === 0) break;
   }
   if (run.stateMessage && run.state !== "Success" && run.stateMessage.includes("\n")) process.stdout.write(`${run.stateMessage}\n`);
-  const taskRuns = await client.listTaskRuns(run.id, signal);
+  const taskRuns = await call(() => client.listTaskRuns(run.id, signal));
   if (taskRuns.length > 0) {
-    process.stdout.write(`tasks: ${taskRuns.map((t) => `${t.taskName}=${t.state}`).join(", ")}\n`);
+    process.stdout.write(`tasks: ${taskRuns.map((t) => `${t.taskSlug}=${t.state}`).join(", ")}\n`);
   }
   process.stdout.write(`flow run ${run.id}: ${run.state}\n`);
   return run;

@@ -1,31 +1,28 @@
-import { createRootLogger } from "../root-logger.js";
+import { compileAgentOptions, compileServerOptions } from "../../config/compile.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
-import { startAgent, startServer } from "../daemons.js";
+import { createAgent, startServer } from "../daemons.js";
 import { localEngine } from "../engine.js";
 import { onShutdown } from "../process.js";
+import { createRootLogger } from "../root-logger.js";
 
 /** The quickstart: server and one agent in one process. The agent talks to the server it started. */
 export async function upCommand(
   global: GlobalOptions,
   opts: { host?: string; port?: string; db?: string; label?: string[]; concurrency?: string },
 ): Promise<void> {
-  const base = resolveConfig(global, {
+  const config = resolveConfig(global, {
     server: defined({ host: opts.host, port: opts.port, db: opts.db }),
     agent: defined({ labels: opts.label, concurrency: opts.concurrency ?? "2" }),
   });
-  const logger = createRootLogger({ level: base.logLevel, format: process.env.BERTH_LOG_FORMAT });
+  const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT });
   const { ensureBerthImage } = await import("../../images/index.js");
   const engine = await localEngine();
   await engine.ping();
   // Built before the agent starts, so the first flow run does not wait for it.
-  const image = await ensureBerthImage(engine, {
-    log: (line) => logger.info(line),
-  });
+  const image = await ensureBerthImage(engine, { log: (line) => logger.info(line) });
   logger.info({ image }, "berth image ready");
-  const server = await startServer(base, logger.child({ component: "server" }));
-  const config = { ...base, apiUrl: server.url };
-  const agent = await startAgent(config, logger.child({ component: "agent" }), engine);
-  logger.info(`berth is up at ${server.url}: register a flow with \`berth register FILE\`, then \`berth run NAME --watch\``);
+  const server = await startServer(compileServerOptions(config), logger.child({ component: "server" }));
+  const agent = await createAgent(compileAgentOptions({ ...config, apiUrl: server.url }), logger.child({ component: "agent" }), engine);
   onShutdown({
     graceful: async () => {
       await agent.stop();
@@ -33,4 +30,7 @@ export async function upCommand(
     },
     forceful: () => agent.kill(),
   });
+  await agent.start();
+  logger.info(`berth is up at ${server.url}: register a flow with \`berth register FILE\`, then \`berth run NAME --watch\``);
+  await agent.run();
 }

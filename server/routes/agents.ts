@@ -48,7 +48,7 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
       const { status, runs } = request.body;
       const agent = await ctx.store.heartbeatAgent(id, status);
       if (!agent) throw agentNotFound(id);
-      const { lostRunIds } = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.timings.leaseMs);
+      const { lostRunIds } = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.options.leaseMs);
       if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
       const cancelling = await ctx.store.listFlowRuns({ agentId: id, state: "Cancelling", limit: 1000 });
       return { cancelRunIds: cancelling.map((run) => run.id), lostRunIds };

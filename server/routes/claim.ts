@@ -37,7 +37,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             waitMs,
             signals: [gone, ctx.closing],
             attempt: async () => {
-              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.timings.leaseMs);
+              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
               return claimed.length > 0 ? claimed : undefined;
             },
           })) ?? [];

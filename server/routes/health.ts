@@ -6,6 +6,6 @@ export function registerHealthRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/health",
     { schema: { summary: "Liveness, version and store", tags: ["server"], response: withErrors({ 200: Health }) } },
-    async () => ({ status: "ok" as const, version: ctx.config.version, store: ctx.store.description }),
+    async () => ({ status: "ok" as const, version: ctx.version, store: ctx.store.description }),
   );
 }

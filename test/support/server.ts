@@ -1,18 +1,25 @@
 /** A server over a fresh in-memory store (or the given one), for inject() tests; closed by the returned `close`. */
 import { Writable } from "node:stream";
 import pino from "pino";
-import type { ServerConfig } from "../../server/context.js";
+import { compileServerOptions, type ServerOptions } from "../../config/compile.js";
+import { defaultConfig } from "../../config/load.js";
 import { buildServer } from "../../server/app.js";
 import { LocalNotifier } from "../../server/notifier.js";
 import type { StateStore } from "../../store/port.js";
 import { openSqliteStore } from "../../store/sqlite.js";
 
 export interface TestServerOptions {
-  config?: Partial<ServerConfig>;
+  /** Options that differ from the defaults (which come from the configuration schema, as in production). */
+  config?: Partial<ServerOptions>;
   /** One clock for the store's timestamps and the server's idea of "now" (agent presence, the reaper). */
   now?: () => number;
   /** A store to serve instead of a fresh one (on the same clock); closed with the server. */
   store?: StateStore;
+}
+
+/** The server's options with berth's defaults, as `berth server` compiles them, and `overrides`. */
+export function testServerOptions(overrides: Partial<ServerOptions> = {}): ServerOptions {
+  return { ...compileServerOptions(defaultConfig({ server: { db: ":memory:" } })), ...overrides };
 }
 
 export async function startTestServer(options: TestServerOptions = {}) {
@@ -31,7 +38,8 @@ export async function startTestServer(options: TestServerOptions = {}) {
     store,
     logger,
     notifier,
-    config: { version: "0.0.0-test", ...options.config },
+    options: testServerOptions(options.config),
+    version: "0.0.0-test",
     ...(options.now ? { now: options.now } : {}),
   });
   return {

@@ -1,0 +1,60 @@
+/**
+ * The agent's claim loop: while the agent is running, it long-polls the server for runs its labels satisfy,
+ * as many as it has free slots, and launches each. It claims nothing while every slot is taken or the
+ * engine is down, backs off (with jitter) while claims fail, and registers again if the server has
+ * forgotten the agent.
+ */
+import type { Logger } from "pino";
+import type { ApiClient } from "../client/api-client.js";
+import { backoffMs, sleep } from "../shared/backoff.js";
+import { describeError, isBerthError } from "../wire/errors.js";
+import type { ClaimedRun } from "../wire/schema.js";
+import type { EngineWatch } from "./engine-watch.js";
+import type { RunTable } from "./run-table.js";
+
+export interface ClaimLoopDeps {
+  client: ApiClient;
+  log: () => Logger;
+  agentId: () => string;
+  concurrency: number;
+  claimWaitMs: number;
+  runs: RunTable;
+  engine: EngineWatch;
+  /** Whether the agent is still claiming (it stops when the agent drains or stops). */
+  claiming: () => boolean;
+  /** Aborted when the agent stops claiming: ends a parked long-poll and backoff sleeps at once. */
+  stopping: AbortSignal;
+  launch: (claim: ClaimedRun) => void;
+  register: () => Promise<void>;
+}
+
+export async function runClaimLoop(deps: ClaimLoopDeps): Promise<void> {
+  let failures = 0;
+  while (deps.claiming()) {
+    if (!deps.engine.healthy) {
+      await deps.engine.whenBack();
+      continue;
+    }
+    const free = deps.concurrency - deps.runs.size;
+    if (free <= 0) {
+      await deps.runs.slotFreed();
+      continue;
+    }
+    try {
+      deps.log().debug({ free }, "waiting for a claim");
+      const { claims } = await deps.client.claim(deps.agentId(), { max: free, waitMs: deps.claimWaitMs }, deps.stopping);
+      failures = 0;
+      for (const claim of claims) deps.launch(claim);
+    } catch (err) {
+      if (!deps.claiming()) break;
+      if (isBerthError(err, "BERTH_E_AGENT_NOT_FOUND")) {
+        deps.log().warn("the server no longer knows this agent; registering again");
+        await deps.register().catch((e: unknown) => deps.log().error({ err: e }, "re-registration failed"));
+        continue;
+      }
+      const delay = backoffMs(failures++);
+      deps.log().warn(`claim failed: ${describeError(err)}; retrying in ${delay} ms`);
+      await sleep(delay, deps.stopping);
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * The agent's heartbeat: every `heartbeatIntervalMs` it tells the server the agent is alive (online, or
+ * unhealthy while its engine is down) and lists the runs it holds, which renews their leases. The reply
+ * names runs the agent has lost (another attempt owns them: stop them at once) and runs a user cancelled
+ * (stop their containers). When the server cannot be reached, a run whose lease has not been renewed for
+ * `leaseTimeoutMs` is stopped here first, since the server may already have given it to another agent.
+ */
+import type { Logger } from "pino";
+import type { ApiClient } from "../client/api-client.js";
+import { describeError } from "../wire/errors.js";
+import type { EngineWatch } from "./engine-watch.js";
+import type { RunTable } from "./run-table.js";
+
+export interface LeaseKeeperDeps {
+  client: ApiClient;
+  log: () => Logger;
+  /** The agent's id once it has registered. */
+  agentId: () => string | undefined;
+  runs: RunTable;
+  engine: EngineWatch;
+  heartbeatIntervalMs: number;
+  leaseTimeoutMs: number;
+}
+
+export class LeaseKeeper {
+  private timer: NodeJS.Timeout | undefined;
+  private beating: Promise<void> | undefined;
+
+  constructor(private readonly deps: LeaseKeeperDeps) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.beat(), this.deps.heartbeatIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** One heartbeat now; a beat already under way is joined rather than doubled. */
+  beat(): Promise<void> {
+    this.beating ??= this.send().finally(() => {
+      this.beating = undefined;
+    });
+    return this.beating;
+  }
+
+  /** Tells the server the agent has stopped. Best effort: a server that is down will mark it lost anyway. */
+  async sayStopped(): Promise<void> {
+    const id = this.deps.agentId();
+    if (!id) return;
+    await this.deps.client.heartbeatAgent(id, { status: "stopped" }).catch((err: unknown) => {
+      this.deps.log().debug(`could not tell the server the agent stopped: ${describeError(err)}`);
+    });
+  }
+
+  private async send(): Promise<void> {
+    const { client, runs, engine } = this.deps;
+    const id = this.deps.agentId();
+    if (!id) return;
+    await engine.check();
+    const held = runs.lifecycles().map((lifecycle) => ({ id: lifecycle.flowRunId, epoch: lifecycle.epoch }));
+    let reply;
+    try {
+      reply = await client.heartbeatAgent(id, { status: engine.healthy ? "online" : "unhealthy", runs: held });
+    } catch (err) {
+      this.deps.log().warn(`heartbeat failed: ${describeError(err)}`);
+      this.expireLeases();
+      return;
+    }
+    const now = Date.now();
+    const lost = new Set(reply.lostRunIds);
+    for (const { id: flowRunId } of held) {
+      const lifecycle = runs.get(flowRunId);
+      if (!lifecycle) continue;
+      if (lost.has(flowRunId)) void lifecycle.abandon("the server says another attempt owns this flow run now").catch(() => undefined);
+      else lifecycle.leaseRenewedAt = now;
+    }
+    for (const flowRunId of reply.cancelRunIds) {
+      const lifecycle = runs.get(flowRunId);
+      if (!lifecycle) continue;
+      this.deps.log().info({ flowRunId }, "cancelling flow run: stopping its container");
+      void lifecycle.cancel().catch((err: unknown) => this.deps.log().warn({ err, flowRunId }, "could not stop container"));
+    }
+  }
+
+  /** Without a renewed lease, the server may give a run to another agent: stop it here first. */
+  private expireLeases(): void {
+    const now = Date.now();
+    for (const lifecycle of this.deps.runs.lifecycles()) {
+      const silentMs = now - lifecycle.leaseRenewedAt;
+      if (silentMs > this.deps.leaseTimeoutMs) {
+        void lifecycle.abandon(`its lease could not be renewed for ${Math.round(silentMs / 1000)} s`).catch(() => undefined);
+      }
+    }
+  }
+}

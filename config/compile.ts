@@ -1,0 +1,194 @@
+/**
+ * The one step from a Config to what each part of berth runs with: the server's options, the agent's
+ * options, and the environment of a flow-run container (which the container reads back with
+ * `readFlowRunSettings`). Every default lives in config/schema.ts and nowhere else; this only renames into
+ * `...Ms` fields and resolves what depends on other settings (an agent's name, its containers' network).
+ */
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { BerthError } from "../wire/errors.js";
+import type { Config, PullPolicy } from "./schema.js";
+
+/** What `buildServer` and `berth server` run with. */
+export interface ServerOptions {
+  /** Interface and port to listen on. */
+  host: string;
+  port: number;
+  /** SQLite file path (or ":memory:"). */
+  db: string;
+  /** When set, every route but /health and /openapi.json needs `Authorization: Bearer <apiToken>`. */
+  apiToken: string | undefined;
+  /** Largest accepted request body in bytes. */
+  bodyLimitBytes: number;
+  /** An agent silent for longer than this is shown as lost and no longer counted for pickup. */
+  agentLostAfterMs: number;
+  /** How long a claim, and each renewal by an agent heartbeat, holds a run for its agent. */
+  leaseMs: number;
+  /** How often the reaper looks for lost runs; 0 never (call reapOnce yourself). */
+  reaperIntervalMs: number;
+  /** A run claimed this long ago and still not Running goes back to Scheduled. */
+  startTimeoutMs: number;
+  /** A Running run whose container has been silent this long is lost (see the flow's recovery). */
+  runHeartbeatTimeoutMs: number;
+  /** A Cancelling run unconfirmed this long, with its agent lost, is recorded Cancelled. */
+  cancelTimeoutMs: number;
+}
+
+export function compileServerOptions(config: Config): ServerOptions {
+  const { server } = config;
+  return {
+    host: server.host,
+    port: server.port,
+    db: server.db ?? path.join(config.home, "berth.db"),
+    apiToken: config.apiToken,
+    bodyLimitBytes: server.bodyLimit,
+    agentLostAfterMs: server.agentLostAfter,
+    leaseMs: server.lease,
+    reaperIntervalMs: server.reaperInterval,
+    startTimeoutMs: server.startTimeout,
+    runHeartbeatTimeoutMs: server.runHeartbeatTimeout,
+    cancelTimeoutMs: server.cancelTimeout,
+  };
+}
+
+/** What a flow-run container is told by its agent, through its environment. */
+export interface FlowRunSettings {
+  /** The API as the container reaches it. */
+  apiUrl: string;
+  apiToken: string | undefined;
+  flowRunId: string;
+  /** The attempt's lease epoch: every write the container makes carries it (fencing). */
+  epoch: number | undefined;
+  /** How often the container reports itself alive. */
+  heartbeatIntervalMs: number;
+  /** How long the container's writes wait out an unreachable server. */
+  serverDownForMs: number;
+}
+
+/** What a Docker agent runs with. */
+export interface AgentOptions {
+  /** Shown in `berth agents`; the agent keeps its id (and its containers) across restarts by this name. */
+  name: string;
+  /** The agent runs only flow runs whose labels are all among these. */
+  labels: string[];
+  /** How many flow runs at once. */
+  concurrency: number;
+  /** The API URL the agent uses. */
+  apiUrl: string;
+  apiToken: string | undefined;
+  /** Docker network for flow-run containers; undefined for the engine's default. */
+  network: string | undefined;
+  pullPolicy: PullPolicy;
+  /** Extra environment for flow-run containers (berth's own variables win). */
+  env: Record<string, string>;
+  /** Long-poll length of one claim request. */
+  claimWaitMs: number;
+  /** How often the agent heartbeats and renews its leases. */
+  heartbeatIntervalMs: number;
+  /** On stop, how long running flow runs may take to finish. */
+  drainTimeoutMs: number;
+  /** SIGTERM-to-SIGKILL grace when stopping a container. */
+  stopGraceMs: number;
+  /** Leave finished containers for inspection. */
+  keepContainers: boolean;
+  /** Stop a run's container when its lease could not be renewed for this long. */
+  leaseTimeoutMs: number;
+  /** How long the agent's writes wait out an unreachable server. */
+  serverDownForMs: number;
+  /** What every flow-run container of this agent is told, but for the run's id and epoch. */
+  flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch">;
+}
+
+export function compileAgentOptions(config: Config): AgentOptions {
+  const { agent } = config;
+  const containerApiUrl = agent.containerApiUrl ?? config.apiUrl;
+  return {
+    name: agent.name ?? `agent-${os.hostname()}`,
+    labels: agent.labels,
+    concurrency: agent.concurrency,
+    apiUrl: config.apiUrl,
+    apiToken: config.apiToken,
+    network: agent.network ?? defaultNetwork(containerApiUrl),
+    pullPolicy: agent.pullPolicy,
+    env: agent.env,
+    claimWaitMs: agent.claimWait,
+    heartbeatIntervalMs: agent.heartbeatInterval,
+    drainTimeoutMs: agent.drainTimeout,
+    stopGraceMs: agent.stopGrace,
+    keepContainers: agent.keepContainers,
+    leaseTimeoutMs: agent.leaseTimeout,
+    serverDownForMs: config.serverDownFor,
+    flowRun: {
+      apiUrl: containerApiUrl,
+      apiToken: config.apiToken,
+      heartbeatIntervalMs: agent.runHeartbeatInterval,
+      serverDownForMs: config.serverDownFor,
+    },
+  };
+}
+
+/** Loopback API URLs are only reachable from containers on the host network. */
+export function defaultNetwork(apiUrl: string): string | undefined {
+  try {
+    const host = new URL(apiUrl).hostname;
+    return host === "localhost" || host === "[::1]" || host.startsWith("127.") ? "host" : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The variables a flow-run container's settings travel in. */
+const FLOW_RUN_ENV = {
+  apiUrl: "BERTH_API_URL",
+  apiToken: "BERTH_API_TOKEN",
+  flowRunId: "BERTH_FLOW_RUN_ID",
+  epoch: "BERTH_FLOW_RUN_EPOCH",
+  heartbeatIntervalMs: "BERTH_RUN_HEARTBEAT_INTERVAL_MS",
+  serverDownForMs: "BERTH_SERVER_DOWN_FOR_MS",
+} as const satisfies Record<keyof FlowRunSettings, string>;
+
+/** The environment an agent gives a flow-run container. */
+export function flowRunEnvironment(settings: FlowRunSettings): Record<string, string> {
+  const env: Record<string, string> = {
+    [FLOW_RUN_ENV.apiUrl]: settings.apiUrl,
+    [FLOW_RUN_ENV.flowRunId]: settings.flowRunId,
+    [FLOW_RUN_ENV.heartbeatIntervalMs]: String(settings.heartbeatIntervalMs),
+    [FLOW_RUN_ENV.serverDownForMs]: String(settings.serverDownForMs),
+  };
+  if (settings.epoch !== undefined) env[FLOW_RUN_ENV.epoch] = String(settings.epoch);
+  if (settings.apiToken) env[FLOW_RUN_ENV.apiToken] = settings.apiToken;
+  return env;
+}
+
+const Millis = z.coerce.number().int().positive();
+const FlowRunEnv = z.object({
+  [FLOW_RUN_ENV.apiUrl]: z.url(),
+  [FLOW_RUN_ENV.apiToken]: z.string().optional(),
+  [FLOW_RUN_ENV.flowRunId]: z.string().min(1),
+  [FLOW_RUN_ENV.epoch]: z.coerce.number().int().nonnegative().optional(),
+  [FLOW_RUN_ENV.heartbeatIntervalMs]: Millis,
+  [FLOW_RUN_ENV.serverDownForMs]: z.coerce.number().int().nonnegative(),
+});
+
+/** A flow-run container's settings, read back from its environment; a clear error when the agent set none. */
+export function readFlowRunSettings(env: Record<string, string | undefined>): FlowRunSettings {
+  const present = Object.fromEntries(Object.values(FLOW_RUN_ENV).flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
+  const parsed = FlowRunEnv.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new BerthError(
+      "BERTH_E_CONFIG",
+      `berth execute flow-run runs in a container an agent starts, which sets its environment; here it is incomplete (${problems})`,
+    );
+  }
+  const v = parsed.data;
+  return {
+    apiUrl: v[FLOW_RUN_ENV.apiUrl],
+    apiToken: v[FLOW_RUN_ENV.apiToken],
+    flowRunId: v[FLOW_RUN_ENV.flowRunId],
+    epoch: v[FLOW_RUN_ENV.epoch],
+    heartbeatIntervalMs: v[FLOW_RUN_ENV.heartbeatIntervalMs],
+    serverDownForMs: v[FLOW_RUN_ENV.serverDownForMs],
+  };
+}
