@@ -12,6 +12,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { packageRoot } from "../shared/package.js";
 import { BerthError } from "../wire/errors.js";
+import { nameTasks } from "./task-names.js";
 
 export type BundleTarget = "image" | "host";
 
@@ -41,12 +42,15 @@ export async function bundleFlowFile(file: string, options: BundleOptions): Prom
     throw new BerthError("BERTH_E_FLOW_FILE", `flow file not found: ${absolute}`);
   }
   const esbuild = await import("esbuild");
+  const hostEntries = new Set<string>();
   const berthPlugin: import("esbuild").Plugin = {
     name: "berth-import",
     setup(build) {
       build.onResolve({ filter: BERTH_IMPORT }, (args) => {
         if (options.target === "image") return { path: args.path, external: true };
-        return { path: hostEntry(args.path.slice("berth".length)), external: true };
+        const entry = hostEntry(args.path.slice("berth".length));
+        hostEntries.add(entry);
+        return { path: entry, external: true };
       });
     },
   };
@@ -75,7 +79,8 @@ export async function bundleFlowFile(file: string, options: BundleOptions): Prom
   options.signal?.throwIfAborted();
   const output = result.outputFiles[0];
   if (!output) throw new BerthError("BERTH_E_FLOW_FILE", `bundling ${file} produced no output`);
-  return output.text;
+  // Both targets name tasks alike, so the tasks registered on the host are the tasks that run in the image.
+  return nameTasks(output.text, (source) => BERTH_IMPORT.test(source) || hostEntries.has(source));
 }
 
 function formatEsbuildFailure(err: unknown): string {
