@@ -148,8 +148,9 @@ try {
     // Help and --version end with 0; a usage mistake is an error like any other.
     process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.error);
   }
-  process.stderr.write(`${formatFailure(err)}\n`);
-  process.exit(isBerthError(err, "BERTH_E_ABORTED") ? EXIT.interrupted : EXIT.error);
+  const interrupted = isBerthError(err, "BERTH_E_ABORTED") || (err as { name?: unknown } | null)?.name === "AbortError";
+  process.stderr.write(isBerthError(err) || !interrupted ? `${formatFailure(err)}\n` : "berth: interrupted\n");
+  process.exit(interrupted ? EXIT.interrupted : EXIT.error);
 }
 
 /** Sets the process's exit status from a command that returns one (run --watch: whether the run succeeded). */

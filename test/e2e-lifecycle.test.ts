@@ -198,7 +198,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     it("a push to an unreachable registry fails registration with an error naming the registry", async () => {
       const deadRegistry = `127.0.0.1:${await freePort()}/`;
       const result = await cli(["register", fixture("registry-flow.ts")], { BERTH_TEST_REGISTRY: deadRegistry });
-      expect(result.code).toBe(1);
+      expect(result.code).toBe(2);
       expect(result.stderr).toContain(deadRegistry.replace(/\/$/, ""));
       expect(result.stderr.trim().split("\n").at(-1)).toMatch(/^berth: /);
     });

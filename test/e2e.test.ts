@@ -68,7 +68,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
       expect(logsOut.stdout).toMatch(/info  \[output_value\] Example!/);
     }
     const unknown = await cli(["logs", "no-such-run"]);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/^berth: .*no-such-run/);
 
     const tasks = await client.listTaskRuns(runId);
@@ -122,19 +122,26 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     }
   });
 
-  it("a failing task gives a Failed run that carries the error", async () => {
+  it("a failing task shows its error and stack in the logs and the watch, and the run names it", async () => {
     const registered = await cli(["register", fixture("failing-flow.ts")]);
     expect(registered.code, registered.stderr).toBe(0);
     const run = await cli(["run", "Failing Flow", "--watch"]);
-    expect(run.code).not.toBe(0);
-    expect(run.stdout).toMatch(/flow run \S+: Failed/);
+    // 1: the run ended Failed (berth itself did what it was asked).
+    expect(run.code, run.stderr).toBe(1);
+    expect(run.stderr).toMatch(/^berth: flow run \S+ ended Failed: Task "first" failed: boom-7/m);
     const runId = /flow run (\S+): Failed/.exec(run.stdout)![1]!;
-    const tasks = Object.fromEntries((await client.listTaskRuns(runId)).map((t) => [t.taskName, t]));
-    expect(tasks.prepare?.state).toBe("Success");
-    expect(tasks.explode?.state).toBe("Failed");
-    expect(tasks.explode?.message).toContain("boom: cannot handle 41");
-    expect(tasks.explode?.attempt).toBe(2);
-    expect(tasks.after?.state).toBe("TriggerFailed");
+    // The cause, not the downstream task it kept from running.
+    expect(run.stdout).toMatch(/^state: Failed \(Task "first" failed: boom-7; reference tasks that did not succeed: "second" \(TriggerFailed\)/m);
+    expect(run.stdout).toMatch(/^tasks: first=Failed, second=TriggerFailed, flaky=Failed$/m);
+    for (const out of [run.stdout, (await cli(["logs", runId])).stdout]) {
+      expect(out).toMatch(/ error \[first\] Task "first" failed: boom-7\n\s+at /);
+      expect(out).toMatch(/ warn  \[flaky\] Task "flaky" failed \(attempt 1 of 2\); retrying: flaky\n\s+at /);
+      expect(out).toMatch(/ error \[flaky\] Task "flaky" failed \(attempt 2 of 2\): flaky\n\s+at /);
+    }
+    const tasks = Object.fromEntries((await client.listTaskRuns(runId)).map((t) => [t.taskSlug, t]));
+    expect(tasks.first).toMatchObject({ taskName: "first", state: "Failed", message: "boom-7" });
+    expect(tasks.second?.state).toBe("TriggerFailed");
+    expect(tasks.flaky).toMatchObject({ state: "Failed", attempt: 2 });
   });
 
   it("two agents with different labels each get only their runs", async () => {
@@ -173,23 +180,23 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
 
   it("bad flow files get clear one-line errors", async () => {
     const syntax = await cli(["register", fixture("bad-syntax.ts")]);
-    expect(syntax.code).toBe(1);
+    expect(syntax.code).toBe(2);
     expect(syntax.stderr).toMatch(/bad-syntax\.ts:3:\d+: error: Expected/);
     const noExport = await cli(["register", fixture("no-export.ts")]);
-    expect(noExport.code).toBe(1);
+    expect(noExport.code).toBe(2);
     expect(noExport.stderr).toContain("exports no Flow");
     const throws = await cli(["register", fixture("throws-on-load.ts")]);
-    expect(throws.code).toBe(1);
+    expect(throws.code).toBe(2);
     expect(throws.stderr).toContain("the flow's module failed on purpose");
     const missing = await cli(["register", path.join(os.tmpdir(), "no-such-flow-file.ts")]);
-    expect(missing.code).toBe(1);
+    expect(missing.code).toBe(2);
     expect(missing.stderr).toContain("flow file not found");
     for (const r of [syntax, noExport, throws, missing]) expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
   it("the build-time healthcheck names the failing check and its cause", async () => {
     const result = await cli(["register", fixture("missing-dependency.ts")]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/healthcheck .*failed/);
     expect(result.stderr).toContain('environment dependency "berth-test-module-that-does-not-exist"');
     const { flows } = await client.listFlows();
@@ -198,7 +205,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
 
   it("client commands against a dead server say so in one line", async () => {
     const result = await berth(["flows", "--api", "http://127.0.0.1:9"]);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/cannot reach the berth server at http:\/\/127\.0\.0\.1:9/);
   });
 
