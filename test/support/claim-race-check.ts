@@ -25,8 +25,10 @@ export async function expectEachRunClaimedOnce(created: readonly string[], claim
   expectNone([...byRun.keys()].filter((id) => !createdIds.has(id)), "claims of runs never created");
 
   // The race means something only if processes competed; one process taking everything would prove nothing.
+  // Each claimer stops at its first empty claim, so a store whose claim can come back empty while runs are
+  // still waiting ends claimers early and shows up here too.
   const processes = new Set(claims.map((c) => c.process));
-  expect(processes.size, "processes that claimed runs").toBeGreaterThan(1);
+  expect(processes.size, "processes that claimed runs (1: the claims never overlapped, or claims came back empty while runs waited)").toBeGreaterThan(1);
 
   const unexpected = claims.filter((c) => c.state !== "Submitted" || c.version !== 1 || c.epoch !== 1);
   expectNone(unexpected, "claims that were not the first attempt of a Scheduled run");

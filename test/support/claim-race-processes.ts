@@ -26,7 +26,16 @@ export async function raceProcesses({ setups, deadlineMs }: ProcessRace): Promis
   const racers: Racer[] = [];
   try {
     const script = path.join(dir, "claim-racer.mjs");
-    await build({ entryPoints: [RACER_SOURCE], outfile: script, bundle: true, platform: "node", format: "esm", target: "node20", logLevel: "silent" });
+    await build({
+      entryPoints: [RACER_SOURCE],
+      outfile: script,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      target: "node20",
+      sourcemap: "inline",
+      logLevel: "silent",
+    });
     return await bounded(deadlineMs, "the racers to finish", async () => {
       racers.push(...setups.map((setup) => new Racer(script, setup)));
       await Promise.all(racers.map((racer) => racer.expect("ready")));
@@ -61,7 +70,7 @@ class Racer {
   private wake: (() => void) | undefined;
 
   constructor(script: string, setup: RacerSetup) {
-    this.child = fork(script, [JSON.stringify(setup)], { stdio: ["ignore", "pipe", "pipe", "ipc"] });
+    this.child = fork(script, [JSON.stringify(setup)], { stdio: ["ignore", "pipe", "pipe", "ipc"], execArgv: ["--enable-source-maps"] });
     const keep = (d: Buffer): void => {
       this.output += d.toString();
     };
