@@ -110,7 +110,8 @@ class Racer {
   }
 
   async kill(): Promise<void> {
-    if (this.closed) return;
+    // Without a pid the fork never started, and no "close" will come.
+    if (this.closed || this.child.pid === undefined) return;
     const closed = new Promise<void>((resolve) => this.child.once("close", () => resolve()));
     this.child.kill("SIGKILL");
     await closed;

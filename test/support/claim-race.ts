@@ -35,7 +35,7 @@ const API_RUNS = 200;
 const PROCESSES = 5;
 const SERVERS = 3;
 const CLAIMERS_PER_SERVER = 3;
-/** Every claimer can take every run, and agents with more labels take the more selective query path. */
+/** Claimers' label sets; every run carries "gpu" only, so every claimer can take every run. */
 const LABELS = [["gpu"], ["gpu", "linux"]] as const;
 /** Far longer than the race: no lease runs out while it lasts. */
 const LEASE_MS = 10 * 60_000;
@@ -87,7 +87,7 @@ export function describeClaimRace(name: string, targets: { store: StoreRaceTarge
         const claimers = await Promise.all(
           Array.from({ length: SERVERS * CLAIMERS_PER_SERVER }, async (_, n) => {
             const name = uniqueName(`racer-${n}`);
-            const agent = await client(n).registerAgent({ name, labels: [...(LABELS[n % LABELS.length] ?? [])], concurrency: 3 }, signal);
+            const agent = await client(n).registerAgent({ name, labels: [...(LABELS[n % LABELS.length] ?? [])] }, signal);
             return { name, agentId: agent.id, api: client(n), max: 1 + (n % 3) };
           }),
         );

@@ -1,7 +1,7 @@
 /**
  * One racing process of the claim race (claim-race-processes.ts compiles it and forks it several times): opens
- * the shared store, says it is ready, and on "go" lets its claimers claim until nothing is left, then reports
- * every run they got. Its claimers share the process's one store handle.
+ * the shared store, says it is ready, and on "go" lets each of its claimers claim until a claim finds nothing,
+ * then reports every run they got. Its claimers share the process's one store handle.
  */
 import type { ParentMessage, RacerMessage, RacerSetup, ReportedClaim } from "./claim-race-protocol.js";
 import { openStore } from "./claim-race-protocol.js";
