@@ -6,12 +6,13 @@ import { expect } from "vitest";
 import type { FlowRun, FlowRunStateEntry } from "../../wire/schema.js";
 import type { ReportedClaim } from "./claim-race-protocol.js";
 
-/** Reads runs back: a StateStore and an ApiClient both fit. */
-/** How many runs are read back at once. */
+/** How many run histories are read back at once. */
 const READING_AT_ONCE = 8;
 
+/** Reads the raced runs back, from the store itself or through a server. */
 export interface RunReader {
-  getFlowRun(id: string): Promise<FlowRun | undefined>;
+  /** Every run of the race's database, which holds no others. */
+  listFlowRuns(): Promise<FlowRun[]>;
   listFlowRunStates(id: string): Promise<FlowRunStateEntry[]>;
 }
 
@@ -33,15 +34,17 @@ export async function expectEachRunClaimedOnce(created: readonly string[], claim
   const unexpected = claims.filter((c) => c.state !== "Submitted" || c.version !== 1 || c.epoch !== 1);
   expectNone(unexpected, "claims that were not the first attempt of a Scheduled run");
 
+  const stored = new Map((await reader.listFlowRuns()).map((run) => [run.id, run]));
+  expectNone([...stored.keys()].filter((id) => !createdIds.has(id)), "stored runs the race never created");
   const disagreeing: string[] = [];
   const check = async (claim: ReportedClaim): Promise<void> => {
-    const [run, states] = await Promise.all([reader.getFlowRun(claim.flowRunId), reader.listFlowRunStates(claim.flowRunId)]);
-    const stored = { state: run?.state, version: run?.version, epoch: run?.epoch, agentId: run?.agentId };
-    const history = states.map((s) => `${s.state}@${s.version}:${s.agentId ?? "-"}`);
+    const run = stored.get(claim.flowRunId);
+    const current = { state: run?.state, version: run?.version, epoch: run?.epoch, agentId: run?.agentId };
+    const history = (await reader.listFlowRunStates(claim.flowRunId)).map((s) => `${s.state}@${s.version}:${s.agentId ?? "-"}`);
     const expected = { state: "Submitted", version: 1, epoch: 1, agentId: claim.agentId };
     const expectedHistory = ["Scheduled@0:-", `Submitted@1:${claim.agentId}`];
-    if (JSON.stringify(stored) !== JSON.stringify(expected) || JSON.stringify(history) !== JSON.stringify(expectedHistory)) {
-      disagreeing.push(`${claim.flowRunId} claimed by ${claim.claimer}: stored ${JSON.stringify(stored)}, history ${history.join(" ")}`);
+    if (JSON.stringify(current) !== JSON.stringify(expected) || JSON.stringify(history) !== JSON.stringify(expectedHistory)) {
+      disagreeing.push(`${claim.flowRunId} claimed by ${claim.claimer}: stored ${JSON.stringify(current)}, history ${history.join(" ")}`);
     }
   };
   for (let i = 0; i < claims.length; i += READING_AT_ONCE) await Promise.all(claims.slice(i, i + READING_AT_ONCE).map(check));

@@ -43,6 +43,8 @@ const LEASE_MS = 10 * 60_000;
 const DEADLINE_MS = 60_000;
 /** How many runs are created at once through the API. */
 const CREATING_AT_ONCE = 8;
+/** Lists every run of the race at once (the API's largest page). */
+const LIST_LIMIT = 1000;
 
 export function describeClaimRace(name: string, targets: { store: StoreRaceTarget; servers: ServerRaceTarget }): void {
   describe(`claim race: ${name}`, () => {
@@ -60,7 +62,11 @@ export function describeClaimRace(name: string, targets: { store: StoreRaceTarge
           claimers: [{ name: `racer-${p}`, labels: LABELS[p % LABELS.length] ?? [], max: 1 + (p % 3) }],
         }));
         const claims = await raceProcesses({ setups, deadlineMs: DEADLINE_MS });
-        await expectEachRunClaimedOnce(created, claims, store);
+        const reader = store;
+        await expectEachRunClaimedOnce(created, claims, {
+          listFlowRuns: () => reader.listFlowRuns({ limit: LIST_LIMIT }),
+          listFlowRunStates: (id) => reader.listFlowRunStates(id),
+        });
       } finally {
         try {
           await store?.close();
@@ -107,7 +113,11 @@ export function describeClaimRace(name: string, targets: { store: StoreRaceTarge
           )
         ).flat();
         // Read back through another server than the one that created the runs.
-        await expectEachRunClaimedOnce(created, claims, client(SERVERS - 1));
+        const reader = client(SERVERS - 1);
+        await expectEachRunClaimedOnce(created, claims, {
+          listFlowRuns: async () => (await reader.listFlowRuns({ limit: LIST_LIMIT }, signal)).flowRuns,
+          listFlowRunStates: (id) => reader.listFlowRunStates(id, signal),
+        });
       } finally {
         await servers.stop();
       }
