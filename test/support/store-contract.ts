@@ -1,8 +1,8 @@
 /**
  * The StateStore contract: every implementation (SQLite now, PostgreSQL later) must pass this one suite.
  * `open` gives a fresh, empty store (on the given clock, when one is given); `openSibling`, when the store is
- * persistent, opens a second connection to the same database (for durability and cross-connection claim races).
- * The lease tests live in store-contract-leases.ts.
+ * persistent, opens a second connection to the same database (for durability, and claims over two connections).
+ * The lease tests live in store-contract-leases.ts; claims racing in separate processes, in claim-race.ts.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { isBerthError } from "../../wire/errors.js";
@@ -240,7 +240,11 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(await store.claimFlowRuns("agent", [], 10, LEASE_MS)).toEqual([]);
     });
 
-    it("never hands one run to two concurrent claimers", async () => {
+    // A quick check in one process, not the proof of exclusion: a synchronous store (better-sqlite3) runs each
+    // claim to completion before the next starts, so these claims take turns and cannot overlap. They would
+    // overlap for a store whose calls yield, such as one over PostgreSQL. The proof is the claim race
+    // (claim-race.ts), which races claimers in separate processes on one database.
+    it("hands each run out once to many claimers in one process", async () => {
       const { store, run } = await storeWithFlow(["gpu"]);
       const stores = options.openSibling ? [store, await sibling(store)] : [store];
       const ids = new Set<string>();
