@@ -1,7 +1,7 @@
 /**
  * Errors with identity. Every error berth raises on purpose is a `BerthError` with a stable code; the code
- * decides the HTTP status in exactly one table (`HTTP_STATUS`), and the wire body is always
- * `{ error: { code, message, details? } }`.
+ * decides the HTTP status in exactly one table (`ERROR_CODES`), and the wire body is always
+ * `{ error: { code, message, details? } }`. docs/errors.md documents every code; a test keeps the two in step.
  */
 
 export const ERROR_CODES = {
