@@ -25,8 +25,8 @@ export class RunContext {
     readonly flowRun: FlowRun,
     /** This attempt's lease epoch (absent when run by hand, without an agent). */
     readonly epoch: number | undefined,
-    /** How long state writes wait out an unreachable server. */
-    private readonly serverDownForMs: number,
+    /** How long state writes (and the last reports) wait out an unreachable server. */
+    readonly serverDownForMs: number,
   ) {
     this.version = flowRun.version;
   }

@@ -24,7 +24,8 @@ export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
               context.started = true;
               return;
             }
-            await context.reporter.flush();
+            // Every log line and task state first: once the run is final, followers stop reading.
+            await context.reporter.drain(context.serverDownForMs);
             if (state === "Cancelled" && !(await context.cancelledByUser())) {
               // Stopped from outside (SIGTERM from the engine or an operator), not cancelled: that is a failure.
               await context.setState("Failed", `the flow run's container was stopped before the flow finished (${context.stopReason ?? "signal"})`);
