@@ -66,7 +66,7 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   for (const w of warnings) log(`warning: ${w}`);
 
   const storage: Storage = flow.storage instanceof DockerStorage || isStorage(flow.storage) ? (flow.storage as Storage) : new DockerStorage();
-  const external = storage instanceof DockerStorage ? (storage.options.dependencies ?? []) : [];
+  const external = storage instanceof DockerStorage ? storage.dependencyNames : [];
   const source = await bundleFlowFile(file, { target: "image", external, ...(signal ? { signal } : {}) });
   storage.addFlow(flow, source);
 

@@ -12,4 +12,11 @@ describe("DockerStorage build", () => {
     const dockerfile = renderDockerfile(new DockerStorage({ env: { PRICE: "$5 or ${HOME}", PLAIN: "a b" } }), "base:1", []);
     expect(dockerfile).toContain('ENV PRICE="\\$5 or \\${HOME}" \\\n    PLAIN="a b"\n');
   });
+
+  it("leaves dependencies out of the bundle by package name, whatever version spec installs them", () => {
+    const storage = new DockerStorage({
+      dependencies: ["is-number", "is-number@7.0.0", "@scope/pkg@^1.2.0", "@scope/pkg", "alias@npm:real@1", "github:user/repo", "git+ssh://git@host/r.git"],
+    });
+    expect(storage.dependencyNames).toEqual(["is-number", "is-number", "@scope/pkg", "@scope/pkg", "alias", "github:user/repo", "git+ssh://git@host/r.git"]);
+  });
 });
