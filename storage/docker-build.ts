@@ -90,7 +90,7 @@ async function defaultBaseImage(context: DockerBuildContext): Promise<string> {
 export function renderDockerfile(storage: DockerStorage, baseImage: string, files: ContextFile[]): string {
   const lines = [`FROM ${baseImage}`];
   const env = Object.entries(storage.options.env ?? {});
-  if (env.length > 0) lines.push(`ENV ${env.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" \\\n    ")}`);
+  if (env.length > 0) lines.push(`ENV ${env.map(([k, v]) => `${k}=${envValue(v)}`).join(" \\\n    ")}`);
   for (const file of files) lines.push(`COPY ${file.contextName} ${JSON.stringify(file.target)}`);
   lines.push(`WORKDIR ${IMAGE_FLOWS_DIR}`);
   const deps = storage.options.dependencies ?? [];
@@ -105,6 +105,11 @@ export function renderDockerfile(storage: DockerStorage, baseImage: string, file
   }
   lines.push(`LABEL io.berth.storage="docker"`);
   return `${lines.join("\n")}\n`;
+}
+
+/** A double-quoted ENV value the builder takes verbatim: it would otherwise substitute `$NAME` and `${NAME}`. */
+function envValue(value: string): string {
+  return JSON.stringify(value).replace(/\$/g, "\\$");
 }
 
 function shellQuote(s: string): string {

@@ -60,6 +60,11 @@ export class DockerStorage extends Storage {
     return `${this.registryUrl}${this.imageName}:${this.imageTag ?? "latest"}`;
   }
 
+  /** The package names `dependencies` install, which the flow bundle leaves as imports: "is-number@7.0.0" → "is-number". */
+  get dependencyNames(): string[] {
+    return (this.options.dependencies ?? []).map(packageName);
+  }
+
   /** Bundled sources by flow name, for the builder. */
   flowSources(): ReadonlyMap<string, string> {
     return this.sources;
@@ -85,4 +90,9 @@ brand(DockerStorage, "DockerStorage");
 /** Whether `value` is a DockerStorage, made by this copy of berth or another. */
 export function isDockerStorage(value: unknown): value is DockerStorage {
   return hasBrand(value, "DockerStorage");
+}
+
+/** The name in an npm install spec ("name@range", "@scope/name@range", "alias@npm:name@range"); other specs as given. */
+function packageName(spec: string): string {
+  return /^((?:@[^/@]+\/)?[^/@:]+)@/.exec(spec)?.[1] ?? spec;
 }

@@ -81,7 +81,8 @@ function resolveDependency(resolve: NodeJS.Require, dep: string): void {
 export function reportHealthcheck(results: CheckResult[], write: (line: string) => void): number {
   for (const r of results) {
     if (r.ok) write(`berth healthcheck: ok ${r.check} (${r.location})`);
-    else write(`${HEALTHCHECK_FAILED_MARKER} ${r.check} (${r.location}): ${r.cause ?? "failed"}`);
+    // The builder reads this report line by line: a cause spanning lines would reach the user cut at its first.
+    else write(`${HEALTHCHECK_FAILED_MARKER} ${r.check} (${r.location}): ${(r.cause ?? "failed").replace(/\s*\n\s*/g, " ")}`);
   }
   return results.some((r) => !r.ok) ? 1 : 0;
 }

@@ -66,7 +66,7 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   for (const w of warnings) log(`warning: ${w}`);
 
   const storage: Storage = isStorage(flow.storage) ? flow.storage : new DockerStorage();
-  const external = isDockerStorage(storage) ? (storage.options.dependencies ?? []) : [];
+  const external = isDockerStorage(storage) ? storage.dependencyNames : [];
   const source = await bundleFlowFile(file, { target: "image", external, ...(signal ? { signal } : {}) });
   storage.addFlow(flow, source);
 
