@@ -7,6 +7,7 @@ import { createRequire } from "node:module";
 import { describeError } from "../wire/errors.js";
 import { EnvironmentSpec } from "../wire/schema.js";
 import { Environment, isEnvironment } from "../environments/environment.js";
+import { serializeEnvironment } from "../environments/serialize.js";
 import type { Flow } from "../flows/flow.js";
 import { pickFlow } from "./storage.js";
 import { pathToFileURL } from "node:url";
@@ -55,7 +56,8 @@ async function checkFlow(location: string): Promise<CheckResult[]> {
   for (const dep of f.environment.dependencies) {
     record(`environment dependency "${dep}"`, () => resolveDependency(resolve, dep));
   }
-  record("environment serialization", () => void EnvironmentSpec.parse(JSON.parse(JSON.stringify(f.environment.serialize()))));
+  // What registration sends the server (serializeEnvironment: by class identity), round-tripped through JSON.
+  record("environment serialization", () => void EnvironmentSpec.parse(JSON.parse(JSON.stringify(serializeEnvironment(f.environment)))));
   return results;
 }
 
