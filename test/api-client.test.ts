@@ -114,7 +114,7 @@ describe("ApiClient against a listening server", () => {
     const flow = (await client.registerFlow(flowBody())).flow;
     const agent = await client.registerAgent({ name: "fast" });
     const claim = client.claim(agent.id, { waitMs: 30_000 });
-    await until(() => s.notifier.waiting(RUNS_TOPIC) === 1);
+    await until("a claim to park", () => s.notifier.waiting(RUNS_TOPIC) === 1);
     const started = performance.now();
     const run = (await client.createFlowRun({ flowId: flow.id })).flowRun;
     const { claims } = await claim;
@@ -127,10 +127,10 @@ describe("ApiClient against a listening server", () => {
     const agent = await client.registerAgent({ name: "leaving" });
     const controller = new AbortController();
     const claim = client.claim(agent.id, { waitMs: 30_000 }, controller.signal);
-    await until(() => s.notifier.waiting(RUNS_TOPIC) === 1);
+    await until("a claim to park", () => s.notifier.waiting(RUNS_TOPIC) === 1);
     controller.abort();
     expect((await rejection(claim)).code).toBe("BERTH_E_ABORTED");
-    await until(() => s.notifier.waiting(RUNS_TOPIC) === 0, 5000, "the waiter to be removed");
+    await until("the waiter to be removed", () => s.notifier.waiting(RUNS_TOPIC) === 0, { timeoutMs: 5_000 });
     const flow = (await client.registerFlow(flowBody())).flow;
     const run = (await client.createFlowRun({ flowId: flow.id })).flowRun;
     expect((await client.getFlowRun(run.id)).state).toBe("Scheduled");

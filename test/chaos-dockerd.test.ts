@@ -16,18 +16,10 @@ import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
+import { until } from "./support/wait.js";
 
 const mayRestartDockerd = process.env.CI === "true" || process.env.BERTH_TEST_RESTART_DOCKERD === "1";
 if (dockerAvailable && !mayRestartDockerd) process.stderr.write("skipping the dockerd restart test: set BERTH_TEST_RESTART_DOCKERD=1 to let it restart your Docker engine\n");
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<number> {
-  const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return Date.now() - started;
-}
 
 const engineAnswers = () => engine.ping().then(() => true, () => false);
 
@@ -35,7 +27,7 @@ const dockerdRunning = () => promisify(execFile)("pgrep", ["-x", "dockerd"]).the
 
 /** Starts dockerd once the previous one has exited: it stops answering at SIGTERM but lives on while it stops containers. */
 async function startDockerd(): Promise<void> {
-  await until("the old dockerd to exit", async () => !(await dockerdRunning()), 60_000);
+  await until("the old dockerd to exit", async () => !(await dockerdRunning()), { timeoutMs: 60_000, everyMs: 200 });
   const log = openSync("/var/log/berth-dockerd.log", "a");
   spawn("dockerd", [], { detached: true, stdio: ["ignore", log, log] }).unref();
 }
@@ -60,7 +52,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
   afterAll(async () => {
     if (!(await engineAnswers())) {
       await startDockerd();
-      await until("dockerd to come back", engineAnswers, 60_000);
+      await until("dockerd to come back", engineAnswers, { timeoutMs: 60_000, everyMs: 200 });
     }
     expect(await tearDown({ agents: agent ? [agent] : [], server, client, dir })).toEqual([]);
   });
@@ -74,13 +66,13 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
     const step = (what: string) => process.stdout.write(`dockerd restart: ${what}\n`);
     step("both runs Running; stopping dockerd");
     await promisify(execFile)("pkill", ["-TERM", "-x", "dockerd"]);
-    const downAfter = await until("dockerd to stop", async () => !(await engineAnswers()), 60_000);
+    const downAfter = await until("dockerd to stop", async () => !(await engineAnswers()), { timeoutMs: 60_000, everyMs: 200 });
     step(`engine down after ${downAfter} ms`);
     const agentId = (await client.listAgents()).agents.find((a) => a.name === `engine-${process.pid}`)!.id;
     const unhealthyAfter = await until("the agent to report itself unhealthy", async () => {
       const { agents } = await client.listAgents();
       return agents.find((a) => a.id === agentId)?.status === "unhealthy";
-    });
+    }, { timeoutMs: 60_000, everyMs: 200 });
     // A run created now is not started while the engine is away.
     const waiting = await client.createFlowRun({ flowName: "Chaos Flow", labels: ["engine"], parameters: { millis: 200 } });
     await new Promise((r) => setTimeout(r, 1_000));
@@ -88,7 +80,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
 
     step(`agent unhealthy after ${unhealthyAfter} ms; starting dockerd`);
     await startDockerd();
-    const backAfter = await until("dockerd to come back", engineAnswers, 60_000);
+    const backAfter = await until("dockerd to come back", engineAnswers, { timeoutMs: 60_000, everyMs: 200 });
     const resumed = await waitFinal(client, waiting.flowRun.id, 120_000).catch((err: Error) => {
       throw new Error(`${err.message}\nagent output:\n${agent.output.split("\n").slice(-40).join("\n")}`);
     });

@@ -4,6 +4,7 @@ import { isBerthError } from "../wire/errors.js";
 import { REGISTRY_PORT, ensureRegistryImage } from "../images/index.js";
 import { TarTree } from "../shared/tar-tree.js";
 import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
+import { httpAnswers } from "./support/wait.js";
 
 const suite = await dockerSuite("reg");
 const { engine, id } = suite;
@@ -18,21 +19,6 @@ async function freePort(): Promise<number> {
   return address.port;
 }
 
-/** Waits (bounded) for the registry's API root to answer. */
-async function waitForRegistry(port: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) });
-      if (res.ok) return;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`the registry on 127.0.0.1:${port} did not answer within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe.skipIf(suite.skipReason !== undefined)(suiteTitle("registry image and push/pull", suite), () => {
   let port = 0;
   let registryContainer = "";
@@ -45,7 +31,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("registry image and p
     registryContainer = await engine.runContainer(
       suite.spec(registryImage, undefined, { ports: [{ containerPort: REGISTRY_PORT, hostPort: port, hostIp: "127.0.0.1" }] }),
     );
-    await waitForRegistry(port);
+    await httpAnswers(`http://127.0.0.1:${port}/v2/`);
   });
 
   afterAll(async () => {

@@ -10,9 +10,10 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
-import { dockerAvailable, engine } from "./support/docker.js";
+import { containerGone, dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
+import { httpAnswers } from "./support/wait.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 
@@ -95,7 +96,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(run.state).toBe("Cancelled");
     const tasks = await client.listTaskRuns(flowRun.id);
     expect(tasks.find((t) => t.taskName === "sleep")?.state).toBe("Cancelled");
-    await expectContainerGone(`berth-run-${flowRun.id}`);
+    await containerGone(`berth-run-${flowRun.id}`);
   });
 
   it("a run over its flow's run timeout is failed by the agent, which stops its container", async () => {
@@ -106,7 +107,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(run.state).toBe("Failed");
     expect(run.stateMessage).toContain("exceeded its run timeout of 2 s");
     expect(Date.parse(run.endedAt!) - Date.parse(run.startedAt!)).toBeLessThan(15_000);
-    await expectContainerGone(`berth-run-${flowRun.id}`);
+    await containerGone(`berth-run-${flowRun.id}`);
   });
 
   it("on SIGTERM an agent stops claiming and lets its running flow run finish, then exits 0", async () => {
@@ -162,7 +163,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
         `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${path.join(dir, "registry")}\nhttp:\n  addr: 127.0.0.1:${port}\n`,
       );
       registry = spawn("docker-registry", ["serve", config], { stdio: "ignore" });
-      await waitForHttp(`http://127.0.0.1:${port}/v2/`);
+      await httpAnswers(`http://127.0.0.1:${port}/v2/`);
     });
 
     afterAll(async () => {
@@ -191,7 +192,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
       const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
       expect(logs.map((l) => l.message)).toContain("pulled and ran");
       // The agent removes the container just after the run ends; only then can the image go.
-      await expectContainerGone(`berth-run-${flowRun.id}`);
+      await containerGone(`berth-run-${flowRun.id}`);
       await engine.removeImage(image);
     });
 
@@ -204,27 +205,3 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     });
   });
 });
-
-/** The agent removes a container right after it stops; wait for that, bounded. */
-async function expectContainerGone(name: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (await engine.inspectContainer(name)) {
-    if (Date.now() > deadline) throw new Error(`container ${name} still exists after ${timeoutMs} ms`);
-    await engine.waitContainer(name).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function waitForHttp(url: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const res = await fetch(url);
-      if (res.status < 500) return;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

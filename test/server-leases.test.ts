@@ -121,7 +121,7 @@ describe("agent registration", () => {
     const name = uniqueName("agent");
     const agent = (await post("/api/agents", { name })).body;
     const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 200 });
-    await until(() => s.notifier.waiting(RUNS_TOPIC) === 1, 5_000, "a claim to park");
+    await until("a claim to park", () => s.notifier.waiting(RUNS_TOPIC) === 1, { timeoutMs: 5_000 });
     expect((await post("/api/agents", { name })).status).toBe(200);
     expect(s.lines.find((l) => l.level === 40 && String(l.msg).includes(`agent name ${name} is in use`))).toMatchObject({ agentId: agent.id });
     await claim;

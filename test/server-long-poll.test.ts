@@ -26,7 +26,7 @@ async function setup(flowLabels: string[] = [], agentLabels: string[] = []) {
   return { flow, agent };
 }
 
-const parked = (n = 1, topic = RUNS_TOPIC) => until(() => s.notifier.waiting(topic) === n, 5000, `${n} parked on ${topic}`);
+const parked = (n = 1, topic = RUNS_TOPIC) => until(`${n} parked on ${topic}`, () => s.notifier.waiting(topic) === n, { timeoutMs: 5000 });
 
 describe("claim long-poll", () => {
   it("wakes a parked claim the moment a run is created", async () => {

@@ -66,7 +66,7 @@ describe("rule 1: a claimed run that does not start", () => {
 
     const other = await h.agent();
     const parked = h.post(`/api/agents/${other.id}/claim`, { waitMs: 30_000 });
-    await until(() => h.s.notifier.waiting(RUNS_TOPIC) === 1, 5_000, "a claim to park");
+    await until("a claim to park", () => h.s.notifier.waiting(RUNS_TOPIC) === 1, { timeoutMs: 5_000 });
 
     expect(await h.reap(T0 + 60_000)).toEqual({ ...nothing, rescheduled: [run.id] });
     const message =
@@ -245,7 +245,7 @@ describe("the reaper's writes", () => {
     const h = await harness({ config: { reaperIntervalMs: 10 } });
     const { run } = await h.claimed();
     clock = T0 + 31_000;
-    await until(async () => (await h.fetch(run.id)).state === "Scheduled", 5_000, "the reaper to reschedule the run");
+    await until("the reaper to reschedule the run", async () => (await h.fetch(run.id)).state === "Scheduled", { timeoutMs: 5_000 });
     const started = Date.now();
     await h.s.close();
     servers.splice(servers.indexOf(h.s), 1);
@@ -264,7 +264,7 @@ describe("the reaper's writes", () => {
     });
     const h = await harness({ store: flaky, config: { reaperIntervalMs: 10 } });
     clock = T0 + 60_000;
-    await until(() => h.s.lines.some((l) => l.level === 50 && String(l.msg).includes("reaper pass failed")), 5_000, "the failure to be logged");
+    await until("the failure to be logged", () => h.s.lines.some((l) => l.level === 50 && String(l.msg).includes("reaper pass failed")), { timeoutMs: 5_000 });
     broken = false;
     await expect(h.s.app.reaper.reapOnce()).resolves.toEqual(nothing);
   });

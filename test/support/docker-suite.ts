@@ -1,12 +1,12 @@
 /**
- * Shared setup of the Docker-backed suites: they run against the real engine, are never skipped when
- * CI=true (an unreachable engine fails the suite with the ping message), and own everything they create
- * through one label whose value is unique to the suite run.
+ * Shared setup of the Docker-backed suites that create containers of their own: they run against the real
+ * engine (probed once, in docker.ts: under CI=true an unreachable engine fails the suite) and own everything
+ * they create through one label whose value is unique to the suite run.
  */
 import { randomBytes } from "node:crypto";
-import { describeError } from "../../wire/errors.js";
-import { createDockerEngine, type DockerEngine } from "../../engine/docker-engine.js";
+import type { DockerEngine } from "../../engine/docker-engine.js";
 import type { ContainerSpec } from "../../engine/port.js";
+import { dockerProblem, engine } from "./docker.js";
 
 export const TEST_LABEL = "io.berth.test-run";
 
@@ -23,16 +23,8 @@ export interface DockerSuite {
 }
 
 export async function dockerSuite(prefix: string): Promise<DockerSuite> {
-  const engine = createDockerEngine();
   const id = `${prefix}-${randomBytes(4).toString("hex")}`;
-  let skipReason: string | undefined;
-  try {
-    await engine.ping();
-  } catch (err) {
-    if (process.env.CI === "true") throw err;
-    skipReason = `Docker engine unreachable (${describeError(err)}); set CI=true to make this a failure`;
-    console.warn(`[${prefix}] skipped: ${skipReason}`);
-  }
+  const skipReason = dockerProblem === undefined ? undefined : `Docker engine unreachable (${dockerProblem}); set CI=true to make this a failure`;
   let counter = 0;
   return {
     engine,

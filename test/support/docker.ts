@@ -3,10 +3,11 @@
  * skip); elsewhere the Docker suites are skipped with the reason printed.
  */
 import { describeError } from "../../wire/errors.js";
-import { createDockerEngine } from "../../engine/docker-engine.js";
-import { OWNER_LABEL, type ContainerEngine } from "../../engine/port.js";
+import { until } from "./wait.js";
+import { createDockerEngine, type DockerEngine } from "../../engine/docker-engine.js";
+import { OWNER_LABEL } from "../../engine/port.js";
 
-export const engine: ContainerEngine = createDockerEngine();
+export const engine: DockerEngine = createDockerEngine();
 
 async function probe(): Promise<string | undefined> {
   try {
@@ -26,8 +27,16 @@ if (problem) process.stderr.write(`skipping Docker tests: ${problem}\n`);
 /** True when the Docker engine answers. */
 export const dockerAvailable = problem === undefined;
 
+/** Why the Docker suites are skipped (outside CI, with no engine); undefined when the engine answers. */
+export const dockerProblem: string | undefined = problem;
+
 /** Containers carrying berth's ownership label, optionally for one agent. */
 export async function berthContainers(labels: Record<string, string> = {}): Promise<string[]> {
   const found = await engine.listContainers({ [OWNER_LABEL]: "true", ...labels });
   return found.map((c) => `${c.name} (${c.state})`);
+}
+
+/** Resolves once the container is gone (an agent removes a run's container just after it stops). */
+export function containerGone(name: string, timeoutMs = 30_000): Promise<number> {
+  return until(`container ${name} to be removed`, async () => (await engine.inspectContainer(name)) === undefined, { timeoutMs, everyMs: 100 });
 }
