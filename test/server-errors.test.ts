@@ -1,26 +1,15 @@
 import pino from "pino";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect } from "vitest";
 import { buildServer } from "../server/app.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { StateStore } from "../store/port.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody } from "./support/fixtures.js";
-import { startTestServer, testServerOptions } from "./support/server.js";
-
-type TestServer = Awaited<ReturnType<typeof startTestServer>>;
-const servers: TestServer[] = [];
-async function server(config: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer(config);
-  servers.push(s);
-  return s;
-}
-afterEach(async () => {
-  for (const s of servers.splice(0)) await s.close();
-});
+import { test as it, testServerOptions } from "./support/server.js";
 
 describe("bad input gets a 4xx with the error shape, and changes nothing", () => {
-  it("rejects malformed JSON, wrong content types, empty and poisoned bodies", async () => {
-    const { app, store } = await server();
+  it("rejects malformed JSON, wrong content types, empty and poisoned bodies", async ({ server }) => {
+    const { app, store } = server;
     const json = { "content-type": "application/json" };
     const cases: [unknown, Record<string, string>, number, string][] = [
       ["{not json", json, 400, "BERTH_E_BAD_REQUEST"],
@@ -38,8 +27,8 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     expect(await store.listFlows()).toEqual([]);
   });
 
-  it("rejects wrong types and unknown fields, naming each problem", async () => {
-    const { app, store } = await server();
+  it("rejects wrong types and unknown fields, naming each problem", async ({ server }) => {
+    const { app, store } = server;
     const err = await expectError(app, { method: "POST", url: "/api/flows", payload: { ...flowBody(), name: 42, labels: ["ok", "not ok"] } }, 400, "BERTH_E_VALIDATION");
     expect(err.details.issues).toEqual(
       expect.arrayContaining([
@@ -61,15 +50,15 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     expect(await store.listFlowRuns({})).toEqual([]);
   });
 
-  it("rejects a body over the limit with 413", async () => {
-    const { app, store } = await server({ config: { bodyLimitBytes: 64 * 1024 } });
+  it("rejects a body over the limit with 413", async ({ startServer }) => {
+    const { app, store } = await startServer({ config: { bodyLimitBytes: 64 * 1024 } });
     const huge = { ...flowBody(), contentHash: "x".repeat(100 * 1024) };
     await expectError(app, { method: "POST", url: "/api/flows", payload: huge }, 413, "BERTH_E_PAYLOAD_TOO_LARGE");
     expect(await store.listFlows()).toEqual([]);
   });
 
-  it("accepts large log batches under the default limit, refuses beyond it", async () => {
-    const { app } = await server();
+  it("accepts large log batches under the default limit, refuses beyond it", async ({ server }) => {
+    const { app } = server;
     const flow = (await call(app, { method: "POST", url: "/api/flows", payload: flowBody() })).body.flow;
     const run = (await call(app, { method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body.flowRun;
     const at = new Date().toISOString();
@@ -79,8 +68,8 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     await expectError(app, { method: "POST", url: `/api/flow-runs/${run.id}/logs`, payload: { logs: tooBig } }, 413, "BERTH_E_PAYLOAD_TOO_LARGE");
   });
 
-  it("bounds free-form JSON in depth and size, naming the field, so nothing stored can break a later read", async () => {
-    const { app, store } = await server();
+  it("bounds free-form JSON in depth and size, naming the field, so nothing stored can break a later read", async ({ server }) => {
+    const { app, store } = server;
     const nested = (depth: number): string => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
     const flowText = (metadata: string) => {
       const body = flowBody();
@@ -109,8 +98,8 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     expect(await store.listFlowRuns({})).toEqual([]);
   });
 
-  it("answers unknown routes and methods with BERTH_E_NOT_FOUND", async () => {
-    const { app } = await server();
+  it("answers unknown routes and methods with BERTH_E_NOT_FOUND", async ({ server }) => {
+    const { app } = server;
     const err = await expectError(app, { method: "GET", url: "/api/nothing?x=1" }, 404, "BERTH_E_NOT_FOUND");
     expect(err.message).toBe("no route GET /api/nothing");
     await expectError(app, { method: "DELETE", url: "/api/flows" }, 404, "BERTH_E_NOT_FOUND");
@@ -119,8 +108,8 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
 });
 
 describe("authentication", () => {
-  it("requires the bearer token everywhere but /health and /openapi.json", async () => {
-    const { app } = await server({ config: { apiToken: "s3cret" } });
+  it("requires the bearer token everywhere but /health and /openapi.json", async ({ startServer }) => {
+    const { app } = await startServer({ config: { apiToken: "s3cret" } });
     const err = await expectError(app, { method: "GET", url: "/api/flows" }, 401, "BERTH_E_UNAUTHORIZED");
     expect(err.message).toContain("BERTH_API_TOKEN");
     await expectError(app, { method: "GET", url: "/api/flows", headers: { authorization: "Bearer wrong" } }, 401, "BERTH_E_UNAUTHORIZED");
@@ -132,13 +121,13 @@ describe("authentication", () => {
     expect((await call(app, { method: "GET", url: "/openapi.json" })).status).toBe(200);
   });
 
-  it("is off without a token", async () => {
-    const { app } = await server();
+  it("is off without a token", async ({ server }) => {
+    const { app } = server;
     expect((await call(app, { method: "GET", url: "/api/flows", headers: { authorization: "Bearer anything" } })).status).toBe(200);
   });
 
-  it("never logs the token", async () => {
-    const { app, lines } = await server({ config: { apiToken: "s3cret" } });
+  it("never logs the token", async ({ startServer }) => {
+    const { app, lines } = await startServer({ config: { apiToken: "s3cret" } });
     app.log.info({ req: { headers: { authorization: "Bearer s3cret" } } }, "probe 1");
     app.log.info({ headers: { authorization: "Bearer s3cret" }, config: { apiToken: "s3cret" } }, "probe 2");
     await call(app, { method: "GET", url: "/api/flows", headers: { authorization: "Bearer s3cret" } });

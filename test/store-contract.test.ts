@@ -127,11 +127,10 @@ describe("sqlite specifics", () => {
       expect(tooDeep(JSON.stringify(flow?.parameters))).toBeUndefined();
       expect(tooDeep(JSON.stringify((await store.getFlowRun("r1"))?.parameters))).toBeUndefined();
       // What broke reads before: the server serving every flow and claiming the run.
-      const server = await startTestServer({ store });
+      await using server = await startTestServer({ store });
       const listed = await server.app.inject({ method: "GET", url: "/api/flows" });
       expect(listed.statusCode).toBe(200);
       expect(listed.json().flows[0].environment.metadata.deep).toEqual(expect.any(Object));
-      await server.app.close();
     } finally {
       await store.close();
     }

@@ -94,6 +94,11 @@ export class BerthProcess {
     await exited;
   }
 
+  /** `await using agent = new BerthProcess(...)`: stopped when the block ends, whatever happens in it. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
   /** SIGTERM, then SIGKILL after graceMs; resolves with the exit code. */
   async stop(graceMs = 15_000): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;

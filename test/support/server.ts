@@ -1,6 +1,7 @@
 /** A server over a fresh in-memory store (or the given one), for inject() tests; closed by the returned `close`. */
 import { Writable } from "node:stream";
 import pino from "pino";
+import { test as base } from "vitest";
 import { compileServerOptions, type ServerOptions } from "../../config/compile.js";
 import { defaultConfig } from "../../config/load.js";
 import { buildServer } from "../../server/app.js";
@@ -54,5 +55,31 @@ export async function startTestServer(options: TestServerOptions = {}) {
       await notifier.close();
       await store.close();
     },
+    /** `await using s = await startTestServer()`: closed when the block ends, whatever happens in it. */
+    async [Symbol.asyncDispose](): Promise<void> {
+      await this.close();
+    },
   };
 }
+
+export type TestServer = Awaited<ReturnType<typeof startTestServer>>;
+
+/**
+ * `test` with a `server` fixture: a fresh server per test, closed after it by vitest, so no test can forget
+ * to. `startServer(options)` makes more (or differently configured) ones, closed the same way.
+ */
+export const test = base.extend<{ server: TestServer; startServer: (options?: TestServerOptions) => Promise<TestServer> }>({
+  // vitest reads a fixture's dependencies from its first parameter's destructuring: this one has none.
+  startServer: async ({}, use) => {
+    const started: TestServer[] = [];
+    await use(async (options) => {
+      const server = await startTestServer(options);
+      started.push(server);
+      return server;
+    });
+    for (const server of started.reverse()) await server.close();
+  },
+  server: async ({ startServer }, use) => {
+    await use(await startServer());
+  },
+});
