@@ -1,0 +1,110 @@
+/**
+ * The agent's state machine, without Docker: a server on loopback and an engine port that answers pings and
+ * owns no containers. (Everything that runs containers is tested against the real engine elsewhere.)
+ */
+import { Writable } from "node:stream";
+import pino from "pino";
+import { describe, expect } from "vitest";
+import { Agent } from "../agent/agent.js";
+import { ApiClient } from "../client/api-client.js";
+import { compileAgentOptions } from "../config/compile.js";
+import { defaultConfig } from "../config/load.js";
+import type { ContainerEngine } from "../engine/port.js";
+import { BerthError } from "../wire/errors.js";
+import { test as it, type TestServer } from "./support/server.js";
+import { until } from "./support/wait.js";
+
+/** An engine that answers (or not) and has no containers; nothing here may start one. */
+function idleEngine(answers: () => boolean = () => true): ContainerEngine {
+  const refuse = (): never => {
+    throw new Error("this test starts no containers");
+  };
+  return {
+    ping: async () => {
+      if (!answers()) throw new BerthError("BERTH_E_DOCKER_UNAVAILABLE", "no engine here");
+    },
+    listContainers: async () => [],
+    imageExists: refuse,
+    pullImage: refuse,
+    buildImage: refuse,
+    pushImage: refuse,
+    importImage: refuse,
+    removeImage: refuse,
+    tagImage: refuse,
+    runContainer: refuse,
+    waitContainer: refuse,
+    inspectContainer: refuse,
+    containerOutput: refuse,
+    stopContainer: refuse,
+    removeContainer: refuse,
+  } as ContainerEngine;
+}
+
+async function agentOn(server: TestServer, engine = idleEngine()) {
+  await server.app.listen({ host: "127.0.0.1", port: 0 });
+  const address = server.app.server.address();
+  const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+  const lines: { state?: string; from?: string; msg: string }[] = [];
+  const logger = pino({ level: "info" }, new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString())), done()) }));
+  const options = compileAgentOptions(defaultConfig({ apiUrl: url, agent: { name: "lifecycle", heartbeatInterval: "50ms", claimWait: "200ms", drainTimeout: "2s" } }));
+  const agent = new Agent({ client: new ApiClient({ baseUrl: url }), engine, logger, berthImage: () => Promise.reject(new Error("unused")) }, options);
+  const transitions = () => lines.filter((l) => l.state !== undefined).map((l) => `${l.from} → ${l.state}`);
+  return { agent, client: new ApiClient({ baseUrl: url }), transitions };
+}
+
+describe("the agent's lifetime", () => {
+  it("goes starting → running → draining → stopped, logging each transition, and run() resolves once stopped", async ({ server }) => {
+    const { agent, client, transitions } = await agentOn(server);
+    const life = agent.run();
+    await until("the agent to claim", () => agent.state === "running");
+    expect((await client.listAgents()).agents.map((a) => [a.name, a.status])).toEqual([["lifecycle", "online"]]);
+    let ended = false;
+    void life.then(() => (ended = true));
+    const stopping = agent.stop();
+    expect(agent.stop()).toBe(stopping);
+    await stopping;
+    await life;
+    expect(ended).toBe(true);
+    expect(agent.state).toBe("stopped");
+    expect(transitions()).toEqual(["starting → running", "running → draining", "draining → stopped"]);
+    await until("the server to hear it stopped", async () => (await client.listAgents()).agents[0]?.status === "stopped");
+    // Stopped is final: neither stop() nor kill() moves it again.
+    await agent.stop();
+    agent.kill();
+    expect(transitions()).toHaveLength(3);
+  });
+
+  it("stops at once on kill(), from running straight to stopped", async ({ server }) => {
+    const { agent, transitions } = await agentOn(server);
+    await agent.start();
+    agent.kill();
+    expect(agent.state).toBe("stopped");
+    expect(transitions()).toEqual(["starting → running", "running → stopped"]);
+  });
+
+  it("can be stopped while it is still starting (the server is not there yet)", async ({ server }) => {
+    const { agent, transitions } = await agentOn(server);
+    await server.app.close();
+    const starting = agent.start();
+    await agent.stop();
+    await starting;
+    expect(agent.state).toBe("stopped");
+    expect(transitions()).toEqual(["starting → draining", "draining → stopped"]);
+  });
+
+  it("reports itself unhealthy while its engine does not answer, and online again when it does", async ({ server }) => {
+    let engineUp = true;
+    const { agent, client } = await agentOn(server, idleEngine(() => engineUp));
+    await agent.start();
+    try {
+      engineUp = false;
+      await until("the agent to report unhealthy", async () => (await client.listAgents()).agents[0]?.status === "unhealthy", { timeoutMs: 5_000 });
+      expect(agent.healthy).toBe(false);
+      engineUp = true;
+      await until("the agent to report online", async () => (await client.listAgents()).agents[0]?.status === "online", { timeoutMs: 10_000 });
+      expect(agent.healthy).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+  });
+});
