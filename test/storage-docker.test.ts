@@ -58,7 +58,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
   /** Registers a flow that must fail its healthcheck; returns the failed checks as "check: cause". */
   const registerFailing = async (file: string, flowName: string, slug: string): Promise<string[]> => {
     const result = await register(file, { BERTH_TEST_IMAGE_NAME: `berth-test-${id}-${slug}` });
-    expect(result.code, result.stdout + result.stderr).toBe(1);
+    expect(result.code, result.stdout + result.stderr).toBe(2);
     const { flows } = await client.listFlows();
     expect(flows.map((f) => f.name)).not.toContain(flowName);
     return healthcheckFailures(result, `/opt/berth/flows/${slug}.mjs`);
@@ -214,7 +214,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
       beforeAll(async () => {
         const slug = "healthcheck-three-checks-flow";
         const result = await register(fixture("healthcheck-graph-dependency-serialization.ts"), { BERTH_TEST_IMAGE_NAME: `berth-test-${id}-three` });
-        expect(result.code, result.stdout + result.stderr).toBe(1);
+        expect(result.code, result.stdout + result.stderr).toBe(2);
         stderr = result.stderr;
         failures = healthcheckFailures(result, `/opt/berth/flows/${slug}.mjs`);
         expect((await client.listFlows()).flows.map((f) => f.name)).not.toContain("Healthcheck Three Checks Flow");
