@@ -203,7 +203,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
         "healthcheck-environment-class-flow",
       );
       expect(failures).toEqual([
-        "environment class: the flow's environment (ForeignEnvironment) does not extend berth's Environment from the engine in this image",
+        "environment class: the flow's environment (ForeignEnvironment) does not extend berth's Environment",
       ]);
     });
 
