@@ -5,7 +5,7 @@
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
-import { whileServerDown } from "../client/retry.js";
+import { isServerDown, whileServerDown } from "../client/retry.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
@@ -19,6 +19,8 @@ export interface AdoptionDeps {
   agentId: string;
   runs: RunTable;
   serverDownForMs: number;
+  /** Aborted when the agent stops: a wait for the server ends with it. */
+  signal: AbortSignal;
   lifecycle: (claim: ClaimedRun, epoch: number) => RunLifecycle;
 }
 
@@ -28,13 +30,18 @@ export async function adoptContainers(deps: AdoptionDeps): Promise<void> {
   for (const info of owned) {
     const flowRunId = info.labels[FLOW_RUN_LABEL];
     if (!flowRunId || deps.runs.has(flowRunId)) continue;
-    const read = <T>(fn: () => Promise<T>) => whileServerDown(fn, { forMs: deps.serverDownForMs });
+    const read = <T>(fn: () => Promise<T>) => whileServerDown(fn, { forMs: deps.serverDownForMs, signal: deps.signal });
     let claim: ClaimedRun;
     try {
       const flowRun = await read(() => deps.client.getFlowRun(flowRunId));
       const flow = await read(() => deps.client.getFlow(flowRun.flowId));
       claim = { flowRun, flow };
     } catch (err) {
+      // Stopping, or the server still away: leave the container for the next start to adopt.
+      if (deps.signal.aborted || isServerDown(err)) {
+        deps.log.warn({ flowRunId }, `not adopting this container now (${describeError(err)}); the next start will`);
+        continue;
+      }
       deps.log.warn({ err, flowRunId }, `cannot adopt this container (${describeError(err)}); removing it`);
       await deps.engine.removeContainer(info.id).catch(() => undefined);
       continue;

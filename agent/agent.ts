@@ -141,6 +141,7 @@ export class Agent {
       agentId: this.id!,
       runs: this.runs,
       serverDownForMs: this.options.serverDownForMs,
+      signal: this.stopping.signal,
       lifecycle: (claim, epoch) => this.lifecycle(claim, epoch),
     });
     if (this.current !== "starting") return;
