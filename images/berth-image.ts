@@ -91,7 +91,7 @@ export async function berthImageContext(packageRoot: string): Promise<TarTree> {
   tree.dir("node_modules");
   for (const dependency of await productionDependencies(packageRoot)) {
     // A package's own node_modules holds nested dependencies, which the closure lists (and adds) separately.
-    await tree.hostTree(dependency, path.join(packageRoot, dependency), (rel) => rel === "node_modules");
+    await tree.hostTree(dependency, path.join(packageRoot, dependency), { skip: (rel) => rel === "node_modules" });
   }
   return tree;
 }
