@@ -30,12 +30,12 @@ export interface DebootstrapOptions extends ImageLogOptions {
   workDir?: string;
 }
 
-/** Fails with what to do when this host cannot run debootstrap; returns its path. */
-export async function checkDebootstrap(): Promise<string> {
+/** Fails with what to do when this host cannot run debootstrap; returns its path (the first of `candidates`). */
+export async function checkDebootstrap(candidates: string[] = DEBOOTSTRAP_CANDIDATES): Promise<string> {
   if (process.platform !== "linux") {
     throw new BerthError("BERTH_E_IMAGE_BUILD", `debootstrap needs a Linux host (this is ${process.platform}): pull the official image instead`);
   }
-  const debootstrap = await findHostFile(DEBOOTSTRAP_CANDIDATES, DEBOOTSTRAP_HINT);
+  const debootstrap = await findHostFile(candidates, DEBOOTSTRAP_HINT);
   if (process.getuid?.() !== 0) {
     throw new BerthError("BERTH_E_IMAGE_BUILD", "debootstrap needs root (it chroots and creates device nodes): run this berth command as root, for example with sudo");
   }
