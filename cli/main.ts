@@ -135,6 +135,15 @@ image
   .option("--base <image>", "base image with Node.js (default node:20-bookworm-slim when present, else one made from this host's Node.js)")
   .action(async (opts) => (await import("./commands/image.js")).imageBuildCommand(opts));
 image
+  .command("base")
+  .description("the Node.js base image (BASE_IMAGE): node:20-bookworm-slim when present, else one imported from this host's Node.js")
+  .action(async () => (await import("./commands/image.js")).imageBaseCommand());
+image
+  .command("build-base")
+  .description("the Node.js build image, with a compiler (BUILD_IMAGE): node:20-bookworm when present, else one made with debootstrap, as root")
+  .option("--mirror <url>", "Debian mirror for debootstrap (default http://deb.debian.org/debian)")
+  .action(async (opts) => (await import("./commands/image.js")).imageBuildBaseCommand(opts));
+image
   .command("registry")
   .description("build a registry image from Debian's docker-registry, for docker compose without Docker Hub")
   .action(async () => (await import("./commands/image.js")).imageRegistryCommand());

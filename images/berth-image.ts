@@ -1,9 +1,11 @@
 /**
- * The berth image (server, agent and flow-run process in one), built from the repository's Dockerfile.
+ * The berth image (server, agent and flow-run process in one), built from this berth's prebuilt dist/ and
+ * production node_modules, with the single-stage Dockerfile derived from the final stage of the package's
+ * Dockerfile (prebuilt-dockerfile.ts): an installed berth has no sources to compile, and needs no compiler.
  *
  * Its tag carries a content hash of everything that shapes it (the base image reference, package.json,
- * package-lock.json, the Dockerfile, every file under dist/), so an unchanged berth is found already built
- * and the check costs a hash and one engine call.
+ * package-lock.json, the derived Dockerfile, every file under dist/), so an unchanged berth is found already
+ * built and the check costs a hash and one engine call.
  */
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
@@ -15,6 +17,7 @@ import type { ContainerEngine } from "../engine/port.js";
 import { productionDependencies, readManifest } from "./production-deps.js";
 import { toTag } from "../engine/refs.js";
 import { packageRoot } from "../shared/package.js";
+import { prebuiltDockerfile } from "./prebuilt-dockerfile.js";
 import { TarTree } from "../shared/tar-tree.js";
 
 export interface BerthImageOptions extends ImageLogOptions {
@@ -28,7 +31,7 @@ export interface BerthImageOptions extends ImageLogOptions {
   onOutput?: (line: string) => void;
 }
 
-const HASHED_FILES = ["Dockerfile", "package.json", "package-lock.json"];
+const HASHED_FILES = ["package.json", "package-lock.json"];
 
 export async function ensureBerthImage(engine: ContainerEngine, options: BerthImageOptions = {}): Promise<string> {
   const root = path.resolve(options.packageRoot ?? packageRoot());
@@ -39,13 +42,14 @@ export async function ensureBerthImage(engine: ContainerEngine, options: BerthIm
     ...(signal ? { signal } : {}),
   });
   const manifest = await readManifest(root);
-  const hash = await berthImageHash(root, base);
+  const dockerfile = await readDockerfile(root);
+  const hash = await berthImageHash(root, base, dockerfile);
   const name = options.imageName ?? "berth";
   const ref = `${name}:${toTag(manifest.version ?? "0.0.0")}-${hash}`;
   if (await engine.imageExists(ref)) return ref;
 
   log?.(`building the berth image ${ref} from ${base}`);
-  const context = await berthImageContext(root);
+  const context = await berthImageContext(root, dockerfile);
   await engine.buildImage({
     context: context.pack(signal),
     tag: ref,
@@ -61,9 +65,19 @@ export async function ensureBerthImage(engine: ContainerEngine, options: BerthIm
   return ref;
 }
 
-/** sha256 (12 hex digits) of the base image reference and the files the image is made of, node_modules aside. */
-export async function berthImageHash(packageRoot: string, baseImage: string): Promise<string> {
+/** The Dockerfile that builds the image from `packageRoot`'s prebuilt files. */
+export async function readDockerfile(packageRoot: string): Promise<string> {
+  const file = path.join(packageRoot, "Dockerfile");
+  const text = await readFile(file, "utf8").catch((err: unknown) => {
+    throw new BerthError("BERTH_E_IMAGE_BUILD", `cannot read ${file}: ${describeError(err)}`, { cause: err });
+  });
+  return prebuiltDockerfile(text, file);
+}
+
+/** sha256 (12 hex digits) of the base image reference, the Dockerfile and the files the image is made of, node_modules aside. */
+export async function berthImageHash(packageRoot: string, baseImage: string, dockerfile: string): Promise<string> {
   const hash = createHash("sha256").update(`base\0${baseImage}\0`);
+  hash.update(`file\0Dockerfile\0${Buffer.byteLength(dockerfile)}\0`).update(dockerfile);
   for (const name of HASHED_FILES) {
     const content = await readFile(path.join(packageRoot, name)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOENT" && name === "package-lock.json") return undefined;
@@ -82,16 +96,16 @@ export async function berthImageHash(packageRoot: string, baseImage: string): Pr
   return hash.digest("hex").slice(0, 12);
 }
 
-/** The build context: the Dockerfile, package.json, dist/ and the production node_modules, nothing else. */
-export async function berthImageContext(packageRoot: string): Promise<TarTree> {
+/** The build context: the derived Dockerfile, package.json, dist/ and the production node_modules, nothing else. */
+export async function berthImageContext(packageRoot: string, dockerfile: string): Promise<TarTree> {
   const tree = new TarTree();
-  await tree.hostFile("Dockerfile", path.join(packageRoot, "Dockerfile"));
+  tree.data("Dockerfile", dockerfile);
   await tree.hostFile("package.json", path.join(packageRoot, "package.json"));
   await tree.hostTree("dist", path.join(packageRoot, "dist"));
   tree.dir("node_modules");
   for (const dependency of await productionDependencies(packageRoot)) {
     // A package's own node_modules holds nested dependencies, which the closure lists (and adds) separately.
-    await tree.hostTree(dependency, path.join(packageRoot, dependency), (rel) => rel === "node_modules");
+    await tree.hostTree(dependency, path.join(packageRoot, dependency), { skip: (rel) => rel === "node_modules" });
   }
   return tree;
 }

@@ -13,6 +13,8 @@ export interface HostCommandOptions {
   signal?: AbortSignal;
   /** Exit codes that still count as an answer (ldd exits 1 for a static binary). */
   okCodes?: number[];
+  /** Kills the command after this long; default 15 s, for quick queries. */
+  timeoutMs?: number;
 }
 
 /** Runs a host command and returns its stdout; bounded in time and abortable. */
@@ -21,7 +23,7 @@ export function runHostCommand(file: string, args: string[], options: HostComman
     execFile(
       file,
       args,
-      { timeout: COMMAND_TIMEOUT_MS, maxBuffer: 8 * 1024 * 1024, encoding: "utf8", ...(options.signal ? { signal: options.signal } : {}) },
+      { timeout: options.timeoutMs ?? COMMAND_TIMEOUT_MS, maxBuffer: 8 * 1024 * 1024, encoding: "utf8", ...(options.signal ? { signal: options.signal } : {}) },
       (err, stdout, stderr) => {
         const code = err && typeof err.code === "number" ? err.code : undefined;
         if (!err || (code !== undefined && options.okCodes?.includes(code))) return resolve(`${stdout}${err ? stderr : ""}`);

@@ -60,15 +60,24 @@ export async function importNodeBaseImage(engine: ContainerEngine, ref: string, 
 /** The root filesystem of the offline Node.js image, described but not yet read. */
 export async function nodeBaseRootfs(signal?: AbortSignal): Promise<TarTree> {
   const tree = baseRootfs();
+  await addHostNode(tree, signal);
+  await addBusybox(tree, signal);
+  await addCaCertificates(tree);
+  return tree;
+}
+
+/**
+ * This host's node and npm where the official images have them (/usr/local/bin/node,
+ * /usr/local/lib/node_modules/npm, npm and npx in /usr/local/bin), with the libraries node loads that the
+ * tree does not have yet.
+ */
+export async function addHostNode(tree: TarTree, signal?: AbortSignal): Promise<void> {
   const node = await realpath(process.execPath);
   await addExecutable(tree, node, "/usr/local/bin/node", signal);
   const npm = await findNpm(node);
   await tree.hostTree("/usr/local/lib/node_modules/npm", npm);
   tree.symlink("/usr/local/bin/npm", "../lib/node_modules/npm/bin/npm-cli.js");
   tree.symlink("/usr/local/bin/npx", "../lib/node_modules/npm/bin/npx-cli.js");
-  await addBusybox(tree, signal);
-  await addCaCertificates(tree);
-  return tree;
 }
 
 /** npm as installed with this node: `<prefix>/lib/node_modules/npm`, or Debian's `/usr/share/nodejs/npm`. */

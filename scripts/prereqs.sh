@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what berth needs on a Debian machine, saying what it does:
 # the Docker engine (Debian's docker.io) running, busybox-static (for the offline Node.js base image),
-# docker-registry (a real registry for push/pull tests), docker-compose, and the npm dependencies, built.
+# debootstrap (for the offline Node.js build image), docker-registry (a real registry for push/pull tests),
+# docker-compose, and the npm dependencies, built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 if [ "${#missing[@]}" -gt 0 ]; then

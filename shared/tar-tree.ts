@@ -25,6 +25,13 @@ type Node =
   | ({ kind: "data"; mode: number; data: Buffer } & Owner)
   | { kind: "symlink"; target: string };
 
+export interface HostTreeOptions {
+  /** Leaves out each path (relative to the source, "/"-separated) it returns true for, and all below it; default: nothing. */
+  skip?: (relative: string) => boolean;
+  /** Keeps the host's owners, as a root filesystem made on this host needs; default false: all owned by root, as in a build context. */
+  keepOwners?: boolean;
+}
+
 export interface EntryOptions {
   mode?: number;
   uid?: number;
@@ -79,13 +86,16 @@ export class TarTree {
   }
 
   /**
-   * A host directory, recursively, at `imagePath`. Symlinks inside it are kept as symlinks; `skip` gets each
-   * path relative to `source` and leaves out what it returns true for (and, for a directory, all below it).
+   * A host directory, recursively, at `imagePath` ("/" for a whole root filesystem). Symlinks inside it are
+   * kept as symlinks, and every file and directory keeps its host permission bits, setuid, setgid and sticky
+   * included (a root filesystem needs them: /tmp, su, passwd).
    */
-  async hostTree(imagePath: string, source: string, skip: (relative: string) => boolean = () => false): Promise<this> {
+  async hostTree(imagePath: string, source: string, options: HostTreeOptions = {}): Promise<this> {
+    const { skip = () => false, keepOwners = false } = options;
     const info = await statHost(source);
     if (!info.isDirectory()) throw new BerthError("BERTH_E_IMAGE_BUILD", `${source} is not a directory`);
-    this.dir(imagePath);
+    const owner = (entry: Stats): Owner => (keepOwners ? { uid: entry.uid, gid: entry.gid } : { uid: 0, gid: 0 });
+    if (!isRoot(imagePath)) this.dir(imagePath, { mode: info.mode & 0o7777, ...owner(info) });
     const walk = async (relative: string): Promise<void> => {
       for (const name of (await readdir(path.join(source, relative))).sort()) {
         const rel = relative === "" ? name : `${relative}/${name}`;
@@ -95,12 +105,12 @@ export class TarTree {
         const entry = await lstat(hostPath);
         if (entry.isSymbolicLink()) this.symlink(target, await readlink(hostPath));
         else if (entry.isDirectory()) {
-          this.dir(target);
+          this.dir(target, { mode: entry.mode & 0o7777, ...owner(entry) });
           await walk(rel);
         } else if (entry.isFile()) {
-          this.nodes.set(this.prepare(target), { kind: "file", source: hostPath, size: entry.size, mode: entry.mode & 0o777, uid: 0, gid: 0 });
+          this.nodes.set(this.prepare(target), { kind: "file", source: hostPath, size: entry.size, mode: entry.mode & 0o7777, ...owner(entry) });
         }
-        // Sockets, fifos and devices have no place in an image or a build context.
+        // Sockets, fifos and devices have no place in an image or a build context (the engine provides /dev).
       }
     };
     await walk("");
@@ -193,6 +203,10 @@ async function* coalesce(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
     }
   }
   if (size > 0) yield Buffer.concat(pending, size);
+}
+
+function isRoot(imagePath: string): boolean {
+  return imagePath.split("/").every((part) => part === "" || part === ".");
 }
 
 function normalize(p: string): string[] {

@@ -5,11 +5,15 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
+  DEFAULT_NODE_BUILD_IMAGE,
   DEFAULT_NODE_IMAGE,
   ensureNodeBaseImage,
+  ensureNodeBuildImage,
   ensureBerthImage,
   importNodeBaseImage,
+  isAptCache,
   nodeBaseRootfs,
+  offlineNodeBuildImageRef,
   offlineNodeImageRef,
 } from "../images/index.js";
 import { dockerSuite, suiteTitle } from "./support/docker-suite.js";
@@ -19,8 +23,8 @@ const { engine, id } = suite;
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
 /** Runs a command to completion in a fresh container; returns exit code and output. */
-async function run(image: string, cmd?: string[]): Promise<{ code: number; output: string }> {
-  const cid = await engine.runContainer(suite.spec(image, cmd));
+async function run(image: string, cmd?: string[], network?: string): Promise<{ code: number; output: string }> {
+  const cid = await engine.runContainer(suite.spec(image, cmd, network === undefined ? {} : { network }));
   const code = await engine.waitContainer(cid);
   const output = await engine.containerOutput(cid, 1000);
   await engine.removeContainer(cid);
@@ -72,6 +76,69 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("offline images", sui
       const expected = (await engine.imageExists(DEFAULT_NODE_IMAGE)) ? DEFAULT_NODE_IMAGE : offlineNodeImageRef();
       expect(await ensureNodeBaseImage(engine)).toBe(expected);
       expect(await engine.imageExists(expected)).toBe(true);
+    });
+  });
+
+  describe("Node.js build image", () => {
+    let ref = "";
+
+    beforeAll(async () => {
+      // Shared with `berth image build-base` and the compose suite: made once per host Node.js version (about
+      // three minutes, debootstrap included), then found.
+      const started = Date.now();
+      ref = await ensureNodeBuildImage(engine, { log: (line) => console.info(`[docker-images] ${line}`) });
+      console.info(`[docker-images] build image ${ref} ready in ${Date.now() - started} ms`);
+    }, 900_000);
+
+    it("compiles a native addon against its own Node.js headers, with no network", async () => {
+      const addon = [
+        "mkdir -p /tmp/addon && cd /tmp/addon",
+        `echo '{ "targets": [{ "target_name": "hello", "sources": ["hello.c"] }] }' > binding.gyp`,
+        `printf '%s\\n' '#include <node_api.h>' 'static napi_value Init(napi_env env, napi_value exports) { napi_value n; napi_create_int32(env, 42, &n); return n; }' 'NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)' > hello.c`,
+        "npm_config_nodedir=/usr/local node /usr/local/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js rebuild --loglevel=error >/dev/null",
+        `node -e 'console.log("addon=" + require("./build/Release/hello.node"))'`,
+        "python3 --version && make --version | head -n 1 && g++ --version | head -n 1",
+      ].join(" && ");
+      const { code, output } = await run(ref, ["sh", "-c", addon], "none");
+      expect(code, output).toBe(0);
+      expect(output).toContain("addon=42\n");
+      expect(output).toMatch(/^Python 3\.\d+/m);
+      expect(output).toMatch(/^GNU Make \d/m);
+      expect(output).toMatch(/^g\+\+ /m);
+    });
+
+    it("lays node out as the official images do, on a Debian root filesystem without apt's caches", async () => {
+      if (ref !== offlineNodeBuildImageRef()) return; // The official image is Docker's to check.
+      const probe = [
+        "node --version && npm --version && ls /usr/local/include/node/node_version.h",
+        "stat -c '%a %U:%G %n' /tmp /usr/bin/su /usr/sbin/unix_chkpwd",
+        "grep -h '^VERSION_CODENAME' /etc/os-release",
+        "find /var/cache/apt /var/lib/apt/lists -type f | wc -l",
+      ].join(" && ");
+      const { code, output } = await run(ref, ["sh", "-c", probe]);
+      expect(code, output).toBe(0);
+      expect(output).toContain(`v${process.versions.node}\n`);
+      expect(output).toContain("/usr/local/include/node/node_version.h\n");
+      expect(output).toContain("1777 root:root /tmp\n");
+      expect(output).toContain("4755 root:root /usr/bin/su\n");
+      expect(output).toContain("2755 root:shadow /usr/sbin/unix_chkpwd\n");
+      expect(output).toContain("VERSION_CODENAME=bookworm\n");
+      expect(output.trimEnd().split("\n").at(-1)).toBe("0");
+    });
+
+    it("leaves out downloaded packages and package lists, but keeps apt's directories", () => {
+      expect(isAptCache("var/cache/apt/archives/g++_12.2.0-3_amd64.deb")).toBe(true);
+      expect(isAptCache("var/cache/apt/pkgcache.bin")).toBe(true);
+      expect(isAptCache("var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease")).toBe(true);
+      expect(isAptCache("var/cache/apt/archives/partial")).toBe(false);
+      expect(isAptCache("var/lib/apt/lists/partial")).toBe(false);
+      expect(isAptCache("var/lib/dpkg/status")).toBe(false);
+    });
+
+    it("prefers a build image the user chose, then the official image, then the offline one", async () => {
+      expect(await ensureNodeBuildImage(engine, { buildImage: "example/custom-build:1" })).toBe("example/custom-build:1");
+      const expected = (await engine.imageExists(DEFAULT_NODE_BUILD_IMAGE)) ? DEFAULT_NODE_BUILD_IMAGE : offlineNodeBuildImageRef();
+      expect(ref).toBe(expected);
     });
   });
 

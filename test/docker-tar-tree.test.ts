@@ -1,4 +1,4 @@
-import { mkdtemp, rm, symlink, writeFile, chmod, mkdir } from "node:fs/promises";
+import { chown, mkdtemp, rm, symlink, writeFile, chmod, mkdir } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -15,6 +15,7 @@ interface Entry {
   type: string;
   mode: number;
   uid: number;
+  gid: number;
   linkname: string | null;
   body: string;
 }
@@ -27,7 +28,7 @@ async function entries(stream: Readable): Promise<Entry[]> {
       const chunks: Buffer[] = [];
       body.on("data", (c: unknown) => chunks.push(c as Buffer));
       body.on("end", () => {
-        out.push({ name: header.name, type: header.type, mode: header.mode, uid: header.uid, linkname: header.linkname ?? null, body: Buffer.concat(chunks).toString() });
+        out.push({ name: header.name, type: header.type, mode: header.mode, uid: header.uid, gid: header.gid, linkname: header.linkname ?? null, body: Buffer.concat(chunks).toString() });
         next();
       });
     });
@@ -72,12 +73,36 @@ describe("TarTree", () => {
 
   it("copies a host tree with modes and symlinks, skipping what it is told to", async () => {
     const tree = new TarTree();
-    await tree.hostTree("opt/t", path.join(dir, "tree"), (rel) => rel === "sub/skip");
+    await tree.hostTree("opt/t", path.join(dir, "tree"), { skip: (rel) => rel === "sub/skip" });
     const list = await entries(tree.pack());
     const byName = new Map(list.map((e) => [e.name.replace(/\/$/, ""), e]));
     expect(byName.get("opt/t/run.sh")).toMatchObject({ type: "file", mode: 0o755, body: "#!/bin/sh\n" });
     expect(byName.get("opt/t/sub/a.txt")).toMatchObject({ type: "file", body: "a" });
     expect(byName.get("opt/t/link")).toMatchObject({ type: "symlink", linkname: "sub/a.txt" });
+  });
+
+  it("copies a whole root filesystem at /, keeping special permission bits and, when asked, owners", async () => {
+    const root = path.join(dir, "rootfs");
+    await mkdir(path.join(root, "tmp"), { recursive: true });
+    await mkdir(path.join(root, "usr/bin"), { recursive: true });
+    await chmod(path.join(root, "tmp"), 0o1777);
+    await writeFile(path.join(root, "usr/bin/su"), "su");
+    // Root can give the file to anyone; anyone else can only check that their own ids are kept.
+    const isRoot = process.getuid?.() === 0;
+    const [uid, gid] = isRoot ? [1234, 42] : [process.getuid?.() ?? 0, process.getgid?.() ?? 0];
+    if (isRoot) await chown(path.join(root, "usr/bin/su"), uid, gid);
+    // After chown, which clears setuid.
+    await chmod(path.join(root, "usr/bin/su"), 0o4755);
+    await symlink("usr/bin", path.join(root, "bin"));
+
+    const kept = new Map((await entries((await new TarTree().hostTree("/", root, { keepOwners: true })).pack())).map((e) => [e.name.replace(/\/$/, ""), e]));
+    expect([...kept.keys()]).toEqual(["bin", "tmp", "usr", "usr/bin", "usr/bin/su"]);
+    expect(kept.get("tmp")).toMatchObject({ type: "directory", mode: 0o1777 });
+    expect(kept.get("usr/bin/su")).toMatchObject({ type: "file", mode: 0o4755, uid, gid, body: "su" });
+    expect(kept.get("bin")).toMatchObject({ type: "symlink", linkname: "usr/bin" });
+
+    const rooted = await entries((await new TarTree().hostTree("/", root)).pack());
+    expect(rooted.every((e) => e.uid === 0 && e.gid === 0)).toBe(true);
   });
 
   it("writes the same bytes for the same inputs", async () => {
