@@ -44,8 +44,8 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   let timeline: ContainerTimeline;
   /** Where the scenario under way begins in the timeline, for its part of the report. */
   let scenarioStart = 0;
-  const agent = async (labels: string[], name: string, extra: string[] = []) => {
-    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], AGENT_ENV);
+  const agent = async (labels: string[], name: string, extra: string[] = [], env: Record<string, string> = {}) => {
+    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], { ...AGENT_ENV, ...env });
     agents.push(proc);
     return proc;
   };
@@ -130,6 +130,32 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await assertEndedOnce(client, timeline, [id!]);
     const epochs = new Set(attemptLines(await allLogs(client, id!)).map((l) => l.epoch));
     expect([...epochs]).toEqual([final.epoch]);
+  });
+
+  it("an agent frozen with a claim wakes while the next attempt runs: the two are never alive together", async () => {
+    // The scenario where two attempts of one run could be alive at once: the stale attempt reaches the
+    // engine while the current one runs. A heartbeat slower than the freeze makes that the order of things
+    // on waking: the agent acts on its claim before a heartbeat can tell it the lease is lost. It frees the
+    // run's container name by removing what holds it, which here is the current attempt's container, so
+    // the run ends Failed (the report says how it ended). Whatever the outcome, the check after each
+    // scenario must find no overlap.
+    const name = `chaos-late-${process.pid}`;
+    const frozen = await agent(["late"], name, [], { BERTH_AGENT_HEARTBEAT_INTERVAL: "60s" });
+    const parked = () => waitUntil("the agent's claim to be parked at the server", async () =>
+      (await client.listAgents()).agents.some((a) => a.name === name && a.waiting === true),
+    );
+    await parked();
+    await frozen.signal("SIGSTOP");
+    const [id] = await createRuns(1, ["late"], 3_000);
+    const claimed = await waitState(client, id!, "Submitted", 10_000);
+    await agent(["late"], `chaos-late-rescuer-${process.pid}`);
+    const running = await waitFor(client, id!, (r) => r.epoch > claimed.epoch && r.state === "Running", 60_000);
+    await frozen.signal("SIGCONT");
+    const final = await waitFinal(client, id!, 60_000);
+    // With one slot, the woken agent parks a claim again only once its stale attempt is over.
+    await parked();
+    note(`frozen agent woken during attempt ${running.epoch}: the run ended ${final.state} at attempt ${final.epoch} (${final.stateMessage?.split("\n")[0] ?? ""})`);
+    await assertEndedOnce(client, timeline, [id!]);
   });
 
   it("kill -9 of the server under load loses no acknowledged write; agents and containers carry on", async () => {
