@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
-import type { ContainerEvent } from "../engine/port.js";
+import { FLOW_RUN_LABEL, type ContainerEvent } from "../engine/port.js";
 import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitFor, waitState } from "./support/runs.js";
@@ -324,7 +324,8 @@ async function assertEndedOnce(client: ApiClient, timeline: ContainerTimeline, i
  */
 function checkAttempts(timeline: ContainerTimeline, scenario: string, scenarioEvents: readonly ContainerEvent[]): void {
   const all = attemptIntervals(timeline.events);
-  const runsHere = new Set(attemptIntervals(scenarioEvents).map((i) => i.flowRunId));
+  // Runs with a container started here; a container of an earlier scenario may die during this one.
+  const runsHere = new Set(scenarioEvents.filter((e) => e.action === "start").map((e) => e.labels[FLOW_RUN_LABEL]));
   const runs = byRun(all.filter((i) => runsHere.has(i.flowRunId)));
   const retried = [...runs].filter(([, intervals]) => new Set(intervals.map((i) => i.epoch)).size > 1);
   const gaps = retried.flatMap(([, intervals]) => handovers(intervals));
