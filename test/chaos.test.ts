@@ -315,7 +315,8 @@ async function assertEndedOnce(client: ApiClient, timeline: ContainerTimeline, i
  * it. The engine removes a running container by killing it, logging its die, and only then destroying it
  * and freeing the name; so the older container's die is stamped before the newer one is even created,
  * let alone started. The check therefore fails if an attempt stops going through that name and that
- * removal (a name per attempt, or a create that leaves the older container running), and it reads the
+ * removal (a name per attempt, or a create that leaves the older container running) in a scenario where
+ * two attempts meet on the engine, as when a frozen agent wakes during the next attempt; and it reads the
  * engine, so a server that wrongly accepted a stale attempt cannot hide anything. What it cannot see is
  * agents on different engines: each engine holds its own berth-run-<flowRunId>, and there only the agent's
  * lease timeout and the server's fencing bound how long two attempts overlap. The exclusion also works
