@@ -8,11 +8,12 @@ import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { BuildOutput } from "./build-output.js";
 import { demultiplex } from "./demux.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
-import type { BuildOptions, BuildResult, ContainerInfo, ContainerEngine, ContainerSpec } from "./port.js";
+import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerSpec } from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
 import { engineTarget, type EngineAddress } from "./address.js";
+import { CONTAINER_ACTIONS, parseContainerEvent, sinceParameter } from "./events.js";
 
 export interface DockerEngineOptions extends EngineAddress {
   /** How long `ping` waits for an answer; default 3000 ms. */
@@ -287,8 +288,63 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
+  followContainerEvents(options: ContainerEventsOptions): AsyncIterable<ContainerEvent> {
+    // The engine answers before it subscribes; asking for events since the call closes that gap.
+    return this.containerEvents(options, sinceParameter(Date.now()));
+  }
+
+  private async *containerEvents({ labels, signal }: ContainerEventsOptions, since: string): AsyncGenerator<ContainerEvent> {
+    if (signal.aborted) return;
+    const what = "following container events";
+    let stream: Readable;
+    try {
+      stream = (await this.docker.getEvents({
+        since,
+        filters: {
+          type: ["container"],
+          event: [...CONTAINER_ACTIONS],
+          label: Object.entries(labels).map(([k, v]) => `${k}=${v}`),
+        },
+        abortSignal: signal,
+      } as unknown as Docker.GetEventsOptions)) as Readable;
+    } catch (err) {
+      if (isAbort(err, signal)) return;
+      throw this.fail(err, what, "BERTH_E_INTERNAL", { signal });
+    }
+    // Decoded by the stream, so a character split between two chunks (a label value, say) stays whole.
+    stream.setEncoding("utf8");
+    let pending = "";
+    try {
+      for await (const chunk of stream) {
+        pending += chunk as string;
+        let newline: number;
+        while ((newline = pending.indexOf("\n")) >= 0) {
+          const line = pending.slice(0, newline);
+          pending = pending.slice(newline + 1);
+          const event = parseEvent(line, what);
+          if (event) yield event;
+        }
+      }
+    } catch (err) {
+      if (isAbort(err, signal)) return;
+      throw isBerthError(err) ? err : unreachableError(this.where, err, `the event stream broke: ${engineMessage(err)}`);
+    } finally {
+      // A consumer that stops reading early must not leave the request open.
+      stream.destroy();
+    }
+    if (!signal.aborted) throw unreachableError(this.where, undefined, "the engine ended the event stream");
+  }
+
   private fail(err: unknown, what: string, code: ErrorCode, extra: { signal?: AbortSignal; notFound?: ErrorCode } = {}): BerthError {
     return toBerthError(err, { where: this.where, what, code, ...extra });
+  }
+}
+
+function parseEvent(line: string, what: string): ContainerEvent | undefined {
+  try {
+    return parseContainerEvent(line);
+  } catch (err) {
+    throw new BerthError("BERTH_E_INTERNAL", `${what} failed: the engine sent a line that is not an event: ${line.slice(0, 200)}`, { cause: err });
   }
 }
 

@@ -64,6 +64,32 @@ export interface ContainerInfo {
   startedAt?: string | undefined;
 }
 
+/** The moments of a container's life that berth follows: its process began, its process ended, it was removed. */
+export type ContainerAction = "start" | "die" | "destroy";
+
+export interface ContainerEvent {
+  action: ContainerAction;
+  /** Full container id. */
+  id: string;
+  name: string;
+  /** The container's labels, including those it inherited from its image. */
+  labels: Record<string, string>;
+  /**
+   * When the engine recorded the event, in nanoseconds since the Unix epoch, on the engine's clock. Engines
+   * that report only seconds give a multiple of 1e9.
+   */
+  timeNano: bigint;
+  /** For "die": the exit code the engine reported. */
+  exitCode?: number | undefined;
+}
+
+export interface ContainerEventsOptions {
+  /** Only containers carrying every one of these labels with exactly these values. */
+  labels: Record<string, string>;
+  /** Ends the stream; iteration then finishes without an error. */
+  signal: AbortSignal;
+}
+
 export interface ContainerEngine {
   /** Throws BerthError BERTH_E_DOCKER_UNAVAILABLE, naming the socket and what to do, when the engine does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
@@ -91,4 +117,10 @@ export interface ContainerEngine {
   /** Force-removes; no error if already gone. */
   removeContainer(id: string): Promise<void>;
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  /**
+   * Follows start, die and destroy of matching containers, from the moment of the call (events in the
+   * instant between the call and the engine's subscription are not lost) until `signal` aborts. Iteration
+   * throws BERTH_E_DOCKER_UNAVAILABLE if the engine cannot be reached or drops the stream.
+   */
+  followContainerEvents(options: ContainerEventsOptions): AsyncIterable<ContainerEvent>;
 }

@@ -1,21 +1,25 @@
 /**
  * The chaos suite: real server, agents and containers, killed and frozen on purpose. For every run it
- * asserts exactly one final state, that no two attempts (epochs) of one run executed tasks at the same
- * time, and that no container berth created is left. Timings are shortened through configuration so the
- * suite stays within minutes; every wait is bounded and follows events (the logs long-poll) where it can.
- * It prints what it measured (counts, detection and cancel-to-removed times).
+ * asserts exactly one final state, that no two attempts (epochs) of one run had containers alive at the
+ * same time (as the Docker engine's own events show, not the server), and that no container berth created
+ * is left. Timings are shortened through configuration so the suite stays within minutes; every wait is
+ * bounded and follows events (the logs long-poll, the engine's event stream) where it can. It prints what
+ * it measured (counts, detection and cancel-to-removed times, when each attempt was alive).
  */
 import { execFile } from "node:child_process";
 import { mkdtemp } from "node:fs/promises";
 import { promisify } from "node:util";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
+import { FLOW_RUN_LABEL, type ContainerEvent } from "../engine/port.js";
 import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
 import { tearDown, waitFinal, waitFor, waitState } from "./support/runs.js";
+import { ContainerTimeline } from "./support/container-timeline.js";
+import { attemptIntervals, byRun, describeInterval, overlappingAttempts, type AttemptInterval } from "./support/attempt-intervals.js";
 
 /** Server timings shortened so that a lost agent or container is detected in seconds. */
 const SERVER_ENV = {
@@ -37,8 +41,11 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   let server: { proc: BerthProcess; url: string; port: number };
   let client: ApiClient;
   const agents: BerthProcess[] = [];
-  const agent = async (labels: string[], name: string, extra: string[] = []) => {
-    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], AGENT_ENV);
+  let timeline: ContainerTimeline;
+  /** Where the scenario under way begins in the timeline, for its part of the report. */
+  let scenarioStart = 0;
+  const agent = async (labels: string[], name: string, extra: string[] = [], env: Record<string, string> = {}) => {
+    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], { ...AGENT_ENV, ...env });
     agents.push(proc);
     return proc;
   };
@@ -48,6 +55,9 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     );
 
   beforeAll(async () => {
+    // From before anything runs until after the last container is removed: every scenario, and whatever
+    // an agent of one scenario still does while the next runs.
+    timeline = new ContainerTimeline(engine);
     dir = await mkdtemp(path.join(os.tmpdir(), "berth-chaos-"));
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
@@ -57,9 +67,22 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     expect(registered.code, registered.stderr).toBe(0);
   }, 900_000);
 
+  beforeEach(() => {
+    scenarioStart = timeline.events.length;
+  });
+
+  afterEach(({ task }) => {
+    checkAttempts(timeline, task.name, timeline.events.slice(scenarioStart));
+  });
+
   afterAll(async () => {
     const leaked = await tearDown({ agents, server, client, dir });
-    process.stdout.write(`\nchaos report:\n${report.map((l) => `  ${l}`).join("\n")}\n`);
+    await timeline.stop();
+    try {
+      checkAttempts(timeline, "whole suite, agents stopped", timeline.events);
+    } finally {
+      process.stdout.write(`\nchaos report:\n${report.map((l) => `  ${l}`).join("\n")}\n`);
+    }
     expect(leaked).toEqual([]);
   });
 
@@ -78,7 +101,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
       current = await agent(["kill"], name, ["--concurrency", "2"]);
     }
     const finals = await Promise.all(ids.map((id) => waitFinal(client, id, 120_000)));
-    await assertRunsClean(client, ids);
+    await assertEndedOnce(client, timeline, ids);
     const outcomes = countBy(finals.map((r) => r.state));
     note(`kill -9 agent: ${ids.length} runs, ${kills} kills, outcomes ${JSON.stringify(outcomes)}, attempts ${JSON.stringify(countBy(finals.map((r) => String(r.epoch))))}`);
     expect(outcomes.Success).toBe(ids.length);
@@ -104,9 +127,35 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await new Promise((r) => setTimeout(r, 3_000));
     expect(final.state).toBe("Success");
     expect(final.epoch).toBeGreaterThan(claimed.epoch);
-    await assertRunsClean(client, [id!]);
+    await assertEndedOnce(client, timeline, [id!]);
     const epochs = new Set(attemptLines(await allLogs(client, id!)).map((l) => l.epoch));
     expect([...epochs]).toEqual([final.epoch]);
+  });
+
+  it("an agent frozen with a claim wakes while the next attempt runs: the two are never alive together", async () => {
+    // The scenario where two attempts of one run could be alive at once: the stale attempt reaches the
+    // engine while the current one runs. A heartbeat slower than the freeze makes that the order of things
+    // on waking: the agent acts on its claim before a heartbeat can tell it the lease is lost. It frees the
+    // run's container name by removing what holds it, which here is the current attempt's container, so
+    // the run ends Failed (the report says how it ended). Whatever the outcome, the check after each
+    // scenario must find no overlap.
+    const name = `chaos-late-${process.pid}`;
+    const frozen = await agent(["late"], name, [], { BERTH_AGENT_HEARTBEAT_INTERVAL: "60s" });
+    const parked = () => waitUntil("the agent's claim to be parked at the server", async () =>
+      (await client.listAgents()).agents.some((a) => a.name === name && a.waiting === true),
+    );
+    await parked();
+    await frozen.signal("SIGSTOP");
+    const [id] = await createRuns(1, ["late"], 3_000);
+    const claimed = await waitState(client, id!, "Submitted", 10_000);
+    await agent(["late"], `chaos-late-rescuer-${process.pid}`);
+    const running = await waitFor(client, id!, (r) => r.epoch > claimed.epoch && r.state === "Running", 60_000);
+    await frozen.signal("SIGCONT");
+    const final = await waitFinal(client, id!, 60_000);
+    // With one slot, the woken agent parks a claim again only once its stale attempt is over.
+    await parked();
+    note(`frozen agent woken during attempt ${running.epoch}: the run ended ${final.state} at attempt ${final.epoch} (${final.stateMessage?.split("\n")[0] ?? ""})`);
+    await assertEndedOnce(client, timeline, [id!]);
   });
 
   it("kill -9 of the server under load loses no acknowledged write; agents and containers carry on", async () => {
@@ -118,9 +167,9 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     server = await startServer(dir, SERVER_ENV, server.port);
     note(`kill -9 server: back after ${Date.now() - killedAt} ms`);
     const finals = await Promise.all(ids.map((id) => waitFinal(client, id, 120_000)));
-    await assertRunsClean(client, ids);
+    await assertEndedOnce(client, timeline, ids);
     note(`kill -9 server: ${ids.length} runs, outcomes ${JSON.stringify(countBy(finals.map((r) => r.state)))}`);
-    expect(finals.every((r) => r.state === "Success")).toBe(true);
+    expect(finals.filter((r) => r.state !== "Success").map((r) => `${r.id} ${r.state}: ${r.stateMessage ?? ""}`)).toEqual([]);
   });
 
   it("a server down longer than the lease: the agent stops the container itself, and the run ends once", async () => {
@@ -138,7 +187,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await containerGone(`berth-run-${id}`);
     note(`server down past the lease: container stopped ${stoppedAfter} ms after the server died; run ended ${final.state}`);
     expect(final.state).toBe("Failed");
-    await assertRunsClean(client, [id!]);
+    await assertEndedOnce(client, timeline, [id!]);
   });
 
   it("a second SIGTERM stops an agent at once; restarted, it adopts the container and the run succeeds", async () => {
@@ -156,7 +205,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await agent(["forced"], name);
     expect((await waitFinal(client, id!, 60_000)).state).toBe("Success");
     await containerGone(`berth-run-${id}`);
-    await assertRunsClean(client, [id!]);
+    await assertEndedOnce(client, timeline, [id!]);
   });
 
   it("cancels at every stage and removes the containers", async () => {
@@ -217,7 +266,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     await docker("unpause", `berth-run-${orphan}`);
     await agent(["doomed"], doomedName);
     await containerGone(`berth-run-${orphan}`);
-    await assertRunsClean(client, [scheduled!, submitted!, selfCancelled!, orphan!]);
+    await assertEndedOnce(client, timeline, [scheduled!, submitted!, selfCancelled!, orphan!]);
   });
 });
 
@@ -237,25 +286,72 @@ async function allLogs(client: ApiClient, id: string): Promise<string[]> {
   return (await client.getLogs(id, { after: 0, limit: 1000 })).logs.map((l) => l.message);
 }
 
-/** Exactly one final state in the run's history, and no interleaving of two attempts' task executions. */
-async function assertRunsClean(client: ApiClient, ids: string[]): Promise<void> {
+/**
+ * Exactly one final state in each run's history. A run that succeeded must also have been seen in the
+ * engine's events in a container of its final epoch: a timeline that misses containers would make the
+ * overlap check pass for nothing.
+ */
+async function assertEndedOnce(client: ApiClient, timeline: ContainerTimeline, ids: string[]): Promise<void> {
+  const seen = attemptIntervals(timeline.events);
   for (const id of ids) {
     const history = await client.listFlowRunStates(id);
     const finals = history.filter((h) => FINAL_FLOW_RUN_STATES.includes(h.state));
     expect(finals.length, `${id}: ${history.map((h) => h.state).join(" → ")}`).toBe(1);
-    const lines = attemptLines(await allLogs(client, id)).sort((a, b) => a.at - b.at);
-    const spans = new Map<number, { first: number; last: number }>();
-    for (const l of lines) {
-      const span = spans.get(l.epoch) ?? { first: l.at, last: l.at };
-      spans.set(l.epoch, { first: Math.min(span.first, l.at), last: Math.max(span.last, l.at) });
-    }
-    const ordered = [...spans.entries()].sort((a, b) => a[1].first - b[1].first);
-    for (let i = 1; i < ordered.length; i++) {
-      expect(ordered[i]![1].first, `${id}: epoch ${ordered[i]![0]} started before epoch ${ordered[i - 1]![0]} ended`).toBeGreaterThanOrEqual(
-        ordered[i - 1]![1].last,
-      );
-    }
+    const run = await client.getFlowRun(id);
+    if (run.state !== "Success") continue;
+    const epochs = seen.filter((i) => i.flowRunId === id).map((i) => i.epoch);
+    expect(epochs, `${id}: succeeded at epoch ${run.epoch}, but the engine's events show no container of it`).toContain(run.epoch);
   }
+}
+
+/**
+ * No two attempts of one run alive together, as the engine saw it: the [start, die] intervals of the
+ * containers of different epochs of a run never overlap. The report lists every run that had more than
+ * one attempt, with when each was alive.
+ *
+ * On one engine this is a guarantee, and the check guards what provides it. Every attempt's container is
+ * named berth-run-<flowRunId>, and a name belongs to one container at a time: a new attempt's create
+ * fails while an older container of the run exists, whatever its state, and the agent then force-removes
+ * it. The engine removes a running container by killing it, logging its die, and only then destroying it
+ * and freeing the name; so the older container's die is stamped before the newer one is even created,
+ * let alone started. The check therefore fails if an attempt stops going through that name and that
+ * removal (a name per attempt, or a create that leaves the older container running) in a scenario where
+ * two attempts meet on the engine, as when a frozen agent wakes during the next attempt; and it reads the
+ * engine, so a server that wrongly accepted a stale attempt cannot hide anything. What it cannot see is
+ * agents on different engines: each engine holds its own berth-run-<flowRunId>, and there only the agent's
+ * lease timeout and the server's fencing bound how long two attempts overlap. The exclusion also works
+ * backwards: a stale attempt that arrives late removes the current attempt's container; the report shows
+ * that as an older epoch started after a newer one.
+ */
+function checkAttempts(timeline: ContainerTimeline, scenario: string, scenarioEvents: readonly ContainerEvent[]): void {
+  const all = attemptIntervals(timeline.events);
+  // Runs with a container started here; a container of an earlier scenario may die during this one.
+  const runsHere = new Set(scenarioEvents.filter((e) => e.action === "start").map((e) => e.labels[FLOW_RUN_LABEL]));
+  const runs = byRun(all.filter((i) => runsHere.has(i.flowRunId)));
+  const retried = [...runs].filter(([, intervals]) => new Set(intervals.map((i) => i.epoch)).size > 1);
+  const gaps = retried.flatMap(([, intervals]) => handovers(intervals));
+  const closest = gaps.length === 0 ? "" : `, closest handover ${formatMs(gaps.reduce((a, b) => (a < b ? a : b)))} from one epoch's die to the next's start`;
+  note(`attempts (engine events), ${scenario}: ${[...runs.values()].flat().length} containers of ${runs.size} runs, ${retried.length} runs with more than one epoch${closest}`);
+  for (const [id, intervals] of retried) {
+    const late = intervals.some((i, n) => n > 0 && i.epoch < intervals[n - 1]!.epoch) ? " (an older epoch started after a newer one)" : "";
+    note(`  run ${id}${late}: ${intervals.map(describeInterval).join("; ")}`);
+  }
+  const overlaps = overlappingAttempts(all).map((o) => `run ${o.flowRunId}: ${describeInterval(o.earlier)} overlaps ${describeInterval(o.later)}`);
+  for (const overlap of overlaps) note(`  OVERLAP ${overlap}`);
+  expect(timeline.failure, "the engine's event stream broke, so the timeline has a gap").toBeUndefined();
+  expect(overlaps, "attempts of one run alive at the same time").toEqual([]);
+}
+
+/** For consecutive attempts of one run, ns from the die of one to the start of the next (negative: overlap). */
+function handovers(intervals: AttemptInterval[]): bigint[] {
+  return intervals.slice(1).flatMap((next, n) => {
+    const previous = intervals[n]!;
+    return previous.end === undefined || previous.epoch === next.epoch ? [] : [next.start - previous.end];
+  });
+}
+
+function formatMs(ns: bigint): string {
+  return `${(Number(ns) / 1e6).toFixed(3)} ms`;
 }
 
 /** Polls `check` (an API read, no side effects) until it holds, bounded. */

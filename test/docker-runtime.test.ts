@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isBerthError } from "../wire/errors.js";
+import type { ContainerEvent } from "../engine/port.js";
 import { createDockerEngine } from "../engine/docker-engine.js";
 import { ensureNodeBaseImage } from "../images/index.js";
 import { TarTree } from "../shared/tar-tree.js";
@@ -209,7 +210,121 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerEngine against
       await expect(engine.stopContainer(cid, 0)).resolves.toBeUndefined();
     });
   });
+
+  describe("container events", () => {
+    const role = (name: string) => ({ "io.berth.test-role": `${name}-${id}` });
+
+    it("follows start, die and destroy of the matching containers only, stamped to the nanosecond", async () => {
+      const controller = new AbortController();
+      const before = BigInt(Date.now()) * 1_000_000n;
+      const seen = collect(engine.followContainerEvents({ labels: { [TEST_LABEL]: id, ...role("events") }, signal: controller.signal }));
+      const other = await engine.runContainer(suite.spec(base, ["true"], { labels: role("elsewhere") }));
+      const spec = suite.spec(base, ["sh", "-c", "sleep 0.2; exit 3"], { labels: role("events") });
+      const cid = await engine.runContainer(spec);
+      expect(await engine.waitContainer(cid)).toBe(3);
+      await engine.removeContainer(cid);
+      await engine.waitContainer(other);
+      await seen.until((events) => events.some((e) => e.action === "destroy"));
+      const after = BigInt(Date.now()) * 1_000_000n;
+
+      const events = seen.events;
+      expect(events.map((e) => e.action)).toEqual(["start", "die", "destroy"]);
+      for (const e of events) {
+        expect(e).toMatchObject({ id: cid, name: spec.name, labels: { [TEST_LABEL]: id, ...role("events") } });
+        expect(e.labels).not.toHaveProperty("name");
+        expect(e.labels).not.toHaveProperty("image");
+        // Same host, same clock: the engine's stamps fall inside the test's own window (with a millisecond of slack).
+        expect(e.timeNano).toBeGreaterThanOrEqual(before - 1_000_000n);
+        expect(e.timeNano).toBeLessThanOrEqual(after + 1_000_000n);
+      }
+      const [start, die, destroy] = events as [ContainerEvent, ContainerEvent, ContainerEvent];
+      expect(die.exitCode).toBe(3);
+      expect(start.exitCode).toBeUndefined();
+      expect(start.timeNano < die.timeNano && die.timeNano < destroy.timeNano).toBe(true);
+      // The container slept 200 ms between start and die.
+      expect(die.timeNano - start.timeNano).toBeGreaterThanOrEqual(200_000_000n);
+      // All three on whole milliseconds would mean the stamps were cut to milliseconds or seconds on the way.
+      expect(events.some((e) => e.timeNano % 1_000_000n !== 0n)).toBe(true);
+
+      const abortedAt = Date.now();
+      controller.abort();
+      await expect(seen.done).resolves.toBeUndefined();
+      expect(Date.now() - abortedAt).toBeLessThan(2_000);
+    });
+
+    it("keeps the events of the instant between the call and the first read", async () => {
+      const controller = new AbortController();
+      const stream = engine.followContainerEvents({ labels: { [TEST_LABEL]: id, ...role("early") }, signal: controller.signal });
+      const cid = await engine.runContainer(suite.spec(base, ["true"], { labels: role("early") }));
+      await engine.waitContainer(cid);
+      await engine.removeContainer(cid);
+      const seen = collect(stream);
+      await seen.until((events) => events.length === 3);
+      expect(seen.events.map((e) => [e.action, e.id])).toEqual([
+        ["start", cid],
+        ["die", cid],
+        ["destroy", cid],
+      ]);
+      controller.abort();
+      await seen.done;
+    });
+
+    it("ends at once when the signal is already aborted", async () => {
+      const events = engine.followContainerEvents({ labels: { [TEST_LABEL]: id }, signal: AbortSignal.abort() });
+      const seen = collect(events);
+      await expect(seen.done).resolves.toBeUndefined();
+      expect(seen.events).toEqual([]);
+    });
+
+    it("fails with BERTH_E_DOCKER_UNAVAILABLE when nothing listens at the socket", async () => {
+      const socketPath = path.join(os.tmpdir(), `berth-no-engine-${id}.sock`);
+      const events = createDockerEngine({ socketPath }).followContainerEvents({ labels: {}, signal: new AbortController().signal });
+      const err = await collect(events).done.catch((e: unknown) => e);
+      expect(isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")).toBe(true);
+      expect((err as Error).message).toContain(socketPath);
+    });
+  });
 });
+
+/** Reads an event stream in the background; `until` waits, bounded, for each new event until `check` holds. */
+function collect(stream: AsyncIterable<ContainerEvent>) {
+  const events: ContainerEvent[] = [];
+  let arrived: () => void = () => {};
+  let next = new Promise<void>((resolve) => (arrived = resolve));
+  const done = (async () => {
+    for await (const event of stream) {
+      events.push(event);
+      arrived();
+      next = new Promise<void>((resolve) => (arrived = resolve));
+    }
+  })();
+  // Tests that expect a failure observe it through `done`; this only keeps Node from reporting it first.
+  done.catch(() => undefined);
+  return {
+    events,
+    done,
+    async until(check: (events: ContainerEvent[]) => boolean, timeoutMs = 10_000): Promise<void> {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const seen = events.map((e) => `${e.action} ${e.name}`).join(", ") || "none";
+          reject(new Error(`the expected events did not arrive within ${timeoutMs} ms; seen: ${seen}`));
+        }, timeoutMs);
+      });
+      const ended = done.then(() => {
+        throw new Error("the event stream ended before the expected events arrived");
+      });
+      // Raced below on every turn; once `check` holds nobody awaits these, and that is fine.
+      ended.catch(() => undefined);
+      timedOut.catch(() => undefined);
+      try {
+        while (!check(events)) await Promise.race([next, ended, timedOut]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
 
 /** Waits (bounded) until the container has printed `text`: the signal tests need the trap installed first. */
 async function waitForOutput(cid: string, text: string, timeoutMs = 10_000): Promise<void> {
