@@ -37,6 +37,7 @@ function idleEngine(answers: () => boolean = () => true): ContainerEngine {
     containerOutput: refuse,
     stopContainer: refuse,
     removeContainer: refuse,
+    followContainerEvents: refuse,
   } as ContainerEngine;
 }
 
@@ -60,6 +61,8 @@ describe("the agent's lifetime", () => {
     expect((await client.listAgents()).agents.map((a) => [a.name, a.status])).toEqual([["lifecycle", "online"]]);
     let ended = false;
     void life.then(() => (ended = true));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(ended, "run() resolves only once the agent has stopped").toBe(false);
     const stopping = agent.stop();
     expect(agent.stop()).toBe(stopping);
     await stopping;

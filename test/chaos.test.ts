@@ -30,8 +30,13 @@ const SERVER_ENV = {
   BERTH_SERVER_REAPER_INTERVAL: "250ms",
   BERTH_AGENT_LOST_AFTER: "3s",
 };
-const AGENT_ENV = { BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms", BERTH_AGENT_LEASE_TIMEOUT: "3s", BERTH_AGENT_STOP_GRACE: "2s" };
-const AGENT_ARGS = ["--env", "BERTH_HEARTBEAT_INTERVAL_MS=1000"];
+/** Agents heartbeat often, and so do their containers: a container is silent long before 6 s only if it is gone. */
+const AGENT_ENV = {
+  BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms",
+  BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: "1s",
+  BERTH_AGENT_LEASE_TIMEOUT: "3s",
+  BERTH_AGENT_STOP_GRACE: "2s",
+};
 
 const report: string[] = [];
 const note = (line: string) => report.push(line);
@@ -45,7 +50,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   /** Where the scenario under way begins in the timeline, for its part of the report. */
   let scenarioStart = 0;
   const agent = async (labels: string[], name: string, extra: string[] = [], env: Record<string, string> = {}) => {
-    const proc = await startAgent(server.url, labels, name, [...AGENT_ARGS, ...extra], { ...AGENT_ENV, ...env });
+    const proc = await startAgent(server.url, labels, name, extra, { ...AGENT_ENV, ...env });
     agents.push(proc);
     return proc;
   };
