@@ -4,7 +4,7 @@ import { buildServer } from "../server/app.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { StateStore } from "../store/port.js";
 import { call, expectError } from "./support/api.js";
-import { flowBody } from "./support/fixtures.js";
+import { flowBody, flowInput } from "./support/fixtures.js";
 import { test as it, testServerOptions } from "./support/server.js";
 
 describe("bad input gets a 4xx with the error shape, and changes nothing", () => {
@@ -96,6 +96,21 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     expect((await call(app, { method: "GET", url: "/api/flows" })).status).toBe(200);
     expect(await store.listFlows()).toHaveLength(1);
     expect(await store.listFlowRuns({})).toEqual([]);
+  });
+
+  it("still serves and hands out values stored before the size bounds existed", async ({ server }) => {
+    const { app, store } = server;
+    // Written straight to the store, as an older berth (which had no size bounds) would have.
+    const big = "x".repeat(200 * 1024);
+    const { flow } = await store.registerFlow(flowInput({ environment: { type: "custom", className: "E", labels: [], metadata: { big } } }));
+    const { flowRun } = await store.createFlowRun({ flow, parameters: { big: big.repeat(6) }, labels: [] });
+    expect((await call(app, { method: "GET", url: "/api/flows" })).status).toBe(200);
+    expect((await call(app, { method: "GET", url: `/api/flows/${flow.id}` })).body.environment.metadata.big).toHaveLength(big.length);
+    expect((await call(app, { method: "GET", url: `/api/flow-runs/${flowRun.id}` })).status).toBe(200);
+    const agent = (await call(app, { method: "POST", url: "/api/agents", payload: { name: "old-data" } })).body;
+    const claimed = await call(app, { method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 0 } });
+    expect(claimed.status).toBe(200);
+    expect(claimed.body.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([flowRun.id]);
   });
 
   it("answers unknown routes and methods with BERTH_E_NOT_FOUND", async ({ server }) => {

@@ -55,7 +55,8 @@ const JsonRecord = z.record(z.string(), z.unknown());
 /**
  * Free-form JSON a user gives (run parameters, environment metadata, parameter defaults) is bounded in size
  * here, and in depth (64 levels) as the server reads a request (shared/json-limits.ts), so that no stored
- * value can make a later read or response fail.
+ * value can make a later read or response fail. The size bounds apply to what a request sends (the `...Input`
+ * schemas), never to what the server answers: a value stored before a bound existed must still be served.
  */
 export const JSON_SIZE_LIMITS = { parameters: 1024 * 1024, metadata: 64 * 1024, parameterDefault: 64 * 1024 } as const;
 
@@ -90,16 +91,18 @@ export const EnvironmentSpec = z.object({
   type: z.enum(["LocalEnvironment", "custom"]),
   className: z.string().min(1).max(200),
   labels: Labels,
-  metadata: jsonOfAtMost(JsonRecord, JSON_SIZE_LIMITS.metadata),
+  metadata: JsonRecord,
 });
 export type EnvironmentSpec = z.infer<typeof EnvironmentSpec>;
+const EnvironmentSpecInput = EnvironmentSpec.extend({ metadata: jsonOfAtMost(JsonRecord, JSON_SIZE_LIMITS.metadata) });
 
 export const ParameterSpec = z.object({
   name: Name,
   required: z.boolean(),
-  default: jsonOfAtMost(z.unknown(), JSON_SIZE_LIMITS.parameterDefault).optional(),
+  default: z.unknown().optional(),
 });
 export type ParameterSpec = z.infer<typeof ParameterSpec>;
+const ParameterSpecInput = ParameterSpec.extend({ default: jsonOfAtMost(z.unknown(), JSON_SIZE_LIMITS.parameterDefault).optional() });
 
 /** The largest timer Node.js can arm: a longer setTimeout fires at once. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -113,7 +116,8 @@ export const RecoveryPolicy = z.object({
 export type RecoveryPolicy = z.infer<typeof RecoveryPolicy>;
 export const DEFAULT_RECOVERY: RecoveryPolicy = { onLost: "fail", maxAttempts: 3 };
 
-export const FlowCreate = z.object({
+/** A flow version's fields, as the server stores and serves them. */
+const FlowFields = z.object({
   name: Name,
   labels: Labels.default([]),
   storage: StorageSpec,
@@ -127,9 +131,15 @@ export const FlowCreate = z.object({
   /** A run taking longer is stopped by its agent and Failed; default null (no limit). */
   runTimeoutMs: z.number().int().positive().max(MAX_TIMER_MS).nullable().default(null),
 });
+
+/** Body of POST /api/flows: the fields, with free-form JSON bounded in size. */
+export const FlowCreate = FlowFields.extend({
+  environment: EnvironmentSpecInput,
+  parameters: z.array(ParameterSpecInput).max(1000).default([]),
+});
 export type FlowCreate = z.infer<typeof FlowCreate>;
 
-export const FlowRecord = FlowCreate.extend({
+export const FlowRecord = FlowFields.extend({
   id: Id,
   slug: z.string(),
   version: z.number().int().positive(),
