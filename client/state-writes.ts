@@ -1,6 +1,7 @@
 import { whileServerDown } from "./retry.js";
 import { isBerthError, BerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { cutText } from "../shared/text.js";
+import { FINAL_FLOW_RUN_STATES, MAX_STATE_MESSAGE_LENGTH, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 import type { ApiClient } from "./api-client.js";
 
 export interface StateWriteOutcome {
@@ -39,7 +40,8 @@ export async function writeFlowRunState(
         client.setFlowRunState(flowRunId, {
           state: write.state,
           expectedVersion: version,
-          ...(write.message === undefined ? {} : { message: write.message }),
+          // A message the server cannot store would cost the state itself: cut it instead.
+          ...(write.message === undefined ? {} : { message: cutText(write.message, MAX_STATE_MESSAGE_LENGTH) }),
           ...(options.epoch === undefined ? {} : { epoch: options.epoch }),
         }),
       );

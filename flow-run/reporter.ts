@@ -1,13 +1,19 @@
 /**
  * Ships a flow run's logs and task states to the server in batches, off the task runner's hot path.
- * Reporting never throws into user code: a batch the server could not take (it is down) is kept and sent
- * again, and `drain()` at the end of the run keeps trying while the server restarts; a batch the server
- * refuses as invalid is dropped and counted, since sending it again cannot help.
+ * Reporting never throws into user code:
+ * - a batch the server could not take (it is down, or failed) stays queued and is sent again; `drain()` at
+ *   the end of the run keeps trying while the server restarts;
+ * - a batch the server refuses as invalid is dropped and counted, since sending it again cannot help; a batch
+ *   too large for the server is split until it fits (a single line that still does not fit is dropped);
+ * - each log line carries its number in the attempt (`seq`), so a line sent again after a lost reply is
+ *   stored once; accepted chunks leave the queue as they are accepted, so a failure part-way resends only
+ *   what was not taken.
  */
 import type { ApiClient } from "../client/api-client.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
+import { cutText } from "../shared/text.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import { MAX_LOG_MESSAGE_LENGTH, type LogLevel, type LogLine, type TaskRun } from "../wire/schema.js";
+import { MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type LogLevel, type LogLine, type TaskRun } from "../wire/schema.js";
 
 export interface ReporterOptions {
   client: ApiClient;
@@ -24,10 +30,17 @@ export interface ReporterOptions {
   onFenced?: () => void;
 }
 
+/** Most lines per request, and most bytes of JSON: well under the server's default body limit (16 MiB). */
+const CHUNK_LINES = 2_000;
+const CHUNK_BYTES = 2 * 1024 * 1024;
+
+type Outcome = "sent" | "retry" | "fenced";
+
 export class RunReporter {
   private logs: LogLine[] = [];
   /** Latest state per task slug: intermediate states of a fast task need not all reach the server. */
   private taskRuns = new Map<string, TaskRun>();
+  private seq = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private fenced = false;
@@ -45,14 +58,14 @@ export class RunReporter {
   }
 
   log(level: LogLevel, message: string, task?: string | null): void {
-    // The server takes lines of up to MAX_LOG_MESSAGE_LENGTH characters; a longer one is cut, not refused.
-    const text = message.length > MAX_LOG_MESSAGE_LENGTH ? `${message.slice(0, MAX_LOG_MESSAGE_LENGTH - 40)}… [cut: ${message.length} characters]` : message;
-    this.logs.push({ at: new Date().toISOString(), level, message: text, task: task ?? null });
+    this.seq += 1;
+    this.logs.push({ at: new Date().toISOString(), level, message: cutText(message, MAX_LOG_MESSAGE_LENGTH), task: task ?? null, seq: this.seq });
     this.schedule(this.logs.length >= this.maxBatch);
   }
 
   taskState(run: TaskRun): void {
-    this.taskRuns.set(run.taskSlug, run);
+    const message = run.message ? cutText(run.message, MAX_STATE_MESSAGE_LENGTH) : run.message;
+    this.taskRuns.set(run.taskSlug, { ...run, message });
     this.schedule(this.taskRuns.size >= this.maxBatch);
   }
 
@@ -69,45 +82,14 @@ export class RunReporter {
     this.timer.unref();
   }
 
-  /** Sends everything buffered; resolves when it has been sent (or has failed and been re-queued). */
+  /** Sends everything buffered; resolves when it has been sent (or has failed and stays queued). */
   async flush(): Promise<void> {
     while (this.flushing) await this.flushing;
-    if (this.logs.length === 0 && this.taskRuns.size === 0) return;
+    if (this.empty || this.fenced) return;
     this.flushing = this.send().finally(() => {
       this.flushing = undefined;
     });
     await this.flushing;
-  }
-
-  private async send(): Promise<void> {
-    const { client, flowRunId, epoch } = this.options;
-    const taskRuns = [...this.taskRuns.values()];
-    this.taskRuns.clear();
-    const logs = this.logs;
-    this.logs = [];
-    try {
-      if (taskRuns.length > 0) {
-        for (let i = 0; i < taskRuns.length; i += 5_000) await client.updateTaskRuns(flowRunId, taskRuns.slice(i, i + 5_000), epoch);
-      }
-      for (let i = 0; i < logs.length; i += 5_000) await client.appendLogs(flowRunId, logs.slice(i, i + 5_000), epoch);
-    } catch (err) {
-      if (isBerthError(err, "BERTH_E_STALE_LEASE")) {
-        // Another attempt owns the run: what this one has to say no longer counts.
-        this.fenced = true;
-        this.options.onFenced?.();
-        return;
-      }
-      if (isBerthError(err) && err.status >= 400 && err.status < 500) {
-        this.dropped += logs.length + taskRuns.length;
-        this.warn(`berth: the server refused ${logs.length} log line(s) and ${taskRuns.length} task state(s); dropped: ${describeError(err)}`);
-        return;
-      }
-      this.failedFlushes += 1;
-      this.warn(`berth: could not report to the server (will retry): ${describeError(err)}`);
-      for (const t of taskRuns) if (!this.taskRuns.has(t.taskSlug)) this.taskRuns.set(t.taskSlug, t);
-      this.logs = logs.concat(this.logs);
-      this.schedule(false);
-    }
   }
 
   /** Nothing is waiting to be sent. */
@@ -138,5 +120,89 @@ export class RunReporter {
   close(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  private async send(): Promise<void> {
+    // Task states first, then logs, each on its own: a refusal of one does not cost the other.
+    const taskRuns = [...this.taskRuns.values()];
+    this.taskRuns.clear();
+    let outcome: Outcome = "sent";
+    for (let i = 0; i < taskRuns.length && outcome === "sent"; i += CHUNK_LINES) {
+      const chunk = taskRuns.slice(i, i + CHUNK_LINES);
+      const result = await this.deliver(chunk.length, "task state", (signal) => this.options.client.updateTaskRuns(this.options.flowRunId, chunk, this.options.epoch, signal));
+      // Task states are never split (a state is small): "split" cannot come back here.
+      outcome = result === "split" ? "retry" : result;
+      if (outcome === "retry") {
+        // Not taken: keep what is left, unless a newer state of the task was reported meanwhile.
+        for (const t of taskRuns.slice(i)) if (!this.taskRuns.has(t.taskSlug)) this.taskRuns.set(t.taskSlug, t);
+      }
+    }
+    while (outcome === "sent" && this.logs.length > 0) {
+      const chunk = this.nextLogChunk();
+      outcome = await this.sendLogs(chunk);
+      // Taken or given up on: either way it leaves the queue; a retry leaves it where it is.
+      if (outcome === "sent") this.logs.splice(0, chunk.length);
+    }
+    if (outcome === "retry") {
+      this.failedFlushes += 1;
+      this.schedule(false);
+    }
+  }
+
+  /** The oldest lines, up to CHUNK_LINES of them and about CHUNK_BYTES of JSON. */
+  private nextLogChunk(): LogLine[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.logs.length && n < CHUNK_LINES) {
+      bytes += this.logs[n]!.message.length * 3 + 200;
+      if (n > 0 && bytes > CHUNK_BYTES) break;
+      n += 1;
+    }
+    return this.logs.slice(0, n);
+  }
+
+  /** Sends lines; one that a server with a smaller body limit cannot take is split until it fits. */
+  private async sendLogs(lines: LogLine[]): Promise<Outcome> {
+    const append = (chunk: LogLine[]) => (signal?: AbortSignal) => this.options.client.appendLogs(this.options.flowRunId, chunk, this.options.epoch, signal);
+    const outcome = await this.deliver(lines.length, "log line", append(lines), (err) => {
+      if (!isBerthError(err, "BERTH_E_PAYLOAD_TOO_LARGE")) return false;
+      return lines.length > 1;
+    });
+    if (outcome !== "split") return outcome;
+    const half = Math.ceil(lines.length / 2);
+    const first = await this.sendLogs(lines.slice(0, half));
+    if (first !== "sent") return first;
+    return this.sendLogs(lines.slice(half));
+  }
+
+  /**
+   * One request. "sent": taken, or refused for good (dropped and counted); "retry": the server could not
+   * take it now; "fenced": another attempt owns the run; "split": the caller should send it in halves.
+   */
+  private async deliver(
+    count: number,
+    what: string,
+    request: (signal?: AbortSignal) => Promise<void>,
+    splittable: (err: unknown) => boolean = () => false,
+  ): Promise<Outcome | "split"> {
+    try {
+      await request();
+      return "sent";
+    } catch (err) {
+      if (isBerthError(err, "BERTH_E_STALE_LEASE")) {
+        // Another attempt owns the run: what this one has to say no longer counts.
+        this.fenced = true;
+        this.options.onFenced?.();
+        return "fenced";
+      }
+      if (splittable(err)) return "split";
+      if (isBerthError(err) && err.status >= 400 && err.status < 500) {
+        this.dropped += count;
+        this.warn(`berth: the server refused ${count} ${what}(s); dropped: ${describeError(err)}`);
+        return "sent";
+      }
+      this.warn(`berth: could not report to the server (will retry): ${describeError(err)}`);
+      return "retry";
+    }
   }
 }

@@ -116,7 +116,11 @@ export interface StateStore {
   upsertTaskRuns(flowRunId: string, taskRuns: TaskRun[], epoch?: number): Promise<void>;
   listTaskRuns(flowRunId: string): Promise<TaskRun[]>;
 
-  /** Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run, BERTH_E_STALE_LEASE (writing nothing) for a stale epoch. */
+  /**
+   * Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run, BERTH_E_STALE_LEASE (writing nothing) for a stale
+   * epoch. A line with a `seq` already stored for the run and attempt (`epoch`, 0 without one) is not stored
+   * again.
+   */
   appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void>;
   /** Logs with id > `after`, oldest first. */
   listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]>;

@@ -114,6 +114,12 @@ export const MIGRATIONS: readonly Migration[] = [
     cutDeepColumn(db, "flows", "parameters");
     cutDeepColumn(db, "flow_runs", "parameters");
   },
+  // A log line numbered by its attempt is stored once, however often a container that lost a reply sends it.
+  `
+  ALTER TABLE logs ADD COLUMN attempt INTEGER;
+  ALTER TABLE logs ADD COLUMN seq INTEGER;
+  CREATE UNIQUE INDEX logs_attempt_seq ON logs (flow_run_id, attempt, seq) WHERE seq IS NOT NULL;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -77,7 +77,8 @@ export const SQL = {
       message = excluded.message, attempt = excluded.attempt, updated_at = excluded.updated_at`,
   taskRuns: "SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY updated_at, task_slug",
 
-  insertLog: "INSERT INTO logs (flow_run_id, at, level, message, task) VALUES (?, ?, ?, ?, ?)",
+  // A numbered line already stored (the same run, attempt and seq) is ignored: appends are idempotent.
+  insertLog: "INSERT OR IGNORE INTO logs (flow_run_id, at, level, message, task, attempt, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
   logsAfter: "SELECT id, at, level, message, task FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
 
   insertAgent: `

@@ -283,7 +283,10 @@ export class SqliteStore implements StateStore {
   async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void> {
     this.immediate(() => {
       this.assertWritable(flowRunId, epoch);
-      for (const log of logs) this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null);
+      const attempt = epoch ?? 0;
+      for (const log of logs) {
+        this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null, log.seq === undefined ? null : attempt, log.seq ?? null);
+      }
     });
   }
 

@@ -205,9 +205,12 @@ export type FlowRunCreated = z.infer<typeof FlowRunCreated>;
 /** The writer's lease epoch: a write that carries one is refused (BERTH_E_STALE_LEASE) unless it is the run's. */
 const Epoch = z.number().int().nonnegative();
 
+/** The longest state or task-run message the server stores; writers cut longer ones (shared/text.ts). */
+export const MAX_STATE_MESSAGE_LENGTH = 20_000;
+
 export const StateChange = z.object({
   state: FlowRunStateName,
-  message: z.string().max(20_000).optional(),
+  message: z.string().max(MAX_STATE_MESSAGE_LENGTH).optional(),
   expectedVersion: z.number().int().nonnegative(),
   /** Sent by the run's own attempt; users' writes (cancel, CLI) leave it out and are not fenced. */
   epoch: Epoch.optional(),
@@ -218,7 +221,7 @@ export const TaskRun = z.object({
   taskSlug: z.string().min(1).max(500),
   taskName: z.string().min(1).max(500),
   state: TaskRunStateName,
-  message: z.string().max(20_000).nullable().optional(),
+  message: z.string().max(MAX_STATE_MESSAGE_LENGTH).nullable().optional(),
   attempt: z.number().int().positive(),
   updatedAt: Timestamp.optional(),
 });
@@ -235,13 +238,18 @@ export const LogLine = z.object({
   level: LogLevel,
   message: z.string().max(MAX_LOG_MESSAGE_LENGTH),
   task: z.string().max(500).nullable().optional(),
+  /**
+   * The line's number in its attempt (1, 2, ...), given by a flow-run container: a line sent again after a
+   * lost reply is stored once. Lines without one are always stored.
+   */
+  seq: z.number().int().positive().optional(),
 });
 export type LogLine = z.infer<typeof LogLine>;
 
 export const LogsAppend = z.object({ logs: z.array(LogLine).min(1).max(10_000), epoch: Epoch.optional() });
 export type LogsAppend = z.infer<typeof LogsAppend>;
 
-export const StoredLog = LogLine.extend({ id: z.number().int(), task: z.string().nullable() });
+export const StoredLog = LogLine.omit({ seq: true }).extend({ id: z.number().int(), task: z.string().nullable() });
 export type StoredLog = z.infer<typeof StoredLog>;
 
 export const LogsPage = z.object({ logs: z.array(StoredLog), next: z.number().int() });

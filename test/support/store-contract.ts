@@ -283,6 +283,25 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(isBerthError(await rejection(store.appendLogs("no-such-run", [log("x")])), "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
     });
 
+    it("stores a numbered log line once per attempt, however often it is sent", async () => {
+      const { store, run } = await storeWithFlow();
+      const r = await run();
+      const [claimed] = await store.claimFlowRuns("agent-1", [], 1, LEASE_MS);
+      const epoch = claimed!.epoch;
+      const numbered = (message: string, seq: number): LogLine => ({ ...log(message), seq });
+      await store.appendLogs(r.id, [numbered("one", 1), numbered("two", 2)], epoch);
+      // The reply to that append was lost: the container sends both again, with the next line.
+      await store.appendLogs(r.id, [numbered("one", 1), numbered("two", 2), numbered("three", 3)], epoch);
+      // Lines without a number (sent by hand) are always stored.
+      await store.appendLogs(r.id, [log("by hand"), log("by hand")]);
+      expect((await store.listLogs(r.id, 0, 100)).map((l) => l.message)).toEqual(["one", "two", "three", "by hand", "by hand"]);
+      // Another attempt numbers its lines from 1 again: they are its own.
+      await store.setFlowRunState(r.id, { state: "Scheduled", expectedVersion: claimed!.version });
+      const [again] = await store.claimFlowRuns("agent-1", [], 1, LEASE_MS);
+      await store.appendLogs(r.id, [numbered("one, again", 1)], again!.epoch);
+      expect((await store.listLogs(r.id, 0, 100)).map((l) => l.message)).toContain("one, again");
+    });
+
     it("upserts task runs by task slug", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
