@@ -8,6 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
 import { BerthError } from "../wire/errors.js";
+import { defaultConfig } from "./load.js";
 import type { Config, PullPolicy } from "./schema.js";
 
 /** What `buildServer` and `berth server` run with. */
@@ -161,34 +162,45 @@ export function flowRunEnvironment(settings: FlowRunSettings): Record<string, st
   return env;
 }
 
-const Millis = z.coerce.number().int().positive();
+const Millis = z.coerce.number().int().nonnegative();
 const FlowRunEnv = z.object({
   [FLOW_RUN_ENV.apiUrl]: z.url(),
   [FLOW_RUN_ENV.apiToken]: z.string().optional(),
   [FLOW_RUN_ENV.flowRunId]: z.string().min(1),
   [FLOW_RUN_ENV.epoch]: z.coerce.number().int().nonnegative().optional(),
-  [FLOW_RUN_ENV.heartbeatIntervalMs]: Millis,
-  [FLOW_RUN_ENV.serverDownForMs]: z.coerce.number().int().nonnegative(),
+  [FLOW_RUN_ENV.heartbeatIntervalMs]: Millis.refine((ms) => ms > 0, "must be more than 0").optional(),
+  [FLOW_RUN_ENV.serverDownForMs]: Millis.optional(),
 });
 
-/** A flow-run container's settings, read back from its environment; a clear error when the agent set none. */
+/** What a container started by hand (or by an agent of an earlier berth) runs with: the configuration's defaults. */
+const REQUIRED_FLOW_RUN_ENV = [FLOW_RUN_ENV.apiUrl, FLOW_RUN_ENV.flowRunId];
+
+/**
+ * A flow-run container's settings, read back from its environment. BERTH_API_URL and BERTH_FLOW_RUN_ID are
+ * required (a clear error names what is missing); the timings default to the configuration's defaults.
+ */
 export function readFlowRunSettings(env: Record<string, string | undefined>): FlowRunSettings {
+  const missing = REQUIRED_FLOW_RUN_ENV.filter((name) => !env[name]);
+  if (missing.length > 0) {
+    throw new BerthError(
+      "BERTH_E_CONFIG",
+      `berth execute flow-run needs ${missing.join(" and ")} in its environment: it runs in a container an agent starts, which sets them`,
+    );
+  }
   const present = Object.fromEntries(Object.values(FLOW_RUN_ENV).flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
   const parsed = FlowRunEnv.safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new BerthError(
-      "BERTH_E_CONFIG",
-      `berth execute flow-run runs in a container an agent starts, which sets its environment; here it is incomplete (${problems})`,
-    );
+    throw new BerthError("BERTH_E_CONFIG", `berth execute flow-run: its environment is not what an agent sets (${problems})`);
   }
   const v = parsed.data;
+  const defaults = compileAgentOptions(defaultConfig()).flowRun;
   return {
     apiUrl: v[FLOW_RUN_ENV.apiUrl],
     apiToken: v[FLOW_RUN_ENV.apiToken],
     flowRunId: v[FLOW_RUN_ENV.flowRunId],
     epoch: v[FLOW_RUN_ENV.epoch],
-    heartbeatIntervalMs: v[FLOW_RUN_ENV.heartbeatIntervalMs],
-    serverDownForMs: v[FLOW_RUN_ENV.serverDownForMs],
+    heartbeatIntervalMs: v[FLOW_RUN_ENV.heartbeatIntervalMs] ?? defaults.heartbeatIntervalMs,
+    serverDownForMs: v[FLOW_RUN_ENV.serverDownForMs] ?? defaults.serverDownForMs,
   };
 }

@@ -46,6 +46,8 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   BERTH_AGENT_LEASE_TIMEOUT: { path: ["agent", "leaseTimeout"] },
   BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: { path: ["agent", "runHeartbeatInterval"] },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
+  // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
+  BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   BERTH_SERVER_BODY_LIMIT: { path: ["server", "bodyLimit"] },
 };
 
@@ -53,7 +55,7 @@ export function loadConfig(options: LoadConfigOptions): Config {
   const merged = [fileLayer(options), envLayer(options.env), options.flags ?? {}].reduce(deepMerge, {});
   const parsed = ConfigSchema.safeParse(merged);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`).join("; ");
+    const problems = parsed.error.issues.map(describeIssue).join("; ");
     throw new BerthError("BERTH_E_CONFIG", `invalid configuration: ${problems}`, { details: parsed.error.issues });
   }
   return parsed.data;
@@ -110,4 +112,21 @@ function deepMerge(base: Layer, over: Layer): Layer {
 
 function isPlainObject(v: unknown): v is Layer {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Settings that moved, by their old path: a config file that still uses one is told where it went. */
+const MOVED: Readonly<Record<string, string>> = { "agent.serverDownFor": "serverDownFor" };
+
+function describeIssue(issue: { path: PropertyKey[]; message: string; code: string; keys?: string[] }): string {
+  const where = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys" && issue.keys) {
+    return issue.keys
+      .map((key) => {
+        const full = where ? `${where}.${key}` : key;
+        const moved = MOVED[full];
+        return moved ? `${full} is now ${moved}` : `${full} is not a berth setting`;
+      })
+      .join("; ");
+  }
+  return `${where || "config"}: ${issue.message}`;
 }

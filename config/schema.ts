@@ -27,7 +27,8 @@ export type PullPolicy = (typeof PULL_POLICIES)[number];
 
 const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or commas");
 
-export const ConfigSchema = z.object({
+// Strict objects: a key berth does not know (a typo, a setting that moved) is an error naming it, not ignored.
+export const ConfigSchema = z.strictObject({
   /** The server's URL, for clients and agents. Default http://127.0.0.1:4200. */
   apiUrl: z.url().default("http://127.0.0.1:4200"),
   /** Bearer token: required by the server when set there, sent by clients when set here. Default none. */
@@ -39,7 +40,7 @@ export const ConfigSchema = z.object({
   /** How long agents, flow-run containers and `berth run --watch` wait out an unreachable server. Default 5m. */
   serverDownFor: Duration.default(300_000),
   server: z
-    .object({
+    .strictObject({
       /** Default 127.0.0.1. */
       host: z.string().default("127.0.0.1"),
       /** Default 4200. */
@@ -63,7 +64,7 @@ export const ConfigSchema = z.object({
     })
     .prefault({}),
   agent: z
-    .object({
+    .strictObject({
       /** Default agent-<hostname>. */
       name: z.string().min(1).optional(),
       /** Default none: the agent then runs only unlabelled flow runs. */

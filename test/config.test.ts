@@ -3,7 +3,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { isBerthError } from "../wire/errors.js";
-import { loadConfig } from "../config/load.js";
+import { compileAgentOptions, compileServerOptions, flowRunEnvironment, readFlowRunSettings } from "../config/compile.js";
+import { defaultConfig, loadConfig } from "../config/load.js";
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -61,5 +62,53 @@ describe("configuration", () => {
     expect(() => loadConfig({ env: {}, cwd, file: "nope.json" })).toThrow(/config file not found: .*nope\.json/);
     await writeFile(path.join(cwd, "broken.json"), "{ not json");
     expect(() => loadConfig({ env: { BERTH_CONFIG: "broken.json" }, cwd })).toThrow(/cannot read config file .*broken\.json/);
+  });
+
+  it("names a setting it does not know, and says where a moved one went, instead of ignoring it", async () => {
+    const cwd = await tempDir();
+    await writeFile(path.join(cwd, "berth.config.json"), JSON.stringify({ agent: { serverDownFor: "1m", concurency: 2 }, colour: "red" }));
+    const err = (() => {
+      try {
+        loadConfig({ env: {}, cwd });
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    expect(err?.message).toContain("agent.serverDownFor is now serverDownFor");
+    expect(err?.message).toContain("agent.concurency is not a berth setting");
+    expect(err?.message).toContain("colour is not a berth setting");
+    // The variable's old name still sets it.
+    expect(loadConfig({ env: { BERTH_AGENT_SERVER_DOWN_FOR: "90s" }, cwd: await tempDir() }).serverDownFor).toBe(90_000);
+  });
+});
+
+describe("compiled configuration", () => {
+  it("gives the server, the agent and its containers one set of defaults, from the schema", () => {
+    const config = defaultConfig({ home: "/var/lib/berth" });
+    expect(compileServerOptions(config)).toMatchObject({ db: "/var/lib/berth/berth.db", leaseMs: 30_000, reaperIntervalMs: 5_000, bodyLimitBytes: 16 * 1024 * 1024 });
+    const agent = compileAgentOptions(defaultConfig({ apiUrl: "http://server:4200", serverDownFor: "2m", agent: { runHeartbeatInterval: "3s", containerApiUrl: "http://10.0.0.1:4200" } }));
+    expect(agent).toMatchObject({ network: undefined, serverDownForMs: 120_000 });
+    expect(agent.flowRun).toEqual({ apiUrl: "http://10.0.0.1:4200", apiToken: undefined, heartbeatIntervalMs: 3_000, serverDownForMs: 120_000 });
+    expect(compileAgentOptions(defaultConfig()).network).toBe("host");
+  });
+
+  it("carries a flow-run container's settings through its environment and back", () => {
+    const settings = { apiUrl: "http://server:4200", apiToken: "run-token", flowRunId: "r1", epoch: 3, heartbeatIntervalMs: 1_500, serverDownForMs: 60_000 };
+    expect(readFlowRunSettings(flowRunEnvironment(settings))).toEqual(settings);
+  });
+
+  it("reads a container started by hand, with defaults for the timings, and names what is missing", () => {
+    const defaults = compileAgentOptions(defaultConfig()).flowRun;
+    expect(readFlowRunSettings({ BERTH_API_URL: "http://127.0.0.1:4200", BERTH_FLOW_RUN_ID: "r1" })).toEqual({
+      apiUrl: "http://127.0.0.1:4200",
+      apiToken: undefined,
+      flowRunId: "r1",
+      epoch: undefined,
+      heartbeatIntervalMs: defaults.heartbeatIntervalMs,
+      serverDownForMs: defaults.serverDownForMs,
+    });
+    expect(() => readFlowRunSettings({})).toThrow("berth execute flow-run needs BERTH_API_URL and BERTH_FLOW_RUN_ID in its environment");
+    expect(() => readFlowRunSettings({ BERTH_API_URL: "x", BERTH_FLOW_RUN_ID: "r" })).toThrow(/BERTH_API_URL/);
   });
 });
