@@ -1,13 +1,14 @@
 /**
- * Adoption: on start, an agent finds the containers it created before a restart (by its ownership labels)
- * and follows each to its end, so a restarted agent neither loses a run nor runs one twice. A container
- * whose run cannot be read (the server forgot it) is removed; a server that is down is waited out first.
+ * Adoption: an agent finds the containers it created before a restart (by its ownership labels) and follows
+ * each to its end, so a restarted agent neither loses a run nor runs one twice. A container whose run or flow
+ * the server no longer knows is removed. One the agent cannot adopt yet (the server is away, or answers with
+ * an error) is kept and tried again after later heartbeats: it is never removed for the server's trouble.
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
-import { isServerDown, whileServerDown } from "../client/retry.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
-import { describeError } from "../wire/errors.js";
+import { whileServerDown } from "../client/retry.js";
+import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo } from "../engine/port.js";
+import { describeError, isBerthError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import type { RunLifecycle } from "./run-lifecycle.js";
 import type { RunTable } from "./run-table.js";
@@ -15,40 +16,78 @@ import type { RunTable } from "./run-table.js";
 export interface AdoptionDeps {
   client: ApiClient;
   engine: ContainerEngine;
-  log: Logger;
-  agentId: string;
+  log: () => Logger;
+  agentId: () => string;
   runs: RunTable;
+  /** How long one pass waits out an unreachable server, in all (not per container). */
   serverDownForMs: number;
   /** Aborted when the agent stops: a wait for the server ends with it. */
   signal: AbortSignal;
   lifecycle: (claim: ClaimedRun, epoch: number) => RunLifecycle;
 }
 
-/** Starts following every container this agent owns; resolves once each is being followed. */
-export async function adoptContainers(deps: AdoptionDeps): Promise<void> {
-  const owned = await deps.engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: deps.agentId });
-  for (const info of owned) {
-    const flowRunId = info.labels[FLOW_RUN_LABEL];
-    if (!flowRunId || deps.runs.has(flowRunId)) continue;
-    const read = <T>(fn: () => Promise<T>) => whileServerDown(fn, { forMs: deps.serverDownForMs, signal: deps.signal });
-    let claim: ClaimedRun;
-    try {
-      const flowRun = await read(() => deps.client.getFlowRun(flowRunId));
-      const flow = await read(() => deps.client.getFlow(flowRun.flowId));
-      claim = { flowRun, flow };
-    } catch (err) {
-      // Stopping, or the server still away: leave the container for the next start to adopt.
-      if (deps.signal.aborted || isServerDown(err)) {
-        deps.log.warn({ flowRunId }, `not adopting this container now (${describeError(err)}); the next start will`);
+export class Adoption {
+  /** Containers found but not adopted yet, by flow run id. */
+  private readonly pending = new Map<string, ContainerInfo>();
+  private pass: Promise<void> | undefined;
+
+  constructor(private readonly deps: AdoptionDeps) {}
+
+  /** How many of the agent's containers wait to be adopted. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
+  /** Finds every container this agent owns and starts following each; resolves once the pass is done. */
+  async adoptAll(): Promise<void> {
+    const owned = await this.deps.engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.deps.agentId() });
+    for (const info of owned) {
+      const flowRunId = info.labels[FLOW_RUN_LABEL];
+      if (flowRunId && !this.deps.runs.has(flowRunId)) this.pending.set(flowRunId, info);
+    }
+    await this.retry();
+  }
+
+  /** Tries the containers still waiting (single flight): after a heartbeat, the server is there again. */
+  retry(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    this.pass ??= this.adoptPending().finally(() => {
+      this.pass = undefined;
+    });
+    return this.pass;
+  }
+
+  private async adoptPending(): Promise<void> {
+    const deadline = Date.now() + this.deps.serverDownForMs;
+    const read = <T>(fn: () => Promise<T>) => whileServerDown(fn, { forMs: Math.max(0, deadline - Date.now()), signal: this.deps.signal });
+    const adopted: string[] = [];
+    for (const [flowRunId, info] of [...this.pending]) {
+      if (this.deps.signal.aborted) return;
+      if (this.deps.runs.has(flowRunId)) {
+        this.pending.delete(flowRunId);
         continue;
       }
-      deps.log.warn({ err, flowRunId }, `cannot adopt this container (${describeError(err)}); removing it`);
-      await deps.engine.removeContainer(info.id).catch(() => undefined);
-      continue;
+      let claim: ClaimedRun;
+      try {
+        const flowRun = await read(() => this.deps.client.getFlowRun(flowRunId));
+        const flow = await read(() => this.deps.client.getFlow(flowRun.flowId));
+        claim = { flowRun, flow };
+      } catch (err) {
+        if (isBerthError(err, "BERTH_E_FLOW_RUN_NOT_FOUND") || isBerthError(err, "BERTH_E_FLOW_NOT_FOUND")) {
+          this.pending.delete(flowRunId);
+          this.deps.log().warn({ flowRunId }, `the server does not know this container's run (${describeError(err)}); removing the container`);
+          await this.deps.engine.removeContainer(info.id).catch(() => undefined);
+        } else if (!this.deps.signal.aborted) {
+          this.deps.log().warn({ flowRunId }, `cannot adopt this container yet (${describeError(err)}); trying again after the next heartbeat`);
+        }
+        continue;
+      }
+      this.pending.delete(flowRunId);
+      const epoch = Number(info.labels[EPOCH_LABEL] ?? claim.flowRun.epoch);
+      const lifecycle = this.deps.lifecycle(claim, epoch);
+      this.deps.runs.track(lifecycle, lifecycle.adopt(info));
+      adopted.push(flowRunId);
     }
-    const epoch = Number(info.labels[EPOCH_LABEL] ?? claim.flowRun.epoch);
-    const lifecycle = deps.lifecycle(claim, epoch);
-    deps.runs.track(lifecycle, lifecycle.adopt(info));
+    if (adopted.length > 0) this.deps.log().info({ adopted }, `adopted ${adopted.length} container(s) from before the restart`);
   }
-  if (owned.length > 0) deps.log.info({ adopted: deps.runs.ids() }, `adopted ${owned.length} container(s) from before the restart`);
 }

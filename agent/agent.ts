@@ -26,7 +26,7 @@ import type { ContainerEngine } from "../engine/port.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
-import { adoptContainers } from "./adoption.js";
+import { Adoption } from "./adoption.js";
 import { runClaimLoop } from "./claim-loop.js";
 import { EngineWatch } from "./engine-watch.js";
 import { LeaseKeeper } from "./lease-keeper.js";
@@ -58,6 +58,7 @@ export class Agent {
   private readonly stopping = new AbortController();
   private readonly engineWatch: EngineWatch;
   private readonly leases: LeaseKeeper;
+  private readonly adoption: Adoption;
   private log: Logger;
   private starting: Promise<void> | undefined;
   private claimLoop: Promise<void> = Promise.resolve();
@@ -80,6 +81,17 @@ export class Agent {
       engine: this.engineWatch,
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       leaseTimeoutMs: options.leaseTimeoutMs,
+      afterBeat: () => void this.adoption.retry(),
+    });
+    this.adoption = new Adoption({
+      client: deps.client,
+      engine: deps.engine,
+      log: () => this.log,
+      agentId: () => this.id!,
+      runs: this.runs,
+      serverDownForMs: options.serverDownForMs,
+      signal: this.stopping.signal,
+      lifecycle: (claim, epoch) => this.lifecycle(claim, epoch),
     });
   }
 
@@ -131,19 +143,16 @@ export class Agent {
   }
 
   private async boot(): Promise<void> {
-    await this.deps.engine.ping(this.stopping.signal);
+    try {
+      await this.deps.engine.ping(this.stopping.signal);
+    } catch (err) {
+      // Stopped while starting: that is not a failure to start.
+      if (this.stopping.signal.aborted) return;
+      throw err;
+    }
     await this.register();
     if (this.current !== "starting") return;
-    await adoptContainers({
-      client: this.deps.client,
-      engine: this.deps.engine,
-      log: this.log,
-      agentId: this.id!,
-      runs: this.runs,
-      serverDownForMs: this.options.serverDownForMs,
-      signal: this.stopping.signal,
-      lifecycle: (claim, epoch) => this.lifecycle(claim, epoch),
-    });
+    await this.adoption.adoptAll();
     if (this.current !== "starting") return;
     this.setState("running", `agent "${this.options.name}" is claiming flow runs`, {
       labels: this.options.labels,
@@ -234,6 +243,9 @@ export class Agent {
   }
 
   private launch(claim: ClaimedRun): void {
+    // The same run claimed again (its lease lapsed while this agent still held it): the old attempt is over.
+    const previous = this.runs.get(claim.flowRun.id);
+    if (previous) void previous.abandon(`superseded by attempt ${claim.flowRun.epoch} of the same run`).catch(() => undefined);
     const lifecycle = this.lifecycle(claim);
     this.runs.track(lifecycle, lifecycle.run());
   }

@@ -20,11 +20,14 @@ export interface LeaseKeeperDeps {
   engine: EngineWatch;
   heartbeatIntervalMs: number;
   leaseTimeoutMs: number;
+  /** Called after each heartbeat the server answered (the agent retries adoptions then). */
+  afterBeat?: () => void;
 }
 
 export class LeaseKeeper {
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(private readonly deps: LeaseKeeperDeps) {}
 
@@ -34,13 +37,16 @@ export class LeaseKeeper {
     this.timer.unref();
   }
 
+  /** No heartbeat after this: the next word the server hears is sayStopped(). */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
   }
 
   /** One heartbeat now; a beat already under way is joined rather than doubled. */
   beat(): Promise<void> {
+    if (this.stopped) return this.beating ?? Promise.resolve();
     this.beating ??= this.send().finally(() => {
       this.beating = undefined;
     });
@@ -51,6 +57,8 @@ export class LeaseKeeper {
   async sayStopped(): Promise<void> {
     const id = this.deps.agentId();
     if (!id) return;
+    // A beat in flight must not land after this and make a stopped agent look alive again.
+    await this.beating;
     await this.deps.client.heartbeatAgent(id, { status: "stopped" }).catch((err: unknown) => {
       this.deps.log().debug(`could not tell the server the agent stopped: ${describeError(err)}`);
     });
@@ -61,6 +69,7 @@ export class LeaseKeeper {
     const id = this.deps.agentId();
     if (!id) return;
     await engine.check();
+    if (this.stopped) return;
     const held = runs.lifecycles().map((lifecycle) => ({ id: lifecycle.flowRunId, epoch: lifecycle.epoch }));
     let reply;
     try {
@@ -70,6 +79,7 @@ export class LeaseKeeper {
       this.expireLeases();
       return;
     }
+    this.deps.afterBeat?.();
     const now = Date.now();
     const lost = new Set(reply.lostRunIds);
     for (const { id: flowRunId } of held) {

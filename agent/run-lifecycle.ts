@@ -29,6 +29,9 @@ export interface RunLifecycleDeps {
   engineBack: () => Promise<void>;
 }
 
+/** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
+class StaleAttempt extends Error {}
+
 /** Longest an engine call on the cleanup path may take before it counts as failed. */
 const ENGINE_CALL_MS = 20_000;
 
@@ -84,7 +87,14 @@ export class RunLifecycle {
       const image = flow.storage.type === "docker" ? flow.storage.image : await this.deps.berthImage();
       await this.ensureImage(image);
       if (this.abandoned) return;
-      this.containerId = await this.start(image);
+      try {
+        this.containerId = await this.start(image);
+      } catch (err) {
+        if (!(err instanceof StaleAttempt)) throw err;
+        this.stopReason = "lease";
+        this.log.warn(`not starting: ${err.message}`);
+        return;
+      }
       // Abandoned while the container was being created: it must not run on.
       if (this.abandoned) await this.deps.engine.stopContainer(this.containerId, 0);
       this.log.info({ containerId: this.containerId.slice(0, 12), image }, "flow run container started");
@@ -213,8 +223,14 @@ export class RunLifecycle {
     try {
       return await this.deps.engine.runContainer(spec);
     } catch (err) {
-      // A container of an earlier attempt at this run may still hold the deterministic name.
       if (!isBerthError(err, "BERTH_E_CONFLICT")) throw err;
+      // Another attempt at this run holds the deterministic name. An earlier one is over: replace it. A later
+      // one owns the run now: this attempt is the stale one, and must not stop it.
+      const holder = await this.deps.engine.inspectContainer(spec.name);
+      const theirs = Number(holder?.labels[EPOCH_LABEL] ?? -1);
+      if (holder && theirs > this.epoch) {
+        throw new StaleAttempt(`attempt ${theirs} of this run already has a container (${holder.name}); this is attempt ${this.epoch}`);
+      }
       await this.deps.engine.removeContainer(spec.name);
       return this.deps.engine.runContainer(spec);
     }

@@ -36,11 +36,13 @@ export class RunTable {
   /** Holds a slot for the run until `running` settles (it never rejects: lifecycles record their own failures). */
   track(lifecycle: RunLifecycle, running: Promise<void>): void {
     const id = lifecycle.flowRunId;
-    const done = running.finally(() => {
-      this.entries.delete(id);
+    const entry: Entry = { lifecycle, done: Promise.resolve() };
+    entry.done = running.finally(() => {
+      // A newer attempt at the same run may hold the slot by now: only this attempt's entry goes.
+      if (this.entries.get(id) === entry) this.entries.delete(id);
       this.wake();
     });
-    this.entries.set(id, { lifecycle, done });
+    this.entries.set(id, entry);
   }
 
   /** Resolves the next time a slot frees up, or at once after `wake()`. */

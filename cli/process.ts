@@ -1,3 +1,5 @@
+import { EXIT } from "./exit.js";
+
 /**
  * The only module that installs signal handlers and exits. First SIGTERM/SIGINT: `graceful` (bounded by
  * the caller); a second one: `forceful`, then exit at once.
@@ -9,15 +11,15 @@ export function onShutdown(handlers: { graceful: (signal: string) => Promise<voi
     if (signals === 1) {
       handlers
         .graceful(signal)
-        .then(() => process.exit(0))
+        .then(() => process.exit(EXIT.ok))
         .catch((err: unknown) => {
           process.stderr.write(`berth: shutdown failed: ${(err as Error)?.message ?? String(err)}\n`);
-          process.exit(1);
+          process.exit(EXIT.error);
         });
       return;
     }
     handlers.forceful?.();
-    process.exit(130);
+    process.exit(EXIT.interrupted);
   };
   process.on("SIGTERM", handle);
   process.on("SIGINT", handle);

@@ -110,4 +110,18 @@ describe("the agent's lifetime", () => {
       await agent.stop();
     }
   });
+
+  it("says it stopped last: nothing it does while stopping makes the server think it is alive again", async ({ server }) => {
+    let engineUp = true;
+    const { agent, client } = await agentOn(server, idleEngine(() => engineUp));
+    await agent.start();
+    engineUp = false;
+    await until("the agent to report unhealthy", async () => (await client.listAgents()).agents[0]?.status === "unhealthy", { timeoutMs: 5_000 });
+    // Killed while it probes for its engine: the probe's end must not send one more heartbeat.
+    agent.kill();
+    engineUp = true;
+    await until("the server to hear it stopped", async () => (await client.listAgents()).agents[0]?.status === "stopped");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await client.listAgents()).agents[0]?.status).toBe("stopped");
+  });
 });

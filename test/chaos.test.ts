@@ -140,10 +140,9 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
   it("an agent frozen with a claim wakes while the next attempt runs: the two are never alive together", async () => {
     // The scenario where two attempts of one run could be alive at once: the stale attempt reaches the
     // engine while the current one runs. A heartbeat slower than the freeze makes that the order of things
-    // on waking: the agent acts on its claim before a heartbeat can tell it the lease is lost. It frees the
-    // run's container name by removing what holds it, which here is the current attempt's container, so
-    // the run ends Failed (the report says how it ended). Whatever the outcome, the check after each
-    // scenario must find no overlap.
+    // on waking: the agent acts on its claim before a heartbeat can tell it the lease is lost. It finds the
+    // run's container name held by a later attempt and leaves it alone, so the current attempt succeeds;
+    // and the check after each scenario must find no overlap.
     const name = `chaos-late-${process.pid}`;
     const frozen = await agent(["late"], name, [], { BERTH_AGENT_HEARTBEAT_INTERVAL: "60s" });
     const parked = () => waitUntil("the agent's claim to be parked at the server", async () =>
@@ -160,6 +159,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     // With one slot, the woken agent parks a claim again only once its stale attempt is over.
     await parked();
     note(`frozen agent woken during attempt ${running.epoch}: the run ended ${final.state} at attempt ${final.epoch} (${final.stateMessage?.split("\n")[0] ?? ""})`);
+    expect(final, final.stateMessage ?? "").toMatchObject({ state: "Success", epoch: running.epoch });
     await assertEndedOnce(client, timeline, [id!]);
   });
 
