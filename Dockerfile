@@ -1,4 +1,4 @@
-# The berth runtime image: server, agent and flow runtime in one.
+# The berth image: server, agent and flow-run process in one.
 #
 # From a clone: `docker compose up --build`, or `docker build .`. The build stage installs every dependency,
 # compiles berth and prunes to production dependencies; the final stage takes only those and dist/.

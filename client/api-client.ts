@@ -1,7 +1,7 @@
 /**
  * ApiClient: one typed method per route of the berth HTTP API, used by the CLI, the agent and the flow-run
  * container. Every method takes an optional AbortSignal last, validates the response with the wire schema,
- * and fails only with BerthError (see api/http.ts for how transport failures are worded).
+ * and fails only with BerthError (see http.ts for how transport failures are worded).
  *
  * The writes of a run's own attempt take its lease `epoch`: the server refuses them with BERTH_E_STALE_LEASE
  * once another attempt owns the run. Leave it out for writes on a user's behalf (they are not fenced).
@@ -27,6 +27,7 @@ import {
   Ok,
   TaskRunList,
   FlowRunStateHistory,
+  DEFAULT_CLAIM_WAIT_MS,
 } from "../wire/schema.js";
 import type {
   AgentHeartbeat,
@@ -53,8 +54,6 @@ export interface ApiClientOptions {
   fetch?: typeof fetch | undefined;
 }
 
-/** The server's default claim wait, used to size the timeout when the caller leaves waitMs out. */
-const DEFAULT_CLAIM_WAIT_MS = 20_000;
 
 export class ApiClient {
   readonly baseUrl: string;

@@ -6,6 +6,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { DEFAULT_CLAIM_WAIT_MS } from "../wire/schema.js";
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
@@ -80,7 +81,7 @@ export const ConfigSchema = z.strictObject({
       /** The API URL as flow-run containers reach it. Default: apiUrl. */
       containerApiUrl: z.url().optional(),
       /** Long-poll length of a claim. Default 20s. */
-      claimWait: Duration.default(20_000),
+      claimWait: Duration.default(DEFAULT_CLAIM_WAIT_MS),
       /** How often the agent reports itself alive and renews its leases. Default 10s. */
       heartbeatInterval: Duration.default(10_000),
       /** How often a flow-run container reports itself alive; keep it well under server.runHeartbeatTimeout. Default 10s. */

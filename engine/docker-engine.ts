@@ -1,6 +1,6 @@
 /**
  * The ContainerEngine over dockerode: the only module in berth that imports it. Every engine failure leaves
- * here as a BerthError (see engine-errors.ts); every long call takes an AbortSignal.
+ * here as a BerthError (see errors.ts); every long call takes an AbortSignal.
  */
 import type { Readable } from "node:stream";
 import Docker from "dockerode";

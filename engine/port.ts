@@ -1,5 +1,5 @@
 /**
- * The ContainerEngine port: everything berth asks of a container engine. `docker/dockerode.ts` implements
+ * The ContainerEngine port: everything berth asks of a container engine. `engine/docker-engine.ts` implements
  * it over dockerode (the only module that imports dockerode); tests of the agent and storage run against the
  * real engine through it.
  */

@@ -1,5 +1,5 @@
 /**
- * The flow runner used inside a flow-run container: the engine's FlowRunner with hooks that report the
+ * The flow runner used inside a flow-run container: flows/'s FlowRunner with hooks that report the
  * flow's states, every task's state and its logs to the server. It takes the run's parameters and
  * cancellation from the run context, so a custom environment can call `new Runner({ flow }).run(...)`
  * exactly as it would locally.
@@ -27,7 +27,7 @@ export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
             // Every log line and task state first: once the run is final, followers stop reading.
             await context.reporter.drain(context.serverDownForMs);
             if (state === "Cancelled" && !(await context.cancelledByUser())) {
-              // Stopped from outside (SIGTERM from the engine or an operator), not cancelled: that is a failure.
+              // Stopped from outside (SIGTERM from the Docker engine or an operator), not cancelled: that is a failure.
               await context.setState("Failed", `the flow run's container was stopped before the flow finished (${context.stopReason ?? "signal"})`);
               return;
             }

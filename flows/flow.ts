@@ -25,7 +25,7 @@ export interface FlowOptions {
   storage?: Storage;
   /** Labels an agent must have to run the flow, besides the environment's and storage's (default none). */
   labels?: string[];
-  /** When the flow should run; recorded, not interpreted by the engine (default none). */
+  /** When the flow should run; recorded, not interpreted by the runner (default none). */
   schedule?: unknown;
   /** Tasks whose states decide the flow's (default: the terminal tasks, those without downstream). */
   referenceTasks?: AnyTask[];
@@ -103,7 +103,7 @@ export class Flow {
     return this.graph.edges;
   }
 
-  /** The engine's view of the graph, in insertion order. Read-only by contract. */
+  /** The runner's view of the graph, in insertion order. Read-only by contract. */
   get nodes(): readonly TaskNode[] {
     return this.graph.nodes;
   }

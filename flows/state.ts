@@ -1,5 +1,5 @@
 /**
- * The states a run ends in. A task's state is one of the wire's TaskRunStateName; a flow run, as the engine
+ * The states a run ends in. A task's state is one of the wire's TaskRunStateName; a flow run, as the runner
  * sees it, ends Success, Failed or Cancelled (the server adds the states before and around it).
  */
 import type { TaskRunStateName } from "../wire/schema.js";

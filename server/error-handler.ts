@@ -1,6 +1,6 @@
 /**
  * The server's one error mapping. Every failure leaves as `{ error: { code, message, details? } }` with the
- * status from api/errors.ts; only a bug gives a 500, and it is logged with its stack.
+ * status from wire/errors.ts; only a bug gives a 500, and it is logged with its stack.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";

@@ -23,7 +23,7 @@ export interface DockerBuildContext extends BuildContext {
    * The image to build FROM when the storage names no `baseImage`: the berth image matching this berth,
    * which only the caller can produce (see images/); `berth register` passes it.
    */
-  berthImage?: () => Promise<string>;
+  berthImage?: (signal?: AbortSignal) => Promise<string>;
 }
 
 interface ContextFile {
@@ -84,7 +84,7 @@ async function defaultBaseImage(context: DockerBuildContext): Promise<string> {
       "DockerStorage has no baseImage and no berth image was provided to build FROM: set DockerStorage({ baseImage }) or build with `berth register`",
     );
   }
-  return context.berthImage();
+  return context.berthImage(context.signal);
 }
 
 export function renderDockerfile(storage: DockerStorage, baseImage: string, files: ContextFile[]): string {

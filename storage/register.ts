@@ -25,7 +25,7 @@ export interface RegisterOptions {
   push?: boolean;
   engine?: ContainerEngine;
   /** The image to build FROM when the storage names none (the berth image; see images/). */
-  berthImage?: () => Promise<string>;
+  berthImage?: (signal?: AbortSignal) => Promise<string>;
   log?: (line: string) => void;
   signal?: AbortSignal;
 }

@@ -62,5 +62,7 @@ export function nameTasks(code: string, isBerthImport: (source: string) => boole
   if (edits.length === 0) return code;
   let out = code;
   for (const edit of edits.sort((a, b) => b.at - a.at)) out = out.slice(0, edit.at) + edit.text + out.slice(edit.at);
-  return HELPER + out;
+  // A hashbang must stay the first line.
+  const hashbang = /^#![^\n]*\n/.exec(out)?.[0] ?? "";
+  return hashbang + HELPER + out.slice(hashbang.length);
 }

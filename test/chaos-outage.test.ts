@@ -13,7 +13,7 @@ import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { dockerAvailable } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
-import { tearDown, waitFinal } from "./support/runs.js";
+import { tearDown, waitFinal, waitFor } from "./support/runs.js";
 
 const RUNS = 5;
 const LINES = 40;
@@ -49,7 +49,7 @@ describe.skipIf(!dockerAvailable)("a server outage longer than the flow", () => 
     const watchExit = once(watch.child, "exit") as Promise<[number | null]>;
     const watchedId = /created flow run (\S+)/.exec(await watch.waitFor(/created flow run/))![1]!;
     ids.push(watchedId);
-    for (const id of ids) await waitFor(client, id, "Running");
+    for (const id of ids) await reaches(client, id, "Running");
     // Every run is printing now. Take the server away for longer than any of them takes to finish.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     await server.proc.signal("SIGKILL");
@@ -74,13 +74,8 @@ describe.skipIf(!dockerAvailable)("a server outage longer than the flow", () => 
   });
 });
 
-async function waitFor(client: ApiClient, id: string, state: string): Promise<void> {
-  const run = await waitFinalOr(client, id, state);
+/** Follows the run (by the logs long-poll) until it is in `state`; fails if it ends first. */
+async function reaches(client: ApiClient, id: string, state: string): Promise<void> {
+  const run = await waitFor(client, id, (r) => r.state === state || FINAL_FLOW_RUN_STATES.includes(r.state), 120_000);
   expect(run.state, run.stateMessage ?? "").toBe(state);
-}
-
-function waitFinalOr(client: ApiClient, id: string, state: string) {
-  return import("./support/runs.js").then(({ waitFor: follow }) =>
-    follow(client, id, (r) => r.state === state || FINAL_FLOW_RUN_STATES.includes(r.state), 120_000),
-  );
 }

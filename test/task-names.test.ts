@@ -47,5 +47,7 @@ describe("task names from the bundle", () => {
     expect(nameTasks("const = nonsense (", () => true)).toBe("const = nonsense (");
     const ours = 'import { task as t } from "berth";\nexport const x = t(() => 1), y = 2;\n';
     expect(nameTasks(ours, (s) => s === "berth")).toContain('export const x = __berthNamed(t(() => 1), "x"), y = 2;');
+    const hashbang = `#!/usr/bin/env node\n${ours}`;
+    expect(nameTasks(hashbang, (s) => s === "berth")).toMatch(/^#!\/usr\/bin\/env node\nconst __berthNamed = /);
   });
 });

@@ -293,10 +293,13 @@ export const AgentHeartbeatReply = z.object({
 });
 export type AgentHeartbeatReply = z.infer<typeof AgentHeartbeatReply>;
 
+/** How long a claim waits for a matching run when the agent does not say (the agent's default, too). */
+export const DEFAULT_CLAIM_WAIT_MS = 20_000;
+
 export const ClaimRequest = z.object({
   max: z.number().int().positive().max(100).default(1),
   /** How long to wait for a matching run before answering with none (long-poll). */
-  waitMs: z.number().int().nonnegative().max(60_000).default(20_000),
+  waitMs: z.number().int().nonnegative().max(60_000).default(DEFAULT_CLAIM_WAIT_MS),
 });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 

@@ -18,7 +18,7 @@ export async function registerCommand(global: GlobalOptions, file: string, opts:
     log,
     signal: signalOnInterrupt(),
     engine,
-    berthImage: () => ensureBerthImage(engine, { log }),
+    berthImage: (signal) => ensureBerthImage(engine, { log, ...(signal ? { signal } : {}) }),
   });
   const { flow } = result;
   const labels = flow.labels.length > 0 ? flow.labels.join(", ") : "none";
