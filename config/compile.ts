@@ -22,6 +22,8 @@ export interface ServerOptions {
   apiToken: string | undefined;
   /** Largest accepted request body in bytes. */
   bodyLimitBytes: number;
+  /** Largest accepted build context in bytes. */
+  buildContextLimitBytes: number;
   /** An agent silent for longer than this is shown as lost and no longer counted for pickup. */
   agentLostAfterMs: number;
   /** How long a claim, and each renewal by an agent heartbeat, holds a run for its agent. */
@@ -44,6 +46,7 @@ export function compileServerOptions(config: Config): ServerOptions {
     db: server.db ?? path.join(config.home, "berth.db"),
     apiToken: config.apiToken,
     bodyLimitBytes: server.bodyLimit,
+    buildContextLimitBytes: server.buildContextLimit,
     agentLostAfterMs: server.agentLostAfter,
     leaseMs: server.lease,
     reaperIntervalMs: server.reaperInterval,

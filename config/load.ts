@@ -49,6 +49,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   BERTH_SERVER_BODY_LIMIT: { path: ["server", "bodyLimit"] },
+  BERTH_SERVER_BUILD_CONTEXT_LIMIT: { path: ["server", "buildContextLimit"] },
 };
 
 export function loadConfig(options: LoadConfigOptions): Config {

@@ -62,6 +62,8 @@ export const ConfigSchema = z.strictObject({
       reaperInterval: Duration.default(5_000),
       /** Largest request body accepted, in bytes (log batches are large). Default 16 MiB. */
       bodyLimit: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
+      /** Largest build context (a flow's bundle and the files its image copies) accepted, in bytes. Default 128 MiB. */
+      buildContextLimit: z.coerce.number().int().min(1024).default(128 * 1024 * 1024),
     })
     .prefault({}),
   agent: z

@@ -8,7 +8,7 @@
  * built and the check costs a hash and one engine call.
  */
 import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { BerthError, describeError } from "../wire/errors.js";
 import type { ImageLogOptions } from "./options.js";
@@ -16,7 +16,7 @@ import { ensureNodeBaseImage } from "./node-base.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { productionDependencies, readManifest } from "./production-deps.js";
 import { toTag } from "../engine/refs.js";
-import { packageRoot } from "../shared/package.js";
+import { packageIdentity, packageRoot } from "../shared/package.js";
 import { prebuiltDockerfile } from "./prebuilt-dockerfile.js";
 import { TarTree } from "../shared/tar-tree.js";
 
@@ -30,8 +30,6 @@ export interface BerthImageOptions extends ImageLogOptions {
   /** Every line of build output; default: only the build's steps go to `log`. */
   onOutput?: (line: string) => void;
 }
-
-const HASHED_FILES = ["package.json", "package-lock.json"];
 
 export async function ensureBerthImage(engine: ContainerEngine, options: BerthImageOptions = {}): Promise<string> {
   const root = path.resolve(options.packageRoot ?? packageRoot());
@@ -74,25 +72,11 @@ export async function readDockerfile(packageRoot: string): Promise<string> {
   return prebuiltDockerfile(text, file);
 }
 
-/** sha256 (12 hex digits) of the base image reference, the Dockerfile and the files the image is made of, node_modules aside. */
+/** sha256 (12 hex digits) of the base image reference, the Dockerfile and the berth package's identity. */
 export async function berthImageHash(packageRoot: string, baseImage: string, dockerfile: string): Promise<string> {
   const hash = createHash("sha256").update(`base\0${baseImage}\0`);
   hash.update(`file\0Dockerfile\0${Buffer.byteLength(dockerfile)}\0`).update(dockerfile);
-  for (const name of HASHED_FILES) {
-    const content = await readFile(path.join(packageRoot, name)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT" && name === "package-lock.json") return undefined;
-      throw new BerthError("BERTH_E_IMAGE_BUILD", `cannot read ${path.join(packageRoot, name)}: ${describeError(err)}`, { cause: err });
-    });
-    if (content !== undefined) hash.update(`file\0${name}\0${content.length}\0`).update(content);
-  }
-  const dist = path.join(packageRoot, "dist");
-  const files = await listFiles(dist);
-  // Read in parallel, hash in a fixed order: the hash must not depend on which read finishes first.
-  const contents = await Promise.all(files.map((file) => readFile(path.join(dist, file))));
-  files.forEach((file, i) => {
-    const content = contents[i] ?? Buffer.alloc(0);
-    hash.update(`file\0dist/${file}\0${content.length}\0`).update(content);
-  });
+  hash.update(`package\0${await packageIdentity(packageRoot)}`);
   return hash.digest("hex").slice(0, 12);
 }
 
@@ -108,17 +92,4 @@ export async function berthImageContext(packageRoot: string, dockerfile: string)
     await tree.hostTree(dependency, path.join(packageRoot, dependency), { skip: (rel) => rel === "node_modules" });
   }
   return tree;
-}
-
-async function listFiles(dir: string): Promise<string[]> {
-  let entries;
-  try {
-    entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  } catch (err) {
-    throw new BerthError("BERTH_E_IMAGE_BUILD", `cannot read ${dir}: ${describeError(err)}: run \`npm run build\` first`, { cause: err });
-  }
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join("/"))
-    .sort();
 }

@@ -19,6 +19,7 @@ import { LocalNotifier, type Notifier } from "./notifier.js";
 import { AgentPresence } from "./presence.js";
 import { Reaper } from "./reaper.js";
 import { registerAgentRoutes } from "./routes/agents.js";
+import { registerBuildContextRoutes } from "./routes/build-contexts.js";
 import { registerClaimRoutes } from "./routes/claim.js";
 import { registerFlowRunStateRoutes } from "./routes/flow-run-state.js";
 import { registerFlowRunRoutes } from "./routes/flow-runs.js";
@@ -103,6 +104,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
+  registerBuildContextRoutes(app, ctx);
   registerFlowRunRoutes(app, ctx);
   registerFlowRunStateRoutes(app, ctx);
   registerTaskRunRoutes(app, ctx);

@@ -53,6 +53,14 @@ function toBerthError(err: FastifyError, request: FastifyRequest): BerthError {
     return new BerthError("BERTH_E_INTERNAL", "the server built a response that does not match its own schema", { cause: err });
   }
   const status = typeof err.statusCode === "number" ? err.statusCode : 500;
+  if (status === 413) {
+    const limit = request.routeOptions.bodyLimit;
+    const setting = routeOf(request).startsWith("/api/build-contexts") ? "server.buildContextLimit" : "server.bodyLimit";
+    return new BerthError("BERTH_E_PAYLOAD_TOO_LARGE", `the request body is larger than this server accepts for ${request.method} ${routeOf(request)}: at most ${limit ?? "?"} bytes (${setting})`, {
+      cause: err,
+      details: { limit: limit ?? null },
+    });
+  }
   if (status >= 400 && status < 500) {
     const code = CODE_BY_STATUS[status] ?? "BERTH_E_BAD_REQUEST";
     return new BerthError(code, err.message || "bad request", { cause: err, details: err.code ? { reason: err.code } : undefined });

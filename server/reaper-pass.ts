@@ -9,6 +9,8 @@
  *    run whose agent is gone but whose container still reports is left alone, for the restarted agent to adopt.
  * 3. Cancelling runs unconfirmed for cancelTimeoutMs whose agent is lost → Cancelled, saying that the
  *    container may still be running.
+ * 4. Build contexts no flow version names, kept for longer than BUILD_CONTEXT_GRACE_MS (an upload whose
+ *    registration never came) → removed.
  *
  * Every move is the store's compare-and-swap on the version the scan read: a run that changed meanwhile is
  * skipped, someone else has decided. Fencing makes rescheduling safe: the superseded attempt's writes are
@@ -43,13 +45,18 @@ export interface ReapReport {
   rescheduled: string[];
   failed: string[];
   cancelled: string[];
+  /** Digests of the build contexts removed as unused. */
+  buildContextsRemoved: string[];
 }
+
+/** How long an uploaded build context may wait for the registration that names it. */
+export const BUILD_CONTEXT_GRACE_MS = 60 * 60 * 1_000;
 
 /** Runs looked at per scan and pass: a larger backlog drains over the next passes. */
 const BATCH = 100;
 
 export class ReaperPass {
-  private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [] };
+  private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [] };
   private readonly recoveries = new Map<string, Promise<RecoveryPolicy>>();
   private readonly agents = new Map<string, Promise<AgentRecord | undefined>>();
 
@@ -62,6 +69,7 @@ export class ReaperPass {
     await this.unstarted();
     await this.silent();
     await this.unconfirmedCancels();
+    await this.unusedBuildContexts();
     return this.report;
   }
 
@@ -112,6 +120,13 @@ export class ReaperPass {
       const message = `flow run ${run.id} cancelled without confirmation from ${await this.describeAgent(run.agentId)}: its container may still be running`;
       await this.move(run, "Cancelled", message);
     }
+  }
+
+  /** Rule 4. */
+  private async unusedBuildContexts(): Promise<void> {
+    const removed = await this.options.store.deleteUnusedBuildContexts(new Date(this.now - BUILD_CONTEXT_GRACE_MS));
+    if (removed.length > 0) this.options.logger.info({ removed }, `removed ${removed.length} build context(s) no flow version names`);
+    this.report.buildContextsRemoved.push(...removed);
   }
 
   private async retryOrFail(run: FlowRun, recovery: RecoveryPolicy, cause: string): Promise<void> {

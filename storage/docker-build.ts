@@ -1,20 +1,17 @@
 /**
- * Builds a DockerStorage into an image: a generated Dockerfile, the bundled flows, the user's files, npm
- * dependencies, extra commands, and a build-time healthcheck that loads every flow inside the image.
- *
- * The default tag is a content hash of everything that goes into the image (the base image reference
- * included), so an unchanged flow is found already built and nothing is rebuilt.
+ * Builds a storage image from its build context (build-context.ts): on the machine that registers the flow
+ * (`berth register`, through DockerStorage.build), or on an agent that has neither the image nor a registry
+ * to pull it from. Either way the in-image healthcheck runs as the last step of the build, and a failure
+ * names each failed check; a failed build tags nothing.
  */
-import { createHash } from "node:crypto";
-import { readdir, readFile, stat } from "node:fs/promises";
-import path from "node:path";
-import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { Readable } from "node:stream";
 import type { ContainerEngine } from "../engine/port.js";
-import { TarTree } from "../shared/tar-tree.js";
+import { packageIdentity } from "../shared/package.js";
+import { BerthError, isBerthError } from "../wire/errors.js";
+import { prepareDockerContext } from "./build-context.js";
 import type { DockerStorage } from "./docker-storage.js";
-import { IMAGE_FLOWS_DIR } from "../wire/schema.js";
-import type { BuildContext, BuildOutcome } from "./storage.js";
 import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-marker.js";
+import type { BuildContext, BuildOutcome } from "./storage.js";
 
 export interface DockerBuildContext extends BuildContext {
   /** The engine to build with; default: the local Docker engine. */
@@ -26,45 +23,28 @@ export interface DockerBuildContext extends BuildContext {
   berthImage?: (signal?: AbortSignal) => Promise<string>;
 }
 
-interface ContextFile {
-  source: string;
-  /** Name inside the build context. */
-  contextName: string;
-  target: string;
-}
-
 export async function buildDockerStorage(storage: DockerStorage, context: DockerBuildContext): Promise<BuildOutcome> {
   const log = context.log ?? (() => {});
-  const sources = storage.flowSources();
-  const missing = Object.keys(storage.flows).filter((name) => !sources.has(name));
-  if (missing.length > 0) {
-    throw new BerthError(
-      "BERTH_E_FLOW_DEFINITION",
-      `no bundled source for flow(s) ${missing.map((m) => `"${m}"`).join(", ")}: register flows with \`berth register FILE\``,
-    );
-  }
-  if (Object.keys(storage.flows).length === 0) {
-    throw new BerthError("BERTH_E_FLOW_DEFINITION", "this DockerStorage holds no flows: call storage.addFlow(flow) first");
-  }
-
+  const prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(context.signal ? { signal: context.signal } : {}) });
+  const { image } = prepared;
   const engine = context.engine ?? (await import("../engine/docker-engine.js")).createDockerEngine();
   await engine.ping(context.signal);
-  const baseImage = storage.options.baseImage ?? (await defaultBaseImage(context));
-
-  const files = Object.entries(storage.options.files ?? {}).map(
-    ([source, target], i): ContextFile => ({ source: path.resolve(source), contextName: `files/${i}`, target }),
-  );
-  const dockerfile = renderDockerfile(storage, baseImage, files);
-  const hash = await contentHash(dockerfile, sources, files);
-  storage.setContentHash(hash);
-  const image = storage.name;
 
   let built = false;
   if (storage.options.imageTag === undefined && (await engine.imageExists(image))) {
     log(`image ${image} is up to date (content unchanged); not rebuilding`);
   } else {
-    log(`building image ${image} from ${baseImage}`);
-    await buildImage(engine, storage, image, dockerfile, files, log, context.signal);
+    const baseImage = prepared.ref.berthBase ? await berthBaseImage(context) : storage.options.baseImage;
+    log(`building image ${image} from ${baseImage ?? "its base"}`);
+    await buildFromContext(engine, {
+      archive: prepared.archive,
+      image,
+      ...(prepared.ref.berthBase && baseImage ? { berthImage: baseImage } : {}),
+      onOutput: (line) => {
+        if (line.includes(HEALTHCHECK_FAILED_MARKER) || line.includes("berth healthcheck:")) log(line.trim());
+      },
+      ...(context.signal ? { signal: context.signal } : {}),
+    });
     built = true;
   }
 
@@ -77,7 +57,7 @@ export async function buildDockerStorage(storage: DockerStorage, context: Docker
   return { location: image, built, pushed };
 }
 
-async function defaultBaseImage(context: DockerBuildContext): Promise<string> {
+async function berthBaseImage(context: DockerBuildContext): Promise<string> {
   if (!context.berthImage) {
     throw new BerthError(
       "BERTH_E_CONFIG",
@@ -87,89 +67,35 @@ async function defaultBaseImage(context: DockerBuildContext): Promise<string> {
   return context.berthImage(context.signal);
 }
 
-export function renderDockerfile(storage: DockerStorage, baseImage: string, files: ContextFile[]): string {
-  const lines = [`FROM ${baseImage}`];
-  const env = Object.entries(storage.options.env ?? {});
-  if (env.length > 0) lines.push(`ENV ${env.map(([k, v]) => `${k}=${envValue(v)}`).join(" \\\n    ")}`);
-  for (const file of files) lines.push(`COPY ${file.contextName} ${JSON.stringify(file.target)}`);
-  lines.push(`WORKDIR ${IMAGE_FLOWS_DIR}`);
-  const deps = storage.options.dependencies ?? [];
-  if (deps.length > 0) {
-    // Installed beside the flows, so `import "dep"` from /opt/berth/flows resolves them first.
-    lines.push(`RUN npm install --no-save --no-audit --no-fund --omit=dev ${deps.map(shellQuote).join(" ")}`);
-  }
-  lines.push(`COPY flows/ ${IMAGE_FLOWS_DIR}/`);
-  lines.push(...(storage.options.extraDockerfileCommands ?? []));
-  if (!storage.options.ignoreHealthchecks) {
-    lines.push(`RUN ${JSON.stringify(["berth", "healthcheck", ...Object.values(storage.flows)])}`);
-  }
-  lines.push(`LABEL io.berth.storage="docker"`);
-  return `${lines.join("\n")}\n`;
+export interface ContextBuild {
+  /** The build context's tar archive. */
+  archive: Buffer;
+  /** The reference to tag the image with. */
+  image: string;
+  /** The berth image, for a context that builds FROM it (ARG BASE_IMAGE). */
+  berthImage?: string;
+  /** Every line of the build's output. */
+  onOutput?: (line: string) => void;
+  signal?: AbortSignal;
 }
 
-/** A double-quoted ENV value the builder takes verbatim: it would otherwise substitute `$NAME` and `${NAME}`. */
-function envValue(value: string): string {
-  return JSON.stringify(value).replace(/\$/g, "\\$");
-}
-
-function shellQuote(s: string): string {
-  return /^[\w@./:^~=<>-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`;
-}
-
-async function contentHash(dockerfile: string, sources: ReadonlyMap<string, string>, files: ContextFile[]): Promise<string> {
-  const hash = createHash("sha256").update(dockerfile);
-  for (const [name, code] of [...sources].sort(([a], [b]) => a.localeCompare(b))) {
-    hash.update(`\0flow:${name}\0`).update(code);
-  }
-  for (const file of files) await hashPath(hash, file.source, file.contextName);
-  return hash.digest("hex").slice(0, 12);
-}
-
-async function hashPath(hash: ReturnType<typeof createHash>, source: string, name: string): Promise<void> {
-  let info;
-  try {
-    info = await stat(source);
-  } catch (err) {
-    throw new BerthError("BERTH_E_FLOW_DEFINITION", `DockerStorage files: cannot read ${source}: ${describeError(err)}`, { cause: err });
-  }
-  if (info.isDirectory()) {
-    for (const entry of (await readdir(source)).sort()) await hashPath(hash, path.join(source, entry), `${name}/${entry}`);
-  } else {
-    hash.update(`\0file:${name}\0`).update(await readFile(source));
-  }
-}
-
-async function buildImage(
-  engine: ContainerEngine,
-  storage: DockerStorage,
-  image: string,
-  dockerfile: string,
-  files: ContextFile[],
-  log: (line: string) => void,
-  signal?: AbortSignal,
-): Promise<void> {
-  const context = new TarTree().data("/Dockerfile", dockerfile).dir("/flows");
-  for (const [name, location] of Object.entries(storage.flows)) {
-    context.data(`/flows/${path.basename(location)}`, storage.flowSources().get(name) ?? "");
-  }
-  for (const file of files) {
-    if ((await stat(file.source)).isDirectory()) await context.hostTree(`/${file.contextName}`, file.source);
-    else await context.hostFile(`/${file.contextName}`, file.source);
-  }
+/** Builds and tags the image; a healthcheck failure becomes BERTH_E_HEALTHCHECK naming each failed check. */
+export async function buildFromContext(engine: ContainerEngine, build: ContextBuild): Promise<void> {
   const output: string[] = [];
   try {
     await engine.buildImage({
-      context: context.pack(signal),
-      tag: image,
+      context: Readable.from([build.archive]),
+      tag: build.image,
+      ...(build.berthImage ? { buildArgs: { BASE_IMAGE: build.berthImage } } : {}),
       labels: { "io.berth.storage": "docker" },
       onOutput: (line) => {
         output.push(line);
-        if (line.includes(HEALTHCHECK_FAILED_MARKER) || line.includes("berth healthcheck:")) log(line.trim());
+        build.onOutput?.(line);
       },
-      ...(signal ? { signal } : {}),
+      ...(build.signal ? { signal: build.signal } : {}),
     });
   } catch (err) {
-    throw healthcheckError(image, output, err) ?? err;
+    throw healthcheckError(build.image, output, err) ?? err;
   }
 }
 
@@ -180,13 +106,15 @@ function healthcheckError(image: string, output: string[], err: unknown): BerthE
   const lines = [...output, ...(Array.isArray(detailOutput) ? detailOutput.map(String) : [])];
   const failures = [
     ...new Set(
-      lines.flatMap((l) => l.split("\n")).filter((l) => l.includes(HEALTHCHECK_FAILED_MARKER)).map((l) => l.slice(l.indexOf(HEALTHCHECK_FAILED_MARKER) + HEALTHCHECK_FAILED_MARKER.length).trim()),
+      lines
+        .flatMap((l) => l.split("\n"))
+        .filter((l) => l.includes(HEALTHCHECK_FAILED_MARKER))
+        .map((l) => l.slice(l.indexOf(HEALTHCHECK_FAILED_MARKER) + HEALTHCHECK_FAILED_MARKER.length).trim()),
     ),
   ];
   if (failures.length === 0) return undefined;
-  return new BerthError(
-    "BERTH_E_HEALTHCHECK",
-    `the healthcheck of ${image} failed:\n${failures.map((f) => `  - ${f}`).join("\n")}`,
-    { cause: err, details: { failures } },
-  );
+  return new BerthError("BERTH_E_HEALTHCHECK", `the healthcheck of ${image} failed:\n${failures.map((f) => `  - ${f}`).join("\n")}`, {
+    cause: err,
+    details: { failures },
+  });
 }

@@ -1,4 +1,4 @@
-import { IMAGE_FLOWS_DIR, type StorageSpec } from "../wire/schema.js";
+import { IMAGE_FLOWS_DIR, type BuildContextRef, type StorageSpec } from "../wire/schema.js";
 import { brand, hasBrand } from "../shared/brand.js";
 import { buildDockerStorage } from "./docker-build.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
@@ -28,8 +28,10 @@ export interface DockerStorageOptions {
 
 export class DockerStorage extends Storage {
   readonly options: Readonly<DockerStorageOptions>;
-  /** Hash of everything that goes into the image; set by build(). */
+  /** Hash of everything that goes into the image; set when its build context is made (build-context.ts). */
   contentHash: string | undefined;
+  /** The build context the server keeps for agents to build from; set with contentHash. */
+  buildContext: BuildContextRef | undefined;
 
   constructor(options: DockerStorageOptions = {}) {
     super(options.labels);
@@ -74,6 +76,10 @@ export class DockerStorage extends Storage {
     this.contentHash = hash;
   }
 
+  setBuildContext(ref: BuildContextRef): void {
+    this.buildContext = ref;
+  }
+
   async build(context: BuildContext = {}): Promise<BuildOutcome> {
     return buildDockerStorage(this, context);
   }
@@ -81,6 +87,7 @@ export class DockerStorage extends Storage {
   serialize(): StorageSpec {
     const spec: StorageSpec = { type: "docker", image: this.name, flows: { ...this.flows } };
     if (this.registryUrl !== "") spec.registryUrl = this.registryUrl;
+    if (this.buildContext) spec.context = { ...this.buildContext };
     return spec;
   }
 }

@@ -126,6 +126,17 @@ export interface StateStore {
   listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]>;
 
   /**
+   * Keeps a build context (a tar archive) under its sha256, which the caller has checked. Putting content
+   * that is already there changes nothing (`created: false`).
+   */
+  putBuildContext(sha256: string, data: Buffer): Promise<{ created: boolean }>;
+  /** The size of a kept build context, or undefined when there is none. */
+  buildContextSize(sha256: string): Promise<number | undefined>;
+  getBuildContext(sha256: string): Promise<Buffer | undefined>;
+  /** Removes build contexts kept before `createdBefore` that no flow version names; returns their digests. */
+  deleteUnusedBuildContexts(createdBefore: Date): Promise<string[]>;
+
+  /**
    * Registers an agent by name: a name already known gets that agent back (labels, concurrency updated,
    * online, heartbeat now) with `created: false`, so an agent keeps its id, and its containers, across restarts.
    */

@@ -120,6 +120,20 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE logs ADD COLUMN seq INTEGER;
   CREATE UNIQUE INDEX logs_attempt_seq ON logs (flow_run_id, attempt, seq) WHERE seq IS NOT NULL;
   `,
+  // Build contexts, kept by sha256 for agents that build storage images; a flow version names the one it
+  // needs, and a context no version names is removed after a grace period.
+  `
+  CREATE TABLE build_contexts (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    created_at TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX build_contexts_created ON build_contexts (created_at);
+  ALTER TABLE flows ADD COLUMN context_sha256 TEXT;
+  UPDATE flows SET context_sha256 = json_extract(storage, '$.context.sha256');
+  CREATE INDEX flows_context ON flows (context_sha256) WHERE context_sha256 IS NOT NULL;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

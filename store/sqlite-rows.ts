@@ -17,6 +17,8 @@ export interface FlowRow {
   /** JSON; NULL for flows registered before recovery existed, read as the default policy. */
   recovery: string | null;
   run_timeout_ms: number | null;
+  /** The build context the version's storage names, if any (a copy of storage.context.sha256, indexed). */
+  context_sha256?: string | null;
 }
 
 export interface FlowRunRow {

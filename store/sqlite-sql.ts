@@ -10,9 +10,19 @@ export const SQL = {
   allFlows: "SELECT * FROM flows ORDER BY name, version DESC",
   insertFlow: `
     INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
-      recovery, run_timeout_ms)
+      recovery, run_timeout_ms, context_sha256)
     VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
-      @recovery, @run_timeout_ms)`,
+      @recovery, @run_timeout_ms, @context_sha256)`,
+
+  // Build contexts: blobs by sha256. A repeated put of the same content changes nothing.
+  insertBuildContext: "INSERT OR IGNORE INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)",
+  buildContextSize: "SELECT size FROM build_contexts WHERE sha256 = ?",
+  buildContextData: "SELECT data FROM build_contexts WHERE sha256 = ?",
+  // Unused: older than the grace period and named by no flow version (served by flows_context).
+  unusedBuildContexts: `
+    SELECT sha256 FROM build_contexts c
+    WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM flows f WHERE f.context_sha256 = c.sha256)`,
+  deleteBuildContext: "DELETE FROM build_contexts WHERE sha256 = ?",
 
   runById: "SELECT * FROM flow_runs WHERE id = ?",
   runVersion: "SELECT version, epoch FROM flow_runs WHERE id = ?",

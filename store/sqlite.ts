@@ -94,6 +94,7 @@ export class SqliteStore implements StateStore {
         created_at: this.timestamp(),
         recovery: JSON.stringify(input.recovery),
         run_timeout_ms: input.runTimeoutMs,
+        context_sha256: input.storage.type === "docker" ? (input.storage.context?.sha256 ?? null) : null,
       };
       this.stmt("insertFlow").run(row);
       return { flow: toFlow(row), created: true };
@@ -292,6 +293,27 @@ export class SqliteStore implements StateStore {
 
   async listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]> {
     return this.all<LogRow>("logsAfter", flowRunId, after, limit).map(toStoredLog);
+  }
+
+  async putBuildContext(sha256: string, data: Buffer): Promise<{ created: boolean }> {
+    const { changes } = this.stmt("insertBuildContext").run(sha256, data.length, data, this.timestamp());
+    return { created: changes > 0 };
+  }
+
+  async buildContextSize(sha256: string): Promise<number | undefined> {
+    return this.get<{ size: number }>("buildContextSize", sha256)?.size;
+  }
+
+  async getBuildContext(sha256: string): Promise<Buffer | undefined> {
+    return this.get<{ data: Buffer }>("buildContextData", sha256)?.data;
+  }
+
+  async deleteUnusedBuildContexts(createdBefore: Date): Promise<string[]> {
+    return this.immediate(() => {
+      const unused = this.all<{ sha256: string }>("unusedBuildContexts", createdBefore.toISOString()).map((row) => row.sha256);
+      for (const sha256 of unused) this.stmt("deleteBuildContext").run(sha256);
+      return unused;
+    });
   }
 
   async registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }> {

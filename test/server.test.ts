@@ -52,6 +52,8 @@ describe("health and OpenAPI", () => {
         "POST /api/flows",
         "GET /api/flows",
         "GET /api/flows/{id}",
+        "PUT /api/build-contexts/{sha256}",
+        "GET /api/build-contexts/{sha256}",
         "POST /api/flow-runs",
         "GET /api/flow-runs",
         "GET /api/flow-runs/{id}",

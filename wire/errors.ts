@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   BERTH_E_FLOW_NOT_FOUND: 404,
   BERTH_E_FLOW_RUN_NOT_FOUND: 404,
   BERTH_E_AGENT_NOT_FOUND: 404,
+  /** A build context the server does not keep (never uploaded, or removed as unused). */
+  BERTH_E_BUILD_CONTEXT_NOT_FOUND: 404,
   BERTH_E_STALE_VERSION: 409,
   BERTH_E_INVALID_TRANSITION: 409,
   /** The writer's epoch is not the run's current epoch: another attempt owns this run. */

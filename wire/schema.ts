@@ -71,12 +71,34 @@ function jsonOfAtMost<S extends z.ZodType>(schema: S, maxBytes: number): S {
 /** Where flows live inside a storage image (and where an agent mounts a LocalStorage directory). */
 export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
 
+/** A sha256 digest in hex: the identity of a build context on the server. */
+export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 digest: 64 lowercase hex digits");
+
+/**
+ * What an agent needs to build a storage image itself: the build context (a tar of the Dockerfile, the
+ * bundled flows and the `files` they copy) the server keeps by its sha256. Flows registered by an older berth
+ * have none, and can only be pulled.
+ */
+export const BuildContextRef = z.object({
+  sha256: Sha256,
+  /** Bytes of the tar archive. */
+  size: z.number().int().nonnegative(),
+  /** True when the Dockerfile builds FROM the berth image (ARG BASE_IMAGE), which the builder supplies. */
+  berthBase: z.boolean(),
+});
+export type BuildContextRef = z.infer<typeof BuildContextRef>;
+
+/** The answer to an upload of a build context (PUT /api/build-contexts/:sha256). */
+export const BuildContextStored = z.object({ sha256: Sha256, size: z.number().int().nonnegative(), created: z.boolean() });
+export type BuildContextStored = z.infer<typeof BuildContextStored>;
+
 export const StorageSpec = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("docker"),
     image: z.string().min(1).max(500),
     registryUrl: z.string().max(300).optional(),
     flows: z.record(z.string(), z.string()),
+    context: BuildContextRef.optional(),
   }),
   z.object({
     type: z.literal("local"),

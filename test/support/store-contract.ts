@@ -302,6 +302,30 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listLogs(r.id, 0, 100)).map((l) => l.message)).toContain("one, again");
     });
 
+    it("keeps build contexts by digest, and removes those no flow version names once they are old enough", async () => {
+      let clock = Date.parse("2030-01-01T00:00:00.000Z");
+      const store = await fresh(() => new Date(clock));
+      const blob = (text: string) => Buffer.from(text.repeat(1000));
+      const digest = (n: number) => n.toString(16).padStart(64, "0");
+      expect(await store.putBuildContext(digest(1), blob("a"))).toEqual({ created: true });
+      expect(await store.putBuildContext(digest(1), blob("a"))).toEqual({ created: false });
+      expect(await store.buildContextSize(digest(1))).toBe(1000);
+      expect((await store.getBuildContext(digest(1)))?.equals(blob("a"))).toBe(true);
+      expect(await store.buildContextSize(digest(9))).toBeUndefined();
+      expect(await store.getBuildContext(digest(9))).toBeUndefined();
+      await store.putBuildContext(digest(2), blob("b"));
+      const storage = (sha256: string) => ({ type: "docker" as const, image: "x:1", flows: {}, context: { sha256, size: 1000, berthBase: true } });
+      await store.registerFlow(flowInput({ storage: storage(digest(2)) }));
+      clock += 10_000;
+      await store.putBuildContext(digest(3), blob("c"));
+      // 1 is old and unused; 2 is old but a flow version needs it; 3 is unused but recent.
+      expect(await store.deleteUnusedBuildContexts(new Date(clock - 5_000))).toEqual([digest(1)]);
+      expect(await store.buildContextSize(digest(1))).toBeUndefined();
+      expect(await store.buildContextSize(digest(2))).toBe(1000);
+      expect(await store.buildContextSize(digest(3))).toBe(1000);
+      expect(await store.deleteUnusedBuildContexts(new Date(clock + 1))).toEqual([digest(3)]);
+    });
+
     it("upserts task runs by task slug", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
