@@ -29,6 +29,7 @@ import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
 import { runClaimLoop } from "./claim-loop.js";
 import { EngineWatch } from "./engine-watch.js";
+import { ImageProvider } from "./images.js";
 import { LeaseKeeper } from "./lease-keeper.js";
 import { RunLifecycle } from "./run-lifecycle.js";
 import { RunTable } from "./run-table.js";
@@ -59,6 +60,7 @@ export class Agent {
   private readonly engineWatch: EngineWatch;
   private readonly leases: LeaseKeeper;
   private readonly adoption: Adoption;
+  private readonly images: ImageProvider;
   private log: Logger;
   private starting: Promise<void> | undefined;
   private claimLoop: Promise<void> = Promise.resolve();
@@ -83,6 +85,7 @@ export class Agent {
       leaseTimeoutMs: options.leaseTimeoutMs,
       afterBeat: () => void this.adoption.retry(),
     });
+    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage });
     this.adoption = new Adoption({
       client: deps.client,
       engine: deps.engine,
@@ -236,6 +239,7 @@ export class Agent {
         agentId: this.id!,
         options: this.options,
         berthImage: this.deps.berthImage,
+        images: this.images,
         engineBack: () => this.engineWatch.whenBack(),
       },
       epoch,

@@ -15,7 +15,9 @@ import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { cutText } from "../shared/text.js";
+import type { ImageProvider, RunLog } from "./images.js";
 
 export interface RunLifecycleDeps {
   client: ApiClient;
@@ -25,6 +27,8 @@ export interface RunLifecycleDeps {
   options: AgentOptions;
   /** The berth image, for flows whose storage is not an image (local storage). */
   berthImage: () => Promise<string>;
+  /** Present, pulled or built: the storage images of this agent's runs (images.ts). */
+  images: ImageProvider;
   /** Resolves once the Docker engine answers again; called after the engine failed us. */
   engineBack: () => Promise<void>;
 }
@@ -84,8 +88,7 @@ export class RunLifecycle {
   async run(): Promise<void> {
     const { flowRun, flow } = this.claim;
     try {
-      const image = flow.storage.type === "docker" ? flow.storage.image : await this.deps.berthImage();
-      await this.ensureImage(image);
+      const image = flow.storage.type === "docker" ? await this.deps.images.ensure(flow.storage, this.runLog) : await this.deps.berthImage();
       if (this.abandoned) return;
       try {
         this.containerId = await this.start(image);
@@ -191,16 +194,17 @@ export class RunLifecycle {
     if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs).catch(() => undefined);
   }
 
-  private async ensureImage(image: string): Promise<void> {
-    const { engine, options } = this.deps;
-    if (options.pullPolicy === "always") return engine.pullImage(image);
-    if (await engine.imageExists(image)) return;
-    if (options.pullPolicy === "never") {
-      throw new Error(`image ${image} is not on this host and the pull policy is "never": build it here or use --pull-policy if-not-present`);
-    }
-    this.log.info({ image }, "pulling image");
-    await engine.pullImage(image);
-  }
+  /**
+   * A line in the run's own logs, from the agent (what it does before the container starts: pulls, builds).
+   * Best effort: the run goes on if the line cannot be sent.
+   */
+  private readonly runLog: RunLog = (level, message) => {
+    const line = { at: new Date().toISOString(), level, message: cutText(message, MAX_LOG_MESSAGE_LENGTH), task: null };
+    this.log[level === "debug" ? "debug" : "info"]({ line: message }, "run log");
+    void this.deps.client.appendLogs(this.flowRunId, [line], this.epoch).catch((err: unknown) => {
+      this.log.debug(`could not add a line to the run's logs: ${describeError(err)}`);
+    });
+  };
 
   private async start(image: string): Promise<string> {
     const { flowRun, flow } = this.claim;

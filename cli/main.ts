@@ -34,7 +34,9 @@ program
   .option("--name <name>", "agent name (default agent-<hostname>)")
   .option("--concurrency <n>", "flow runs at once (default 1)")
   .option("--network <net>", "Docker network for flow-run containers (default host when the API is on loopback)")
-  .addOption(new Option("--pull-policy <policy>", "image pull policy (default if-not-present)").choices(["always", "if-not-present", "never"]))
+  .addOption(new Option("--pull-policy <policy>", "image pull policy (default if-not-present; never: build, never pull)").choices(["always", "if-not-present", "never"]))
+  .option("--build-on-pull-failure", "when a pull fails, build the image here from the registered context (the default)")
+  .option("--no-build-on-pull-failure", "when a pull fails, fail the run")
   .option("--env <K=V>", "environment variable for flow-run containers (repeatable)", collect)
   .option("--container-api <url>", "the API URL as containers reach it (default: --api)")
   .option("--keep-containers", "leave finished containers for inspection")
@@ -42,11 +44,12 @@ program
 
 program
   .command("register")
-  .description("bundle a flow file, build its storage image (with healthcheck), push it, and register it")
+  .description("bundle a flow file, upload its build context, build and push its storage image (with healthcheck) when Docker is here, and register it")
   .argument("<file>", "a TypeScript or JavaScript file exporting a Flow")
   .addOption(apiOption())
   .option("--label <label>", "an extra flow label (repeatable)", collect)
   .option("--no-push", "do not push the image, even when the storage names a registry")
+  .option("--no-build", "do not build the image here (no Docker engine needed): agents build it from the uploaded context")
   .action(async (file, opts) => (await import("./commands/register.js")).registerCommand(program.opts(), file, opts));
 
 program

@@ -25,30 +25,40 @@ export interface JsonRequest<S extends z.ZodType> {
   waitMs?: number | undefined;
 }
 
-export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: JsonRequest<S>): Promise<z.output<S>> {
+interface Exchange {
+  method: "GET" | "POST" | "PUT" | "HEAD";
+  path: string;
+  query?: Record<string, string | number | undefined> | undefined;
+  body?: { data: string | Buffer; contentType: string } | undefined;
+  accept: string;
+  signal?: AbortSignal | undefined;
+  /** Added to the transport's timeout. */
+  extraMs?: number | undefined;
+}
+
+interface Answer {
+  status: number;
+  contentType: string;
+  body: Buffer;
+  what: string;
+}
+
+/** One request, with every transport failure worded for the user. */
+async function exchange(http: HttpOptions, req: Exchange): Promise<Answer> {
   const url = new URL(http.baseUrl + req.path);
   for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
-  const timeoutMs = http.timeoutMs + (req.waitMs ?? 0);
+  const timeoutMs = http.timeoutMs + (req.extraMs ?? 0);
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), timeoutMs);
   const signal = req.signal ? AbortSignal.any([timeout.signal, req.signal]) : timeout.signal;
-  const headers: Record<string, string> = { accept: "application/json" };
+  const headers: Record<string, string> = { accept: req.accept };
   if (http.token) headers.authorization = `Bearer ${http.token}`;
-  if (req.body !== undefined) headers["content-type"] = "application/json";
+  if (req.body) headers["content-type"] = req.body.contentType;
   const what = `${req.method} ${req.path}`;
-  let status: number;
-  let text: string;
-  let contentType: string;
   try {
-    const res = await http.fetch(url, {
-      method: req.method,
-      headers,
-      body: req.body === undefined ? null : JSON.stringify(req.body),
-      signal,
-    });
-    status = res.status;
-    contentType = res.headers.get("content-type") ?? "no content type";
-    text = await res.text();
+    const res = await http.fetch(url, { method: req.method, headers, body: req.body ? req.body.data : null, signal });
+    const body = req.method === "HEAD" ? Buffer.alloc(0) : Buffer.from(await res.arrayBuffer());
+    return { status: res.status, contentType: res.headers.get("content-type") ?? "no content type", body, what };
   } catch (err) {
     if (req.signal?.aborted) throw new BerthError("BERTH_E_ABORTED", `${what} was aborted`, { cause: err });
     const reason = timeout.signal.aborted ? `no answer within ${formatMs(timeoutMs)}` : networkReason(err);
@@ -60,7 +70,36 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
   } finally {
     clearTimeout(timer);
   }
+}
 
+/** The error an answer that is not 2xx carries, from its berth error body. */
+function failure(http: HttpOptions, answer: Answer): BerthError {
+  let json: unknown;
+  try {
+    json = answer.body.length === 0 ? undefined : JSON.parse(answer.body.toString("utf8"));
+  } catch (err) {
+    return new BerthError(
+      "BERTH_E_BAD_RESPONSE",
+      `the server at ${http.baseUrl} answered ${answer.what} with HTTP ${answer.status} and ${answer.contentType}, not JSON: is --api pointing at a berth server?`,
+      { cause: err, details: { status: answer.status, body: answer.body.toString("utf8").slice(0, 500) } },
+    );
+  }
+  return errorFromBody(http.baseUrl, answer.what, answer.status, json);
+}
+
+export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: JsonRequest<S>): Promise<z.output<S>> {
+  const answer = await exchange(http, {
+    method: req.method,
+    path: req.path,
+    query: req.query,
+    body: req.body === undefined ? undefined : { data: JSON.stringify(req.body), contentType: "application/json" },
+    accept: "application/json",
+    signal: req.signal,
+    extraMs: req.waitMs,
+  });
+  const { status, contentType, what } = answer;
+  if (status < 200 || status >= 300) throw failure(http, answer);
+  const text = answer.body.toString("utf8");
   let json: unknown;
   try {
     json = text === "" ? undefined : JSON.parse(text);
@@ -71,7 +110,6 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
       { cause: err, details: { status, body: text.slice(0, 500) } },
     );
   }
-  if (status < 200 || status >= 300) throw errorFromBody(http.baseUrl, what, status, json);
   const parsed = req.response.safeParse(json);
   if (!parsed.success) {
     throw new BerthError(
@@ -81,6 +119,24 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
     );
   }
   return parsed.data;
+}
+
+export interface BytesRequest {
+  method: "GET" | "PUT" | "HEAD";
+  path: string;
+  /** For PUT: the bytes, sent as `contentType`. */
+  body?: { data: Buffer; contentType: string } | undefined;
+  signal?: AbortSignal | undefined;
+  /** Added to the transport's timeout: large transfers take longer. */
+  extraMs?: number | undefined;
+}
+
+/** A request whose answer is bytes (or, for HEAD, only a status): 404 comes back as `undefined`. */
+export async function requestBytes(http: HttpOptions, req: BytesRequest): Promise<{ status: number; body: Buffer } | undefined> {
+  const answer = await exchange(http, { ...req, accept: req.method === "PUT" ? "application/json" : "application/octet-stream, application/json" });
+  if (answer.status === 404 && req.method === "HEAD") return undefined;
+  if (answer.status < 200 || answer.status >= 300) throw failure(http, answer);
+  return { status: answer.status, body: answer.body };
 }
 
 function errorFromBody(baseUrl: string, what: string, status: number, json: unknown): BerthError {

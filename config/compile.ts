@@ -84,6 +84,8 @@ export interface AgentOptions {
   /** Docker network for flow-run containers; undefined for the engine's default. */
   network: string | undefined;
   pullPolicy: PullPolicy;
+  /** When a pull fails, build the image here from the registered build context. */
+  buildOnPullFailure: boolean;
   /** Extra environment for flow-run containers (berth's own variables win). */
   env: Record<string, string>;
   /** Long-poll length of one claim request. */
@@ -115,6 +117,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     apiToken: config.apiToken,
     network: agent.network ?? defaultNetwork(containerApiUrl),
     pullPolicy: agent.pullPolicy,
+    buildOnPullFailure: agent.buildOnPullFailure,
     env: agent.env,
     claimWaitMs: agent.claimWait,
     heartbeatIntervalMs: agent.heartbeatInterval,

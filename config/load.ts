@@ -19,7 +19,7 @@ export interface LoadConfigOptions {
 }
 
 /** BERTH_* variable → config path. List values are comma-separated. */
-const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
+const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: boolean }> = {
   BERTH_API_URL: { path: ["apiUrl"] },
   BERTH_API_TOKEN: { path: ["apiToken"] },
   BERTH_LOG_LEVEL: { path: ["logLevel"] },
@@ -38,6 +38,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean }> = {
   BERTH_AGENT_CONCURRENCY: { path: ["agent", "concurrency"] },
   BERTH_AGENT_NETWORK: { path: ["agent", "network"] },
   BERTH_AGENT_PULL_POLICY: { path: ["agent", "pullPolicy"] },
+  BERTH_AGENT_BUILD_ON_PULL_FAILURE: { path: ["agent", "buildOnPullFailure"], boolean: true },
   BERTH_AGENT_CONTAINER_API_URL: { path: ["agent", "containerApiUrl"] },
   BERTH_AGENT_CLAIM_WAIT: { path: ["agent", "claimWait"] },
   BERTH_AGENT_HEARTBEAT_INTERVAL: { path: ["agent", "heartbeatInterval"] },
@@ -88,10 +89,17 @@ function envLayer(env: Record<string, string | undefined>): Layer {
   for (const [name, spec] of Object.entries(ENV_PATHS)) {
     const raw = env[name];
     if (raw === undefined || raw === "") continue;
-    const value = spec.list ? raw.split(",").map((s) => s.trim()).filter(Boolean) : raw;
+    const value = spec.list ? raw.split(",").map((s) => s.trim()).filter(Boolean) : spec.boolean ? parseBoolean(name, raw) : raw;
     setPath(layer, spec.path, value);
   }
   return layer;
+}
+
+function parseBoolean(name: string, raw: string): boolean {
+  const value = raw.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  if (["0", "false", "no", "off"].includes(value)) return false;
+  throw new BerthError("BERTH_E_CONFIG", `${name}="${raw}" is not a boolean: use true or false`);
 }
 
 function setPath(target: Layer, keys: string[], value: unknown): void {

@@ -76,8 +76,10 @@ export const ConfigSchema = z.strictObject({
       concurrency: z.coerce.number().int().min(1).max(1000).default(1),
       /** Docker network for flow-run containers. Default host when the API is on loopback. */
       network: z.string().min(1).optional(),
-      /** always | if-not-present | never. Default if-not-present. */
+      /** always | if-not-present | never ("never": build from the registered context, never pull). Default if-not-present. */
       pullPolicy: z.enum(PULL_POLICIES).default("if-not-present"),
+      /** When a pull fails, build the image here from the registered build context. Default true. */
+      buildOnPullFailure: z.boolean().default(true),
       /** Extra environment for flow-run containers. Default none. */
       env: z.record(z.string(), z.string()).default({}),
       /** The API URL as flow-run containers reach it. Default: apiUrl. */

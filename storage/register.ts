@@ -1,6 +1,9 @@
 /**
- * `berth register FILE`: load the flow on this host, bundle it for its storage, build (and push) the
- * storage, then register the flow's serialized form with the server. Only metadata reaches the server.
+ * `berth register FILE`: load the flow on this host and check its graph, bundle it for its storage, upload
+ * the storage's build context (a DockerStorage's: content-addressed, so an unchanged context is uploaded
+ * once), build and push the image here when there is an engine to build with, then register the flow's
+ * serialized form. With no engine (or `build: false`), the first agent that needs the image builds it from
+ * the uploaded context.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -9,13 +12,15 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import type { ApiClient } from "../client/api-client.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import type { FlowRegistered } from "../wire/schema.js";
+import type { BuildContextRef, FlowRegistered } from "../wire/schema.js";
+import { packageIdentity } from "../shared/package.js";
+import { prepareDockerContext } from "./build-context.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { environmentWarnings } from "../environments/serialize.js";
 import type { Flow } from "../flows/flow.js";
 import { bundleFlowFile } from "./bundle.js";
 import { DockerStorage, isDockerStorage } from "./docker-storage.js";
-import { isStorage, pickFlow, type Storage } from "./storage.js";
+import { isStorage, pickFlow, type BuildOutcome, type Storage } from "./storage.js";
 
 export interface RegisterOptions {
   client: ApiClient;
@@ -23,7 +28,10 @@ export interface RegisterOptions {
   labels?: string[];
   /** Push to the storage's registry, when it has one (default true). */
   push?: boolean;
+  /** The engine to build with; without one (or with `build: false`) the image is left for agents to build. */
   engine?: ContainerEngine;
+  /** Build (and push) the storage image here (default true, when there is an engine). */
+  build?: boolean;
   /** The image to build FROM when the storage names none (the berth image; see images/). */
   berthImage?: (signal?: AbortSignal) => Promise<string>;
   log?: (line: string) => void;
@@ -35,6 +43,8 @@ export interface RegisterResult extends FlowRegistered {
   built: boolean;
   pushed: boolean;
   warnings: string[];
+  /** The build context uploaded for agents, with whether this registration had to upload it. */
+  context?: BuildContextRef & { uploaded: boolean };
 }
 
 /** Loads the flow a file exports, with berth resolved to this very package. */
@@ -70,13 +80,17 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   const source = await bundleFlowFile(file, { target: "image", external, ...(signal ? { signal } : {}) });
   storage.addFlow(flow, source);
 
-  const outcome = await storage.build({
-    log,
-    ...(options.push === undefined ? {} : { push: options.push }),
-    ...(signal ? { signal } : {}),
-    ...(options.engine ? { engine: options.engine } : {}),
-    ...(options.berthImage ? { berthImage: options.berthImage } : {}),
-  } as Parameters<Storage["build"]>[0]);
+  let context: RegisterResult["context"];
+  let outcome: BuildOutcome;
+  const buildHere = options.build !== false && options.engine !== undefined;
+  if (isDockerStorage(storage)) {
+    const prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(signal ? { signal } : {}) });
+    context = { ...prepared.ref, uploaded: await uploadContext(options.client, flow.name, prepared.ref, prepared.archive, signal) };
+    log(`build context ${prepared.ref.sha256.slice(0, 12)} (${prepared.ref.size} bytes): ${context.uploaded ? "uploaded" : "already on the server"}`);
+    outcome = buildHere ? await buildStorage(storage, options) : { location: prepared.image, built: false, pushed: false };
+  } else {
+    outcome = await buildStorage(storage, options);
+  }
 
   const serialized = flow.serialize();
   const labels = [...new Set([...serialized.labels, ...storage.labels, ...(options.labels ?? [])])].sort();
@@ -98,5 +112,33 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     },
     signal,
   );
-  return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings };
+  return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings, ...(context ? { context } : {}) };
+}
+
+function buildStorage(storage: Storage, options: RegisterOptions): Promise<BuildOutcome> {
+  return storage.build({
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.push === undefined ? {} : { push: options.push }),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.engine ? { engine: options.engine } : {}),
+    ...(options.berthImage ? { berthImage: options.berthImage } : {}),
+  } as Parameters<Storage["build"]>[0]);
+}
+
+/** Uploads the context unless the server keeps it already; returns whether it had to. */
+async function uploadContext(client: ApiClient, flowName: string, ref: BuildContextRef, archive: Buffer, signal?: AbortSignal): Promise<boolean> {
+  if (await client.hasBuildContext(ref.sha256, signal)) return false;
+  try {
+    await client.uploadBuildContext(ref.sha256, archive, signal);
+  } catch (err) {
+    if (isBerthError(err, "BERTH_E_PAYLOAD_TOO_LARGE")) {
+      throw new BerthError(
+        "BERTH_E_PAYLOAD_TOO_LARGE",
+        `the build context of flow "${flowName}" is ${ref.size} bytes, more than the server takes: ${err.message}. Make DockerStorage({ files }) smaller, or raise the server's limit`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  return true;
 }

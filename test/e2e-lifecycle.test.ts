@@ -64,24 +64,20 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(run.stateMessage).toMatch(/could not load flow "Unloadable In Container" from storage at \/opt\/berth\/flows\/unloadable-in-container\.mjs: .*this flow refuses to load in a container/);
   });
 
-  it("a missing image with pull policy never fails the run, naming the image", async () => {
-    await register("trivial-flow.ts");
+  it("an image it can neither pull nor build fails the run, naming the image and why", async () => {
     await agent(["never"], ["--pull-policy", "never"]);
-    const { flows } = await client.listFlows();
-    const flow = flows.find((f) => f.name === "Trivial Flow")!;
-    // Retag the flow's image away, so it is absent for this run only.
-    const image = flow.storage.type === "docker" ? flow.storage.image : "";
-    await engine.tagImage(image, `${image}-kept`);
-    await engine.removeImage(image);
-    try {
-      const { flowRun } = await client.createFlowRun({ flowName: "Trivial Flow", labels: ["never"], parameters: {} });
-      const run = await waitFinal(client, flowRun.id);
-      expect(run.state).toBe("Failed");
-      expect(run.stateMessage).toContain(`image ${image} is not on this host and the pull policy is "never"`);
-    } finally {
-      await engine.tagImage(`${image}-kept`, image);
-      await engine.removeImage(`${image}-kept`);
-    }
+    // As an older berth registered flows: an image, and no build context to build it from.
+    const image = `berth-test-absent-${process.pid}:1`;
+    const { flow } = await client.registerFlow({
+      name: `Absent Image ${process.pid}`,
+      storage: { type: "docker", image, flows: { [`Absent Image ${process.pid}`]: "/opt/berth/flows/absent.mjs" } },
+      environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: [], metadata: {} },
+      contentHash: `absent-${process.pid}`,
+    });
+    const { flowRun } = await client.createFlowRun({ flowId: flow.id, labels: ["never"], parameters: {} });
+    const run = await waitFinal(client, flowRun.id);
+    expect(run.state).toBe("Failed");
+    expect(run.stateMessage).toContain(`image ${image} is not on this host and the pull policy is "never", and its flow was registered without a build context`);
   });
 
   it("cancelling a Running run stops its container and ends it Cancelled", async () => {

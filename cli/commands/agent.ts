@@ -12,6 +12,7 @@ export interface AgentFlags {
   concurrency?: string;
   network?: string;
   pullPolicy?: string;
+  buildOnPullFailure?: boolean;
   env?: string[];
   containerApi?: string;
   keepContainers?: boolean;
@@ -26,6 +27,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       concurrency: opts.concurrency,
       network: opts.network,
       pullPolicy: opts.pullPolicy,
+      buildOnPullFailure: opts.buildOnPullFailure,
       env: opts.env ? parseEnvPairs(opts.env) : undefined,
       containerApiUrl: opts.containerApi,
       keepContainers: opts.keepContainers,

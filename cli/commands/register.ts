@@ -1,24 +1,31 @@
+import type { ContainerEngine } from "../../engine/port.js";
 import { ensureBerthImage } from "../../images/index.js";
 import { registerFlowFile } from "../../storage/register.js";
+import { describeError, isBerthError } from "../../wire/errors.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { localEngine } from "../engine.js";
 import { signalOnInterrupt } from "../process.js";
 
-export async function registerCommand(global: GlobalOptions, file: string, opts: { api?: string; label?: string[]; push: boolean }): Promise<void> {
+export async function registerCommand(
+  global: GlobalOptions,
+  file: string,
+  opts: { api?: string; label?: string[]; push: boolean; build: boolean },
+): Promise<void> {
   const config = resolveConfig(global, defined({ apiUrl: opts.api }));
   const client = clientFor(config);
-  // Fail fast, before a possibly long image build, when the server is not there.
-  await client.health();
-  const engine = await localEngine();
+  const signal = signalOnInterrupt();
   const log = (line: string) => process.stderr.write(`${line}\n`);
+  // Fail fast, before a possibly long image build, when the server is not there.
+  await client.health(signal);
+  const engine = opts.build ? await engineHere(log) : undefined;
   const result = await registerFlowFile(file, {
     client,
     labels: opts.label ?? [],
     push: opts.push,
+    build: opts.build,
     log,
-    signal: signalOnInterrupt(),
-    engine,
-    berthImage: (signal) => ensureBerthImage(engine, { log, ...(signal ? { signal } : {}) }),
+    signal,
+    ...(engine ? { engine, berthImage: (s?: AbortSignal) => ensureBerthImage(engine, { log, ...(s ? { signal: s } : {}) }) } : {}),
   });
   const { flow } = result;
   const labels = flow.labels.length > 0 ? flow.labels.join(", ") : "none";
@@ -27,5 +34,19 @@ export async function registerCommand(global: GlobalOptions, file: string, opts:
   } else {
     process.stdout.write(`flow "${flow.name}" is unchanged: version ${flow.version} (id ${flow.id}); no new version\n`);
   }
-  process.stdout.write(`  storage: ${result.location}${result.built ? " (built)" : " (reused)"}${result.pushed ? ", pushed" : ""}\n  labels: ${labels}\n`);
+  const how = result.built ? " (built)" : engine ? " (reused)" : " (not built here: the first agent that needs it builds it from the uploaded context)";
+  process.stdout.write(`  storage: ${result.location}${how}${result.pushed ? ", pushed" : ""}\n  labels: ${labels}\n`);
+}
+
+/** The local Docker engine, or undefined (with a warning) when none answers: the flow is then registered unbuilt. */
+async function engineHere(log: (line: string) => void): Promise<ContainerEngine | undefined> {
+  const engine = await localEngine();
+  try {
+    await engine.ping();
+    return engine;
+  } catch (err) {
+    if (!isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) throw err;
+    log(`warning: ${describeError(err)}; registering without building: the first agent that needs the image builds it (--no-build says so and skips this check)`);
+    return undefined;
+  }
 }

@@ -1,0 +1,163 @@
+/**
+ * How an agent gets a run's image, decided without Docker: the engine port is a fake that records what it
+ * is asked (the real builds and pulls are in test/e2e-build.test.ts), the server and its build contexts are
+ * real.
+ */
+import { createHash } from "node:crypto";
+import { describe, expect } from "vitest";
+import { ImageProvider } from "../agent/images.js";
+import { ApiClient } from "../client/api-client.js";
+import type { BuildOptions, ContainerEngine } from "../engine/port.js";
+import { HEALTHCHECK_FAILED_MARKER } from "../storage/healthcheck-marker.js";
+import { BerthError, isBerthError } from "../wire/errors.js";
+import type { LogLevel, StorageSpec } from "../wire/schema.js";
+import { test as it, type TestServer } from "./support/server.js";
+
+type DockerSpec = Extract<StorageSpec, { type: "docker" }>;
+
+interface FakeEngine {
+  engine: ContainerEngine;
+  present: Set<string>;
+  pulls: string[];
+  builds: BuildOptions[];
+  /** What the next builds do: succeed, or fail as a healthcheck does. */
+  buildFails: boolean;
+  pullWorks: boolean;
+}
+
+function fakeEngine(): FakeEngine {
+  const state: FakeEngine = { engine: undefined as unknown as ContainerEngine, present: new Set(), pulls: [], builds: [], buildFails: false, pullWorks: false };
+  state.engine = {
+    imageExists: async (ref: string) => state.present.has(ref),
+    pullImage: async (ref: string) => {
+      state.pulls.push(ref);
+      if (!state.pullWorks) throw new BerthError("BERTH_E_IMAGE_NOT_FOUND", `cannot pull image ${ref} from docker.io: not found`);
+      state.present.add(ref);
+    },
+    buildImage: async (options: BuildOptions) => {
+      state.builds.push(options);
+      // Long enough that concurrent runs find the build under way.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (state.buildFails) {
+        options.onOutput?.(`${HEALTHCHECK_FAILED_MARKER} flow graph (/opt/berth/flows/f.mjs): task "t" needs input "x"`);
+        throw new BerthError("BERTH_E_IMAGE_BUILD", "docker build failed at Step 7/8");
+      }
+      state.present.add(options.tag);
+      return { imageId: "sha256:built", output: [] };
+    },
+  } as unknown as ContainerEngine;
+  return state;
+}
+
+async function contextOn(server: TestServer, text = "a build context") {
+  const archive = Buffer.from(text.repeat(100));
+  const sha256 = createHash("sha256").update(archive).digest("hex");
+  await server.store.putBuildContext(sha256, archive);
+  const spec: DockerSpec = { type: "docker", image: `flow-${sha256.slice(0, 8)}:abc`, flows: {}, context: { sha256, size: archive.length, berthBase: true } };
+  return { spec, archive };
+}
+
+function provider(server: TestServer, fake: FakeEngine, options: Partial<{ pullPolicy: "always" | "if-not-present" | "never"; buildOnPullFailure: boolean }> = {}, fetch?: typeof globalThis.fetch) {
+  const client = new ApiClient({ baseUrl: "http://berth.test", fetch: fetch ?? injectFetch(server) });
+  return new ImageProvider({
+    client,
+    engine: fake.engine,
+    options: { pullPolicy: options.pullPolicy ?? "if-not-present", buildOnPullFailure: options.buildOnPullFailure ?? true, serverDownForMs: 0 },
+    berthImage: async () => "berth:test",
+  });
+}
+
+function injectFetch(server: TestServer): typeof fetch {
+  return (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = new URL(String(input));
+    const res = await server.app.inject({ method: (init?.method ?? "GET") as "GET", url: url.pathname, headers: init?.headers as Record<string, string> });
+    return new Response(init?.method === "HEAD" ? null : res.rawPayload, { status: res.statusCode, headers: res.headers as Record<string, string> });
+  }) as typeof fetch;
+}
+
+const lines = () => {
+  const seen: { level: LogLevel; message: string }[] = [];
+  return { seen, log: (level: LogLevel, message: string) => void seen.push({ level, message }) };
+};
+
+describe("an agent's images", () => {
+  it("uses an image that is here, and pulls before it builds", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    fake.present.add(spec.image);
+    expect(await provider(server, fake).ensure(spec, lines().log)).toBe(spec.image);
+    expect({ pulls: fake.pulls, builds: fake.builds.length }).toEqual({ pulls: [], builds: 0 });
+    fake.present.clear();
+    fake.pullWorks = true;
+    await provider(server, fake).ensure(spec, lines().log);
+    expect({ pulls: fake.pulls, builds: fake.builds.length }).toEqual({ pulls: [spec.image], builds: 0 });
+  });
+
+  it("builds from the registered context when the pull fails, FROM its berth image, saying so in the run's logs", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec, archive } = await contextOn(server);
+    const { seen, log } = lines();
+    await provider(server, fake).ensure(spec, log);
+    expect(fake.builds).toHaveLength(1);
+    expect(fake.builds[0]).toMatchObject({ tag: spec.image, buildArgs: { BASE_IMAGE: "berth:test" } });
+    const sent: Buffer[] = [];
+    for await (const chunk of fake.builds[0]!.context) sent.push(chunk as Buffer);
+    expect(Buffer.concat(sent).equals(archive)).toBe(true);
+    const messages = seen.map((l) => l.message);
+    expect(messages[0]).toMatch(new RegExp(`^could not pull ${spec.image} .*; building it here from the registered build context$`));
+    expect(messages.slice(1)).toEqual([
+      `building image ${spec.image} from the registered build context ${spec.context!.sha256.slice(0, 12)} (${spec.context!.size} bytes)`,
+      expect.stringMatching(new RegExp(`^built image ${spec.image} in \\d+\\.\\d s FROM berth:test$`)),
+    ]);
+  });
+
+  it("never pulls with pull policy never, and builds only when allowed to after a failed pull", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    await provider(server, fake, { pullPolicy: "never" }).ensure(spec, lines().log);
+    expect({ pulls: fake.pulls.length, builds: fake.builds.length }).toEqual({ pulls: 0, builds: 1 });
+    const strict = fakeEngine();
+    const refused = await provider(server, strict, { pullPolicy: "always", buildOnPullFailure: false }).ensure(spec, lines().log).catch((e: unknown) => e);
+    expect(isBerthError(refused, "BERTH_E_IMAGE_NOT_FOUND")).toBe(true);
+    expect(strict.builds).toHaveLength(0);
+  });
+
+  it("builds an image once for runs that need it at the same time", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    const images = provider(server, fake, { pullPolicy: "never" });
+    const logs = Array.from({ length: 5 }, () => lines());
+    await Promise.all(logs.map(({ log }) => images.ensure(spec, log)));
+    expect(fake.builds).toHaveLength(1);
+    expect(logs.filter(({ seen }) => seen.some((l) => l.message.startsWith("building image"))).length).toBe(1);
+    expect(logs.filter(({ seen }) => seen.some((l) => l.message.startsWith("waiting for the build of"))).length).toBe(4);
+  });
+
+  it("remembers a failed build: the next run fails at once, naming the check, without building again", async ({ server }) => {
+    const fake = fakeEngine();
+    fake.buildFails = true;
+    const { spec } = await contextOn(server);
+    const images = provider(server, fake, { pullPolicy: "never" });
+    const first = await images.ensure(spec, lines().log).catch((e: unknown) => e);
+    expect(isBerthError(first, "BERTH_E_HEALTHCHECK")).toBe(true);
+    expect((first as Error).message).toContain(`flow graph (/opt/berth/flows/f.mjs): task "t" needs input "x"`);
+    const second = await images.ensure(spec, lines().log).catch((e: unknown) => e);
+    expect((second as Error).message).toMatch(/^an earlier build of .* on this agent failed; register the flow again once it is fixed:\n.*needs input "x"/s);
+    expect(fake.builds).toHaveLength(1);
+  });
+
+  it("refuses a context that does not match its digest, and says what it cannot do without one", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    const tampering = (async (input: string | URL | Request, init?: RequestInit) => {
+      const res = await injectFetch(server)(input, init);
+      return new Response(Buffer.concat([Buffer.from(await res.arrayBuffer()), Buffer.from("!")]), { status: res.status });
+    }) as typeof fetch;
+    const tampered = await provider(server, fake, { pullPolicy: "never" }, tampering).ensure(spec, lines().log).catch((e: unknown) => e);
+    expect((tampered as Error).message).toMatch(/^the build context downloaded for .* has sha256 [0-9a-f]{64}, not [0-9a-f]{64}: not building from it$/);
+    expect(fake.builds).toHaveLength(0);
+    const { context: _, ...withoutContext } = spec;
+    const none = await provider(server, fake).ensure(withoutContext, lines().log).catch((e: unknown) => e);
+    expect((none as Error).message).toMatch(/could not be pulled .*, and its flow was registered without a build context/);
+  });
+});
