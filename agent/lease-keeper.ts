@@ -70,7 +70,10 @@ export class LeaseKeeper {
     if (!id) return;
     await engine.check();
     if (this.stopped) return;
-    const held = runs.lifecycles().map((lifecycle) => ({ id: lifecycle.flowRunId, epoch: lifecycle.epoch }));
+    const held = runs
+      .lifecycles()
+      .filter((lifecycle) => !lifecycle.containerExited)
+      .map((lifecycle) => ({ id: lifecycle.flowRunId, epoch: lifecycle.epoch }));
     let reply;
     try {
       reply = await client.heartbeatAgent(id, { status: engine.healthy ? "online" : "unhealthy", runs: held });
@@ -100,6 +103,7 @@ export class LeaseKeeper {
   private expireLeases(): void {
     const now = Date.now();
     for (const lifecycle of this.deps.runs.lifecycles()) {
+      if (lifecycle.containerExited) continue;
       const silentMs = now - lifecycle.leaseRenewedAt;
       if (silentMs > this.deps.leaseTimeoutMs) {
         void lifecycle.abandon(`its lease could not be renewed for ${Math.round(silentMs / 1000)} s`).catch(() => undefined);

@@ -62,6 +62,11 @@ export class RunLifecycle {
   private engineOutage = false;
   /** When the server last confirmed this agent still holds the run's lease. */
   leaseRenewedAt = Date.now();
+  /**
+   * Set once the container has stopped: what is left (recording an outcome, removing the container) needs
+   * no lease, and the run has usually ended, so heartbeats no longer list it.
+   */
+  containerExited = false;
 
   /** The lease epoch of this attempt: the claim's, or for an adopted container, the one on its label. */
   readonly epoch: number;
@@ -161,6 +166,7 @@ export class RunLifecycle {
     }
     try {
       const exitCode = await this.waitForExit();
+      this.containerExited = true;
       await this.settle(exitCode);
     } finally {
       clearTimeout(this.runTimer);

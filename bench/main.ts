@@ -5,7 +5,9 @@
  *     agent, against raw create+start of the same image measured the same way;
  * (b) end to end: flow run created → Success recorded by the server, for a trivial flow, as a ratio to
  *     `docker run --rm` of the same image running the same flow in-process;
- * (c) the in-process engine: flow.run() with LocalExecutor of a 10,000-task DAG.
+ * (c) the in-process engine: flow.run() with LocalExecutor of a 10,000-task DAG;
+ * (d) what an image costs a run: created → started with the image present, pulled from a registry on
+ *     127.0.0.1, and built by the agent from the registered build context.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -24,6 +26,7 @@ import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { ensureBerthImage } from "../images/index.js";
 import { registerFlowFile } from "../storage/register.js";
 import { runEngineBench } from "./engine.js";
+import { runImageBench } from "./images.js";
 
 const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 25);
 const WARMUP = 3;
@@ -149,6 +152,31 @@ async function main(): Promise<void> {
     process.stdout.write(row("docker run --rm (same image, same flow)", dockerRun));
     const ratio = percentile(endToEnd, 50) / percentile(dockerRun, 50);
     process.stdout.write(`  ratio (p50): ${ratio.toFixed(2)}×   (target ≤ 1.2×)\n\n`);
+
+    const imageRounds = Number(process.env.BERTH_BENCH_IMAGE_ROUNDS ?? 5);
+    const images = await runImageBench({
+      engine,
+      client,
+      config: { ...config, apiUrl: server.url },
+      logger,
+      dir,
+      flowFile: path.join(repo, "test", "fixtures", "registry-flow.ts"),
+      rounds: imageRounds,
+      pickup: async (runId) => {
+        const final = await waitFinal(client, runId);
+        if (final.state !== "Success") throw new Error(`bench run ${runId} ended ${final.state}: ${final.stateMessage}`);
+        const started = await startedAt(engine, `berth-run-${runId}`);
+        await engine.waitContainer(`berth-run-${runId}`);
+        await engine.removeContainer(`berth-run-${runId}`);
+        return started - parseEngineTime(final.createdAt);
+      },
+    });
+    process.stdout.write(`(d) image: flow run created → container started, ${imageRounds} rounds after a warm-up\n`);
+    process.stdout.write(row("image present", images.present));
+    process.stdout.write(row("pulled from a registry on 127.0.0.1", images.pulled));
+    process.stdout.write(row("built by the agent from the build context", images.built));
+    const present50 = percentile(images.present, 50);
+    process.stdout.write(`  p50 over present: pulled +${fmt(percentile(images.pulled, 50) - present50)}, built +${fmt(percentile(images.built, 50) - present50)}\n\n`);
   } finally {
     await agent.stop();
     await server.close();

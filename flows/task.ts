@@ -118,11 +118,11 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
 
   /** A new task with the same function and options (and the same already-read inputs). */
   copy(): Task<I, O> {
-    const copy = new Task<I, O>(
-      this.fn,
-      { ...(this.#anonymous ? {} : { name: this.name }), maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] },
-      { inputs: this.inputs, ...(this.parameter ? { parameter: this.parameter } : {}) },
-    );
+    // Plain literals, no spreads: builders copy tasks by the thousand, and spreads make this several times slower.
+    const options: TaskOptions = { name: this.#name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] };
+    const copy = new Task<I, O>(this.fn, options, this.parameter ? { inputs: this.inputs, parameter: this.parameter } : { inputs: this.inputs });
+    // An anonymous task's copy is anonymous too: known by its own position in the flow.
+    copy.#anonymous = this.#anonymous;
     return copy;
   }
 

@@ -52,6 +52,16 @@ describe("Flow definition", () => {
     expect(flow.nodes.map((n) => n.slug)).toEqual(["step-2", "step", "step-3"]);
     expect(task(() => 1).name).toBe("task");
     expect(task(function named() { return 1; }).name).toBe("named");
+    // An anonymous task is known by its position in the flow, and so is each copy of it.
+    const anonymous = task(() => 1);
+    const positions = Flow.build("anonymous", (b) => {
+      b.add(t);
+      b.add(anonymous);
+      b.add(anonymous);
+    });
+    expect(positions.nodes.map((n) => [n.slug, n.name])).toEqual([["step", "step"], ["task-2", "task-2"], ["task-3", "task-3"]]);
+    expect(anonymous.copy().anonymous).toBe(true);
+    expect(t.copy().anonymous).toBe(false);
   });
 
   it("builds functionally, copying a task added twice and binding constants", () => {
