@@ -104,7 +104,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
-  registerBuildContextRoutes(app, ctx);
+  await registerBuildContextRoutes(app, ctx);
   registerFlowRunRoutes(app, ctx);
   registerFlowRunStateRoutes(app, ctx);
   registerTaskRunRoutes(app, ctx);

@@ -55,10 +55,18 @@ function toBerthError(err: FastifyError, request: FastifyRequest): BerthError {
   const status = typeof err.statusCode === "number" ? err.statusCode : 500;
   if (status === 413) {
     const limit = request.routeOptions.bodyLimit;
-    const setting = routeOf(request).startsWith("/api/build-contexts") ? "server.buildContextLimit" : "server.bodyLimit";
+    const setting = (request.routeOptions.config as { bodyLimitSetting?: string } | undefined)?.bodyLimitSetting ?? "server.bodyLimit";
     return new BerthError("BERTH_E_PAYLOAD_TOO_LARGE", `the request body is larger than this server accepts for ${request.method} ${routeOf(request)}: at most ${limit ?? "?"} bytes (${setting})`, {
       cause: err,
       details: { limit: limit ?? null },
+    });
+  }
+  if (status === 415) {
+    const sent = request.headers["content-type"] ?? "no content type";
+    const wanted = request.url.startsWith("/api/build-contexts/") ? "application/x-tar" : "application/json";
+    return new BerthError("BERTH_E_UNSUPPORTED_MEDIA_TYPE", `${request.method} ${routeOf(request)} does not take ${sent}: send ${wanted}`, {
+      cause: err,
+      details: { contentType: sent },
     });
   }
   if (status >= 400 && status < 500) {

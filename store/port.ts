@@ -56,7 +56,8 @@ export interface StateStore {
 
   /**
    * Registers a flow. When the newest version of `name` has the same content hash, returns it with
-   * `created: false` and writes nothing.
+   * `created: false` and writes nothing. A docker storage's `context` must be kept already, at its size:
+   * else BERTH_E_BUILD_CONTEXT_NOT_FOUND (or BERTH_E_VALIDATION for a wrong size), writing nothing.
    */
   registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }>;
   getFlow(id: string): Promise<FlowRecord | undefined>;
@@ -127,7 +128,7 @@ export interface StateStore {
 
   /**
    * Keeps a build context (a tar archive) under its sha256, which the caller has checked. Putting content
-   * that is already there changes nothing (`created: false`).
+   * that is already there only renews its grace period (`created: false`).
    */
   putBuildContext(sha256: string, data: Buffer): Promise<{ created: boolean }>;
   /** The size of a kept build context, or undefined when there is none. */

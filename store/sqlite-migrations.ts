@@ -128,7 +128,7 @@ export const MIGRATIONS: readonly Migration[] = [
     size INTEGER NOT NULL,
     data BLOB NOT NULL,
     created_at TEXT NOT NULL
-  ) WITHOUT ROWID;
+  );
   CREATE INDEX build_contexts_created ON build_contexts (created_at);
   ALTER TABLE flows ADD COLUMN context_sha256 TEXT;
   UPDATE flows SET context_sha256 = json_extract(storage, '$.context.sha256');

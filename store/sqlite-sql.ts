@@ -14,8 +14,9 @@ export const SQL = {
     VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
       @recovery, @run_timeout_ms, @context_sha256)`,
 
-  // Build contexts: blobs by sha256. A repeated put of the same content changes nothing.
-  insertBuildContext: "INSERT OR IGNORE INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)",
+  // Build contexts: blobs by sha256. A repeated put of the same content only renews its grace period.
+  insertBuildContext: "INSERT INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)",
+  touchBuildContext: "UPDATE build_contexts SET created_at = ? WHERE sha256 = ?",
   buildContextSize: "SELECT size FROM build_contexts WHERE sha256 = ?",
   buildContextData: "SELECT data FROM build_contexts WHERE sha256 = ?",
   // Unused: older than the grace period and named by no flow version (served by flows_context).

@@ -23,6 +23,7 @@ import type {
   TaskRun,
 } from "../wire/schema.js";
 import { slugify } from "../shared/slug.js";
+import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
 import type { FlowRunFilter, LeaseRenewal, NewFlowRun, StateStore, StateWrite } from "./port.js";
@@ -78,6 +79,9 @@ export class SqliteStore implements StateStore {
 
   async registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }> {
     return this.immediate(() => {
+      // In the same transaction as the insert, so that no removal of unused contexts can slip in between.
+      const context = input.storage.type === "docker" ? input.storage.context : undefined;
+      if (context) assertBuildContext(context.sha256, context.size, this.get<{ size: number }>("buildContextSize", context.sha256)?.size);
       const newest = this.get<FlowRow>("newestFlow", input.name);
       if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
       const row: FlowRow = {
@@ -296,8 +300,15 @@ export class SqliteStore implements StateStore {
   }
 
   async putBuildContext(sha256: string, data: Buffer): Promise<{ created: boolean }> {
-    const { changes } = this.stmt("insertBuildContext").run(sha256, data.length, data, this.timestamp());
-    return { created: changes > 0 };
+    return this.immediate(() => {
+      const now = this.timestamp();
+      if (this.get<{ size: number }>("buildContextSize", sha256)) {
+        this.stmt("touchBuildContext").run(now, sha256);
+        return { created: false };
+      }
+      this.stmt("insertBuildContext").run(sha256, data.length, data, now);
+      return { created: true };
+    });
   }
 
   async buildContextSize(sha256: string): Promise<number | undefined> {
@@ -391,5 +402,15 @@ export class SqliteStore implements StateStore {
 
   private all<T>(name: SqlName, ...params: unknown[]): T[] {
     return this.stmt(name).all(...params) as T[];
+  }
+}
+
+/** A flow version may name only a build context the store keeps, and only at its real size. */
+function assertBuildContext(sha256: string, size: number, kept: number | undefined): void {
+  if (kept === undefined) throw buildContextNotFound(sha256);
+  if (kept !== size) {
+    throw new BerthError("BERTH_E_VALIDATION", `build context ${sha256} is ${kept} bytes, not ${size} as the flow says`, {
+      details: { issues: [{ in: "body", path: "storage.context.size", message: `is ${kept} bytes` }] },
+    });
   }
 }

@@ -1,6 +1,8 @@
 /** Build contexts on the server: kept by digest, checked, bounded, named by flow versions, removed when unused. */
 import { createHash } from "node:crypto";
 import { describe, expect } from "vitest";
+import { ApiClient } from "../client/api-client.js";
+import { isBerthError } from "../wire/errors.js";
 import { call, expectError } from "./support/api.js";
 import { flowBody } from "./support/fixtures.js";
 import { test as it } from "./support/server.js";
@@ -67,5 +69,31 @@ describe("build contexts", () => {
     expect((await app.reaper.reapOnce(now)).buildContextsRemoved).toEqual([sha(orphan)]);
     expect(await store.buildContextSize(sha(orphan))).toBeUndefined();
     expect(await store.buildContextSize(sha(named))).toBe(named.length);
+  });
+
+  it("keeps raw bytes to its own routes: an archive sent to a JSON route is refused, whatever its size", async ({ startServer }) => {
+    const { app } = await startServer({ config: { bodyLimitBytes: 4096 } });
+    const octets = { "content-type": "application/octet-stream" };
+    for (const size of [100, 64 * 1024]) {
+      const refused = await expectError(app, { method: "POST", url: "/api/flows", payload: Buffer.alloc(size, 1), headers: octets }, 415, "BERTH_E_UNSUPPORTED_MEDIA_TYPE");
+      expect(refused.message).toBe("POST /api/flows does not take application/octet-stream: send application/json");
+    }
+    const json = await expectError(app, { method: "PUT", url: `/api/build-contexts/${"0".repeat(64)}`, payload: { a: 1 } }, 415, "BERTH_E_UNSUPPORTED_MEDIA_TYPE");
+    expect(json.message).toMatch(/does not take application\/json.*: send application\/x-tar$/);
+  });
+
+  it("tells a client without the server's token so, even on a HEAD that has no body", async ({ startServer }) => {
+    const server = await startServer({ config: { apiToken: "s3cret" } });
+    await server.app.listen({ host: "127.0.0.1", port: 0 });
+    const address = server.app.server.address();
+    const baseUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
+    const anonymous = await new ApiClient({ baseUrl }).hasBuildContext("0".repeat(64)).catch((e: unknown) => e);
+    expect(isBerthError(anonymous, "BERTH_E_UNAUTHORIZED")).toBe(true);
+    expect((anonymous as Error).message).toBe(
+      `the server at ${baseUrl} answered HEAD /api/build-contexts/${"0".repeat(64)} with HTTP 401: it requires an API token; set --token or BERTH_API_TOKEN`,
+    );
+    const wrong = await new ApiClient({ baseUrl, token: "guess" }).hasBuildContext("0".repeat(64)).catch((e: unknown) => e);
+    expect((wrong as Error).message).toContain("it does not accept this API token");
+    expect(await new ApiClient({ baseUrl, token: "s3cret" }).hasBuildContext("0".repeat(64))).toBe(false);
   });
 });

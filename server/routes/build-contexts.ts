@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { BerthError } from "../../wire/errors.js";
+import { buildContextNotFound } from "../../store/build-contexts.js";
 import { BuildContextStored, Sha256 } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { withErrors, type ZodApp } from "./shared.js";
@@ -13,14 +14,29 @@ import { withErrors, type ZodApp } from "./shared.js";
 const Params = z.strictObject({ sha256: Sha256 });
 const TAR = "application/x-tar";
 
-export function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): void {
+/** The setting a 413 on these routes names (server/error-handler.ts reads it from the route's config). */
+export const BODY_LIMIT_SETTING = "server.buildContextLimit";
+
+/**
+ * In a scope of their own: these routes take raw archives, and nothing but archives. The parser and the
+ * limit stay here: every other route keeps JSON only, bounded by server.bodyLimit.
+ */
+export async function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): Promise<void> {
+  await app.register(async (scoped) => {
+    buildContextRoutes(scoped as unknown as ZodApp, ctx);
+  });
+}
+
+function buildContextRoutes(app: ZodApp, ctx: ServerContext): void {
   const limit = ctx.options.buildContextLimitBytes;
+  app.removeAllContentTypeParsers();
   // Archives arrive as bytes; they are parsed by nobody, only hashed and kept.
-  app.addContentTypeParser([TAR, "application/octet-stream"], { parseAs: "buffer", bodyLimit: limit }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser([TAR, "application/octet-stream"], { parseAs: "buffer" }, (_request, body, done) => done(null, body));
+  const config = { bodyLimitSetting: BODY_LIMIT_SETTING };
 
   app.head(
     "/api/build-contexts/:sha256",
-    { schema: { summary: "Whether the server keeps this build context (200) or not (404)", tags: ["build contexts"], params: Params } },
+    { config, schema: { summary: "Whether the server keeps this build context (200) or not (404)", tags: ["build contexts"], params: Params } },
     async (request, reply) => {
       const size = await ctx.store.buildContextSize(request.params.sha256);
       if (size === undefined) return reply.code(404).send();
@@ -32,6 +48,7 @@ export function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): voi
     "/api/build-contexts/:sha256",
     {
       bodyLimit: limit,
+      config,
       schema: {
         summary: "Keep a build context (a tar archive) under its sha256; keeping one already kept changes nothing",
         tags: ["build contexts"],
@@ -42,9 +59,8 @@ export function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): voi
     async (request, reply) => {
       const { sha256 } = request.params;
       const body = request.body;
-      if (!Buffer.isBuffer(body)) {
-        throw new BerthError("BERTH_E_UNSUPPORTED_MEDIA_TYPE", `send the build context as ${TAR}`);
-      }
+      // Only the archive parser is here; a body without a content type arrives as nothing.
+      if (!Buffer.isBuffer(body)) throw new BerthError("BERTH_E_UNSUPPORTED_MEDIA_TYPE", `send the build context as ${TAR}`);
       const actual = createHash("sha256").update(body).digest("hex");
       if (actual !== sha256) {
         throw new BerthError("BERTH_E_VALIDATION", `the build context received has sha256 ${actual}, not ${sha256}: it was changed or cut on the way; register again`, {
@@ -60,6 +76,7 @@ export function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): voi
   app.get(
     "/api/build-contexts/:sha256",
     {
+      config,
       schema: {
         summary: "A build context, as the tar archive it was uploaded as (for agents that build storage images)",
         tags: ["build contexts"],
@@ -73,12 +90,5 @@ export function registerBuildContextRoutes(app: ZodApp, ctx: ServerContext): voi
       if (!data) throw buildContextNotFound(request.params.sha256);
       return reply.code(200).type(TAR).send(data);
     },
-  );
-}
-
-export function buildContextNotFound(sha256: string): BerthError {
-  return new BerthError(
-    "BERTH_E_BUILD_CONTEXT_NOT_FOUND",
-    `the server keeps no build context ${sha256}: upload it first (PUT /api/build-contexts/${sha256}); berth register does`,
   );
 }

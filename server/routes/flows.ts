@@ -1,6 +1,5 @@
 import { FlowRecord, FlowCreate, FlowList, FlowRegistered } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
-import { buildContextNotFound } from "./build-contexts.js";
 import { IdParams, requireFlow, withErrors, type ZodApp } from "./shared.js";
 
 export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
@@ -15,11 +14,7 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const { storage } = request.body;
-      // An agent that must build the image needs the context the version names: it must be here already.
-      if (storage.type === "docker" && storage.context && (await ctx.store.buildContextSize(storage.context.sha256)) === undefined) {
-        throw buildContextNotFound(storage.context.sha256);
-      }
+      // The store refuses a version naming a build context it does not keep (an agent could not build it).
       const registered = await ctx.store.registerFlow(request.body);
       if (registered.created) request.log.info({ flowId: registered.flow.id, version: registered.flow.version }, "flow registered");
       return reply.code(registered.created ? 201 : 200).send(registered);
