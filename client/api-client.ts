@@ -8,7 +8,7 @@
  */
 import type { z } from "zod";
 import { BerthError, describeError } from "../wire/errors.js";
-import { requestBytes, requestJson, type HttpOptions, type JsonRequest } from "./http.js";
+import { getBytes, head, putBytes, requestJson, type HttpOptions, type JsonRequest } from "./http.js";
 import {
   AgentRecord,
   AgentHeartbeatReply,
@@ -184,28 +184,25 @@ export class ApiClient {
   }
 
   /** Whether the server keeps the build context with this digest. */
-  async hasBuildContext(sha256: string, signal?: AbortSignal): Promise<boolean> {
-    return (await requestBytes(this.http, { method: "HEAD", path: `/api/build-contexts/${enc(sha256)}`, signal })) !== undefined;
+  hasBuildContext(sha256: string, signal?: AbortSignal): Promise<boolean> {
+    return head(this.http, { path: `/api/build-contexts/${enc(sha256)}`, signal });
   }
 
   /** Uploads a build context (a tar archive) under its sha256; `created` is false when it was kept already. */
-  async uploadBuildContext(sha256: string, archive: Buffer, signal?: AbortSignal): Promise<BuildContextStored> {
-    const answer = await requestBytes(this.http, {
-      method: "PUT",
+  uploadBuildContext(sha256: string, archive: Buffer, signal?: AbortSignal): Promise<BuildContextStored> {
+    return putBytes(this.http, {
       path: `/api/build-contexts/${enc(sha256)}`,
-      body: { data: archive, contentType: "application/x-tar" },
+      data: archive,
+      contentType: "application/x-tar",
+      response: BuildContextStored,
       signal,
       extraMs: transferMs(archive.length),
     });
-    const parsed = BuildContextStored.safeParse(JSON.parse(answer!.body.toString("utf8")));
-    if (!parsed.success) throw new BerthError("BERTH_E_BAD_RESPONSE", `the server at ${this.baseUrl} answered the upload of build context ${sha256} with an unexpected shape`);
-    return parsed.data;
   }
 
   /** Downloads a build context; `size`, when known, gives a large one the time it needs. */
-  async downloadBuildContext(sha256: string, size?: number, signal?: AbortSignal): Promise<Buffer> {
-    const answer = await requestBytes(this.http, { method: "GET", path: `/api/build-contexts/${enc(sha256)}`, signal, extraMs: transferMs(size ?? 0) });
-    return answer!.body;
+  downloadBuildContext(sha256: string, size?: number, signal?: AbortSignal): Promise<Buffer> {
+    return getBytes(this.http, { path: `/api/build-contexts/${enc(sha256)}`, accept: "application/x-tar", signal, extraMs: transferMs(size ?? 0) });
   }
 
   private call<S extends z.ZodType>(req: JsonRequest<S>): Promise<z.output<S>> {

@@ -6,6 +6,7 @@
 import type { z } from "zod";
 import { BerthError, isErrorCode } from "../wire/errors.js";
 import { ErrorBodySchema } from "../wire/schema.js";
+import { formatMs } from "../shared/text.js";
 
 export interface HttpOptions {
   baseUrl: string;
@@ -72,19 +73,59 @@ async function exchange(http: HttpOptions, req: Exchange): Promise<Answer> {
   }
 }
 
-/** The error an answer that is not 2xx carries, from its berth error body. */
+/** The error an answer that is not 2xx carries: from its berth error body, or from its status when it has none. */
 function failure(http: HttpOptions, answer: Answer): BerthError {
+  if (answer.body.length === 0) return bodilessFailure(http, answer);
   let json: unknown;
   try {
-    json = answer.body.length === 0 ? undefined : JSON.parse(answer.body.toString("utf8"));
+    json = JSON.parse(answer.body.toString("utf8"));
   } catch (err) {
-    return new BerthError(
-      "BERTH_E_BAD_RESPONSE",
-      `the server at ${http.baseUrl} answered ${answer.what} with HTTP ${answer.status} and ${answer.contentType}, not JSON: is --api pointing at a berth server?`,
-      { cause: err, details: { status: answer.status, body: answer.body.toString("utf8").slice(0, 500) } },
-    );
+    return notJson(http, answer, err);
   }
   return errorFromBody(http.baseUrl, answer.what, answer.status, json);
+}
+
+/** A HEAD's answer, or a proxy's empty one: only the status says what went wrong. */
+function bodilessFailure(http: HttpOptions, { status, what }: Answer): BerthError {
+  const at = `the server at ${http.baseUrl} answered ${what} with HTTP ${status}`;
+  if (status === 401 || status === 403) {
+    return new BerthError(
+      "BERTH_E_UNAUTHORIZED",
+      `${at}: ${http.token ? "it does not accept this API token" : "it requires an API token"}; set --token or BERTH_API_TOKEN`,
+      { details: { status } },
+    );
+  }
+  if (status === 503) return new BerthError("BERTH_E_UNAVAILABLE", `${at}: it is not ready; try again shortly`, { details: { status } });
+  return new BerthError("BERTH_E_BAD_RESPONSE", `${at} and no body: is --api pointing at a berth server?`, { details: { status } });
+}
+
+function notJson(http: HttpOptions, { status, contentType, what, body }: Answer, cause: unknown): BerthError {
+  return new BerthError(
+    "BERTH_E_BAD_RESPONSE",
+    `the server at ${http.baseUrl} answered ${what} with HTTP ${status} and ${contentType}, not JSON: is --api pointing at a berth server?`,
+    { cause, details: { status, body: body.toString("utf8").slice(0, 500) } },
+  );
+}
+
+/** The JSON of a 2xx answer, in the shape `schema` expects; any other answer becomes its error. */
+function readJson<S extends z.ZodType>(http: HttpOptions, answer: Answer, schema: S): z.output<S> {
+  if (answer.status < 200 || answer.status >= 300) throw failure(http, answer);
+  const text = answer.body.toString("utf8");
+  let json: unknown;
+  try {
+    json = text === "" ? undefined : JSON.parse(text);
+  } catch (err) {
+    throw notJson(http, answer, err);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new BerthError(
+      "BERTH_E_BAD_RESPONSE",
+      `the server at ${http.baseUrl} answered ${answer.what} with an unexpected shape: are the client and server versions compatible?`,
+      { cause: parsed.error, details: { issues: parsed.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message })) } },
+    );
+  }
+  return parsed.data;
 }
 
 export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: JsonRequest<S>): Promise<z.output<S>> {
@@ -97,46 +138,38 @@ export async function requestJson<S extends z.ZodType>(http: HttpOptions, req: J
     signal: req.signal,
     extraMs: req.waitMs,
   });
-  const { status, contentType, what } = answer;
-  if (status < 200 || status >= 300) throw failure(http, answer);
-  const text = answer.body.toString("utf8");
-  let json: unknown;
-  try {
-    json = text === "" ? undefined : JSON.parse(text);
-  } catch (err) {
-    throw new BerthError(
-      "BERTH_E_BAD_RESPONSE",
-      `the server at ${http.baseUrl} answered ${what} with HTTP ${status} and ${contentType}, not JSON: is --api pointing at a berth server?`,
-      { cause: err, details: { status, body: text.slice(0, 500) } },
-    );
-  }
-  const parsed = req.response.safeParse(json);
-  if (!parsed.success) {
-    throw new BerthError(
-      "BERTH_E_BAD_RESPONSE",
-      `the server at ${http.baseUrl} answered ${what} with an unexpected shape: are the client and server versions compatible?`,
-      { cause: parsed.error, details: { issues: parsed.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message })) } },
-    );
-  }
-  return parsed.data;
+  return readJson(http, answer, req.response);
 }
 
-export interface BytesRequest {
-  method: "GET" | "PUT" | "HEAD";
+export interface BytesTransfer {
   path: string;
-  /** For PUT: the bytes, sent as `contentType`. */
-  body?: { data: Buffer; contentType: string } | undefined;
   signal?: AbortSignal | undefined;
   /** Added to the transport's timeout: large transfers take longer. */
   extraMs?: number | undefined;
 }
 
-/** A request whose answer is bytes (or, for HEAD, only a status): 404 comes back as `undefined`. */
-export async function requestBytes(http: HttpOptions, req: BytesRequest): Promise<{ status: number; body: Buffer } | undefined> {
-  const answer = await exchange(http, { ...req, accept: req.method === "PUT" ? "application/json" : "application/octet-stream, application/json" });
-  if (answer.status === 404 && req.method === "HEAD") return undefined;
+/** Whether the resource at `path` exists (HEAD: 2xx yes, 404 no, anything else its error). */
+export async function head(http: HttpOptions, req: Omit<BytesTransfer, "extraMs">): Promise<boolean> {
+  const answer = await exchange(http, { ...req, method: "HEAD", accept: "*/*" });
+  if (answer.status === 404) return false;
   if (answer.status < 200 || answer.status >= 300) throw failure(http, answer);
-  return { status: answer.status, body: answer.body };
+  return true;
+}
+
+/** Sends bytes as `contentType` (PUT) and reads the JSON answer in the shape `response` expects. */
+export async function putBytes<S extends z.ZodType>(
+  http: HttpOptions,
+  req: BytesTransfer & { data: Buffer; contentType: string; response: S },
+): Promise<z.output<S>> {
+  const answer = await exchange(http, { ...req, method: "PUT", body: { data: req.data, contentType: req.contentType }, accept: "application/json" });
+  return readJson(http, answer, req.response);
+}
+
+/** The bytes at `path` (GET); an answer that is not 2xx becomes its error. */
+export async function getBytes(http: HttpOptions, req: BytesTransfer & { accept: string }): Promise<Buffer> {
+  const answer = await exchange(http, { ...req, method: "GET", accept: `${req.accept}, application/json;q=0.5` });
+  if (answer.status < 200 || answer.status >= 300) throw failure(http, answer);
+  return answer.body;
 }
 
 function errorFromBody(baseUrl: string, what: string, status: number, json: unknown): BerthError {
@@ -167,8 +200,4 @@ function networkReason(err: unknown): string {
   const syscall = cause?.syscall ?? first?.syscall;
   if (typeof code === "string") return typeof syscall === "string" ? `${syscall} ${code}` : code;
   return typeof cause?.message === "string" && cause.message !== "" ? cause.message : String(err);
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }

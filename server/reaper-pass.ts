@@ -19,6 +19,7 @@
  * runs that simply could not reach it. Running → Scheduled is the reaper's alone: the transition table of
  * states.ts (what clients may ask for) does not list it.
  */
+import { formatMs } from "../shared/text.js";
 import { isBerthError } from "../wire/errors.js";
 import { DEFAULT_RECOVERY, type AgentRecord, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
 import type { FastifyBaseLogger } from "fastify";
@@ -90,7 +91,7 @@ export class ReaperPass {
       const agent = await this.describeAgent(run.agentId);
       const cause = leaseLost
         ? `flow run ${run.id} (attempt ${run.epoch}) was not started: ${agent} stopped renewing its lease`
-        : `flow run ${run.id} (attempt ${run.epoch}) did not start within ${formatMs(timings.startTimeoutMs)} of its claim at ${run.updatedAt} by ${agent}`;
+        : `flow run ${run.id} (attempt ${run.epoch}) did not start within ${formatMs(timings.startTimeoutMs)} of its claim or last progress report at ${run.updatedAt} by ${agent}`;
       await this.retryOrFail(run, await this.recoveryOf(run), cause);
     }
   }
@@ -185,12 +186,4 @@ export class ReaperPass {
     }
     return recovery;
   }
-}
-
-/** Durations as people read them in a log line. */
-function formatMs(ms: number): string {
-  if (ms < 1_000) return `${Math.round(ms)}ms`;
-  if (ms < 120_000) return `${Math.round(ms / 1_000)}s`;
-  if (ms < 7_200_000) return `${Math.round(ms / 60_000)}m`;
-  return `${Math.round(ms / 3_600_000)}h`;
 }

@@ -96,7 +96,7 @@ describe("rule 1: a claimed run that does not start", () => {
     }
     expect(await h.reap(T0 + 61_000)).toEqual({ ...nothing, rescheduled: [run.id] });
     expect((await h.fetch(run.id)).stateMessage).toBe(
-      `flow run ${run.id} (attempt 1) did not start within 60s of its claim at ${iso(T0)} by agent ${agent.name} ` +
+      `flow run ${run.id} (attempt 1) did not start within 60s of its claim or last progress report at ${iso(T0)} by agent ${agent.name} ` +
         `(id ${agent.id}, last heard from at ${iso(T0 + 60_000)}, 1s ago); rescheduled (2 of 3 attempts left)`,
     );
   });
