@@ -85,7 +85,7 @@ export class Agent {
       leaseTimeoutMs: options.leaseTimeoutMs,
       afterBeat: () => void this.adoption.retry(),
     });
-    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage });
+    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage, stopping: this.stopping.signal });
     this.adoption = new Adoption({
       client: deps.client,
       engine: deps.engine,
@@ -173,7 +173,7 @@ export class Agent {
       engine: this.engineWatch,
       claiming: () => this.current === "running",
       stopping: this.stopping.signal,
-      launch: (claim) => this.launch(claim),
+      launch: (claim, startTimeoutMs) => this.launch(claim, startTimeoutMs),
       register: () => this.register(),
     });
   }
@@ -229,7 +229,7 @@ export class Agent {
     }
   }
 
-  private lifecycle(claim: ClaimedRun, epoch?: number): RunLifecycle {
+  private lifecycle(claim: ClaimedRun, epoch?: number, startTimeoutMs?: number): RunLifecycle {
     return new RunLifecycle(
       claim,
       {
@@ -241,16 +241,17 @@ export class Agent {
         berthImage: this.deps.berthImage,
         images: this.images,
         engineBack: () => this.engineWatch.whenBack(),
+        startTimeoutMs,
       },
       epoch,
     );
   }
 
-  private launch(claim: ClaimedRun): void {
+  private launch(claim: ClaimedRun, startTimeoutMs: number | undefined): void {
     // The same run claimed again (its lease lapsed while this agent still held it): the old attempt is over.
     const previous = this.runs.get(claim.flowRun.id);
     if (previous) void previous.abandon(`superseded by attempt ${claim.flowRun.epoch} of the same run`).catch(() => undefined);
-    const lifecycle = this.lifecycle(claim);
+    const lifecycle = this.lifecycle(claim, undefined, startTimeoutMs);
     this.runs.track(lifecycle, lifecycle.run());
   }
 }

@@ -24,7 +24,8 @@ export interface ClaimLoopDeps {
   claiming: () => boolean;
   /** Aborted when the agent stops claiming: ends a parked long-poll and backoff sleeps at once. */
   stopping: AbortSignal;
-  launch: (claim: ClaimedRun) => void;
+  /** `startTimeoutMs`: the server's, from the claim's reply. */
+  launch: (claim: ClaimedRun, startTimeoutMs: number | undefined) => void;
   register: () => Promise<void>;
 }
 
@@ -42,9 +43,9 @@ export async function runClaimLoop(deps: ClaimLoopDeps): Promise<void> {
     }
     try {
       deps.log().debug({ free }, "waiting for a claim");
-      const { claims } = await deps.client.claim(deps.agentId(), { max: free, waitMs: deps.claimWaitMs }, deps.stopping);
+      const { claims, startTimeoutMs } = await deps.client.claim(deps.agentId(), { max: free, waitMs: deps.claimWaitMs }, deps.stopping);
       failures = 0;
-      for (const claim of claims) deps.launch(claim);
+      for (const claim of claims) deps.launch(claim, startTimeoutMs);
     } catch (err) {
       if (!deps.claiming()) break;
       if (isBerthError(err, "BERTH_E_AGENT_NOT_FOUND")) {

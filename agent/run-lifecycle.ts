@@ -31,6 +31,11 @@ export interface RunLifecycleDeps {
   images: ImageProvider;
   /** Resolves once the Docker engine answers again; called after the engine failed us. */
   engineBack: () => Promise<void>;
+  /**
+   * The server's start timeout, from the claim's reply: while the run's image is pulled or built, the run's
+   * Submitted state is refreshed well within it, so that a long build is not taken for a stuck start.
+   */
+  startTimeoutMs?: number | undefined;
 }
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
@@ -38,6 +43,9 @@ class StaleAttempt extends Error {}
 
 /** Longest an engine call on the cleanup path may take before it counts as failed. */
 const ENGINE_CALL_MS = 20_000;
+
+/** The start timeout of servers that do not say theirs (server.startTimeout's default). */
+const DEFAULT_START_TIMEOUT_MS = 60_000;
 
 /** Rejects with BERTH_E_DOCKER_UNAVAILABLE when `promise` takes longer than `ms`. */
 function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -60,6 +68,12 @@ export class RunLifecycle {
   private readonly log: Logger;
   /** Set when the engine stopped answering while the container ran. */
   private engineOutage = false;
+  /** The run's version as this attempt last wrote or read it. */
+  private version: number;
+  /** Aborted when the run no longer needs its image (cancelled, superseded): stops its pull or its wait for a build. */
+  private readonly preparation = new AbortController();
+  /** The last thing the run's log said while preparing, for the refreshed Submitted state. */
+  private progress = "preparing";
   /** When the server last confirmed this agent still holds the run's lease. */
   leaseRenewedAt = Date.now();
   /**
@@ -77,6 +91,7 @@ export class RunLifecycle {
     epoch?: number,
   ) {
     this.epoch = epoch ?? claim.flowRun.epoch;
+    this.version = claim.flowRun.version;
     this.log = deps.logger.child({ flowRunId: claim.flowRun.id, epoch: this.epoch });
   }
 
@@ -91,10 +106,17 @@ export class RunLifecycle {
 
   /** Runs a freshly claimed flow run in a new container. */
   async run(): Promise<void> {
-    const { flowRun, flow } = this.claim;
+    const { flow } = this.claim;
     try {
-      const image = flow.storage.type === "docker" ? await this.deps.images.ensure(flow.storage, this.runLog) : await this.deps.berthImage();
+      const storage = flow.storage;
+      const image = await this.preparing(() =>
+        storage.type === "docker" ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal) : this.deps.berthImage(),
+      );
       if (this.abandoned) return;
+      if (this.stopReason === "cancel") {
+        await this.finish("Cancelled", "cancelled before its container started", this.version);
+        return;
+      }
       try {
         this.containerId = await this.start(image);
       } catch (err) {
@@ -108,13 +130,17 @@ export class RunLifecycle {
       this.log.info({ containerId: this.containerId.slice(0, 12), image }, "flow run container started");
       await this.supervise();
     } catch (err) {
-      if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) {
+      if (this.abandoned) {
+        this.log.info(`stopped preparing: ${describeError(err)}`);
+      } else if (this.stopReason === "cancel" && this.containerId === undefined) {
+        await this.finish("Cancelled", "cancelled before its container started", this.version);
+      } else if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) {
         // Nothing ran: hand the run back rather than fail it for the engine's trouble.
         void this.deps.engineBack();
-        await this.finish("Scheduled", `handed back by agent ${this.deps.agentId}: the Docker engine is unavailable (${describeError(err)})`, flowRun.version);
+        await this.finish("Scheduled", `handed back by agent ${this.deps.agentId}: the Docker engine is unavailable (${describeError(err)})`, this.version);
       } else {
         this.log.warn({ err }, "flow run could not be run");
-        await this.finish("Failed", `the agent could not run this flow run: ${describeError(err)}`, flowRun.version);
+        await this.finish("Failed", `the agent could not run this flow run: ${describeError(err)}`, this.version);
       }
     } finally {
       await this.cleanup();
@@ -147,13 +173,15 @@ export class RunLifecycle {
   /** Stops the container: SIGTERM, then SIGKILL after the grace period. */
   async cancel(): Promise<void> {
     this.stopReason ??= "cancel";
+    this.preparation.abort();
     if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs);
   }
 
   /** The run belongs to another attempt now, or its lease could not be renewed: stop at once. */
   async abandon(why: string): Promise<void> {
     this.stopReason = "lease";
-    this.log.warn(`stopping the container: ${why}`);
+    this.preparation.abort();
+    this.log.warn(this.containerId ? `stopping the container: ${why}` : `not starting: ${why}`);
     if (this.containerId) await this.deps.engine.stopContainer(this.containerId, 0);
   }
 
@@ -201,16 +229,61 @@ export class RunLifecycle {
   }
 
   /**
+   * Runs `prepare` (getting the run's image), refreshing the run's Submitted state with the latest progress
+   * every third of the server's start timeout, so that the reaper sees a run being prepared rather than one
+   * stuck before its start. A refresh that finds the run gone to another attempt or finished abandons it.
+   */
+  private async preparing<T>(prepare: () => Promise<T>): Promise<T> {
+    const everyMs = Math.max(100, Math.floor((this.deps.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS) / 3));
+    let refreshing: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      refreshing = refreshing.then(() => this.refreshSubmitted());
+    }, everyMs);
+    timer.unref();
+    try {
+      return await prepare();
+    } finally {
+      clearInterval(timer);
+      await refreshing;
+    }
+  }
+
+  private async refreshSubmitted(): Promise<void> {
+    if (this.preparation.signal.aborted) return;
+    try {
+      const outcome = await writeFlowRunState(
+        this.deps.client,
+        this.flowRunId,
+        { state: "Submitted", message: `agent ${this.deps.agentId}: ${this.progress}` },
+        this.version,
+        { epoch: this.epoch },
+      );
+      this.version = outcome.run.version;
+      if (!outcome.applied) void this.abandon(`the flow run is ${outcome.run.state} now`);
+    } catch (err) {
+      if (isBerthError(err, "BERTH_E_STALE_LEASE")) void this.abandon("another attempt owns this flow run now");
+      else if (isBerthError(err, "BERTH_E_INVALID_TRANSITION")) void this.abandon(describeError(err));
+      // Anything else (the server restarting): the next refresh, or the lease, decides.
+      else this.log.debug(`could not refresh the run's Submitted state: ${describeError(err)}`);
+    }
+  }
+
+  /**
    * A line in the run's own logs, from the agent (what it does before the container starts: pulls, builds).
-   * Best effort: the run goes on if the line cannot be sent.
+   * Best effort: the run goes on if the line cannot be sent. Lines go out one after another, in order.
    */
   private readonly runLog: RunLog = (level, message) => {
+    if (level === "info" || level === "warn") this.progress = message.split("\n")[0]!;
     const line = { at: new Date().toISOString(), level, message: cutText(message, MAX_LOG_MESSAGE_LENGTH), task: null };
-    this.log[level === "debug" ? "debug" : "info"]({ line: message }, "run log");
-    void this.deps.client.appendLogs(this.flowRunId, [line], this.epoch).catch((err: unknown) => {
-      this.log.debug(`could not add a line to the run's logs: ${describeError(err)}`);
-    });
+    this.log[level === "debug" ? "debug" : level === "warn" ? "warn" : "info"]({ line: message }, "run log");
+    this.logSending = this.logSending.then(() =>
+      this.deps.client.appendLogs(this.flowRunId, [line], this.epoch).then(
+        () => undefined,
+        (err: unknown) => this.log.debug(`could not add a line to the run's logs: ${describeError(err)}`),
+      ),
+    );
   };
+  private logSending: Promise<void> = Promise.resolve();
 
   private async start(image: string): Promise<string> {
     const { flowRun, flow } = this.claim;

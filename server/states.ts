@@ -10,8 +10,9 @@ import type { FlowRunStateName } from "../wire/schema.js";
 
 const TRANSITIONS: Readonly<Record<FlowRunStateName, readonly FlowRunStateName[]>> = {
   Scheduled: ["Submitted", "Cancelled"],
-  // Back to Scheduled: an agent that claimed a run but could not start it gives it back.
-  Submitted: ["Running", "Failed", "Cancelled", "Scheduled"],
+  // Back to Scheduled: an agent that claimed a run but could not start it gives it back. Submitted →
+  // Submitted: an agent still preparing the run (pulling, building its image) says how far it got.
+  Submitted: ["Submitted", "Running", "Failed", "Cancelled", "Scheduled"],
   // Running → Running is a state write that only refreshes the message.
   Running: ["Running", "Success", "Failed", "Cancelling", "Cancelled"],
   // The run may finish on its own before the cancellation reaches it.

@@ -44,7 +44,7 @@ describe("claim long-poll", () => {
   it("answers with no claims after waitMs", async () => {
     const { agent } = await setup();
     const started = Date.now();
-    expect((await post(`/api/agents/${agent.id}/claim`, { waitMs: 150 })).body).toEqual({ claims: [] });
+    expect((await post(`/api/agents/${agent.id}/claim`, { waitMs: 150 })).body).toEqual({ claims: [], startTimeoutMs: 60_000 });
     const elapsed = Date.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(140);
     expect(elapsed).toBeLessThan(5_000);
@@ -56,7 +56,7 @@ describe("claim long-poll", () => {
     const claim = post(`/api/agents/${agent.id}/claim`, { waitMs: 300 });
     await parked();
     const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
-    expect((await claim).body).toEqual({ claims: [] });
+    expect((await claim).body).toEqual({ claims: [], startTimeoutMs: 60_000 });
     expect((await get(`/api/flow-runs/${run.id}`)).body.state).toBe("Scheduled");
   });
 
@@ -91,7 +91,7 @@ describe("claim long-poll", () => {
     closed = true;
     await s.close();
     expect(Date.now() - started).toBeLessThan(5_000);
-    for (const reply of await Promise.all(claims)) expect(reply).toEqual({ status: 200, body: { claims: [] } });
+    for (const reply of await Promise.all(claims)) expect(reply).toEqual({ status: 200, body: { claims: [], startTimeoutMs: 60_000 } });
     expect(s.notifier.waiting(RUNS_TOPIC)).toBe(0);
   });
 

@@ -323,7 +323,7 @@ describe("agents", () => {
     const r2 = await createRun({ flowId: flow.id });
     await createRun({ flowId: flow.id, labels: ["tpu"] });
     const plain = await registerAgent([]);
-    expect((await post(`/api/agents/${plain.id}/claim`, { waitMs: 0 })).body).toEqual({ claims: [] });
+    expect((await post(`/api/agents/${plain.id}/claim`, { waitMs: 0 })).body).toEqual({ claims: [], startTimeoutMs: 60_000 });
     const gpu = await registerAgent(["gpu", "linux"]);
     clock = 61_000; // plain has been silent since; gpu's claim is its heartbeat
     const claim = await post(`/api/agents/${gpu.id}/claim`, { max: 5, waitMs: 0 });

@@ -5,7 +5,7 @@ import { assertTransition, canTransition, isFinalState } from "../server/states.
 
 const ALLOWED: Record<FlowRunStateName, FlowRunStateName[]> = {
   Scheduled: ["Submitted", "Cancelled"],
-  Submitted: ["Running", "Failed", "Cancelled", "Scheduled"],
+  Submitted: ["Submitted", "Running", "Failed", "Cancelled", "Scheduled"],
   Running: ["Running", "Success", "Failed", "Cancelling", "Cancelled"],
   Cancelling: ["Cancelled", "Failed", "Success"],
   Success: [],

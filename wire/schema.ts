@@ -328,7 +328,15 @@ export type ClaimRequest = z.infer<typeof ClaimRequest>;
 export const ClaimedRun = z.object({ flowRun: FlowRun, flow: FlowRecord });
 export type ClaimedRun = z.infer<typeof ClaimedRun>;
 
-export const ClaimReply = z.object({ claims: z.array(ClaimedRun) });
+export const ClaimReply = z.object({
+  claims: z.array(ClaimedRun),
+  /**
+   * How long the server waits for a claimed run to leave Submitted before it reschedules it
+   * (server.startTimeout). An agent that prepares a run for longer (a pull, a build) refreshes the run's
+   * Submitted state well within it. Absent from servers that predate it.
+   */
+  startTimeoutMs: z.number().int().positive().optional(),
+});
 export type ClaimReply = z.infer<typeof ClaimReply>;
 
 // Envelopes and queries of the routes that have no domain type of their own.

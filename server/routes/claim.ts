@@ -46,7 +46,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       }
       if (gone.aborted && runs.length > 0) {
         await release(ctx, runs);
-        return { claims: [] };
+        return { claims: [], startTimeoutMs: ctx.options.startTimeoutMs };
       }
       const claims: ClaimedRun[] = [];
       for (const flowRun of runs) {
@@ -54,7 +54,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
         if (flow) claims.push({ flowRun, flow });
         request.log.info({ agentId: id, flowRunId: flowRun.id }, "flow run claimed");
       }
-      return { claims };
+      return { claims, startTimeoutMs: ctx.options.startTimeoutMs };
     },
   );
 }
