@@ -86,6 +86,7 @@ export interface AgentOptions {
   pullPolicy: PullPolicy;
   /** When a pull fails, build the image here from the registered build context. */
   buildOnPullFailure: boolean;
+  buildTimeoutMs: number;
   /** Extra environment for flow-run containers (berth's own variables win). */
   env: Record<string, string>;
   /** Long-poll length of one claim request. */
@@ -118,6 +119,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     network: agent.network ?? defaultNetwork(containerApiUrl),
     pullPolicy: agent.pullPolicy,
     buildOnPullFailure: agent.buildOnPullFailure,
+    buildTimeoutMs: agent.buildTimeout,
     env: agent.env,
     claimWaitMs: agent.claimWait,
     heartbeatIntervalMs: agent.heartbeatInterval,

@@ -63,7 +63,7 @@ export const ConfigSchema = z.strictObject({
       /** Largest request body accepted, in bytes (log batches are large). Default 16 MiB. */
       bodyLimit: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
       /** Largest build context (a flow's bundle and the files its image copies) accepted, in bytes. Default 128 MiB. */
-      buildContextLimit: z.coerce.number().int().min(1024).default(128 * 1024 * 1024),
+      buildContextLimit: z.coerce.number().int().min(1024).max(512 * 1024 * 1024).default(128 * 1024 * 1024),
     })
     .prefault({}),
   agent: z
@@ -80,6 +80,8 @@ export const ConfigSchema = z.strictObject({
       pullPolicy: z.enum(PULL_POLICIES).default("if-not-present"),
       /** When a pull fails, build the image here from the registered build context. Default true. */
       buildOnPullFailure: z.boolean().default(true),
+      /** Longest a build of a storage image on the agent may take before it is stopped and its runs fail. Default 30m. */
+      buildTimeout: Duration.default(30 * 60_000),
       /** Extra environment for flow-run containers. Default none. */
       env: z.record(z.string(), z.string()).default({}),
       /** The API URL as flow-run containers reach it. Default: apiUrl. */

@@ -8,7 +8,7 @@ import { Readable } from "node:stream";
 import type { ContainerEngine } from "../engine/port.js";
 import { packageIdentity } from "../shared/package.js";
 import { BerthError, isBerthError } from "../wire/errors.js";
-import { prepareDockerContext } from "./build-context.js";
+import { prepareDockerContext, type PreparedContext } from "./build-context.js";
 import type { DockerStorage } from "./docker-storage.js";
 import { HEALTHCHECK_FAILED_MARKER } from "./healthcheck-marker.js";
 import type { BuildContext, BuildOutcome } from "./storage.js";
@@ -21,11 +21,14 @@ export interface DockerBuildContext extends BuildContext {
    * which only the caller can produce (see images/); `berth register` passes it.
    */
   berthImage?: (signal?: AbortSignal) => Promise<string>;
+  /** The storage's build context, when the caller made it already (`berth register` uploads the same one). */
+  prepared?: PreparedContext;
 }
 
 export async function buildDockerStorage(storage: DockerStorage, context: DockerBuildContext): Promise<BuildOutcome> {
   const log = context.log ?? (() => {});
-  const prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(context.signal ? { signal: context.signal } : {}) });
+  const prepared =
+    context.prepared ?? (await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(context.signal ? { signal: context.signal } : {}) }));
   const { image } = prepared;
   const engine = context.engine ?? (await import("../engine/docker-engine.js")).createDockerEngine();
   await engine.ping(context.signal);
@@ -74,6 +77,8 @@ export interface ContextBuild {
   image: string;
   /** The berth image, for a context that builds FROM it (ARG BASE_IMAGE). */
   berthImage?: string;
+  /** Labels for the image, besides io.berth.storage. */
+  labels?: Record<string, string>;
   /** Every line of the build's output. */
   onOutput?: (line: string) => void;
   signal?: AbortSignal;
@@ -87,7 +92,7 @@ export async function buildFromContext(engine: ContainerEngine, build: ContextBu
       context: Readable.from([build.archive]),
       tag: build.image,
       ...(build.berthImage ? { buildArgs: { BASE_IMAGE: build.berthImage } } : {}),
-      labels: { "io.berth.storage": "docker" },
+      labels: { ...build.labels, "io.berth.storage": "docker" },
       onOutput: (line) => {
         output.push(line);
         build.onOutput?.(line);

@@ -5,13 +5,14 @@
  */
 import { createHash } from "node:crypto";
 import { describe, expect } from "vitest";
-import { ImageProvider } from "../agent/images.js";
+import { FAILED_BUILD_MEMORY_MS, ImageProvider } from "../agent/images.js";
 import { ApiClient } from "../client/api-client.js";
 import type { BuildOptions, ContainerEngine } from "../engine/port.js";
 import { HEALTHCHECK_FAILED_MARKER } from "../storage/healthcheck-marker.js";
 import { BerthError, isBerthError } from "../wire/errors.js";
 import type { LogLevel, StorageSpec } from "../wire/schema.js";
 import { test as it, type TestServer } from "./support/server.js";
+import { until } from "./support/wait.js";
 
 type DockerSpec = Extract<StorageSpec, { type: "docker" }>;
 
@@ -20,13 +21,26 @@ interface FakeEngine {
   present: Set<string>;
   pulls: string[];
   builds: BuildOptions[];
-  /** What the next builds do: succeed, or fail as a healthcheck does. */
+  /** What the next builds do: succeed, fail as a healthcheck does, or fail with this error. */
   buildFails: boolean;
+  buildError: BerthError | undefined;
+  /** How long a build takes, unless aborted. */
+  buildMs: number;
   pullWorks: boolean;
 }
 
 function fakeEngine(): FakeEngine {
-  const state: FakeEngine = { engine: undefined as unknown as ContainerEngine, present: new Set(), pulls: [], builds: [], buildFails: false, pullWorks: false };
+  const state: FakeEngine = {
+    engine: undefined as unknown as ContainerEngine,
+    present: new Set(),
+    pulls: [],
+    builds: [],
+    buildFails: false,
+    buildError: undefined,
+    // Long enough that concurrent runs find the build under way.
+    buildMs: 50,
+    pullWorks: false,
+  };
   state.engine = {
     imageExists: async (ref: string) => state.present.has(ref),
     pullImage: async (ref: string) => {
@@ -36,8 +50,14 @@ function fakeEngine(): FakeEngine {
     },
     buildImage: async (options: BuildOptions) => {
       state.builds.push(options);
-      // Long enough that concurrent runs find the build under way.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, state.buildMs);
+        options.signal?.addEventListener("abort", () => {
+          clearTimeout(timer);
+          reject(new BerthError("BERTH_E_ABORTED", `docker build of ${options.tag} was aborted`));
+        });
+      });
+      if (state.buildError) throw state.buildError;
       if (state.buildFails) {
         options.onOutput?.(`${HEALTHCHECK_FAILED_MARKER} flow graph (/opt/berth/flows/f.mjs): task "t" needs input "x"`);
         throw new BerthError("BERTH_E_IMAGE_BUILD", "docker build failed at Step 7/8");
@@ -57,13 +77,28 @@ async function contextOn(server: TestServer, text = "a build context") {
   return { spec, archive };
 }
 
-function provider(server: TestServer, fake: FakeEngine, options: Partial<{ pullPolicy: "always" | "if-not-present" | "never"; buildOnPullFailure: boolean }> = {}, fetch?: typeof globalThis.fetch) {
+interface ProviderOptions {
+  pullPolicy: "always" | "if-not-present" | "never";
+  buildOnPullFailure: boolean;
+  buildTimeoutMs: number;
+  stopping: AbortSignal;
+  now: () => number;
+}
+
+function provider(server: TestServer, fake: FakeEngine, options: Partial<ProviderOptions> = {}, fetch?: typeof globalThis.fetch) {
   const client = new ApiClient({ baseUrl: "http://berth.test", fetch: fetch ?? injectFetch(server) });
   return new ImageProvider({
     client,
     engine: fake.engine,
-    options: { pullPolicy: options.pullPolicy ?? "if-not-present", buildOnPullFailure: options.buildOnPullFailure ?? true, serverDownForMs: 0 },
+    options: {
+      pullPolicy: options.pullPolicy ?? "if-not-present",
+      buildOnPullFailure: options.buildOnPullFailure ?? true,
+      buildTimeoutMs: options.buildTimeoutMs ?? 60_000,
+      serverDownForMs: 0,
+    },
     berthImage: async () => "berth:test",
+    ...(options.stopping ? { stopping: options.stopping } : {}),
+    ...(options.now ? { now: options.now } : {}),
   });
 }
 
@@ -142,22 +177,102 @@ describe("an agent's images", () => {
     expect(isBerthError(first, "BERTH_E_HEALTHCHECK")).toBe(true);
     expect((first as Error).message).toContain(`flow graph (/opt/berth/flows/f.mjs): task "t" needs input "x"`);
     const second = await images.ensure(spec, lines().log).catch((e: unknown) => e);
-    expect((second as Error).message).toMatch(/^an earlier build of .* on this agent failed; register the flow again once it is fixed:\n.*needs input "x"/s);
+    expect((second as Error).message).toMatch(/^an earlier build of .* on this agent failed; fix the flow and register it again:\n.*needs input "x"/s);
+    expect(isBerthError(second, "BERTH_E_HEALTHCHECK")).toBe(true);
     expect(fake.builds).toHaveLength(1);
+    // Registered anew, the flow has a new context: that one is built, under the same image name.
+    fake.buildFails = false;
+    const fixed = await contextOn(server, "the fixed build context");
+    await images.ensure({ ...fixed.spec, image: spec.image }, lines().log);
+    expect(fake.builds).toHaveLength(2);
+  });
+
+  it("remembers other build failures for a while, and the engine's trouble not at all", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    let now = Date.parse("2026-12-01T12:00:00Z");
+    const images = provider(server, fake, { pullPolicy: "never", now: () => now });
+    fake.buildError = new BerthError("BERTH_E_DOCKER_UNAVAILABLE", "the Docker engine went away");
+    await expect(images.ensure(spec, lines().log)).rejects.toThrow("the Docker engine went away");
+    fake.buildError = new BerthError("BERTH_E_IMAGE_BUILD", "npm ERR! network ETIMEDOUT");
+    await expect(images.ensure(spec, lines().log)).rejects.toThrow("npm ERR! network ETIMEDOUT");
+    expect(fake.builds).toHaveLength(2);
+    fake.buildError = undefined;
+    await expect(images.ensure(spec, lines().log)).rejects.toThrow(
+      /^an earlier build of .* on this agent failed; this agent tries again after 2026-12-01T12:05:00.000Z:\nnpm ERR! network ETIMEDOUT$/,
+    );
+    expect(fake.builds).toHaveLength(2);
+    now += FAILED_BUILD_MEMORY_MS;
+    await images.ensure(spec, lines().log);
+    expect(fake.builds).toHaveLength(3);
+  });
+
+  it("stops a build that outlasts agent.buildTimeout, and every build when the agent stops", async ({ server }) => {
+    const fake = fakeEngine();
+    fake.buildMs = 60_000;
+    const { spec } = await contextOn(server);
+    const slow = await provider(server, fake, { pullPolicy: "never", buildTimeoutMs: 100 }).ensure(spec, lines().log).catch((e: unknown) => e);
+    expect(isBerthError(slow, "BERTH_E_IMAGE_BUILD")).toBe(true);
+    expect((slow as Error).message).toBe(`building ${spec.image} took longer than agent.buildTimeout (100ms); stopped it`);
+    const stopping = new AbortController();
+    const images = provider(server, fake, { pullPolicy: "never", stopping: stopping.signal });
+    const building = images.ensure(spec, lines().log).catch((e: unknown) => e);
+    await until("the build has begun", () => fake.builds.length === 2);
+    stopping.abort();
+    expect(isBerthError(await building, "BERTH_E_ABORTED")).toBe(true);
+  });
+
+  it("a run that stops waiting leaves the build to the runs still waiting", async ({ server }) => {
+    const fake = fakeEngine();
+    fake.buildMs = 300;
+    const { spec } = await contextOn(server);
+    const images = provider(server, fake, { pullPolicy: "never" });
+    const cancelled = new AbortController();
+    const first = images.ensure(spec, lines().log, cancelled.signal).catch((e: unknown) => e);
+    const second = images.ensure(spec, lines().log);
+    cancelled.abort();
+    expect(isBerthError(await first, "BERTH_E_ABORTED")).toBe(true);
+    expect(await second).toBe(spec.image);
+    expect(fake.builds).toHaveLength(1);
+  });
+
+  it("with pull policy always, runs the image this host has when the pull fails", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    fake.present.add(spec.image);
+    const { seen, log } = lines();
+    expect(await provider(server, fake, { pullPolicy: "always" }).ensure(spec, log)).toBe(spec.image);
+    expect({ pulls: fake.pulls.length, builds: fake.builds.length }).toEqual({ pulls: 1, builds: 0 });
+    expect(seen).toEqual([{ level: "warn", message: expect.stringMatching(new RegExp(`^could not pull ${spec.image} .*; running the image this host has$`)) }]);
+  });
+
+  it("does not build an image that appeared while the run looked for it", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    let looks = 0;
+    fake.engine.imageExists = async () => ++looks > 1;
+    await provider(server, fake, { pullPolicy: "never" }).ensure(spec, lines().log);
+    expect({ looks, builds: fake.builds.length }).toEqual({ looks: 2, builds: 0 });
   });
 
   it("refuses a context that does not match its digest, and says what it cannot do without one", async ({ server }) => {
     const fake = fakeEngine();
     const { spec } = await contextOn(server);
-    const tampering = (async (input: string | URL | Request, init?: RequestInit) => {
+    let downloads = 0;
+    const tamperingOnce = (async (input: string | URL | Request, init?: RequestInit) => {
       const res = await injectFetch(server)(input, init);
+      if (++downloads > 1) return res;
       return new Response(Buffer.concat([Buffer.from(await res.arrayBuffer()), Buffer.from("!")]), { status: res.status });
     }) as typeof fetch;
-    const tampered = await provider(server, fake, { pullPolicy: "never" }, tampering).ensure(spec, lines().log).catch((e: unknown) => e);
+    const images = provider(server, fake, { pullPolicy: "never" }, tamperingOnce);
+    const tampered = await images.ensure(spec, lines().log).catch((e: unknown) => e);
     expect((tampered as Error).message).toMatch(/^the build context downloaded for .* has sha256 [0-9a-f]{64}, not [0-9a-f]{64}: not building from it$/);
     expect(fake.builds).toHaveLength(0);
+    // Not held against the context: a good download builds.
+    await images.ensure(spec, lines().log);
+    expect(fake.builds).toHaveLength(1);
     const { context: _, ...withoutContext } = spec;
-    const none = await provider(server, fake).ensure(withoutContext, lines().log).catch((e: unknown) => e);
+    const none = await provider(server, fakeEngine()).ensure(withoutContext, lines().log).catch((e: unknown) => e);
     expect((none as Error).message).toMatch(/could not be pulled .*, and its flow was registered without a build context/);
   });
 });

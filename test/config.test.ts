@@ -57,6 +57,20 @@ describe("configuration", () => {
     expect((attempt({ BERTH_API_URL: "not a url" }) as Error).message).toContain("apiUrl");
   });
 
+  it("reads the agent's build settings from the environment, booleans in the words people use", async () => {
+    const cwd = await tempDir();
+    expect(loadConfig({ env: {}, cwd }).agent).toMatchObject({ buildOnPullFailure: true, buildTimeout: 30 * 60_000 });
+    for (const [raw, value] of [["false", false], ["0", false], ["No", false], ["off", false], ["true", true], ["1", true], ["yes", true], [" ON ", true]] as const) {
+      expect(loadConfig({ env: { BERTH_AGENT_BUILD_ON_PULL_FAILURE: raw }, cwd }).agent.buildOnPullFailure, raw).toBe(value);
+    }
+    expect(() => loadConfig({ env: { BERTH_AGENT_BUILD_ON_PULL_FAILURE: "sometimes" }, cwd })).toThrow(
+      'BERTH_AGENT_BUILD_ON_PULL_FAILURE="sometimes" is not a boolean: use true or false',
+    );
+    const options = compileAgentOptions(loadConfig({ env: { BERTH_AGENT_BUILD_TIMEOUT: "90s", BERTH_AGENT_BUILD_ON_PULL_FAILURE: "false" }, cwd }));
+    expect({ buildTimeoutMs: options.buildTimeoutMs, buildOnPullFailure: options.buildOnPullFailure }).toEqual({ buildTimeoutMs: 90_000, buildOnPullFailure: false });
+    expect(() => loadConfig({ env: { BERTH_SERVER_BUILD_CONTEXT_LIMIT: String(1024 ** 3) }, cwd })).toThrow("server.buildContextLimit");
+  });
+
   it("says which config file is missing or unreadable", async () => {
     const cwd = await tempDir();
     expect(() => loadConfig({ env: {}, cwd, file: "nope.json" })).toThrow(/config file not found: .*nope\.json/);
