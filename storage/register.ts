@@ -14,7 +14,7 @@ import type { ApiClient } from "../client/api-client.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { BuildContextRef, FlowRegistered } from "../wire/schema.js";
 import { packageIdentity } from "../shared/package.js";
-import { prepareDockerContext } from "./build-context.js";
+import { prepareDockerContext, type PreparedContext } from "./build-context.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { environmentWarnings } from "../environments/serialize.js";
 import type { Flow } from "../flows/flow.js";
@@ -80,14 +80,12 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   const source = await bundleFlowFile(file, { target: "image", external, ...(signal ? { signal } : {}) });
   storage.addFlow(flow, source);
 
-  let context: RegisterResult["context"];
-  let outcome: BuildOutcome;
   const buildHere = options.build !== false && options.engine !== undefined;
+  let prepared: PreparedContext | undefined;
+  let outcome: BuildOutcome;
   if (isDockerStorage(storage)) {
-    const prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(signal ? { signal } : {}) });
-    context = { ...prepared.ref, uploaded: await uploadContext(options.client, flow.name, prepared.ref, prepared.archive, signal) };
-    log(`build context ${prepared.ref.sha256.slice(0, 12)} (${prepared.ref.size} bytes): ${context.uploaded ? "uploaded" : "already on the server"}`);
-    outcome = buildHere ? await buildStorage(storage, options) : { location: prepared.image, built: false, pushed: false };
+    prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(signal ? { signal } : {}) });
+    outcome = buildHere ? await buildStorage(storage, options, prepared) : { location: prepared.image, built: false, pushed: false };
   } else {
     outcome = await buildStorage(storage, options);
   }
@@ -98,25 +96,53 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
   const contentHash = createHash("sha256")
     .update(JSON.stringify({ storage: storageSpec, source, flow: serialized, labels }))
     .digest("hex");
-  const registered = await options.client.registerFlow(
-    {
-      name: flow.name,
-      labels,
-      storage: storageSpec,
-      environment: serialized.environment,
-      contentHash,
-      parameters: serialized.parameters,
-      tasks: serialized.tasks,
-      runTimeoutMs: serialized.runTimeoutMs,
-      recovery: serialized.recovery,
-    },
-    signal,
-  );
-  return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings, ...(context ? { context } : {}) };
+  const body = {
+    name: flow.name,
+    labels,
+    storage: storageSpec,
+    environment: serialized.environment,
+    contentHash,
+    parameters: serialized.parameters,
+    tasks: serialized.tasks,
+    runTimeoutMs: serialized.runTimeoutMs,
+    recovery: serialized.recovery,
+  };
+  if (!prepared) {
+    const registered = await options.client.registerFlow(body, signal);
+    return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings };
+  }
+  // The context goes up last, after a build that may take minutes, right before the registration that
+  // names it: the server removes contexts no flow version names once they are an hour old.
+  const context = prepared;
+  const upload = async () => {
+    const uploaded = await uploadContext(options.client, flow.name, context.ref, context.archive, signal);
+    log(`build context ${context.ref.sha256.slice(0, 12)} (${context.ref.size} bytes): ${uploaded ? "uploaded" : "already on the server"}`);
+    return uploaded;
+  };
+  let uploaded = await upload();
+  let registered: FlowRegistered;
+  try {
+    registered = await options.client.registerFlow(body, signal);
+  } catch (err) {
+    // Removed between the upload and the registration (a server restarted on an empty database): once more.
+    if (!isBerthError(err, "BERTH_E_BUILD_CONTEXT_NOT_FOUND")) throw err;
+    log(`the server no longer keeps build context ${context.ref.sha256.slice(0, 12)}; uploading it again`);
+    uploaded = (await upload()) || uploaded;
+    registered = await options.client.registerFlow(body, signal);
+  }
+  return {
+    ...registered,
+    location: outcome.location,
+    built: outcome.built,
+    pushed: outcome.pushed,
+    warnings,
+    context: { ...context.ref, uploaded },
+  };
 }
 
-function buildStorage(storage: Storage, options: RegisterOptions): Promise<BuildOutcome> {
+function buildStorage(storage: Storage, options: RegisterOptions, prepared?: PreparedContext): Promise<BuildOutcome> {
   return storage.build({
+    ...(prepared ? { prepared } : {}),
     ...(options.log ? { log: options.log } : {}),
     ...(options.push === undefined ? {} : { push: options.push }),
     ...(options.signal ? { signal: options.signal } : {}),
@@ -131,6 +157,13 @@ async function uploadContext(client: ApiClient, flowName: string, ref: BuildCont
   try {
     await client.uploadBuildContext(ref.sha256, archive, signal);
   } catch (err) {
+    if (isBerthError(err, "BERTH_E_NOT_FOUND")) {
+      throw new BerthError(
+        "BERTH_E_NOT_FOUND",
+        `the server at ${client.baseUrl} keeps no build contexts (${err.message}): it is older than this berth; upgrade it to register flows with DockerStorage`,
+        { cause: err },
+      );
+    }
     if (isBerthError(err, "BERTH_E_PAYLOAD_TOO_LARGE")) {
       throw new BerthError(
         "BERTH_E_PAYLOAD_TOO_LARGE",

@@ -143,7 +143,13 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
       });
       image = builtImage(registered);
       const { flows } = await client.listFlows();
-      expect(flows.find((f) => f.name === "Storage Options Flow")?.storage).toEqual({ type: "docker", image, flows: { "Storage Options Flow": location } });
+      expect(flows.find((f) => f.name === "Storage Options Flow")?.storage).toEqual({
+        type: "docker",
+        image,
+        flows: { "Storage Options Flow": location },
+        // A storage with its own baseImage builds FROM it, not FROM the agent's berth image.
+        context: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/), size: expect.any(Number), berthBase: false },
+      });
 
       const result = await run(image, ["berth", "execute", "flow-file", location]);
       expect(result.code, result.output).toBe(0);

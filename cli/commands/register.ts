@@ -34,7 +34,14 @@ export async function registerCommand(
   } else {
     process.stdout.write(`flow "${flow.name}" is unchanged: version ${flow.version} (id ${flow.id}); no new version\n`);
   }
-  const how = result.built ? " (built)" : engine ? " (reused)" : " (not built here: the first agent that needs it builds it from the uploaded context)";
+  // Only an image is built or reused; local storage is a directory the flows were written to.
+  const how = !result.context
+    ? ""
+    : result.built
+      ? " (built)"
+      : engine
+        ? " (reused)"
+        : " (not built here: the first agent that needs it builds it from the uploaded context)";
   process.stdout.write(`  storage: ${result.location}${how}${result.pushed ? ", pushed" : ""}\n  labels: ${labels}\n`);
 }
 
