@@ -52,6 +52,9 @@ describe("build contexts", () => {
     const missing = await expectError(app, { method: "POST", url: "/api/flows", payload: withContext }, 404, "BERTH_E_BUILD_CONTEXT_NOT_FOUND");
     expect(missing.message).toContain("berth register does");
     await call(app, { method: "PUT", url: `/api/build-contexts/${sha(data)}`, payload: data, headers: TAR });
+    const wrongSize = { ...withContext, storage: { ...withContext.storage, context: { sha256: sha(data), size: data.length + 1, berthBase: true } } };
+    const size = await expectError(app, { method: "POST", url: "/api/flows", payload: wrongSize }, 400, "BERTH_E_VALIDATION");
+    expect(size.message).toBe(`build context ${sha(data)} is ${data.length} bytes, not ${data.length + 1} as the flow says`);
     expect((await call(app, { method: "POST", url: "/api/flows", payload: withContext })).status).toBe(201);
   });
 
