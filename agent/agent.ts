@@ -242,6 +242,7 @@ export class Agent {
         images: this.images,
         engineBack: () => this.engineWatch.whenBack(),
         startTimeoutMs,
+        stopping: this.stopping.signal,
       },
       epoch,
     );

@@ -15,7 +15,7 @@ import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 
@@ -33,9 +33,12 @@ export interface RunLifecycleDeps {
   engineBack: () => Promise<void>;
   /**
    * The server's start timeout, from the claim's reply: while the run's image is pulled or built, the run's
-   * Submitted state is refreshed well within it, so that a long build is not taken for a stuck start.
+   * Submitted state is refreshed well within it, so that a long build is not taken for a stuck start. A
+   * server that does not say predates these refreshes (it would refuse them): none are sent.
    */
   startTimeoutMs?: number | undefined;
+  /** The agent's: aborted when it stops. A run whose image was not ready by then is handed back. */
+  stopping: AbortSignal;
 }
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
@@ -43,9 +46,6 @@ class StaleAttempt extends Error {}
 
 /** Longest an engine call on the cleanup path may take before it counts as failed. */
 const ENGINE_CALL_MS = 20_000;
-
-/** The start timeout of servers that do not say theirs (server.startTimeout's default). */
-const DEFAULT_START_TIMEOUT_MS = 60_000;
 
 /** Rejects with BERTH_E_DOCKER_UNAVAILABLE when `promise` takes longer than `ms`. */
 function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -74,6 +74,8 @@ export class RunLifecycle {
   private readonly preparation = new AbortController();
   /** The last thing the run's log said while preparing, for the refreshed Submitted state. */
   private progress = "preparing";
+  /** Cleared when the server refuses Submitted → Submitted (a server that predates it). */
+  private refreshes = true;
   /** When the server last confirmed this agent still holds the run's lease. */
   leaseRenewedAt = Date.now();
   /**
@@ -114,7 +116,7 @@ export class RunLifecycle {
       );
       if (this.abandoned) return;
       if (this.stopReason === "cancel") {
-        await this.finish("Cancelled", "cancelled before its container started", this.version);
+        await this.cancelledBeforeStart();
         return;
       }
       try {
@@ -133,7 +135,10 @@ export class RunLifecycle {
       if (this.abandoned) {
         this.log.info(`stopped preparing: ${describeError(err)}`);
       } else if (this.stopReason === "cancel" && this.containerId === undefined) {
-        await this.finish("Cancelled", "cancelled before its container started", this.version);
+        await this.cancelledBeforeStart();
+      } else if (this.deps.stopping.aborted && this.containerId === undefined) {
+        // Nothing ran: another agent can take it (the stop also stopped this run's pull or build).
+        await this.finish("Scheduled", `handed back by agent ${this.deps.agentId}: it stopped before the run's image was ready (${describeError(err)})`, this.version);
       } else if (isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")) {
         // Nothing ran: hand the run back rather than fail it for the engine's trouble.
         void this.deps.engineBack();
@@ -231,40 +236,66 @@ export class RunLifecycle {
   /**
    * Runs `prepare` (getting the run's image), refreshing the run's Submitted state with the latest progress
    * every third of the server's start timeout, so that the reaper sees a run being prepared rather than one
-   * stuck before its start. A refresh that finds the run gone to another attempt or finished abandons it.
+   * stuck before its start. One refresh at a time; one still out when the image is ready is dropped.
    */
   private async preparing<T>(prepare: () => Promise<T>): Promise<T> {
-    const everyMs = Math.max(100, Math.floor((this.deps.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS) / 3));
-    let refreshing: Promise<void> = Promise.resolve();
+    const { startTimeoutMs } = this.deps;
+    if (startTimeoutMs === undefined) return prepare();
+    const dropped = new AbortController();
+    let inFlight: Promise<void> | undefined;
     const timer = setInterval(() => {
-      refreshing = refreshing.then(() => this.refreshSubmitted());
-    }, everyMs);
+      inFlight ??= this.refreshSubmitted(dropped.signal).finally(() => (inFlight = undefined));
+    }, Math.max(100, Math.floor(startTimeoutMs / 3)));
     timer.unref();
     try {
       return await prepare();
     } finally {
       clearInterval(timer);
-      await refreshing;
+      dropped.abort();
+      await inFlight;
     }
   }
 
-  private async refreshSubmitted(): Promise<void> {
-    if (this.preparation.signal.aborted) return;
+  private async refreshSubmitted(signal: AbortSignal): Promise<void> {
+    if (!this.refreshes || this.preparation.signal.aborted) return;
+    const message = cutText(`agent ${this.deps.agentId}: ${this.progress}`, MAX_STATE_MESSAGE_LENGTH);
     try {
-      const outcome = await writeFlowRunState(
-        this.deps.client,
-        this.flowRunId,
-        { state: "Submitted", message: `agent ${this.deps.agentId}: ${this.progress}` },
-        this.version,
-        { epoch: this.epoch },
-      );
-      this.version = outcome.run.version;
-      if (!outcome.applied) void this.abandon(`the flow run is ${outcome.run.state} now`);
+      const run = await this.deps.client.setFlowRunState(this.flowRunId, { state: "Submitted", message, expectedVersion: this.version, epoch: this.epoch }, signal);
+      this.version = run.version;
+      return;
     } catch (err) {
-      if (isBerthError(err, "BERTH_E_STALE_LEASE")) void this.abandon("another attempt owns this flow run now");
-      else if (isBerthError(err, "BERTH_E_INVALID_TRANSITION")) void this.abandon(describeError(err));
-      // Anything else (the server restarting): the next refresh, or the lease, decides.
-      else this.log.debug(`could not refresh the run's Submitted state: ${describeError(err)}`);
+      if (signal.aborted) return;
+      if (isBerthError(err, "BERTH_E_STALE_LEASE")) {
+        void this.abandon("another attempt owns this flow run now");
+        return;
+      }
+      if (!isBerthError(err, "BERTH_E_STALE_VERSION") && !isBerthError(err, "BERTH_E_INVALID_TRANSITION")) {
+        // The server restarting, say: the next refresh, or the lease, decides.
+        this.log.debug(`could not refresh the run's Submitted state: ${describeError(err)}`);
+        return;
+      }
+      // Someone else wrote the run (the reaper, a user's cancel): go on only while it is still this attempt's.
+      const current = await this.deps.client.getFlowRun(this.flowRunId, signal).catch(() => undefined);
+      if (!current || signal.aborted) return;
+      if (current.state === "Submitted" && current.epoch === this.epoch && current.agentId === this.deps.agentId) {
+        this.version = current.version;
+        // Still ours, yet refused: a server that predates progress reports. The lease keeps the run.
+        if (isBerthError(err, "BERTH_E_INVALID_TRANSITION")) this.refreshes = false;
+      } else if (current.state === "Cancelled" && current.epoch === this.epoch) {
+        void this.cancel();
+      } else {
+        void this.abandon(`the flow run is ${current.state}, attempt ${current.epoch}, now`);
+      }
+    }
+  }
+
+  /** A run cancelled while its image was prepared: recorded Cancelled, unless it is final already (it usually is). */
+  private async cancelledBeforeStart(): Promise<void> {
+    const current = await this.current().catch(() => undefined);
+    if (current && !FINAL_FLOW_RUN_STATES.includes(current.state)) {
+      await this.finish("Cancelled", "cancelled before its container started", current.version);
+    } else {
+      this.log.info("cancelled before its container started");
     }
   }
 

@@ -9,7 +9,9 @@ import { BerthError } from "../wire/errors.js";
 import type { FlowRunStateName } from "../wire/schema.js";
 
 const TRANSITIONS: Readonly<Record<FlowRunStateName, readonly FlowRunStateName[]>> = {
-  Scheduled: ["Submitted", "Cancelled"],
+  // Scheduled → Submitted is a claim (POST /api/agents/:id/claim), never a state write: a write that raced
+  // the reaper's rescheduling must not take the run back from the queue.
+  Scheduled: ["Cancelled"],
   // Back to Scheduled: an agent that claimed a run but could not start it gives it back. Submitted →
   // Submitted: an agent still preparing the run (pulling, building its image) says how far it got.
   Submitted: ["Submitted", "Running", "Failed", "Cancelled", "Scheduled"],

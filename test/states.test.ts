@@ -4,7 +4,7 @@ import { FLOW_RUN_STATES, type FlowRunStateName } from "../wire/schema.js";
 import { assertTransition, canTransition, isFinalState } from "../server/states.js";
 
 const ALLOWED: Record<FlowRunStateName, FlowRunStateName[]> = {
-  Scheduled: ["Submitted", "Cancelled"],
+  Scheduled: ["Cancelled"],
   Submitted: ["Submitted", "Running", "Failed", "Cancelled", "Scheduled"],
   Running: ["Running", "Success", "Failed", "Cancelling", "Cancelled"],
   Cancelling: ["Cancelled", "Failed", "Success"],
@@ -33,7 +33,9 @@ describe("flow-run state transitions", () => {
     expect(isBerthError(caught, "BERTH_E_INVALID_TRANSITION")).toBe(true);
     expect((caught as Error).message).toContain("Success");
     expect((caught as Error).message).toContain("Running");
-    expect(() => assertTransition("run-1", "Scheduled", "Submitted")).not.toThrow();
+    expect(() => assertTransition("run-1", "Submitted", "Running")).not.toThrow();
+    // Only a claim submits a run: a late state write must not take a rescheduled run back from the queue.
+    expect(() => assertTransition("run-1", "Scheduled", "Submitted")).toThrow("from Scheduled a run may go to Cancelled");
   });
 
   it("knows the final states", () => {

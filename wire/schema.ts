@@ -308,7 +308,7 @@ export const AgentHeartbeat = z.object({
 export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
 
 export const AgentHeartbeatReply = z.object({
-  /** Runs of this agent that a user asked to cancel: stop their containers. */
+  /** Runs of this agent that a user asked to cancel (Cancelling, or Cancelled before they started): stop them. */
   cancelRunIds: z.array(Id),
   /** Runs the agent listed that it no longer holds (another attempt owns them, or they ended): stop them at once. */
   lostRunIds: z.array(Id),

@@ -48,10 +48,19 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
       const { status, runs } = request.body;
       const agent = await ctx.store.heartbeatAgent(id, status);
       if (!agent) throw agentNotFound(id);
-      const { lostRunIds } = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.options.leaseMs);
-      if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
+      const renewal = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.options.leaseMs);
       const cancelling = await ctx.store.listFlowRuns({ agentId: id, state: "Cancelling", limit: 1000 });
-      return { cancelRunIds: cancelling.map((run) => run.id), lostRunIds };
+      const cancelRunIds = cancelling.map((run) => run.id);
+      const lostRunIds: string[] = [];
+      const heldEpochs = new Map(runs.map((run) => [run.id, run.epoch]));
+      for (const runId of renewal.lostRunIds) {
+        // Cancelled before its container started (Submitted → Cancelled): this attempt's to stop, not lost to another.
+        const run = await ctx.store.getFlowRun(runId);
+        if (run?.state === "Cancelled" && run.epoch === heldEpochs.get(runId)) cancelRunIds.push(runId);
+        else lostRunIds.push(runId);
+      }
+      if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
+      return { cancelRunIds, lostRunIds };
     },
   );
 }
