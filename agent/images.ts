@@ -136,10 +136,19 @@ export class ImageProvider {
     const { engine, options, client } = this.deps;
     const image = storage.image;
     const context = storage.context!;
-    const timeout = AbortSignal.timeout(options.buildTimeoutMs);
-    const signal = this.deps.stopping ? AbortSignal.any([this.deps.stopping, timeout]) : timeout;
     // Another agent on this host, or a pull by another run, may have made it meanwhile.
     if (await engine.imageExists(image)) return;
+    // Stopped by the agent's stop or by agent.buildTimeout; the timer and the listener go with the build.
+    const abort = new AbortController();
+    const signal = abort.signal;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, options.buildTimeoutMs);
+    const stop = () => abort.abort();
+    this.deps.stopping?.addEventListener("abort", stop, { once: true });
+    if (this.deps.stopping?.aborted) abort.abort();
     const started = performance.now();
     log("info", `building image ${image} from the registered build context ${context.sha256.slice(0, 12)} (${context.size} bytes)`);
     try {
@@ -164,12 +173,15 @@ export class ImageProvider {
       });
       log("info", `built image ${image} in ${((performance.now() - started) / 1000).toFixed(1)} s${berthImage ? ` FROM ${berthImage}` : ""}`);
     } catch (err) {
-      if (timeout.aborted) {
+      if (timedOut) {
         throw new BerthError("BERTH_E_IMAGE_BUILD", `building ${image} took longer than agent.buildTimeout (${formatMs(options.buildTimeoutMs)}); stopped it`, {
           cause: err,
         });
       }
       throw err;
+    } finally {
+      clearTimeout(timer);
+      this.deps.stopping?.removeEventListener("abort", stop);
     }
   }
 }

@@ -13,7 +13,7 @@ const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
 
 /** "250ms", "30s", "5m", "1h" or a number of milliseconds → milliseconds. */
 export const Duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
-  if (typeof value === "number") return value;
+  if (typeof value === "number") return Math.round(value);
   const match = DURATION.exec(value.trim());
   if (!match) {
     ctx.addIssue({ code: "custom", message: `"${value}" is not a duration: write it like 500ms, 30s, 5m or 1h` });
@@ -21,6 +21,9 @@ export const Duration = z.union([z.number().nonnegative(), z.string()]).transfor
   }
   return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? "ms") as keyof typeof UNIT_MS]);
 });
+
+/** A Duration that must not be zero: a timeout of nothing would stop everything at once. */
+const PositiveDuration = Duration.refine((ms) => ms >= 1, { message: "must be at least 1ms" });
 
 /** When an agent pulls a flow's image: always, only when it is not on the host, or never. */
 export const PULL_POLICIES = ["always", "if-not-present", "never"] as const;
@@ -53,7 +56,7 @@ export const ConfigSchema = z.strictObject({
       /** A claim's lease; agents renew it with every heartbeat. Default 30s. */
       lease: Duration.default(30_000),
       /** A claimed run not Running after this long goes back to Scheduled. Default 60s. */
-      startTimeout: Duration.default(60_000),
+      startTimeout: PositiveDuration.default(60_000),
       /** A Running run whose container is silent this long is lost (failed or rescheduled). Default 45s. */
       runHeartbeatTimeout: Duration.default(45_000),
       /** A Cancelling run whose agent is lost is Cancelled after this long. Default 30s. */
@@ -81,7 +84,7 @@ export const ConfigSchema = z.strictObject({
       /** When a pull fails, build the image here from the registered build context. Default true. */
       buildOnPullFailure: z.boolean().default(true),
       /** Longest a build of a storage image on the agent may take before it is stopped and its runs fail. Default 30m. */
-      buildTimeout: Duration.default(30 * 60_000),
+      buildTimeout: PositiveDuration.default(30 * 60_000),
       /** Extra environment for flow-run containers. Default none. */
       env: z.record(z.string(), z.string()).default({}),
       /** The API URL as flow-run containers reach it. Default: apiUrl. */

@@ -69,6 +69,9 @@ describe("configuration", () => {
     const options = compileAgentOptions(loadConfig({ env: { BERTH_AGENT_BUILD_TIMEOUT: "90s", BERTH_AGENT_BUILD_ON_PULL_FAILURE: "false" }, cwd }));
     expect({ buildTimeoutMs: options.buildTimeoutMs, buildOnPullFailure: options.buildOnPullFailure }).toEqual({ buildTimeoutMs: 90_000, buildOnPullFailure: false });
     expect(() => loadConfig({ env: { BERTH_SERVER_BUILD_CONTEXT_LIMIT: String(1024 ** 3) }, cwd })).toThrow("server.buildContextLimit");
+    expect(() => loadConfig({ env: { BERTH_AGENT_BUILD_TIMEOUT: "0s" }, cwd })).toThrow("agent.buildTimeout: must be at least 1ms");
+    expect(() => loadConfig({ env: { BERTH_SERVER_START_TIMEOUT: "0" }, cwd })).toThrow("server.startTimeout: must be at least 1ms");
+    expect(loadConfig({ env: {}, cwd, flags: { server: { startTimeout: 1500.4 } } }).server.startTimeout).toBe(1500);
   });
 
   it("says which config file is missing or unreadable", async () => {
