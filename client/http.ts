@@ -96,6 +96,8 @@ function bodilessFailure(http: HttpOptions, { status, what }: Answer): BerthErro
     );
   }
   if (status === 503) return new BerthError("BERTH_E_UNAVAILABLE", `${at}: it is not ready; try again shortly`, { details: { status } });
+  // A proxy in front of the server may set a lower limit than the server's own.
+  if (status === 413) return new BerthError("BERTH_E_PAYLOAD_TOO_LARGE", `${at}: the request body is too large for it (or for a proxy in front of it)`, { details: { status } });
   return new BerthError("BERTH_E_BAD_RESPONSE", `${at} and no body: is --api pointing at a berth server?`, { details: { status } });
 }
 

@@ -82,9 +82,17 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
 
   const buildHere = options.build !== false && options.engine !== undefined;
   let prepared: PreparedContext | undefined;
+  let uploaded = false;
   let outcome: BuildOutcome;
+  const upload = async (context: PreparedContext) => {
+    const sent = await uploadContext(options.client, flow.name, context.ref, context.archive, signal);
+    log(`build context ${context.ref.sha256.slice(0, 12)} (${context.ref.size} bytes): ${sent ? "uploaded" : "already on the server"}`);
+    uploaded ||= sent;
+  };
   if (isDockerStorage(storage)) {
     prepared = await prepareDockerContext(storage, { berthIdentity: await packageIdentity(), ...(signal ? { signal } : {}) });
+    // First, before a build that may take minutes: a context too large, or a server too old, says so at once.
+    await upload(prepared);
     outcome = buildHere ? await buildStorage(storage, options, prepared) : { location: prepared.image, built: false, pushed: false };
   } else {
     outcome = await buildStorage(storage, options);
@@ -111,23 +119,15 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     const registered = await options.client.registerFlow(body, signal);
     return { ...registered, location: outcome.location, built: outcome.built, pushed: outcome.pushed, warnings };
   }
-  // The context goes up last, after a build that may take minutes, right before the registration that
-  // names it: the server removes contexts no flow version names once they are an hour old.
-  const context = prepared;
-  const upload = async () => {
-    const uploaded = await uploadContext(options.client, flow.name, context.ref, context.archive, signal);
-    log(`build context ${context.ref.sha256.slice(0, 12)} (${context.ref.size} bytes): ${uploaded ? "uploaded" : "already on the server"}`);
-    return uploaded;
-  };
-  let uploaded = await upload();
   let registered: FlowRegistered;
   try {
     registered = await options.client.registerFlow(body, signal);
   } catch (err) {
-    // Removed between the upload and the registration (a server restarted on an empty database): once more.
+    // Removed since the upload (a build of over an hour, after which the server drops contexts no flow
+    // version names; a server restarted on an empty database): once more.
     if (!isBerthError(err, "BERTH_E_BUILD_CONTEXT_NOT_FOUND")) throw err;
-    log(`the server no longer keeps build context ${context.ref.sha256.slice(0, 12)}; uploading it again`);
-    uploaded = (await upload()) || uploaded;
+    log(`the server no longer keeps build context ${prepared.ref.sha256.slice(0, 12)}; uploading it again`);
+    await upload(prepared);
     registered = await options.client.registerFlow(body, signal);
   }
   return {
@@ -136,7 +136,7 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     built: outcome.built,
     pushed: outcome.pushed,
     warnings,
-    context: { ...context.ref, uploaded },
+    context: { ...prepared.ref, uploaded },
   };
 }
 

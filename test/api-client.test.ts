@@ -196,6 +196,30 @@ describe("ApiClient failures", () => {
     expect(noBody.message).toContain("HTTP 500");
   });
 
+  it("reads a bodiless error answer (a proxy's, or any HEAD's) by its status", async () => {
+    const statuses: Record<string, number> = { "/api/flows": 413, "/api/agents": 503, "/api/flow-runs": 502 };
+    const proxy = createServer((req, res) => {
+      res.writeHead(statuses[(req.url ?? "").split("?")[0]!] ?? 403).end();
+    });
+    const base = await listen(proxy);
+    servers.push(proxy);
+    const client = new ApiClient({ baseUrl: base, token: "wrong" });
+    const tooLarge = await rejection(client.registerFlow(flowBody()));
+    expect({ code: tooLarge.code, message: tooLarge.message }).toEqual({
+      code: "BERTH_E_PAYLOAD_TOO_LARGE",
+      message: `the server at ${base} answered POST /api/flows with HTTP 413: the request body is too large for it (or for a proxy in front of it)`,
+    });
+    expect((await rejection(client.listAgents())).code).toBe("BERTH_E_UNAVAILABLE");
+    const gateway = await rejection(client.listFlowRuns({}));
+    expect({ code: gateway.code, message: gateway.message }).toEqual({
+      code: "BERTH_E_BAD_RESPONSE",
+      message: `the server at ${base} answered GET /api/flow-runs with HTTP 502 and no body: is --api pointing at a berth server?`,
+    });
+    const forbidden = await rejection(client.hasBuildContext("0".repeat(64)));
+    expect(forbidden.code).toBe("BERTH_E_UNAUTHORIZED");
+    expect(forbidden.message).toContain("it does not accept this API token; set --token or BERTH_API_TOKEN");
+  });
+
   it("refuses an invalid base URL at construction", () => {
     let caught: unknown;
     try {

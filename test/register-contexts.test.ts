@@ -1,7 +1,7 @@
 /**
  * `berth register` and the server's build contexts, without Docker (nothing is built here): the context goes
- * up right before the registration that names it, again if the server lost it meanwhile, and a server that
- * keeps no contexts at all is named as too old.
+ * up first, again if the server lost it before the registration that names it, and a server that keeps no
+ * contexts at all is named as too old.
  */
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,7 +33,7 @@ function countingFetch() {
 }
 
 describe("registering with a build context", () => {
-  it("uploads the context once, right before the registration, and again when the server lost it in between", async ({ server }) => {
+  it("uploads the context once, before building, and again when the server lost it before the registration", async ({ server }) => {
     const baseUrl = await listening(server);
     const { seen, fetch } = countingFetch();
     let lose = true;
