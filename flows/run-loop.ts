@@ -10,6 +10,7 @@ import { runInTask } from "./context.js";
 import type { TaskNode } from "./graph.js";
 import type { LogSink } from "../shared/logging.js";
 import type { TaskState } from "./state.js";
+import { triggerFailure } from "./triggers.js";
 
 export interface TaskRef {
   readonly slug: string;
@@ -100,19 +101,13 @@ export class RunLoop {
     }
   }
 
-  /** The all_successful trigger: every upstream task must have succeeded. */
+  /** Runs the task's trigger (flows/triggers.ts); a refusal ends the task TriggerFailed, saying why. */
   private triggerPasses(i: number): boolean {
-    const upstream = this.nodes[i]!.upstream;
-    for (let k = 0; k < upstream.length; k++) {
-      if (this.states[upstream[k]!]!.name !== "Success") {
-        const failed = upstream.filter((u) => this.states[u]!.name !== "Success");
-        const named = failed.slice(0, 5).map((u) => `"${this.nodes[u]!.slug}" (${this.states[u]!.name})`);
-        const more = failed.length > 5 ? ` and ${failed.length - 5} more` : "";
-        this.complete(i, { name: "TriggerFailed", message: `upstream tasks did not succeed: ${named.join(", ")}${more}`, attempt: 1 });
-        return false;
-      }
-    }
-    return true;
+    const node = this.nodes[i]!;
+    const why = triggerFailure(node.task.trigger, node.upstream, this.states, this.nodes);
+    if (why === undefined) return true;
+    this.complete(i, { name: "TriggerFailed", message: why, attempt: 1 });
+    return false;
   }
 
   private start(i: number, firstAttempt: number): void {

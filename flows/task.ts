@@ -8,6 +8,7 @@ import { BerthError } from "../wire/errors.js";
 import type { Flow } from "./flow.js";
 import { declareInputs, inferInputs, type DeclaredInputs } from "./inputs.js";
 import type { Logger } from "../shared/logging.js";
+import { isTaskTrigger, TASK_TRIGGERS, type TaskTrigger } from "./triggers.js";
 
 export interface TaskContext {
   /** Aborted when the run is cancelled or this attempt times out. */
@@ -41,6 +42,13 @@ export interface TaskOptions {
   tags?: string[];
   /** The input names the task takes; "name?" marks an optional one. Default: read off the function. */
   inputs?: string[];
+  /**
+   * When the task runs, judged once every upstream task is final (default "allSuccessful"): "allFinished"
+   * whatever they ended in, "anyFailed" / "anySuccessful" if at least one failed / succeeded, "allFailed" if
+   * every one failed. Otherwise the task ends TriggerFailed. The flow's state still comes from its reference
+   * tasks only: a terminal "allFinished" cleanup that succeeds after a failure leaves the flow Success.
+   */
+  trigger?: TaskTrigger;
 }
 
 export interface ParameterInfo {
@@ -73,6 +81,8 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
   readonly retryDelay: number;
   readonly timeout: number | undefined;
   readonly tags: readonly string[];
+  /** When the task runs, from its upstream tasks' final states (flows/triggers.ts). */
+  readonly trigger: TaskTrigger;
   /** Declared inputs; undefined when the task accepts any input names. */
   readonly inputs: DeclaredInputs | undefined;
   /** Set on tasks made by `Parameter`: their value comes from the run's parameters. */
@@ -95,6 +105,7 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
     }
     this.timeout = options.timeout;
     this.tags = [...(options.tags ?? [])];
+    this.trigger = checkedTrigger(options.trigger, this.name);
     this.inputs = "inputs" in internals ? internals.inputs : options.inputs ? declareInputs(options.inputs) : inferInputs(fn);
     this.parameter = internals.parameter;
   }
@@ -119,7 +130,7 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
   /** A new task with the same function and options (and the same already-read inputs). */
   copy(): Task<I, O> {
     // Plain literals, no spreads: builders copy tasks by the thousand, and spreads make this several times slower.
-    const options: TaskOptions = { name: this.#name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags] };
+    const options: TaskOptions = { name: this.#name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags], trigger: this.trigger };
     const copy = new Task<I, O>(this.fn, options, this.parameter ? { inputs: this.inputs, parameter: this.parameter } : { inputs: this.inputs });
     // An anonymous task's copy is anonymous too: known by its own position in the flow.
     copy.#anonymous = this.#anonymous;
@@ -180,6 +191,15 @@ export function Parameter<T = unknown>(name: string, options: ParameterOptions<T
   // The runner never calls a parameter's function: it takes the value from the run's parameters.
   const fn = (): T => options.default as T;
   return new Task<{}, T>(fn, { name }, { inputs: { names: new Set(), required: [] }, parameter });
+}
+
+/** The trigger option, checked: a Prefect user may pass a function or a snake_case name here. */
+function checkedTrigger(value: unknown, name: string): TaskTrigger {
+  if (value === undefined) return "allSuccessful";
+  if (isTaskTrigger(value)) return value;
+  const given = typeof value === "string" ? `"${value.slice(0, 60)}"` : `of type ${typeof value}`;
+  const allowed = TASK_TRIGGERS.map((t) => `"${t}"`).join(", ");
+  throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${name}": unknown trigger ${given} (allowed: ${allowed})`);
 }
 
 function count(value: number, option: string, name: string): number {
