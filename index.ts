@@ -1,7 +1,16 @@
 /** `berth`: every public name of the SDK. */
 export { task, Task, Parameter, isTask } from "./flows/task.js";
 export type { AnyTask, BindInputs, ParameterInfo, ParameterOptions, TaskContext, TaskFn, TaskOptions } from "./flows/task.js";
+export { TASK_TRIGGERS, type TaskTrigger } from "./flows/triggers.js";
 export { Flow, isFlow, type FlowOptions, type SerializedFlow } from "./flows/flow.js";
+export {
+  CronSchedule,
+  IntervalSchedule,
+  isSchedule,
+  type Schedule,
+  type CronScheduleOptions,
+  type IntervalScheduleOptions,
+} from "./flows/schedules.js";
 export { FlowBuilder, type AddOptions } from "./flows/builder.js";
 export type { Edge, TaskNode, Binding } from "./flows/graph.js";
 export type { DeclaredInputs } from "./flows/inputs.js";

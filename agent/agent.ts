@@ -84,6 +84,7 @@ export class Agent {
       heartbeatIntervalMs: options.heartbeatIntervalMs,
       leaseTimeoutMs: options.leaseTimeoutMs,
       afterBeat: () => void this.adoption.retry(),
+      draining: () => this.state === "draining",
     });
     this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage, stopping: this.stopping.signal });
     this.adoption = new Adoption({

@@ -22,6 +22,8 @@ export interface LeaseKeeperDeps {
   leaseTimeoutMs: number;
   /** Called after each heartbeat the server answered (the agent retries adoptions then). */
   afterBeat?: () => void;
+  /** True once the agent drains: it claims nothing more, and says so. */
+  draining?: () => boolean;
 }
 
 export class LeaseKeeper {
@@ -76,7 +78,8 @@ export class LeaseKeeper {
       .map((lifecycle) => ({ id: lifecycle.flowRunId, epoch: lifecycle.epoch }));
     let reply;
     try {
-      reply = await client.heartbeatAgent(id, { status: engine.healthy ? "online" : "unhealthy", runs: held });
+      const status = this.deps.draining?.() ? "draining" : engine.healthy ? "online" : "unhealthy";
+      reply = await client.heartbeatAgent(id, { status, runs: held });
     } catch (err) {
       this.deps.log().warn(`heartbeat failed: ${describeError(err)}`);
       this.expireLeases();

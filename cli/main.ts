@@ -61,6 +61,8 @@ program
   .option("--label <label>", "run labels, replacing the flow's (repeatable)", collect)
   .option("--flow-version <n>", "a specific flow version (default newest)")
   .option("--idempotency-key <key>", "create at most one run for this key")
+  .option("--at <time>", "start no earlier than this ISO-8601 time (e.g. 2026-12-24T18:00:00Z)")
+  .option("--in <duration>", "start no earlier than this long from now (e.g. 10m)")
   .option("--watch", "stream states and logs; exit 0 on Success, 1 when the run ends Failed or Cancelled")
   .action(async (flow, opts) => exitWith((await import("./commands/run.js")).runCommand(program.opts(), flow, opts)));
 
@@ -102,6 +104,51 @@ program
   .argument("<run>", "flow run id")
   .addOption(apiOption())
   .action(async (run, opts) => (await import("./commands/inspect.js")).cancelCommand(program.opts(), run, opts));
+
+const schedule = program.command("schedule").description("the schedules of flows: see, pause, resume");
+schedule
+  .command("ls", { isDefault: true })
+  .description("every schedule: its clocks, next runs and newest slots")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/orchestration.js")).scheduleListCommand(program.opts(), opts));
+schedule
+  .command("show")
+  .description("one flow's schedule, with the slots it handled (created, missed, paused)")
+  .argument("<flow>", "flow name")
+  .addOption(apiOption())
+  .option("--ticks <n>", "how many of the newest slots to show (default 20, at most 1000)")
+  .option("--json", "print JSON")
+  .action(async (flow, opts) => (await import("./commands/orchestration.js")).scheduleShowCommand(program.opts(), flow, opts));
+for (const action of ["pause", "resume"] as const) {
+  schedule
+    .command(action)
+    .description(action === "pause" ? "pause a flow's schedule at once (its runs made ahead are dropped)" : "resume a flow's schedule from now on")
+    .argument("<flow>", "flow name")
+    .addOption(apiOption())
+    .action(async (flow, opts) => (await import("./commands/orchestration.js")).schedulePauseCommand(program.opts(), flow, action === "pause", opts));
+}
+
+const concurrency = program.command("concurrency").description("limits on how many runs carrying a label run at once, across every agent");
+concurrency
+  .command("ls", { isDefault: true })
+  .description("every limit, with the runs holding its slots")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/orchestration.js")).concurrencyListCommand(program.opts(), opts));
+concurrency
+  .command("set")
+  .description("at most N runs carrying LABEL Submitted or Running at once")
+  .argument("<label>", "run label")
+  .argument("<n>", "the most runs at once, a positive whole number")
+  .addOption(apiOption())
+  .action(async (label, n, opts) => (await import("./commands/orchestration.js")).concurrencySetCommand(program.opts(), label, n, opts));
+concurrency
+  .command("rm")
+  .description("remove a label's limit")
+  .argument("<label>", "run label")
+  .addOption(apiOption())
+  .action(async (label, opts) => (await import("./commands/orchestration.js")).concurrencyRemoveCommand(program.opts(), label, opts));
 
 const execute = program.command("execute").description("run flows inside a container (entry points)");
 execute

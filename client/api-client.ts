@@ -14,6 +14,10 @@ import {
   AgentHeartbeatReply,
   AgentList,
   ClaimReply,
+  ConcurrencyLimit,
+  ConcurrencyLimitList,
+  ScheduleList,
+  ScheduleView,
   FlowRecord,
   FlowList,
   FlowRegistered,
@@ -181,6 +185,32 @@ export class ApiClient {
       signal,
       waitMs: request.waitMs ?? DEFAULT_CLAIM_WAIT_MS,
     });
+  }
+
+  listSchedules(signal?: AbortSignal): Promise<ScheduleList> {
+    return this.call({ method: "GET", path: "/api/schedules", response: ScheduleList, signal });
+  }
+
+  getSchedule(flowName: string, options: { ticks?: number } = {}, signal?: AbortSignal): Promise<ScheduleView> {
+    const query = options.ticks === undefined ? "" : `?ticks=${options.ticks}`;
+    return this.call({ method: "GET", path: `/api/schedules/${enc(flowName)}${query}`, response: ScheduleView, signal });
+  }
+
+  /** Pauses (true) or resumes (false) a flow's schedule. */
+  pauseSchedule(flowName: string, paused: boolean, signal?: AbortSignal): Promise<ScheduleView> {
+    return this.call({ method: "POST", path: `/api/schedules/${enc(flowName)}/${paused ? "pause" : "resume"}`, response: ScheduleView, signal });
+  }
+
+  async listConcurrencyLimits(signal?: AbortSignal): Promise<ConcurrencyLimit[]> {
+    return (await this.call({ method: "GET", path: "/api/concurrency-limits", response: ConcurrencyLimitList, signal })).limits;
+  }
+
+  setConcurrencyLimit(label: string, max: number, signal?: AbortSignal): Promise<ConcurrencyLimit> {
+    return this.call({ method: "PUT", path: `/api/concurrency-limits/${enc(label)}`, body: { max }, response: ConcurrencyLimit, signal });
+  }
+
+  async deleteConcurrencyLimit(label: string, signal?: AbortSignal): Promise<void> {
+    await this.call({ method: "DELETE", path: `/api/concurrency-limits/${enc(label)}`, response: Ok, signal });
   }
 
   /** Whether the server keeps the build context with this digest. */

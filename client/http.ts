@@ -16,7 +16,7 @@ export interface HttpOptions {
 }
 
 export interface JsonRequest<S extends z.ZodType> {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   query?: Record<string, string | number | undefined> | undefined;
   body?: unknown;
@@ -27,7 +27,7 @@ export interface JsonRequest<S extends z.ZodType> {
 }
 
 interface Exchange {
-  method: "GET" | "POST" | "PUT" | "HEAD";
+  method: "GET" | "POST" | "PUT" | "DELETE" | "HEAD";
   path: string;
   query?: Record<string, string | number | undefined> | undefined;
   body?: { data: string | Buffer; contentType: string } | undefined;

@@ -30,6 +30,7 @@ export interface ServerOptions {
   leaseMs: number;
   /** How often the reaper looks for lost runs; 0 never (call reapOnce yourself). */
   reaperIntervalMs: number;
+  schedulerIntervalMs: number;
   /** A run claimed this long ago and still not Running goes back to Scheduled. */
   startTimeoutMs: number;
   /** A Running run whose container has been silent this long is lost (see the flow's recovery). */
@@ -50,6 +51,7 @@ export function compileServerOptions(config: Config): ServerOptions {
     agentLostAfterMs: server.agentLostAfter,
     leaseMs: server.lease,
     reaperIntervalMs: server.reaperInterval,
+    schedulerIntervalMs: server.schedulerInterval,
     startTimeoutMs: server.startTimeout,
     runHeartbeatTimeoutMs: server.runHeartbeatTimeout,
     cancelTimeoutMs: server.cancelTimeout,

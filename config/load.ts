@@ -33,6 +33,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_SERVER_RUN_HEARTBEAT_TIMEOUT: { path: ["server", "runHeartbeatTimeout"] },
   BERTH_SERVER_CANCEL_TIMEOUT: { path: ["server", "cancelTimeout"] },
   BERTH_SERVER_REAPER_INTERVAL: { path: ["server", "reaperInterval"] },
+  BERTH_SERVER_SCHEDULER_INTERVAL: { path: ["server", "schedulerInterval"] },
   BERTH_AGENT_NAME: { path: ["agent", "name"] },
   BERTH_AGENT_LABELS: { path: ["agent", "labels"], list: true },
   BERTH_AGENT_CONCURRENCY: { path: ["agent", "concurrency"] },

@@ -63,6 +63,8 @@ export const ConfigSchema = z.strictObject({
       cancelTimeout: Duration.default(30_000),
       /** How often the server looks for lost runs. Default 5s. */
       reaperInterval: Duration.default(5_000),
+      /** How often the scheduler makes the runs of schedules ahead of time (it also runs whenever a schedule changes). Default 10s. */
+      schedulerInterval: Duration.default(10_000),
       /** Largest request body accepted, in bytes (log batches are large). Default 16 MiB. */
       bodyLimit: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
       /** Largest build context (a flow's bundle and the files its image copies) accepted, in bytes. Default 128 MiB. */

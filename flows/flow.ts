@@ -4,7 +4,7 @@
  * checks that need the whole graph, such as an input nothing is bound to.
  */
 import { BerthError } from "../wire/errors.js";
-import { RecoveryPolicy, type EnvironmentSpec, type ParameterSpec } from "../wire/schema.js";
+import { CATCH_UP, RecoveryPolicy, type CatchUp, type ClockSpec, type EnvironmentSpec, type ParameterSpec } from "../wire/schema.js";
 import { slugify } from "../shared/slug.js";
 import type { Environment } from "../environments/environment.js";
 import { LocalEnvironment } from "../environments/local.js";
@@ -17,6 +17,7 @@ import type { FlowState } from "./state.js";
 import type { Storage } from "../storage/storage.js";
 import type { AnyTask } from "./task.js";
 import { brand, hasBrand } from "../shared/brand.js";
+import { toClockSpecs, type Schedule } from "./schedules.js";
 
 export interface FlowOptions {
   /** How the flow runs inside its container (default: a new LocalEnvironment). */
@@ -25,8 +26,12 @@ export interface FlowOptions {
   storage?: Storage;
   /** Labels an agent must have to run the flow, besides the environment's and storage's (default none). */
   labels?: string[];
-  /** When the flow should run; recorded, not interpreted by the runner (default none). */
-  schedule?: unknown;
+  /** The clocks the server makes runs from: one CronSchedule or IntervalSchedule, or up to 20 (default none). */
+  schedule?: Schedule | Schedule[];
+  /** Scheduled slots missed while the server was down: "none" run, the "latest" runs, or "all" run (default "latest"). */
+  catchUp?: CatchUp;
+  /** At most this many runs of the flow at once, across every agent; the rest wait Scheduled (default: no limit). */
+  maxConcurrentRuns?: number;
   /** Tasks whose states decide the flow's (default: the terminal tasks, those without downstream). */
   referenceTasks?: AnyTask[];
   /** Longest a flow run may run, in ms; the agent stops its container after that (default: no limit). */
@@ -44,14 +49,23 @@ export interface SerializedFlow {
   tasks: { slug: string; name: string }[];
   runTimeoutMs: number | null;
   recovery: RecoveryPolicy;
+  schedule: ClockSpec[];
+  catchUp: CatchUp;
+  maxConcurrentRuns: number | null;
 }
+
+/** The wire's bound on maxConcurrentRuns. */
+const MAX_CONCURRENT_RUNS = 100_000;
 
 export class Flow {
   readonly name: string;
   readonly slug: string;
   environment: Environment;
   storage: Storage | undefined;
-  schedule: unknown;
+  /** The flow's clocks, checked and in their wire form. */
+  readonly schedule: ClockSpec[];
+  readonly catchUp: CatchUp;
+  readonly maxConcurrentRuns: number | null;
   readonly runTimeoutMs: number | null;
   readonly recovery: RecoveryPolicy;
   private readonly explicitLabels: string[];
@@ -64,7 +78,17 @@ export class Flow {
     this.slug = slugify(name);
     this.environment = options.environment ?? new LocalEnvironment();
     this.storage = options.storage;
-    this.schedule = options.schedule;
+    this.schedule = toClockSpecs(options.schedule, `flow "${name}": schedule`);
+    const catchUp: unknown = options.catchUp ?? "latest";
+    if (!(CATCH_UP as readonly unknown[]).includes(catchUp)) {
+      throw definition(`flow "${name}": catchUp must be "none", "latest" or "all", not ${JSON.stringify(catchUp) ?? String(catchUp)}`);
+    }
+    this.catchUp = catchUp as CatchUp;
+    const limit = options.maxConcurrentRuns;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0 || limit > MAX_CONCURRENT_RUNS)) {
+      throw definition(`flow "${name}": maxConcurrentRuns must be a whole number from 1 to ${MAX_CONCURRENT_RUNS}, not ${String(limit)}`);
+    }
+    this.maxConcurrentRuns = limit ?? null;
     this.explicitLabels = [...(options.labels ?? [])];
     this.reference = options.referenceTasks ? [...options.referenceTasks] : undefined;
     const timeout = options.runTimeout;
@@ -211,6 +235,9 @@ export class Flow {
       tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.name })),
       runTimeoutMs: this.runTimeoutMs,
       recovery: this.recovery,
+      schedule: structuredClone(this.schedule),
+      catchUp: this.catchUp,
+      maxConcurrentRuns: this.maxConcurrentRuns,
     };
   }
 

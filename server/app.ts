@@ -18,6 +18,9 @@ import { installErrorHandlers } from "./error-handler.js";
 import { LocalNotifier, type Notifier } from "./notifier.js";
 import { AgentPresence } from "./presence.js";
 import { Reaper } from "./reaper.js";
+import { Scheduler } from "./scheduler.js";
+import { registerConcurrencyRoutes } from "./routes/concurrency.js";
+import { registerScheduleRoutes } from "./routes/schedules.js";
 import { registerAgentRoutes } from "./routes/agents.js";
 import { registerBuildContextRoutes } from "./routes/build-contexts.js";
 import { registerClaimRoutes } from "./routes/claim.js";
@@ -48,6 +51,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** The server's reaper: `app.reaper.reapOnce(now)` runs one pass (tests drive time this way). */
     reaper: Reaper;
+    /** The server's scheduler: `app.scheduler.tickOnce(now)` runs one pass. */
+    scheduler: Scheduler;
   }
 }
 
@@ -91,16 +96,27 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   app.addHook("preClose", async () => closing.abort());
 
   const presence = new AgentPresence(config.agentLostAfterMs, now);
-  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings: config, now, startedAt: now() });
+  const startedAt = now();
+  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings: config, now, startedAt });
   app.decorate("reaper", reaper);
+  const scheduler = new Scheduler({
+    store,
+    notifier,
+    logger: app.log.child({ component: "scheduler" }),
+    intervalMs: config.schedulerIntervalMs,
+    now,
+    startedAt,
+  });
+  app.decorate("scheduler", scheduler);
   app.addHook("onClose", async () => {
     closing.abort();
     // Before the caller closes the store: a pass under way still uses it.
     await reaper.stop();
+    await scheduler.stop();
     if (ownNotifier) await notifier.close();
   });
 
-  const ctx: ServerContext = { store, notifier, presence, options: config, version, logger: app.log, closing: closing.signal };
+  const ctx: ServerContext = { store, notifier, presence, scheduler, options: config, version, logger: app.log, closing: closing.signal };
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
@@ -111,8 +127,11 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerLogRoutes(app, ctx);
   registerAgentRoutes(app, ctx);
   registerClaimRoutes(app, ctx);
+  registerScheduleRoutes(app, ctx);
+  registerConcurrencyRoutes(app, ctx);
   await app.ready();
   reaper.start();
+  scheduler.start();
   return app;
 }
 

@@ -4,11 +4,14 @@ import type { ServerOptions } from "../config/compile.js";
 import type { StateStore } from "../store/port.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
+import type { Scheduler } from "./scheduler.js";
 
 export interface ServerContext {
   store: StateStore;
   notifier: Notifier;
   presence: AgentPresence;
+  /** Woken when a schedule changes (registration, pause, resume). */
+  scheduler: Scheduler;
   options: ServerOptions;
   /** Reported by /health and the OpenAPI document. */
   version: string;

@@ -10,6 +10,11 @@ export interface LongPollOptions<T> {
   signals: readonly AbortSignal[];
   /** One look for work; undefined when there is none yet. */
   attempt: () => Promise<T | undefined>;
+  /**
+   * After a look that found nothing: in how many ms work will be there without any notification (a run whose
+   * start comes), so that the poll looks again then; undefined for "only when notified".
+   */
+  dueInMs?: () => Promise<number | undefined>;
 }
 
 /**
@@ -30,17 +35,35 @@ export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | unde
   try {
     for (;;) {
       // Subscribe before looking, so that work arriving during the look still wakes us.
-      const woke = options.notifier.next(options.topic, ended.signal);
-      const result = await options.attempt();
-      if (result !== undefined) return result;
-      // Not notified means the wait is over (time, client gone, closing), whichever signal said so.
-      if (!(await woke) || ended.signal.aborted) return undefined;
+      const round = new AbortController();
+      const woke = options.notifier.next(options.topic, AbortSignal.any([ended.signal, round.signal]));
+      try {
+        const result = await options.attempt();
+        if (result !== undefined) return result;
+        const dueInMs = await options.dueInMs?.();
+        const due = dueInMs === undefined ? undefined : dueTimer(dueInMs);
+        // Not notified (and not due) means the wait is over (time, client gone, closing), whichever signal said so.
+        const again = await (due ? Promise.race([woke, due.elapsed]) : woke);
+        due?.cancel();
+        if (!again || ended.signal.aborted) return undefined;
+      } finally {
+        round.abort();
+      }
     }
   } finally {
     clearTimeout(timer);
     end();
     for (const signal of options.signals) signal.removeEventListener("abort", end);
   }
+}
+
+/** Resolves true after `ms` (at least 0), unless cancelled first. */
+function dueTimer(ms: number): { elapsed: Promise<boolean>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), Math.max(0, ms));
+  });
+  return { elapsed, cancel: () => clearTimeout(timer) };
 }
 
 /** Aborts when the client closes the connection before the response has been sent. */

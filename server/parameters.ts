@@ -6,7 +6,8 @@
 import { BerthError } from "../wire/errors.js";
 import type { FlowRecord } from "../wire/schema.js";
 
-export function checkParameters(flow: FlowRecord, given: Record<string, unknown>): void {
+/** `where` names what gave the parameters, for the message; default: the flow's version. */
+export function checkParameters(flow: Pick<FlowRecord, "name" | "parameters"> & { version?: number }, given: Record<string, unknown>, where?: string): void {
   const declared = new Map(flow.parameters.map((p) => [p.name, p]));
   const unknown = Object.keys(given).filter((name) => !declared.has(name));
   const missing = flow.parameters
@@ -19,7 +20,7 @@ export function checkParameters(flow: FlowRecord, given: Record<string, unknown>
     problems.push(`unknown parameter${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} (${known})`);
   }
   if (missing.length > 0) problems.push(`missing required parameter${missing.length > 1 ? "s" : ""} ${missing.join(", ")}`);
-  throw new BerthError("BERTH_E_PARAMETERS", `flow "${flow.name}" version ${flow.version}: ${problems.join("; ")}`, {
+  throw new BerthError("BERTH_E_PARAMETERS", `flow "${flow.name}" ${where ?? `version ${flow.version ?? "?"}`}: ${problems.join("; ")}`, {
     details: { unknown, missing },
   });
 }

@@ -9,7 +9,8 @@ export class AgentPresence {
 
   constructor(
     private readonly agentLostAfterMs: number,
-    private readonly now: () => number,
+    /** The server's clock (ms since the epoch), for every route that needs "now". */
+    readonly now: () => number,
   ) {}
 
   /** Marks the agent as parked in a claim until the returned function is called. */
@@ -41,6 +42,6 @@ export class AgentPresence {
   /** Whether the agent can be expected to claim runs now. */
   isOnline(agent: AgentRecord): boolean {
     const status = this.view(agent).status;
-    return status === "online" || status === "unhealthy";
+    return status === "online" || status === "unhealthy" || status === "draining";
   }
 }

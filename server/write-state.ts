@@ -6,8 +6,9 @@ import { isFinalState } from "./states.js";
 
 export async function writeState(ctx: { store: StateStore; notifier: Notifier }, id: string, write: StateWrite): Promise<FlowRun> {
   const run = await ctx.store.setFlowRunState(id, write);
-  // Claimable again: parked claims look at once. Final: log followers stop waiting.
-  if (run.state === "Scheduled") ctx.notifier.notify(RUNS_TOPIC);
+  // Claimable again, or a concurrency slot freed by a run that ended: parked claims look at once. Final: log
+  // followers stop waiting.
+  if (run.state === "Scheduled" || isFinalState(run.state)) ctx.notifier.notify(RUNS_TOPIC);
   if (isFinalState(run.state)) ctx.notifier.notify(logsTopic(id));
   return run;
 }

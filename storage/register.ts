@@ -114,6 +114,9 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     tasks: serialized.tasks,
     runTimeoutMs: serialized.runTimeoutMs,
     recovery: serialized.recovery,
+    schedule: serialized.schedule,
+    catchUp: serialized.catchUp,
+    maxConcurrentRuns: serialized.maxConcurrentRuns,
   };
   if (!prepared) {
     const registered = await options.client.registerFlow(body, signal);

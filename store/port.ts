@@ -7,6 +7,8 @@
 import type {
   AgentRecord,
   AgentRegister,
+  ConcurrencyLimit,
+  ScheduleTick,
   FlowRecord,
   FlowCreate,
   FlowRun,
@@ -23,6 +25,22 @@ export interface NewFlowRun {
   parameters: Record<string, unknown>;
   labels: string[];
   idempotencyKey?: string | undefined;
+  /** Not claimable before this time; default: now. */
+  scheduledStart?: Date | undefined;
+}
+
+/** What the scheduler decided for one slot of a clock (server/scheduler.ts). */
+export interface SlotDecision {
+  slot: Date;
+  outcome: ScheduleTick["outcome"];
+  /** For "created": the run to make, starting at the slot. */
+  run?: Omit<NewFlowRun, "idempotencyKey" | "scheduledStart">;
+}
+
+export interface ScheduleState {
+  paused: boolean;
+  /** Per clock key: the slot time up to which its slots have been handled. */
+  cursors: Record<string, string>;
 }
 
 export interface FlowRunFilter {
@@ -58,6 +76,9 @@ export interface StateStore {
    * Registers a flow. When the newest version of `name` has the same content hash, returns it with
    * `created: false` and writes nothing. A docker storage's `context` must be kept already, at its size:
    * else BERTH_E_BUILD_CONTEXT_NOT_FOUND (or BERTH_E_VALIDATION for a wrong size), writing nothing.
+   * A new version takes over the flow's schedule in the same transaction: the scheduler's unstarted runs
+   * due after now are removed with their slots (to be made again for the new version), a clock the new
+   * version keeps keeps its cursor, and a new clock starts from now.
    */
   registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }>;
   getFlow(id: string): Promise<FlowRecord | undefined>;
@@ -87,11 +108,46 @@ export interface StateStore {
   heartbeatFlowRun(id: string, epoch?: number): Promise<FlowRun | undefined>;
 
   /**
-   * Atomically hands up to `max` Scheduled runs whose labels the agent satisfies to the agent: each becomes
-   * Submitted with `agentId` set, its epoch incremented and a lease of `leaseMs`, oldest first. Two
-   * concurrent claims never return the same run.
+   * Atomically hands up to `max` Scheduled runs whose labels the agent satisfies and whose scheduled start
+   * has come to the agent: each becomes Submitted with `agentId` set, its epoch incremented and a lease of
+   * `leaseMs`, earliest start first. A run is passed over while a concurrency limit of one of its labels, or
+   * its flow's maxConcurrentRuns (the newest version's), has every slot taken by Submitted, Running or
+   * Cancelling runs; the limits are checked inside the same transaction. Two concurrent claims never return
+   * the same run, nor together exceed a limit.
    */
   claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]>;
+
+  /** The earliest scheduled start after now of a Scheduled run these agent labels could take; undefined for none. */
+  nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined>;
+
+  /** Sets (creates or changes) the limit of a label. */
+  setConcurrencyLimit(label: string, max: number): Promise<ConcurrencyLimit>;
+  /** Removes a label's limit; false when it had none. */
+  deleteConcurrencyLimit(label: string): Promise<boolean>;
+  listConcurrencyLimits(): Promise<ConcurrencyLimit[]>;
+  /** Runs Submitted, Running or Cancelling that carry `label`, or are of flow `flowName`; oldest claim first. */
+  listActiveRuns(filter: { label?: string; flowName?: string }, limit: number): Promise<FlowRun[]>;
+
+  // The scheduler's (server/scheduler.ts).
+  /** The newest version of each flow whose schedule has at least one clock. */
+  listScheduledFlows(): Promise<FlowRecord[]>;
+  getScheduleState(flowName: string): Promise<ScheduleState>;
+  /**
+   * Records the decisions for slots of one clock, each at most once whoever decides it (a slot already
+   * recorded is left as it is), makes a run for each new "created" one, and moves the clock's cursor on to
+   * `cursor` (never back). Returns the runs made.
+   */
+  applySlots(flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): Promise<FlowRun[]>;
+  /** The scheduler's runs of a clock still Scheduled and never claimed, starting before `before`, earliest first. */
+  listUnclaimedSlotRuns(flowName: string, clock: string, before: Date): Promise<FlowRun[]>;
+  /** Removes such runs (never claimed), marking their slots `outcome`; a run claimed meanwhile is left alone. */
+  dropSlotRuns(runIds: readonly string[], outcome: "missed" | "paused"): Promise<string[]>;
+  /** Pauses or resumes a schedule; pausing drops its unclaimed runs due after now (their slots: "paused"). */
+  setSchedulePaused(flowName: string, paused: boolean): Promise<{ dropped: string[] }>;
+  /** The newest `limit` slots handled for the flow, newest first. */
+  listScheduleTicks(flowName: string, limit: number): Promise<ScheduleTick[]>;
+  /** Keeps the newest `keep` slots handled of the flow; returns how many were removed. */
+  pruneScheduleTicks(flowName: string, keep: number): Promise<number>;
 
   /**
    * Extends by `leaseMs` the lease of each listed run the agent still holds (its agent, the same epoch, and

@@ -134,6 +134,56 @@ export const MIGRATIONS: readonly Migration[] = [
   UPDATE flows SET context_sha256 = json_extract(storage, '$.context.sha256');
   CREATE INDEX flows_context ON flows (context_sha256) WHERE context_sha256 IS NOT NULL;
   `,
+  // Orchestration: start times, schedules with their slot history, and concurrency limits. A run is claimable
+  // from its scheduled_start on; runs from before start times existed start when they were created.
+  `
+  ALTER TABLE flows ADD COLUMN schedule TEXT;
+  ALTER TABLE flows ADD COLUMN catch_up TEXT;
+  ALTER TABLE flows ADD COLUMN max_concurrent_runs INTEGER;
+
+  ALTER TABLE flow_runs ADD COLUMN scheduled_start TEXT;
+  UPDATE flow_runs SET scheduled_start = created_at;
+  ALTER TABLE flow_runs ADD COLUMN clock TEXT;
+  -- The claim scans Scheduled runs by start time; a run's limit counts are by flow name and state.
+  CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start);
+  CREATE INDEX flow_runs_name_state ON flow_runs (flow_name, state);
+  -- While a limit is full, the claim skips its runs by (labels, flow) group instead of walking past them.
+  CREATE INDEX flow_runs_state_group ON flow_runs (state, labels, flow_name, scheduled_start);
+  -- The scheduler's own unstarted runs of a flow (to replace on re-registration, drop on pause).
+  CREATE INDEX flow_runs_clock ON flow_runs (flow_name, clock, scheduled_start) WHERE clock IS NOT NULL;
+
+  CREATE TABLE concurrency_limits (
+    label TEXT PRIMARY KEY,
+    max_runs INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+
+  -- One row per flow that has (or had) a schedule: paused or not.
+  CREATE TABLE schedules (
+    flow_name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+  );
+  -- How far each clock's slots have been handled: only slots after the cursor are looked at.
+  CREATE TABLE schedule_clocks (
+    flow_name TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    PRIMARY KEY (flow_name, clock)
+  );
+  -- Every slot handled, once: the unique key is what makes a slot yield one run, whoever schedules.
+  CREATE TABLE schedule_ticks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flow_name TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    flow_run_id TEXT,
+    at TEXT NOT NULL,
+    UNIQUE (flow_name, clock, slot)
+  );
+  CREATE INDEX schedule_ticks_flow ON schedule_ticks (flow_name, slot);
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -19,6 +19,11 @@ export interface FlowRow {
   run_timeout_ms: number | null;
   /** The build context the version's storage names, if any (a copy of storage.context.sha256, indexed). */
   context_sha256?: string | null;
+  /** JSON array of clocks; NULL for flows registered before schedules existed (none). */
+  schedule: string | null;
+  /** NULL reads as "latest". */
+  catch_up: string | null;
+  max_concurrent_runs: number | null;
 }
 
 export interface FlowRunRow {
@@ -40,6 +45,8 @@ export interface FlowRunRow {
   last_heartbeat_at: string | null;
   epoch: number;
   lease_expires_at: string | null;
+  scheduled_start: string;
+  clock: string | null;
 }
 
 export interface TaskRunRow {
@@ -83,6 +90,9 @@ export function toFlow(row: FlowRow): FlowRecord {
     tasks: JSON.parse(row.tasks) as FlowRecord["tasks"],
     recovery: row.recovery === null ? { ...DEFAULT_RECOVERY } : (JSON.parse(row.recovery) as FlowRecord["recovery"]),
     runTimeoutMs: row.run_timeout_ms,
+    schedule: row.schedule === null ? [] : (JSON.parse(row.schedule) as FlowRecord["schedule"]),
+    catchUp: (row.catch_up ?? "latest") as FlowRecord["catchUp"],
+    maxConcurrentRuns: row.max_concurrent_runs,
     createdAt: row.created_at,
   };
 }
@@ -107,6 +117,8 @@ export function toFlowRun(row: FlowRunRow): FlowRun {
     lastHeartbeatAt: row.last_heartbeat_at,
     epoch: row.epoch,
     leaseExpiresAt: row.lease_expires_at,
+    scheduledStart: row.scheduled_start,
+    clock: row.clock,
   };
 }
 

@@ -10,9 +10,9 @@ export const SQL = {
   allFlows: "SELECT * FROM flows ORDER BY name, version DESC",
   insertFlow: `
     INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
-      recovery, run_timeout_ms, context_sha256)
+      recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs)
     VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
-      @recovery, @run_timeout_ms, @context_sha256)`,
+      @recovery, @run_timeout_ms, @context_sha256, @schedule, @catch_up, @max_concurrent_runs)`,
 
   // Build contexts: blobs by sha256. A repeated put of the same content only renews its grace period.
   insertBuildContext: "INSERT INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)",
@@ -29,12 +29,6 @@ export const SQL = {
   runVersion: "SELECT version, epoch FROM flow_runs WHERE id = ?",
   runEpoch: "SELECT epoch FROM flow_runs WHERE id = ?",
   runByIdempotencyKey: "SELECT * FROM flow_runs WHERE idempotency_key = ?",
-  insertRun: `
-    INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, state_message, version, labels, parameters,
-      idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at, epoch, lease_expires_at)
-    VALUES (@id, @flow_id, @flow_name, @flow_version, @state, @state_message, @version, @labels, @parameters,
-      @idempotency_key, @agent_id, @created_at, @updated_at, @started_at, @ended_at, @last_heartbeat_at, @epoch,
-      @lease_expires_at)`,
   /**
    * Compare-and-swap, fenced: matches no row unless the stored version is the one the writer read and, when the
    * writer gave an epoch, the epoch is too. Back to Scheduled forgets the attempt, so that the next one is
@@ -56,17 +50,6 @@ export const SQL = {
 
   runStates: "SELECT state, message, version, agent_id AS agentId, at FROM flow_run_states WHERE flow_run_id = ? ORDER BY id",
 
-  // The label rule of store/labels.ts, in SQL, so that the (state, created_at) index scan skips unmatched runs.
-  claimableUnlabelled: `
-    SELECT id FROM flow_runs WHERE state = 'Scheduled' AND labels = '[]' ORDER BY created_at, rowid LIMIT @max`,
-  claimableLabelled: `
-    SELECT id FROM flow_runs WHERE state = 'Scheduled' AND labels <> '[]' AND NOT EXISTS (
-      SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value NOT IN (SELECT value FROM json_each(@agentLabels)))
-    ORDER BY created_at, rowid LIMIT @max`,
-  claimRun: `
-    UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
-      epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
-    WHERE id = @id AND state = 'Scheduled' RETURNING *`,
   renewLease: `
     UPDATE flow_runs SET lease_expires_at = @leaseExpiresAt
     WHERE id = @id AND agent_id = @agentId AND epoch = @epoch AND state IN ('Submitted', 'Running', 'Cancelling')

@@ -12,6 +12,8 @@ import { BerthError, describeError } from "../wire/errors.js";
 import type {
   AgentRecord,
   AgentRegister,
+  ConcurrencyLimit,
+  ScheduleTick,
   FlowRecord,
   FlowCreate,
   FlowRun,
@@ -26,7 +28,26 @@ import { slugify } from "../shared/slug.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
-import type { FlowRunFilter, LeaseRenewal, NewFlowRun, StateStore, StateWrite } from "./port.js";
+import type { FlowRunFilter, LeaseRenewal, NewFlowRun, ScheduleState, SlotDecision, StateStore, StateWrite } from "./port.js";
+import {
+  activeRuns,
+  applySlots,
+  claimRuns,
+  deleteConcurrencyLimit,
+  dropSlotRuns,
+  getScheduleState,
+  insertRun,
+  listConcurrencyLimits,
+  listScheduledFlows,
+  listScheduleTicks,
+  listUnclaimedSlotRuns,
+  nextScheduledStart,
+  pruneScheduleTicks,
+  setConcurrencyLimit,
+  setSchedulePaused,
+  takeOverSchedule,
+  type SqlAccess,
+} from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
 import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
@@ -52,6 +73,13 @@ export class SqliteStore implements StateStore {
   private readonly db: Database.Database;
   private readonly now: () => Date;
   private readonly statements = new Map<string, Database.Statement>();
+  /** The connection as store/sqlite-orchestration.ts uses it. */
+  private readonly sql: SqlAccess = {
+    get: <T>(text: string, ...params: unknown[]) => this.prepare(text).get(...params) as T | undefined,
+    all: <T>(text: string, ...params: unknown[]) => this.prepare(text).all(...params) as T[],
+    run: (text: string, ...params: unknown[]) => this.prepare(text).run(...params),
+    timestamp: (afterMs?: number) => this.timestamp(afterMs),
+  };
 
   constructor(pathOrMemory: string, options: SqliteStoreOptions = {}) {
     this.now = options.now ?? (() => new Date());
@@ -99,8 +127,12 @@ export class SqliteStore implements StateStore {
         recovery: JSON.stringify(input.recovery),
         run_timeout_ms: input.runTimeoutMs,
         context_sha256: input.storage.type === "docker" ? (input.storage.context?.sha256 ?? null) : null,
+        schedule: input.schedule.length === 0 ? null : JSON.stringify(input.schedule),
+        catch_up: input.catchUp,
+        max_concurrent_runs: input.maxConcurrentRuns,
       };
       this.stmt("insertFlow").run(row);
+      takeOverSchedule(this.sql, input.name, input.schedule);
       return { flow: toFlow(row), created: true };
     });
   }
@@ -125,30 +157,7 @@ export class SqliteStore implements StateStore {
         const existing = this.get<FlowRunRow>("runByIdempotencyKey", input.idempotencyKey);
         if (existing) return { flowRun: toFlowRun(existing), created: false };
       }
-      const now = this.timestamp();
-      const row: FlowRunRow = {
-        id: randomUUID(),
-        flow_id: input.flow.id,
-        flow_name: input.flow.name,
-        flow_version: input.flow.version,
-        state: "Scheduled",
-        state_message: null,
-        version: 0,
-        labels: JSON.stringify(normalizeLabels(input.labels)),
-        parameters: JSON.stringify(input.parameters),
-        idempotency_key: input.idempotencyKey ?? null,
-        agent_id: null,
-        created_at: now,
-        updated_at: now,
-        started_at: null,
-        ended_at: null,
-        last_heartbeat_at: null,
-        epoch: 0,
-        lease_expires_at: null,
-      };
-      this.stmt("insertRun").run(row);
-      this.stmt("insertRunState").run(row.id, "Scheduled", null, 0, null, now);
-      return { flowRun: toFlowRun(row), created: true };
+      return { flowRun: toFlowRun(insertRun(this.sql, input)), created: true };
     });
   }
 
@@ -210,23 +219,59 @@ export class SqliteStore implements StateStore {
   }
 
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
-    return this.immediate(() => {
-      const candidates = (
-        agentLabels.length === 0
-          ? this.stmt("claimableUnlabelled").all({ max })
-          : this.stmt("claimableLabelled").all({ max, agentLabels: JSON.stringify(agentLabels) })
-      ) as { id: string }[];
-      const now = this.timestamp();
-      const leaseExpiresAt = this.timestamp(leaseMs);
-      const claimed: FlowRun[] = [];
-      for (const { id } of candidates) {
-        const row = this.stmt("claimRun").get({ id, agentId, now, leaseExpiresAt }) as FlowRunRow | undefined;
-        if (!row) continue;
-        this.stmt("insertRunState").run(id, "Submitted", null, row.version, agentId, now);
-        claimed.push(toFlowRun(row));
-      }
-      return claimed;
-    });
+    return this.immediate(() => claimRuns(this.sql, agentId, agentLabels, max, leaseMs));
+  }
+
+  async nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined> {
+    return nextScheduledStart(this.sql, agentLabels);
+  }
+
+  async setConcurrencyLimit(label: string, max: number): Promise<ConcurrencyLimit> {
+    return this.immediate(() => setConcurrencyLimit(this.sql, label, max));
+  }
+
+  async deleteConcurrencyLimit(label: string): Promise<boolean> {
+    return this.immediate(() => deleteConcurrencyLimit(this.sql, label));
+  }
+
+  async listConcurrencyLimits(): Promise<ConcurrencyLimit[]> {
+    return listConcurrencyLimits(this.sql);
+  }
+
+  async listActiveRuns(filter: { label?: string; flowName?: string }, limit: number): Promise<FlowRun[]> {
+    return activeRuns(this.sql, filter, limit);
+  }
+
+  async listScheduledFlows(): Promise<FlowRecord[]> {
+    return listScheduledFlows(this.sql);
+  }
+
+  async getScheduleState(flowName: string): Promise<ScheduleState> {
+    return getScheduleState(this.sql, flowName);
+  }
+
+  async applySlots(flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): Promise<FlowRun[]> {
+    return this.immediate(() => applySlots(this.sql, flowName, clock, decisions, cursor));
+  }
+
+  async listUnclaimedSlotRuns(flowName: string, clock: string, before: Date): Promise<FlowRun[]> {
+    return listUnclaimedSlotRuns(this.sql, flowName, clock, before);
+  }
+
+  async dropSlotRuns(runIds: readonly string[], outcome: "missed" | "paused"): Promise<string[]> {
+    return this.immediate(() => dropSlotRuns(this.sql, runIds, outcome));
+  }
+
+  async setSchedulePaused(flowName: string, paused: boolean): Promise<{ dropped: string[] }> {
+    return this.immediate(() => setSchedulePaused(this.sql, flowName, paused));
+  }
+
+  async listScheduleTicks(flowName: string, limit: number): Promise<ScheduleTick[]> {
+    return listScheduleTicks(this.sql, flowName, limit);
+  }
+
+  async pruneScheduleTicks(flowName: string, keep: number): Promise<number> {
+    return this.immediate(() => pruneScheduleTicks(this.sql, flowName, keep));
   }
 
   async renewLeases(agentId: string, runs: readonly HeldRun[], leaseMs: number): Promise<LeaseRenewal> {

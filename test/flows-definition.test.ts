@@ -176,6 +176,9 @@ describe("Flow definition", () => {
       tasks: [{ slug: "p", name: "p" }],
       runTimeoutMs: null,
       recovery: { onLost: "fail", maxAttempts: 3 },
+      schedule: [],
+      catchUp: "latest",
+      maxConcurrentRuns: null,
     });
   });
 

@@ -69,6 +69,13 @@ describe("health and OpenAPI", () => {
         "GET /api/agents",
         "POST /api/agents/{id}/heartbeat",
         "POST /api/agents/{id}/claim",
+        "GET /api/schedules",
+        "GET /api/schedules/{flowName}",
+        "POST /api/schedules/{flowName}/pause",
+        "POST /api/schedules/{flowName}/resume",
+        "GET /api/concurrency-limits",
+        "PUT /api/concurrency-limits/{label}",
+        "DELETE /api/concurrency-limits/{label}",
       ].sort(),
     );
     expect(body.paths["/api/flow-runs"].post.requestBody.content["application/json"].schema.properties).toHaveProperty("flowName");
@@ -174,6 +181,28 @@ describe("flow runs", () => {
     clock = 120_000; // every agent has now been silent too long
     expect(await pickup()).toBe("no agent is online");
     await expectError(s.app, { method: "GET", url: "/api/flow-runs/nope" }, 404, "BERTH_E_FLOW_RUN_NOT_FOUND");
+  });
+
+  it("says which limit holds a run and who holds the slots, and when every able agent is busy, draining or unhealthy", async () => {
+    const flow = await registerFlow({ labels: ["etl"] });
+    const first = await createRun({ flowId: flow.id });
+    const second = await createRun({ flowId: flow.id });
+    const pickup = async () => FlowRunView.parse((await get(`/api/flow-runs/${second.id}`)).body).pickup;
+    const agent = await registerAgent(["etl"], "worker");
+    const claim = await post(`/api/agents/${agent.id}/claim`, { waitMs: 0, max: 1 });
+    expect(claim.body.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([first.id]);
+    expect(await pickup()).toBe("every agent that could take it is unavailable (busy with other runs: worker)");
+    const limit = await call(s.app, { method: "PUT", url: "/api/concurrency-limits/etl", payload: { max: 1 } });
+    expect(limit.body).toEqual({ label: "etl", max: 1, holders: [first.id] });
+    expect(await pickup()).toBe(`held by the concurrency limit of label etl (1 of 1 slot taken, by ${first.id})`);
+    await expectError(s.app, { method: "PUT", url: "/api/concurrency-limits/etl", payload: { max: 0 } }, 400, "BERTH_E_VALIDATION");
+    expect((await get("/api/concurrency-limits")).body).toEqual({ limits: [{ label: "etl", max: 1, holders: [first.id] }] });
+    expect((await call(s.app, { method: "DELETE", url: "/api/concurrency-limits/etl" })).body).toEqual({ ok: true });
+    await expectError(s.app, { method: "DELETE", url: "/api/concurrency-limits/etl" }, 404, "BERTH_E_NOT_FOUND");
+    await post(`/api/agents/${agent.id}/heartbeat`, { status: "draining", runs: [{ id: first.id, epoch: 1 }] });
+    expect(await pickup()).toBe("every agent that could take it is unavailable (draining, to stop: worker)");
+    await registerAgent(["etl"], "spare");
+    expect(await pickup()).toBeUndefined(); // spare is between polls: it may take the run at any moment
   });
 });
 

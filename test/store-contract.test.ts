@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite.js";
 import { MIGRATIONS } from "../store/sqlite-migrations.js";
 import { SQL } from "../store/sqlite-sql.js";
+import { CANDIDATES, NEXT_START } from "../store/sqlite-orchestration.js";
 import { tooDeep } from "../shared/json-limits.js";
 import { startTestServer } from "./support/server.js";
 import { describeStoreContract } from "./support/store-contract.js";
@@ -38,17 +39,17 @@ describe("sqlite specifics", () => {
     }
   });
 
-  it("serves the claim from the (state, created_at) index without sorting", async () => {
+  it("serves the claim, and the next start a claim waits for, from the (state, scheduled_start) index without sorting", async () => {
     const file = path.join(dir, "plan.db");
     await (await openSqliteStore(file)).close();
     const db = new Database(file, { readonly: true });
+    const params = { now: new Date().toISOString(), agentLabels: "[]", afterStart: "", afterRowid: 0, fullFlows: "[]", fullLabels: "[]", page: 64 };
     try {
-      for (const sql of [SQL.claimableLabelled, SQL.claimableUnlabelled]) {
-        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all({ max: 1, agentLabels: "[]" }) as { detail: string }[])
-          .map((row) => row.detail)
-          .join("\n");
-        expect(plan).toContain("flow_runs_state_created");
-        expect(plan).not.toContain("TEMP B-TREE");
+      for (const sql of [CANDIDATES.labelled, CANDIDATES.unlabelled, NEXT_START.labelled, NEXT_START.unlabelled]) {
+        const used = sql.includes("@page") ? params : { now: params.now, agentLabels: params.agentLabels };
+        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as { detail: string }[]).map((row) => row.detail).join("\n");
+        expect(plan, sql).toContain("flow_runs_state_start");
+        expect(plan, sql).not.toContain("TEMP B-TREE");
       }
     } finally {
       db.close();

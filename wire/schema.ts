@@ -46,7 +46,7 @@ export const LogLevel = z.enum(LOG_LEVELS);
 export type LogLevel = z.infer<typeof LogLevel>;
 
 const Id = z.string().min(1).max(100);
-const Label = z.string().min(1).max(200).regex(/^[^\s,]+$/, "labels have no spaces or commas");
+export const Label = z.string().min(1).max(200).regex(/^[^\s,]+$/, "labels have no spaces or commas");
 export const Labels = z.array(Label).max(100);
 const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
@@ -138,6 +138,43 @@ export const RecoveryPolicy = z.object({
 export type RecoveryPolicy = z.infer<typeof RecoveryPolicy>;
 export const DEFAULT_RECOVERY: RecoveryPolicy = { onLost: "fail", maxAttempts: 3 };
 
+/** What the scheduler does with slots that passed while the server was down (see server/scheduler.ts). */
+export const CATCH_UP = ["none", "latest", "all"] as const;
+export const CatchUp = z.enum(CATCH_UP);
+export type CatchUp = z.infer<typeof CatchUp>;
+
+/** Parameters and labels a clock gives its runs (over the flow's defaults and labels). */
+const ClockRunFields = {
+  /** Clock time before which it makes no slots; null for none. */
+  startAt: Timestamp.nullable().default(null),
+  /** Clock time after which it makes no slots; null for none. */
+  endAt: Timestamp.nullable().default(null),
+  parameters: jsonOfAtMost(JsonRecord, JSON_SIZE_LIMITS.metadata).default({}),
+  /** Labels of this clock's runs instead of the flow's; null to keep the flow's. */
+  labels: Labels.nullable().default(null),
+};
+
+/**
+ * One clock of a flow's schedule (flows/schedules.ts makes them): a cron expression read in an IANA time
+ * zone, or a fixed interval counted from `startAt` (from the Unix epoch when there is none, so that the
+ * slots of an unchanged clock do not move when the flow is registered again).
+ */
+export const ClockSpec = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("cron"),
+    cron: z.string().trim().min(1).max(200),
+    timezone: z.string().min(1).max(100).default("UTC"),
+    ...ClockRunFields,
+  }),
+  z.object({
+    type: z.literal("interval"),
+    everyMs: z.number().int().min(1_000).max(366 * 24 * 3_600_000),
+    ...ClockRunFields,
+  }),
+]);
+export type ClockSpec = z.infer<typeof ClockSpec>;
+export type ClockSpecInput = z.input<typeof ClockSpec>;
+
 /** A flow version's fields, as the server stores and serves them. */
 const FlowFields = z.object({
   name: Name,
@@ -152,6 +189,12 @@ const FlowFields = z.object({
   recovery: RecoveryPolicy.prefault({}),
   /** A run taking longer is stopped by its agent and Failed; default null (no limit). */
   runTimeoutMs: z.number().int().positive().max(MAX_TIMER_MS).nullable().default(null),
+  /** The clocks that make this flow's runs; the newest version's schedule is the one the scheduler follows. */
+  schedule: z.array(ClockSpec).max(20).default([]),
+  /** Slots missed while the server was down: none run, the latest runs (default), or all run. */
+  catchUp: CatchUp.default("latest"),
+  /** At most this many runs of the flow (any version) Submitted, Running or Cancelling at once; null for no limit. */
+  maxConcurrentRuns: z.number().int().positive().max(100_000).nullable().default(null),
 });
 
 /** Body of POST /api/flows: the fields, with free-form JSON bounded in size. */
@@ -182,6 +225,8 @@ export const FlowRunCreate = z
     /** Overrides the flow's labels for this run. */
     labels: Labels.optional(),
     idempotencyKey: z.string().min(1).max(200).optional(),
+    /** Not claimable before this time (ISO-8601); default: now. */
+    scheduledStart: z.iso.datetime({ offset: true }).optional(),
   })
   .refine((v) => v.flowId !== undefined || v.flowName !== undefined, {
     message: "give flowId or flowName",
@@ -212,6 +257,10 @@ export const FlowRun = z.object({
   epoch: z.number().int().nonnegative(),
   /** Until when the claiming agent holds the run unless it renews; null when no agent holds it. */
   leaseExpiresAt: Timestamp.nullable(),
+  /** No agent may claim the run before this time. Runs created before start times existed have their creation time. */
+  scheduledStart: Timestamp,
+  /** The schedule clock (its key) whose slot made the run; null for a run someone asked for. */
+  clock: z.string().nullable(),
 });
 export type FlowRun = z.infer<typeof FlowRun>;
 
@@ -289,7 +338,8 @@ export const AgentRecord = z.object({
   name: z.string(),
   labels: Labels,
   concurrency: z.number().int(),
-  status: z.enum(["online", "unhealthy", "stopped", "lost"]),
+  /** draining: stopping, it claims nothing more and waits for its runs. */
+  status: z.enum(["online", "unhealthy", "draining", "stopped", "lost"]),
   createdAt: Timestamp,
   lastHeartbeatAt: Timestamp,
   /** True while one of its claims is parked at the server: the agent is idle, waiting for work. */
@@ -301,7 +351,7 @@ export const HeldRun = z.object({ id: Id, epoch: Epoch });
 export type HeldRun = z.infer<typeof HeldRun>;
 
 export const AgentHeartbeat = z.object({
-  status: z.enum(["online", "unhealthy", "stopped"]).default("online"),
+  status: z.enum(["online", "unhealthy", "draining", "stopped"]).default("online"),
   /** The runs the agent believes it holds: their leases are renewed, or they come back in lostRunIds. */
   runs: z.array(HeldRun).max(10_000).default([]),
 });
@@ -391,6 +441,59 @@ export const LogsQuery = z.strictObject({
 });
 /** What a client may send (all optional). */
 export type LogsQuery = Partial<z.output<typeof LogsQuery>>;
+
+// Orchestration: concurrency limits and schedules.
+
+/** Body of PUT /api/concurrency-limits/:label. */
+export const ConcurrencyLimitSet = z.strictObject({ max: z.number().int().positive().max(100_000) });
+export type ConcurrencyLimitSet = z.infer<typeof ConcurrencyLimitSet>;
+
+/** At most `max` runs carrying `label` Submitted, Running or Cancelling at once, across every agent. */
+export const ConcurrencyLimit = z.object({
+  label: Label,
+  max: z.number().int().positive(),
+  /** The runs holding its slots now, oldest claim first. */
+  holders: z.array(Id),
+});
+export type ConcurrencyLimit = z.infer<typeof ConcurrencyLimit>;
+export const ConcurrencyLimitList = z.object({ limits: z.array(ConcurrencyLimit) });
+export type ConcurrencyLimitList = z.infer<typeof ConcurrencyLimitList>;
+
+/** What the scheduler did with one slot of a clock. */
+export const SLOT_OUTCOMES = ["created", "missed", "paused"] as const;
+export const ScheduleTick = z.object({
+  clock: z.string(),
+  slot: Timestamp,
+  /** created: a run was made for it; missed: it passed while the server was down, and catchUp skipped it; paused: it passed while the schedule was paused. */
+  outcome: z.enum(SLOT_OUTCOMES),
+  flowRunId: Id.nullable(),
+  /** When the scheduler decided. */
+  at: Timestamp,
+});
+export type ScheduleTick = z.infer<typeof ScheduleTick>;
+
+/** A flow's schedule as the scheduler follows it: the newest version's clocks. */
+export const ScheduleView = z.object({
+  flowName: z.string(),
+  flowVersion: z.number().int(),
+  paused: z.boolean(),
+  catchUp: CatchUp,
+  clocks: z.array(
+    z.object({
+      key: z.string(),
+      spec: ClockSpec,
+      /** e.g. `cron "0 2 * * *" in Europe/Berlin`, `every 30s`. */
+      description: z.string(),
+      /** The clock's next slot after now; null when it has none (past endAt). */
+      next: Timestamp.nullable(),
+    }),
+  ),
+  /** The newest slots handled, newest first. */
+  ticks: z.array(ScheduleTick),
+});
+export type ScheduleView = z.infer<typeof ScheduleView>;
+export const ScheduleList = z.object({ schedules: z.array(ScheduleView) });
+export type ScheduleList = z.infer<typeof ScheduleList>;
 
 export const AgentList = z.object({ agents: z.array(AgentRecord) });
 export type AgentList = z.infer<typeof AgentList>;

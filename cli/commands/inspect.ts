@@ -15,21 +15,30 @@ function print(value: unknown): void {
 }
 
 export async function flowsCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
-  const { flows } = await client(global, opts).listFlows();
+  const api = client(global, opts);
+  const [{ flows }, { schedules }] = await Promise.all([api.listFlows(), api.listSchedules()]);
   if (opts.json) return print(flows);
   if (flows.length === 0) return print("no flows registered yet: berth register FILE");
+  // The scheduler follows the newest version's schedule: show it on that version's row.
+  const scheduleOf = new Map(schedules.map((s) => [`${s.flowName}\0${s.flowVersion}`, s]));
   print(
     table(
-      ["NAME", "VERSION", "ID", "LABELS", "ENVIRONMENT", "STORAGE", "REGISTERED"],
-      flows.map((f) => [
-        f.name,
-        String(f.version),
-        f.id,
-        f.labels.join(",") || "-",
-        f.environment.type === "custom" ? `${f.environment.className} (custom)` : f.environment.className,
-        f.storage.type === "docker" ? f.storage.image : f.storage.directory,
-        shortTime(f.createdAt),
-      ]),
+      ["NAME", "VERSION", "ID", "LABELS", "ENVIRONMENT", "STORAGE", "SCHEDULE", "NEXT RUN", "REGISTERED"],
+      flows.map((f) => {
+        const schedule = scheduleOf.get(`${f.name}\0${f.version}`);
+        const next = schedule?.clocks.map((c) => c.next).filter((n) => n !== null).sort()[0];
+        return [
+          f.name,
+          String(f.version),
+          f.id,
+          f.labels.join(",") || "-",
+          f.environment.type === "custom" ? `${f.environment.className} (custom)` : f.environment.className,
+          f.storage.type === "docker" ? f.storage.image : f.storage.directory,
+          schedule ? `${schedule.clocks.map((c) => c.description).join(" + ")}${schedule.paused ? " (paused)" : ""}` : "-",
+          next ? shortTime(next) : "-",
+          shortTime(f.createdAt),
+        ];
+      }),
     ),
   );
 }
@@ -48,13 +57,14 @@ export async function runsCommand(global: GlobalOptions, opts: ApiOpts & { flow?
   if (flowRuns.length === 0) return print("no flow runs");
   print(
     table(
-      ["ID", "FLOW", "STATE", "LABELS", "CREATED", "MESSAGE"],
+      ["ID", "FLOW", "STATE", "LABELS", "CREATED", "STARTS", "MESSAGE"],
       flowRuns.map((r) => [
         r.id,
         `${r.flowName} v${r.flowVersion}`,
         r.state,
         r.labels.join(",") || "-",
         shortTime(r.createdAt),
+        r.scheduledStart === r.createdAt ? "-" : shortTime(r.scheduledStart),
         (r.pickup ?? r.stateMessage ?? "").split("\n")[0] ?? "",
       ]),
     ),

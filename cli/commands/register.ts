@@ -1,4 +1,7 @@
+import type { ApiClient } from "../../client/api-client.js";
 import type { ContainerEngine } from "../../engine/port.js";
+import { labelsMatch } from "../../store/labels.js";
+import type { FlowRecord } from "../../wire/schema.js";
 import { ensureBerthImage } from "../../images/index.js";
 import { registerFlowFile } from "../../storage/register.js";
 import { describeError, isBerthError } from "../../wire/errors.js";
@@ -43,6 +46,21 @@ export async function registerCommand(
         ? " (reused)"
         : " (not built here: the first agent that needs it builds it from the uploaded context)";
   process.stdout.write(`  storage: ${result.location}${how}${result.pushed ? ", pushed" : ""}\n  labels: ${labels}\n`);
+  for (const warning of await pickupWarnings(client, flow)) log(`warning: ${warning}`);
+}
+
+/** No run should be silently unclaimable: say when no agent online now could take the flow's runs. */
+async function pickupWarnings(client: ApiClient, flow: FlowRecord): Promise<string[]> {
+  const agents = (await client.listAgents()).agents.filter((a) => a.status === "online" || a.status === "unhealthy" || a.status === "draining");
+  const labelSets = [flow.labels, ...flow.schedule.map((clock) => clock.labels).filter((labels) => labels !== null)];
+  const shown = (labels: readonly string[]) => (labels.length === 0 ? "no labels" : `labels [${labels.join(", ")}]`);
+  return [...new Map(labelSets.map((labels) => [labels.join(","), labels])).values()]
+    .filter((labels) => !agents.some((agent) => labelsMatch(labels, agent.labels)))
+    .map((labels) =>
+      agents.length === 0
+        ? `no agent is online: runs of "${flow.name}" (${shown(labels)}) wait until one that can take them starts`
+        : `no online agent can take runs with ${shown(labels)} (an agent needs every run label; a run with no labels needs an agent with none); online: ${agents.map((a) => `${a.name} [${a.labels.join(", ")}]`).join(", ")}`,
+    );
 }
 
 /** The local Docker engine, or undefined (with a warning) when none answers: the flow is then registered unbuilt. */

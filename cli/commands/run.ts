@@ -4,6 +4,7 @@ import { BerthError, describeError } from "../../wire/errors.js";
 import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type FlowRunView } from "../../wire/schema.js";
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { EXIT, type ExitCode } from "../exit.js";
+import { Duration } from "../../config/schema.js";
 import { parseParams } from "../format.js";
 import { signalOnInterrupt } from "../process.js";
 import { printLog } from "./inspect.js";
@@ -13,15 +14,17 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export async function runCommand(
   global: GlobalOptions,
   flow: string,
-  opts: { api?: string; param?: string[]; label?: string[]; flowVersion?: string; idempotencyKey?: string; watch?: boolean },
+  opts: { api?: string; param?: string[]; label?: string[]; flowVersion?: string; idempotencyKey?: string; watch?: boolean; at?: string; in?: string },
 ): Promise<ExitCode> {
   const config = resolveConfig(global, defined({ apiUrl: opts.api }));
   const client = clientFor(config);
+  const start = startOption(opts);
   const body: FlowRunCreate = {
     ...(UUID.test(flow) ? { flowId: flow } : { flowName: flow }),
     parameters: parseParams(opts.param ?? []),
     ...(opts.label ? { labels: opts.label } : {}),
     ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}),
+    ...(start ? { scheduledStart: start.toISOString() } : {}),
   };
   if (opts.flowVersion !== undefined) {
     const version = Number(opts.flowVersion);
@@ -29,12 +32,34 @@ export async function runCommand(
     body.flowVersion = version;
   }
   const { flowRun, created } = await client.createFlowRun(body);
-  process.stdout.write(`${created ? "created" : "found existing"} flow run ${flowRun.id} of "${flowRun.flowName}" v${flowRun.flowVersion} (labels: ${flowRun.labels.join(", ") || "none"})\n`);
+  const starts = Date.parse(flowRun.scheduledStart) > Date.now() ? `, starts ${flowRun.scheduledStart}` : "";
+  process.stdout.write(
+    `${created ? "created" : "found existing"} flow run ${flowRun.id} of "${flowRun.flowName}" v${flowRun.flowVersion} (labels: ${flowRun.labels.join(", ") || "none"}${starts})\n`,
+  );
   if (!opts.watch) return EXIT.ok;
   const final = await watchFlowRun(client, flowRun, signalOnInterrupt(), config.serverDownFor);
   if (final.state === "Success") return EXIT.ok;
   process.stderr.write(`berth: flow run ${final.id} ended ${final.state}${final.stateMessage ? `: ${final.stateMessage.split("\n")[0]}` : ""}\n`);
   return EXIT.runNotSuccessful;
+}
+
+/** `--at ISO` or `--in 10m`: when the run may start; undefined for now. A time in the past is refused. */
+function startOption(opts: { at?: string; in?: string }): Date | undefined {
+  if (opts.at !== undefined && opts.in !== undefined) throw new BerthError("BERTH_E_USAGE", "give --at or --in, not both");
+  if (opts.in !== undefined) {
+    const parsed = Duration.safeParse(opts.in);
+    if (!parsed.success || parsed.data <= 0) {
+      throw new BerthError("BERTH_E_USAGE", `--in must be a duration to come, like 30s, 10m or 2h, not "${opts.in}"`);
+    }
+    return new Date(Date.now() + parsed.data);
+  }
+  if (opts.at === undefined) return undefined;
+  const at = new Date(opts.at);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(opts.at) || Number.isNaN(at.getTime())) {
+    throw new BerthError("BERTH_E_USAGE", `--at must be an ISO-8601 time like 2026-12-24T18:00:00Z, not "${opts.at}"`);
+  }
+  if (at.getTime() <= Date.now()) throw new BerthError("BERTH_E_USAGE", `--at ${opts.at} is in the past: give a time to come, or leave it out to start now`);
+  return at;
 }
 
 function printState(entry: FlowRunStateEntry): void {

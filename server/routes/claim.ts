@@ -40,6 +40,11 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
               const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
               return claimed.length > 0 ? claimed : undefined;
             },
+            // A run whose start is still to come wakes the claim at that start, not at the next poll.
+            dueInMs: async () => {
+              const next = await ctx.store.nextScheduledStart(agent.labels);
+              return next === undefined ? undefined : Date.parse(next) - ctx.presence.now();
+            },
           })) ?? [];
       } finally {
         unpark();

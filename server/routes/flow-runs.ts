@@ -21,11 +21,13 @@ export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
       const body = request.body;
       const flow = await resolveFlow(ctx, body);
       checkParameters(flow, body.parameters);
+      const scheduledStart = body.scheduledStart === undefined ? undefined : startTime(body.scheduledStart, ctx.presence.now());
       const { flowRun, created } = await ctx.store.createFlowRun({
         flow,
         parameters: body.parameters,
         labels: body.labels ?? flow.labels,
         idempotencyKey: body.idempotencyKey,
+        scheduledStart,
       });
       if (created) {
         ctx.notifier.notify(RUNS_TOPIC);
@@ -76,4 +78,18 @@ async function resolveFlow(ctx: ServerContext, body: FlowRunCreate): Promise<Flo
   if (flow) return flow;
   const which = body.flowVersion === undefined ? `named "${name}"` : `"${name}" version ${body.flowVersion}`;
   throw new BerthError("BERTH_E_FLOW_NOT_FOUND", `no flow ${which} is registered: register it with \`berth register\``);
+}
+
+/** How far in the past a start may be (clocks of client and server differ): such a run starts at once. */
+const PAST_START_TOLERANCE_MS = 60_000;
+
+function startTime(iso: string, now: number): Date {
+  const at = new Date(iso);
+  if (at.getTime() < now - PAST_START_TOLERANCE_MS) {
+    const message = `scheduledStart ${iso} is in the past (the server's time is ${new Date(now).toISOString()}): give a time to come, or leave it out to start now`;
+    throw new BerthError("BERTH_E_VALIDATION", `invalid body for POST /api/flow-runs: ${message}`, {
+      details: { issues: [{ in: "body", path: "scheduledStart", message }] },
+    });
+  }
+  return at;
 }

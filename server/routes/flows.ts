@@ -1,4 +1,7 @@
+import { validateClockSpec } from "../../flows/schedules.js";
+import { BerthError } from "../../wire/errors.js";
 import { FlowRecord, FlowCreate, FlowList, FlowRegistered } from "../../wire/schema.js";
+import { checkParameters } from "../parameters.js";
 import type { ServerContext } from "../context.js";
 import { IdParams, requireFlow, withErrors, type ZodApp } from "./shared.js";
 
@@ -14,9 +17,14 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
+      checkSchedule(request.body);
       // The store refuses a version naming a build context it does not keep (an agent could not build it).
       const registered = await ctx.store.registerFlow(request.body);
-      if (registered.created) request.log.info({ flowId: registered.flow.id, version: registered.flow.version }, "flow registered");
+      if (registered.created) {
+        request.log.info({ flowId: registered.flow.id, version: registered.flow.version }, "flow registered");
+        // The new version's schedule (or its end) takes effect at once.
+        await ctx.scheduler.tickOnce();
+      }
       return reply.code(registered.created ? 201 : 200).send(registered);
     },
   );
@@ -32,4 +40,17 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
     { schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: FlowRecord }) } },
     async (request) => requireFlow(ctx.store, request.params.id),
   );
+}
+
+/** Each clock must make runs that could run: a valid cron or interval, and parameters the flow takes. */
+function checkSchedule(flow: FlowCreate): void {
+  flow.schedule.forEach((clock, i) => {
+    const problem = validateClockSpec(clock);
+    if (problem !== undefined) {
+      throw new BerthError("BERTH_E_VALIDATION", `invalid body for POST /api/flows: schedule.${i}: ${problem}`, {
+        details: { issues: [{ in: "body", path: `schedule.${i}`, message: problem }] },
+      });
+    }
+    checkParameters(flow, clock.parameters, `schedule clock ${i + 1}`);
+  });
 }

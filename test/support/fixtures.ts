@@ -19,6 +19,9 @@ export function flowInput(overrides: Partial<FlowCreate> = {}): FlowCreate {
     tasks: [{ slug: "say-hello", name: "say hello" }],
     recovery: { onLost: "fail", maxAttempts: 3 },
     runTimeoutMs: null,
+    schedule: [],
+    catchUp: "latest",
+    maxConcurrentRuns: null,
     ...overrides,
   };
 }

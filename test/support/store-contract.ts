@@ -11,6 +11,7 @@ import { labelsMatch } from "../../store/labels.js";
 import type { StateStore } from "../../store/port.js";
 import { flowInput, uniqueName } from "./fixtures.js";
 import { LEASE_MS, leaseContract, type OpenStore } from "./store-contract-leases.js";
+import { orchestrationContract } from "./store-contract-orchestration.js";
 
 export interface StoreContractOptions {
   openSibling?: (store: StateStore) => Promise<StateStore>;
@@ -359,6 +360,7 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
     });
 
     leaseContract(fresh);
+    orchestrationContract(fresh);
 
     it("closes idempotently", async () => {
       const store = await open();

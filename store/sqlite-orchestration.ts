@@ -1,0 +1,413 @@
+/**
+ * The SQLite store's orchestration: the claim under start times and concurrency limits, the limits
+ * themselves, and the scheduler's slots. Each function runs inside the caller's transaction (sqlite.ts wraps
+ * every write in BEGIN IMMEDIATE), so that a check and the write it allows cannot be split by another
+ * connection. Slots are made once by a unique key, not by a lock held in memory, so that several schedulers
+ * sharing one database (server replicas) still make each slot's run once.
+ */
+import { randomUUID } from "node:crypto";
+import type Database from "better-sqlite3";
+import { clockKey } from "../flows/schedules.js";
+import type { ClockSpec, ConcurrencyLimit, FlowRecord, FlowRun, ScheduleTick } from "../wire/schema.js";
+import { labelsMatch, normalizeLabels } from "./labels.js";
+import type { NewFlowRun, ScheduleState, SlotDecision } from "./port.js";
+import { toFlow, toFlowRun, type FlowRow, type FlowRunRow } from "./sqlite-rows.js";
+
+/** What these functions need of the store's connection: prepared statements, and its clock. */
+export interface SqlAccess {
+  get<T>(sql: string, ...params: unknown[]): T | undefined;
+  all<T>(sql: string, ...params: unknown[]): T[];
+  run(sql: string, ...params: unknown[]): Database.RunResult;
+  /** Now, or `afterMs` from now, on the store's clock (ISO-8601, UTC). */
+  timestamp(afterMs?: number): string;
+}
+
+/** The states in which a run holds a slot of every limit that applies to it. */
+const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
+
+/** Candidates are looked at in pages of this many, earliest start first. */
+const CLAIM_PAGE = 64;
+
+// The label rule of store/labels.ts, in SQL, so that the (state, scheduled_start) index scan skips unmatched runs.
+const LABEL_RULE = {
+  unlabelled: "labels = '[]'",
+  labelled: `labels <> '[]' AND NOT EXISTS (
+      SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value NOT IN (SELECT value FROM json_each(@agentLabels)))`,
+};
+
+function candidatesSql(rule: string): string {
+  return `
+    SELECT id, rowid AS rid, scheduled_start, labels, flow_name FROM flow_runs
+    WHERE state = 'Scheduled' AND scheduled_start <= @now AND ${rule}
+      AND (scheduled_start, rowid) > (@afterStart, @afterRowid)
+      AND flow_name NOT IN (SELECT value FROM json_each(@fullFlows))
+      AND NOT EXISTS (SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value IN (SELECT value FROM json_each(@fullLabels)))
+    ORDER BY scheduled_start, rowid LIMIT @page`;
+}
+export const CANDIDATES = { unlabelled: candidatesSql(LABEL_RULE.unlabelled), labelled: candidatesSql(LABEL_RULE.labelled) };
+
+export const NEXT_START = {
+  unlabelled: `SELECT scheduled_start FROM flow_runs WHERE state = 'Scheduled' AND scheduled_start > @now AND ${LABEL_RULE.unlabelled}
+    ORDER BY scheduled_start LIMIT 1`,
+  labelled: `SELECT scheduled_start FROM flow_runs WHERE state = 'Scheduled' AND scheduled_start > @now AND ${LABEL_RULE.labelled}
+    ORDER BY scheduled_start LIMIT 1`,
+};
+
+const CLAIM_RUN = `
+  UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
+    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
+  WHERE id = @id AND state = 'Scheduled' RETURNING *`;
+const INSERT_RUN_STATE = "INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at) VALUES (?, ?, ?, ?, ?, ?)";
+
+// The limits in force: every label limit, and each flow's maxConcurrentRuns as its newest version says.
+const LABEL_LIMITS = "SELECT label, max_runs FROM concurrency_limits";
+const FLOW_LIMITS = `
+  SELECT name, max_concurrent_runs FROM flows f
+  WHERE max_concurrent_runs IS NOT NULL AND version = (SELECT max(version) FROM flows g WHERE g.name = f.name)`;
+const ACTIVE_BY_LABEL = `
+  SELECT l.value AS key, count(*) AS n FROM flow_runs r, json_each(r.labels) AS l
+  WHERE r.state IN ${ACTIVE} AND l.value IN (SELECT value FROM json_each(?)) GROUP BY l.value`;
+const ACTIVE_BY_FLOW = `
+  SELECT flow_name AS key, count(*) AS n FROM flow_runs
+  WHERE state IN ${ACTIVE} AND flow_name IN (SELECT value FROM json_each(?)) GROUP BY flow_name`;
+
+interface Candidate {
+  id: string;
+  rid: number;
+  scheduled_start: string;
+  labels: string;
+  flow_name: string;
+}
+
+/** Slots of each limit, as taken now and as the claim takes more. */
+class LimitCounts {
+  private readonly labelMax: Map<string, number>;
+  private readonly flowMax: Map<string, number>;
+  private readonly labelActive = new Map<string, number>();
+  private readonly flowActive = new Map<string, number>();
+
+  constructor(sql: SqlAccess) {
+    this.labelMax = new Map(sql.all<{ label: string; max_runs: number }>(LABEL_LIMITS).map((r) => [r.label, r.max_runs]));
+    this.flowMax = new Map(sql.all<{ name: string; max_concurrent_runs: number }>(FLOW_LIMITS).map((r) => [r.name, r.max_concurrent_runs]));
+    if (this.labelMax.size > 0) {
+      for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_LABEL, JSON.stringify([...this.labelMax.keys()]))) this.labelActive.set(r.key, r.n);
+    }
+    if (this.flowMax.size > 0) {
+      for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_FLOW, JSON.stringify([...this.flowMax.keys()]))) this.flowActive.set(r.key, r.n);
+    }
+  }
+
+  get anyFull(): boolean {
+    return this.fullLabels.length > 0 || this.fullFlows.length > 0;
+  }
+
+  get fullLabels(): string[] {
+    return [...this.labelMax].filter(([label, max]) => (this.labelActive.get(label) ?? 0) >= max).map(([label]) => label);
+  }
+
+  get fullFlows(): string[] {
+    return [...this.flowMax].filter(([name, max]) => (this.flowActive.get(name) ?? 0) >= max).map(([name]) => name);
+  }
+
+  allows(labels: readonly string[], flowName: string): boolean {
+    const flowMax = this.flowMax.get(flowName);
+    if (flowMax !== undefined && (this.flowActive.get(flowName) ?? 0) >= flowMax) return false;
+    return labels.every((label) => {
+      const max = this.labelMax.get(label);
+      return max === undefined || (this.labelActive.get(label) ?? 0) < max;
+    });
+  }
+
+  take(labels: readonly string[], flowName: string): void {
+    if (this.flowMax.has(flowName)) this.flowActive.set(flowName, (this.flowActive.get(flowName) ?? 0) + 1);
+    for (const label of labels) if (this.labelMax.has(label)) this.labelActive.set(label, (this.labelActive.get(label) ?? 0) + 1);
+  }
+}
+
+export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): FlowRun[] {
+  const now = sql.timestamp();
+  const leaseExpiresAt = sql.timestamp(leaseMs);
+  const limits = new LimitCounts(sql);
+  const claimed: FlowRun[] = [];
+  const take = (candidate: Candidate): boolean => {
+    const labels = JSON.parse(candidate.labels) as string[];
+    if (!limits.allows(labels, candidate.flow_name)) return false;
+    const row = sql.get<FlowRunRow>(CLAIM_RUN, { id: candidate.id, agentId, now, leaseExpiresAt });
+    if (!row) return false;
+    sql.run(INSERT_RUN_STATE, candidate.id, "Submitted", null, row.version, agentId, now);
+    limits.take(labels, candidate.flow_name);
+    claimed.push(toFlowRun(row));
+    return claimed.length >= max;
+  };
+  if (limits.anyFull) {
+    // Walking past every run a full limit holds would cost each claim the whole queue: look only at the
+    // heads of the groups (label set, flow) that no full limit holds.
+    for (const candidate of groupHeads(sql, agentLabels, limits, now, max)) if (take(candidate)) break;
+    return claimed;
+  }
+  const candidatesQuery = agentLabels.length === 0 ? CANDIDATES.unlabelled : CANDIDATES.labelled;
+  let after = { start: "", rowid: 0 };
+  for (;;) {
+    const page = sql.all<Candidate>(candidatesQuery, {
+      now,
+      agentLabels: JSON.stringify(agentLabels),
+      afterStart: after.start,
+      afterRowid: after.rowid,
+      fullFlows: JSON.stringify(limits.fullFlows),
+      fullLabels: JSON.stringify(limits.fullLabels),
+      page: CLAIM_PAGE,
+    });
+    for (const candidate of page) if (take(candidate)) return claimed;
+    if (page.length < CLAIM_PAGE) return claimed;
+    const last = page[page.length - 1]!;
+    after = { start: last.scheduled_start, rowid: last.rid };
+  }
+}
+
+// The groups of Scheduled runs, an index seek or two each (a skip scan of flow_runs_state_group: the next flow
+// with the same labels, else the next labels), and a group's earliest due runs. A row-value comparison,
+// (labels, flow_name) > (...), would scan the rest of the index instead of seeking.
+const NEXT_FLOW_IN_GROUP = `
+  SELECT labels, flow_name FROM flow_runs WHERE state = 'Scheduled' AND labels = @labels AND flow_name > @flowName
+  ORDER BY flow_name LIMIT 1`;
+const NEXT_LABELS = `
+  SELECT labels, flow_name FROM flow_runs WHERE state = 'Scheduled' AND labels > @labels ORDER BY labels, flow_name LIMIT 1`;
+const GROUP_HEADS = `
+  SELECT id, rowid AS rid, scheduled_start, labels, flow_name FROM flow_runs
+  WHERE state = 'Scheduled' AND labels = @labels AND flow_name = @flowName AND scheduled_start <= @now
+  ORDER BY scheduled_start LIMIT @max`;
+
+/** The first `max` due runs of each group the agent may take and no full limit holds, earliest start first. */
+function groupHeads(sql: SqlAccess, agentLabels: readonly string[], limits: LimitCounts, now: string, max: number): Candidate[] {
+  const heads: Candidate[] = [];
+  for (let group = { labels: "", flowName: "" }; ; ) {
+    const next =
+      sql.get<{ labels: string; flow_name: string }>(NEXT_FLOW_IN_GROUP, group) ??
+      sql.get<{ labels: string; flow_name: string }>(NEXT_LABELS, { labels: group.labels });
+    if (!next) break;
+    group = { labels: next.labels, flowName: next.flow_name };
+    const labels = JSON.parse(next.labels) as string[];
+    if (!labelsMatch(labels, agentLabels) || !limits.allows(labels, next.flow_name)) continue;
+    heads.push(...sql.all<Candidate>(GROUP_HEADS, { ...group, now, max }));
+  }
+  return heads.sort((a, b) => (a.scheduled_start < b.scheduled_start ? -1 : a.scheduled_start > b.scheduled_start ? 1 : a.rid - b.rid));
+}
+
+export function nextScheduledStart(sql: SqlAccess, agentLabels: readonly string[]): string | undefined {
+  const query = agentLabels.length === 0 ? NEXT_START.unlabelled : NEXT_START.labelled;
+  return sql.get<{ scheduled_start: string }>(query, { now: sql.timestamp(), agentLabels: JSON.stringify(agentLabels) })?.scheduled_start;
+}
+
+// Concurrency limits.
+
+const HOLDERS_OF_LABEL = `
+  SELECT r.* FROM flow_runs r WHERE r.state IN ${ACTIVE}
+    AND EXISTS (SELECT 1 FROM json_each(r.labels) AS l WHERE l.value = ?)
+  ORDER BY r.updated_at, r.rowid LIMIT ?`;
+const HOLDERS_OF_FLOW = `SELECT * FROM flow_runs WHERE flow_name = ? AND state IN ${ACTIVE} ORDER BY updated_at, rowid LIMIT ?`;
+
+export function setConcurrencyLimit(sql: SqlAccess, label: string, max: number): ConcurrencyLimit {
+  sql.run(
+    `INSERT INTO concurrency_limits (label, max_runs, updated_at) VALUES (?, ?, ?)
+     ON CONFLICT (label) DO UPDATE SET max_runs = excluded.max_runs, updated_at = excluded.updated_at`,
+    label,
+    max,
+    sql.timestamp(),
+  );
+  return { label, max, holders: activeRuns(sql, { label }, 1000).map((run) => run.id) };
+}
+
+export function deleteConcurrencyLimit(sql: SqlAccess, label: string): boolean {
+  return sql.run("DELETE FROM concurrency_limits WHERE label = ?", label).changes > 0;
+}
+
+export function listConcurrencyLimits(sql: SqlAccess): ConcurrencyLimit[] {
+  return sql
+    .all<{ label: string; max_runs: number }>(`${LABEL_LIMITS} ORDER BY label`)
+    .map((row) => ({ label: row.label, max: row.max_runs, holders: activeRuns(sql, { label: row.label }, 1000).map((run) => run.id) }));
+}
+
+export function activeRuns(sql: SqlAccess, filter: { label?: string; flowName?: string }, limit: number): FlowRun[] {
+  if (filter.label !== undefined) return sql.all<FlowRunRow>(HOLDERS_OF_LABEL, filter.label, limit).map(toFlowRun);
+  if (filter.flowName !== undefined) return sql.all<FlowRunRow>(HOLDERS_OF_FLOW, filter.flowName, limit).map(toFlowRun);
+  return [];
+}
+
+// Runs.
+
+const INSERT_RUN = `
+  INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, state_message, version, labels, parameters,
+    idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at, epoch, lease_expires_at,
+    scheduled_start, clock)
+  VALUES (@id, @flow_id, @flow_name, @flow_version, @state, @state_message, @version, @labels, @parameters,
+    @idempotency_key, @agent_id, @created_at, @updated_at, @started_at, @ended_at, @last_heartbeat_at, @epoch,
+    @lease_expires_at, @scheduled_start, @clock)`;
+
+/** Inserts a Scheduled run and its first state; the caller has dealt with idempotency keys. */
+export function insertRun(sql: SqlAccess, input: NewFlowRun & { clock?: string | null }): FlowRunRow {
+  const now = sql.timestamp();
+  const row: FlowRunRow = {
+    id: randomUUID(),
+    flow_id: input.flow.id,
+    flow_name: input.flow.name,
+    flow_version: input.flow.version,
+    state: "Scheduled",
+    state_message: null,
+    version: 0,
+    labels: JSON.stringify(normalizeLabels(input.labels)),
+    parameters: JSON.stringify(input.parameters),
+    idempotency_key: input.idempotencyKey ?? null,
+    agent_id: null,
+    created_at: now,
+    updated_at: now,
+    started_at: null,
+    ended_at: null,
+    last_heartbeat_at: null,
+    epoch: 0,
+    lease_expires_at: null,
+    scheduled_start: input.scheduledStart ? input.scheduledStart.toISOString() : now,
+    clock: input.clock ?? null,
+  };
+  sql.run(INSERT_RUN, row);
+  sql.run(INSERT_RUN_STATE, row.id, "Scheduled", null, 0, null, now);
+  return row;
+}
+
+/** Removes a run that never ran (no claim), with its history. */
+function deleteUnclaimedRun(sql: SqlAccess, id: string): boolean {
+  const row = sql.get<{ id: string }>("SELECT id FROM flow_runs WHERE id = ? AND state = 'Scheduled' AND epoch = 0", id);
+  if (!row) return false;
+  sql.run("DELETE FROM flow_run_states WHERE flow_run_id = ?", id);
+  sql.run("DELETE FROM task_runs WHERE flow_run_id = ?", id);
+  sql.run("DELETE FROM logs WHERE flow_run_id = ?", id);
+  sql.run("DELETE FROM flow_runs WHERE id = ?", id);
+  return true;
+}
+
+// Schedules.
+
+const UNCLAIMED_FUTURE = `
+  SELECT id FROM flow_runs WHERE flow_name = ? AND clock IS NOT NULL AND state = 'Scheduled' AND epoch = 0 AND scheduled_start > ?`;
+
+/**
+ * A new version of `flowName` takes over its schedule (inside registerFlow's transaction): the scheduler's
+ * unclaimed runs due after now go, with their slots, so that the new version's clocks make them again; a
+ * clock the new version keeps restarts from now at the latest, and a new clock starts from now.
+ */
+export function takeOverSchedule(sql: SqlAccess, flowName: string, schedule: readonly ClockSpec[]): void {
+  const now = sql.timestamp();
+  for (const { id } of sql.all<{ id: string }>(UNCLAIMED_FUTURE, flowName, now)) {
+    sql.run("DELETE FROM schedule_ticks WHERE flow_run_id = ?", id);
+    deleteUnclaimedRun(sql, id);
+  }
+  const keys = schedule.map(clockKey);
+  sql.run("DELETE FROM schedule_clocks WHERE flow_name = ? AND clock NOT IN (SELECT value FROM json_each(?))", flowName, JSON.stringify(keys));
+  for (const key of keys) {
+    sql.run("INSERT OR IGNORE INTO schedule_clocks (flow_name, clock, cursor) VALUES (?, ?, ?)", flowName, key, now);
+    sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND clock = ? AND cursor > ?", now, flowName, key, now);
+  }
+  if (keys.length > 0) sql.run("INSERT OR IGNORE INTO schedules (flow_name, paused, updated_at) VALUES (?, 0, ?)", flowName, now);
+}
+
+export function listScheduledFlows(sql: SqlAccess): FlowRecord[] {
+  return sql
+    .all<FlowRow>(
+      `SELECT * FROM flows f WHERE schedule IS NOT NULL AND schedule <> '[]'
+       AND version = (SELECT max(version) FROM flows g WHERE g.name = f.name) ORDER BY name`,
+    )
+    .map(toFlow);
+}
+
+export function getScheduleState(sql: SqlAccess, flowName: string): ScheduleState {
+  const paused = sql.get<{ paused: number }>("SELECT paused FROM schedules WHERE flow_name = ?", flowName)?.paused === 1;
+  const cursors: Record<string, string> = {};
+  for (const row of sql.all<{ clock: string; cursor: string }>("SELECT clock, cursor FROM schedule_clocks WHERE flow_name = ?", flowName)) {
+    cursors[row.clock] = row.cursor;
+  }
+  return { paused, cursors };
+}
+
+export function applySlots(sql: SqlAccess, flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): FlowRun[] {
+  const now = sql.timestamp();
+  const made: FlowRun[] = [];
+  for (const decision of decisions) {
+    const slot = decision.slot.toISOString();
+    // The unique (flow, clock, slot) decides: a slot someone recorded already is theirs.
+    const recorded = sql.run(
+      "INSERT OR IGNORE INTO schedule_ticks (flow_name, clock, slot, outcome, flow_run_id, at) VALUES (?, ?, ?, ?, NULL, ?)",
+      flowName,
+      clock,
+      slot,
+      decision.outcome,
+      now,
+    );
+    if (recorded.changes === 0 || decision.outcome !== "created" || !decision.run) continue;
+    const row = insertRun(sql, { ...decision.run, scheduledStart: decision.slot, clock });
+    sql.run("UPDATE schedule_ticks SET flow_run_id = ? WHERE flow_name = ? AND clock = ? AND slot = ?", row.id, flowName, clock, slot);
+    made.push(toFlowRun(row));
+  }
+  const to = cursor.toISOString();
+  sql.run("INSERT OR IGNORE INTO schedule_clocks (flow_name, clock, cursor) VALUES (?, ?, ?)", flowName, clock, to);
+  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND clock = ? AND cursor < ?", to, flowName, clock, to);
+  return made;
+}
+
+export function listUnclaimedSlotRuns(sql: SqlAccess, flowName: string, clock: string, before: Date): FlowRun[] {
+  return sql
+    .all<FlowRunRow>(
+      `SELECT * FROM flow_runs WHERE flow_name = ? AND clock = ? AND state = 'Scheduled' AND epoch = 0 AND scheduled_start < ?
+       ORDER BY scheduled_start`,
+      flowName,
+      clock,
+      before.toISOString(),
+    )
+    .map(toFlowRun);
+}
+
+export function dropSlotRuns(sql: SqlAccess, runIds: readonly string[], outcome: "missed" | "paused"): string[] {
+  const dropped: string[] = [];
+  for (const id of runIds) {
+    if (!deleteUnclaimedRun(sql, id)) continue;
+    sql.run("UPDATE schedule_ticks SET outcome = ?, flow_run_id = NULL WHERE flow_run_id = ?", outcome, id);
+    dropped.push(id);
+  }
+  return dropped;
+}
+
+export function setSchedulePaused(sql: SqlAccess, flowName: string, paused: boolean): { dropped: string[] } {
+  const now = sql.timestamp();
+  sql.run(
+    `INSERT INTO schedules (flow_name, paused, updated_at) VALUES (?, ?, ?)
+     ON CONFLICT (flow_name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at`,
+    flowName,
+    paused ? 1 : 0,
+    now,
+  );
+  if (paused) {
+    const future = sql.all<{ id: string }>(UNCLAIMED_FUTURE, flowName, now).map((row) => row.id);
+    return { dropped: dropSlotRuns(sql, future, "paused") };
+  }
+  // Resumed: slots still to come that the pause dropped are made again.
+  sql.run("DELETE FROM schedule_ticks WHERE flow_name = ? AND outcome = 'paused' AND slot > ?", flowName, now);
+  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND cursor > ?", now, flowName, now);
+  return { dropped: [] };
+}
+
+export function listScheduleTicks(sql: SqlAccess, flowName: string, limit: number): ScheduleTick[] {
+  return sql
+    .all<{ clock: string; slot: string; outcome: ScheduleTick["outcome"]; flow_run_id: string | null; at: string }>(
+      "SELECT clock, slot, outcome, flow_run_id, at FROM schedule_ticks WHERE flow_name = ? ORDER BY slot DESC, id DESC LIMIT ?",
+      flowName,
+      limit,
+    )
+    .map((row) => ({ clock: row.clock, slot: row.slot, outcome: row.outcome, flowRunId: row.flow_run_id, at: row.at }));
+}
+
+export function pruneScheduleTicks(sql: SqlAccess, flowName: string, keep: number): number {
+  return sql.run(
+    `DELETE FROM schedule_ticks WHERE id IN (
+       SELECT id FROM schedule_ticks WHERE flow_name = ? ORDER BY slot DESC, id DESC LIMIT -1 OFFSET ?)`,
+    flowName,
+    keep,
+  ).changes;
+}
