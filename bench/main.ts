@@ -6,7 +6,9 @@
  * (b) end to end: flow run created → Success recorded by the server, for a trivial flow, as a ratio to
  *     `docker run --rm` of the same image running the same flow in-process;
  * (c) the in-process engine: flow.run() with LocalExecutor of a 10,000-task DAG;
- * (d) what an image costs a run: created → started with the image present, pulled from a registry on
+ * (d) schedule lateness: a scheduled slot's time → its container started, with an idle agent, against (a);
+ * (e) claim throughput: 10,000 queued runs drained behind a concurrency limit, against the same queue without;
+ * (f) what an image costs a run: created → started with the image present, pulled from a registry on
  *     127.0.0.1, and built by the agent from the registered build context.
  */
 import { spawn } from "node:child_process";
@@ -25,10 +27,13 @@ import { createDockerEngine } from "../engine/docker-engine.js";
 import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { ensureBerthImage } from "../images/index.js";
 import { registerFlowFile } from "../storage/register.js";
+import { runClaimBench } from "./claims.js";
 import { runEngineBench } from "./engine.js";
 import { runImageBench } from "./images.js";
+import { runScheduleBench } from "./schedule.js";
 
 const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 25);
+const SLOTS = Number(process.env.BERTH_BENCH_SLOTS ?? 30);
 const WARMUP = 3;
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 const flowFile = path.join(repo, "test", "fixtures", "trivial-flow.ts");
@@ -153,6 +158,24 @@ async function main(): Promise<void> {
     const ratio = percentile(endToEnd, 50) / percentile(dockerRun, 50);
     process.stdout.write(`  ratio (p50): ${ratio.toFixed(2)}×   (target ≤ 1.2×)\n\n`);
 
+    const slots = await runScheduleBench({
+      engine,
+      client,
+      config: { ...config, apiUrl: server.url },
+      logger,
+      flowFile: path.join(repo, "test", "fixtures", "scheduled-flow.ts"),
+      slots: SLOTS,
+      warmup: WARMUP,
+      every: "2s",
+      startedAt: (container) => startedAt(engine, container),
+    });
+    process.stdout.write(`(d) schedule lateness: slot time → container started, ${slots.length} slots of an every-2s schedule, idle agent\n`);
+    process.stdout.write(row("berth (run made ahead, claim woken when due)", slots));
+    const late99 = percentile(slots, 99);
+    process.stdout.write(
+      `  p99 ${fmt(late99)}, over pickup (a) p50: ${fmt(late99 - percentile(pickup, 50))}   (target < 200 ms)\n\n`,
+    );
+
     const imageRounds = Number(process.env.BERTH_BENCH_IMAGE_ROUNDS ?? 5);
     const images = await runImageBench({
       engine,
@@ -171,7 +194,7 @@ async function main(): Promise<void> {
         return started - parseEngineTime(final.createdAt);
       },
     });
-    process.stdout.write(`(d) image: flow run created → container started, ${imageRounds} rounds after a warm-up\n`);
+    process.stdout.write(`(f) image: flow run created → container started, ${imageRounds} rounds after a warm-up\n`);
     process.stdout.write(row("image present", images.present));
     process.stdout.write(row("pulled from a registry on 127.0.0.1", images.pulled));
     process.stdout.write(row("built by the agent from the build context", images.built));
@@ -185,6 +208,13 @@ async function main(): Promise<void> {
     }
     await rm(dir, { recursive: true, force: true });
   }
+
+  // After the server and agents stop: the store's work is synchronous and would stall their event loop.
+  const claims = await runClaimBench();
+  process.stdout.write(`(e) claim throughput: ${claims.runs.toLocaleString("en")} queued runs drained by ${claims.slots} agent slots, SQLite store\n`);
+  process.stdout.write(`  without a limit                              ${claims.unlimited.toFixed(0).padStart(6)} claims/s\n`);
+  process.stdout.write(`  behind a concurrency limit of ${String(claims.limit).padEnd(15)}${claims.limited.toFixed(0).padStart(6)} claims/s\n`);
+  process.stdout.write(`  the limit costs ${((1 - claims.limited / claims.unlimited) * 100).toFixed(1)}%   (target < 20%)\n\n`);
 
   const dag = await runEngineBench();
   process.stdout.write("(c) in-process engine: flow.run() with LocalExecutor, 10,000-task DAG (chain of 5,000 + fan-out of 5,000)\n");
