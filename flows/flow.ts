@@ -30,7 +30,7 @@ export interface FlowOptions {
   schedule?: Schedule | Schedule[];
   /** Scheduled slots missed while the server was down: "none" run, the "latest" runs, or "all" run (default "latest"). */
   catchUp?: CatchUp;
-  /** At most this many runs of the flow at once, across every agent; the rest wait Scheduled (default: no limit). */
+  /** At most this many runs of the flow Submitted, Running or Cancelling at once, across every agent; the rest wait Scheduled (default: no limit). */
   maxConcurrentRuns?: number;
   /** Tasks whose states decide the flow's (default: the terminal tasks, those without downstream). */
   referenceTasks?: AnyTask[];

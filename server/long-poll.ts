@@ -26,6 +26,7 @@ export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | unde
   if (options.waitMs <= 0) return options.attempt();
   const ended = new AbortController();
   const end = (): void => ended.abort();
+  const deadline = performance.now() + options.waitMs;
   const timer = setTimeout(end, options.waitMs);
   timer.unref();
   for (const signal of options.signals) {
@@ -41,7 +42,8 @@ export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | unde
         const result = await options.attempt();
         if (result !== undefined) return result;
         const dueInMs = await options.dueInMs?.();
-        const due = dueInMs === undefined ? undefined : dueTimer(dueInMs);
+        // Work due only after the wait ends needs no timer (and a start weeks away must not overflow one).
+        const due = dueInMs === undefined || dueInMs >= deadline - performance.now() ? undefined : dueTimer(dueInMs);
         // Not notified (and not due) means the wait is over (time, client gone, closing), whichever signal said so.
         const again = await (due ? Promise.race([woke, due.elapsed]) : woke);
         due?.cancel();

@@ -9,15 +9,19 @@
  * - **created**: a Scheduled run of the newest version, starting at the slot, with the clock's parameters
  *   over the flow's defaults and the clock's labels (or the flow's). Runs are made up to AHEAD_MS ahead (at
  *   most SLOTS_PER_PASS per clock and pass), and the next slot is always made, however far off.
- * - **missed**: the slot's time came while the server was down (before this server started, after the
- *   cursor). The flow's `catchUp` decides: "none" runs none of them, "latest" (the default) the newest only,
- *   "all" every one (at most CATCH_UP_MAX, the newest). A run made ahead whose slot came while the server was
- *   down, still unclaimed, counts as missed too.
+ * - **missed**: the slot's time came while no scheduler ran. That is downtime: no pass on any server for
+ *   three scheduler intervals, and at least MIN_DOWN_MS, told by the store's record of the last pass; a shorter gap
+ *   (a quick restart, a replica joining) misses nothing. A slot after the cursor and before this server
+ *   started was never decided; a run made ahead whose slot fell in the downtime, still unclaimed, was never
+ *   started on time. For both, the flow's `catchUp` decides: "none" runs none of them, "latest" (the
+ *   default) the newest only, "all" every one (at most CATCH_UP_MAX, the newest). Runs that came due while
+ *   a scheduler ran and wait for an agent or a concurrency slot are never touched.
  * - **paused**: the slot's time came while the schedule was paused; pausing also drops the runs made ahead.
  *
  * Passes never overlap, run every `schedulerIntervalMs` and whenever something changes a schedule
- * (`wake()`), and `tickOnce(now)` runs one with a test's clock. The slot history is kept to the newest
- * TICKS_KEPT per flow.
+ * (`wake()`), and `tickOnce(now)` runs one with a test's clock. The slot history keeps the newest TICKS_KEPT
+ * slots per flow that have come, and every slot to come. A pass writes a clock's decisions only if the
+ * schedule is still as the pass read it (store.applySlots): a pause or a new version on another server wins.
  */
 import type { FastifyBaseLogger } from "fastify";
 import { clockKey, nextSlot, slotsAfter } from "../flows/schedules.js";
@@ -32,8 +36,10 @@ export const AHEAD_MS = 10 * 60_000;
 export const SLOTS_PER_PASS = 100;
 /** With catchUp "all": at most this many missed slots of a clock run, the newest. */
 export const CATCH_UP_MAX = 100;
-/** Slot history kept per flow. */
+/** Slot history kept per flow (slots that have come; those to come are all kept). */
 export const TICKS_KEPT = 1_000;
+/** The shortest gap between scheduler passes that counts as downtime. */
+export const MIN_DOWN_MS = 30_000;
 
 export interface SchedulerOptions {
   store: StateStore;
@@ -60,6 +66,8 @@ export class Scheduler {
   private stopped = false;
   /** Clocks (flow and key) whose runs made before this server started were already looked at. */
   private readonly caughtUp = new Set<string>();
+  /** The downtime before this server started (no pass on any server), once the first pass has read it. */
+  private downtime: { from: Date; until: Date } | null | undefined;
 
   constructor(private readonly options: SchedulerOptions) {}
 
@@ -107,6 +115,13 @@ export class Scheduler {
 
   private async run(now: number): Promise<SchedulerReport> {
     const report: SchedulerReport = { created: [], skipped: {} };
+    const previous = await this.options.store.recordSchedulerPass(new Date(now));
+    if (this.downtime === undefined) {
+      const { startedAt, intervalMs } = this.options;
+      const downAfterMs = Math.max(3 * intervalMs, MIN_DOWN_MS);
+      this.downtime = previous && startedAt - previous.getTime() > downAfterMs ? { from: previous, until: new Date(startedAt) } : null;
+      if (this.downtime) this.options.logger.info({ since: previous }, `no scheduler ran from ${previous!.toISOString()} to this server's start: catching up`);
+    }
     for (const flow of await this.options.store.listScheduledFlows()) {
       try {
         await this.schedule(flow, now, report);
@@ -127,7 +142,9 @@ export class Scheduler {
       const key = clockKey(clock);
       const cursor = new Date(state.cursors[key] ?? flow.createdAt);
       const decisions: SlotDecision[] = [];
-      const skip = (n: number) => (report.skipped[flow.name] = (report.skipped[flow.name] ?? 0) + n);
+      const skip = (n: number) => {
+        if (n > 0) report.skipped[flow.name] = (report.skipped[flow.name] ?? 0) + n;
+      };
       const run = this.runOf(flow, clock);
       let from = cursor;
       let to: Date;
@@ -138,16 +155,19 @@ export class Scheduler {
         skip(passed.length);
         to = passed.length === SLOTS_PER_PASS ? passed[passed.length - 1]! : new Date(now);
       } else {
-        // Slots whose time came while no server ran: the flow's catchUp decides.
-        const downUntil = new Date(Math.min(now, this.options.startedAt - 1));
-        const { newest: missed, total: missedTotal } = from < downUntil ? newestSlots(clock, from, downUntil, TICKS_KEPT) : { newest: [], total: 0 };
+        // Slots whose time came while no scheduler ran: the flow's catchUp decides. Without downtime, a slot the
+        // cursor has not passed is simply made (and is due at once).
+        const downUntil = this.downtime ? new Date(Math.min(now, this.options.startedAt - 1)) : undefined;
+        const { newest: missed, total: missedTotal } =
+          downUntil && from < downUntil ? newestSlots(clock, from, downUntil, TICKS_KEPT) : { newest: [], total: 0 };
         if (missedTotal > missed.length) {
           this.options.logger.warn({ flow: flow.name, clock: key }, `${missedTotal} slots of flow "${flow.name}" passed while the server was down; the newest ${missed.length} are recorded`);
           skip(missedTotal - missed.length);
         }
-        const madeAhead = this.caughtUp.has(`${flow.name}\0${key}`)
-          ? []
-          : await store.listUnclaimedSlotRuns(flow.name, key, new Date(this.options.startedAt));
+        const madeAhead =
+          this.caughtUp.has(`${flow.name}\0${key}`) || !this.downtime
+            ? []
+            : await store.listUnclaimedSlotRuns(flow.name, key, this.downtime.from, this.downtime.until);
         this.caughtUp.add(`${flow.name}\0${key}`);
         const keep = catchUpKeeps(flow.catchUp, [...missed.map((slot) => slot.getTime()), ...madeAhead.map((r) => Date.parse(r.scheduledStart))]);
         for (const slot of missed) decisions.push(keep.has(slot.getTime()) ? { slot, outcome: "created", run } : { slot, outcome: "missed" });
@@ -172,10 +192,16 @@ export class Scheduler {
         to = upcoming.length === SLOTS_PER_PASS || (last && last > until) ? last! : until;
       }
       if (decisions.length === 0 && to <= cursor) continue;
-      report.created.push(...(await store.applySlots(flow.name, key, decisions, to)));
+      const made = await store.applySlots({ flow, clock: key, paused: state.paused, decisions, cursor: to });
+      if (!made) {
+        // Paused, resumed or registered again by another server since this pass read it: its next pass decides.
+        this.options.logger.debug({ flow: flow.name, clock: key }, "schedule changed during the pass; left to the next one");
+        continue;
+      }
+      report.created.push(...made);
       wrote ||= decisions.length > 0;
     }
-    if (wrote) await store.pruneScheduleTicks(flow.name, TICKS_KEPT);
+    if (wrote) await store.pruneScheduleTicks(flow.name, TICKS_KEPT, new Date(now));
   }
 
   /** The run a clock's slot makes: the flow's parameter defaults under the clock's, the clock's labels or the flow's. */

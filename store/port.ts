@@ -37,6 +37,15 @@ export interface SlotDecision {
   run?: Omit<NewFlowRun, "idempotencyKey" | "scheduledStart">;
 }
 
+/** One clock's decisions, as one version of a flow saw its schedule (see StateStore.applySlots). */
+export interface AppliedSlots {
+  flow: FlowRecord;
+  clock: string;
+  paused: boolean;
+  decisions: readonly SlotDecision[];
+  cursor: Date;
+}
+
 export interface ScheduleState {
   paused: boolean;
   /** Per clock key: the slot time up to which its slots have been handled. */
@@ -133,21 +142,32 @@ export interface StateStore {
   listScheduledFlows(): Promise<FlowRecord[]>;
   getScheduleState(flowName: string): Promise<ScheduleState>;
   /**
+   * Records that a scheduler pass runs at `at` (on any server) and returns when the one before it ran,
+   * undefined for the first ever.
+   */
+  recordSchedulerPass(at: Date): Promise<Date | undefined>;
+  /**
    * Records the decisions for slots of one clock, each at most once whoever decides it (a slot already
    * recorded is left as it is), makes a run for each new "created" one, and moves the clock's cursor on to
-   * `cursor` (never back). Returns the runs made.
+   * `cursor` (never back). Returns the runs made; undefined, writing nothing, when the schedule is no longer
+   * as the decisions saw it: `flow` is not the newest version, the clock is not in its schedule, or the
+   * schedule's paused flag is not `paused` (another server changed it meanwhile).
    */
-  applySlots(flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): Promise<FlowRun[]>;
-  /** The scheduler's runs of a clock still Scheduled and never claimed, starting before `before`, earliest first. */
-  listUnclaimedSlotRuns(flowName: string, clock: string, before: Date): Promise<FlowRun[]>;
+  applySlots(slots: AppliedSlots): Promise<FlowRun[] | undefined>;
+  /** The scheduler's runs of a clock still Scheduled and never claimed, starting in [from, before), earliest first. */
+  listUnclaimedSlotRuns(flowName: string, clock: string, from: Date, before: Date): Promise<FlowRun[]>;
   /** Removes such runs (never claimed), marking their slots `outcome`; a run claimed meanwhile is left alone. */
   dropSlotRuns(runIds: readonly string[], outcome: "missed" | "paused"): Promise<string[]>;
-  /** Pauses or resumes a schedule; pausing drops its unclaimed runs due after now (their slots: "paused"). */
+  /**
+   * Pauses or resumes a schedule. Pausing drops its unclaimed runs due after now (their slots: "paused");
+   * resuming records the slots that passed since the last paused pass as paused, and every clock goes on
+   * from now.
+   */
   setSchedulePaused(flowName: string, paused: boolean): Promise<{ dropped: string[] }>;
   /** The newest `limit` slots handled for the flow, newest first. */
   listScheduleTicks(flowName: string, limit: number): Promise<ScheduleTick[]>;
-  /** Keeps the newest `keep` slots handled of the flow; returns how many were removed. */
-  pruneScheduleTicks(flowName: string, keep: number): Promise<number>;
+  /** Keeps the newest `keep` slots of the flow up to `before`, and every later one; returns how many were removed. */
+  pruneScheduleTicks(flowName: string, keep: number, before: Date): Promise<number>;
 
   /**
    * Extends by `leaseMs` the lease of each listed run the agent still holds (its agent, the same epoch, and

@@ -184,6 +184,15 @@ export const MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX schedule_ticks_flow ON schedule_ticks (flow_name, slot);
   `,
+  // When a scheduler pass last ran, on whichever server: only a longer gap than a few passes is downtime, whose
+  // slots the flows' catchUp decides. And a dropped run's slot is found by its run.
+  `
+  CREATE TABLE scheduler_passes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    passed_at TEXT NOT NULL
+  );
+  CREATE INDEX schedule_ticks_run ON schedule_ticks (flow_run_id) WHERE flow_run_id IS NOT NULL;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -7,10 +7,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
-import { clockKey } from "../flows/schedules.js";
+import { clockKey, slotsAfter } from "../flows/schedules.js";
 import type { ClockSpec, ConcurrencyLimit, FlowRecord, FlowRun, ScheduleTick } from "../wire/schema.js";
 import { labelsMatch, normalizeLabels } from "./labels.js";
-import type { NewFlowRun, ScheduleState, SlotDecision } from "./port.js";
+import type { AppliedSlots, NewFlowRun, ScheduleState } from "./port.js";
 import { toFlow, toFlowRun, type FlowRow, type FlowRunRow } from "./sqlite-rows.js";
 
 /** What these functions need of the store's connection: prepared statements, and its clock. */
@@ -286,6 +286,9 @@ function deleteUnclaimedRun(sql: SqlAccess, id: string): boolean {
 
 // Schedules.
 
+/** Slots recorded as paused on resume (those since the last paused pass: a few, unless no server ran). */
+const RESUME_SLOTS_RECORDED = 1_000;
+
 const UNCLAIMED_FUTURE = `
   SELECT id FROM flow_runs WHERE flow_name = ? AND clock IS NOT NULL AND state = 'Scheduled' AND epoch = 0 AND scheduled_start > ?`;
 
@@ -327,7 +330,23 @@ export function getScheduleState(sql: SqlAccess, flowName: string): ScheduleStat
   return { paused, cursors };
 }
 
-export function applySlots(sql: SqlAccess, flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): FlowRun[] {
+/** When the pass before this one ran, and this one's time (kept the later of the two). */
+export function recordSchedulerPass(sql: SqlAccess, at: Date): Date | undefined {
+  const previous = sql.get<{ passed_at: string }>("SELECT passed_at FROM scheduler_passes WHERE id = 1")?.passed_at;
+  sql.run(
+    `INSERT INTO scheduler_passes (id, passed_at) VALUES (1, ?)
+     ON CONFLICT (id) DO UPDATE SET passed_at = max(passed_at, excluded.passed_at)`,
+    at.toISOString(),
+  );
+  return previous === undefined ? undefined : new Date(previous);
+}
+
+export function applySlots(sql: SqlAccess, { flow, clock, paused, decisions, cursor }: AppliedSlots): FlowRun[] | undefined {
+  // Decided outside this transaction: write only if the schedule is still as the decisions saw it.
+  const newest = sql.get<{ id: string }>("SELECT id FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1", flow.name)?.id;
+  const isPaused = sql.get<{ paused: number }>("SELECT paused FROM schedules WHERE flow_name = ?", flow.name)?.paused === 1;
+  const hasClock = sql.get<{ one: number }>("SELECT 1 AS one FROM schedule_clocks WHERE flow_name = ? AND clock = ?", flow.name, clock) !== undefined;
+  if (newest !== flow.id || isPaused !== paused || !hasClock) return undefined;
   const now = sql.timestamp();
   const made: FlowRun[] = [];
   for (const decision of decisions) {
@@ -335,7 +354,7 @@ export function applySlots(sql: SqlAccess, flowName: string, clock: string, deci
     // The unique (flow, clock, slot) decides: a slot someone recorded already is theirs.
     const recorded = sql.run(
       "INSERT OR IGNORE INTO schedule_ticks (flow_name, clock, slot, outcome, flow_run_id, at) VALUES (?, ?, ?, ?, NULL, ?)",
-      flowName,
+      flow.name,
       clock,
       slot,
       decision.outcome,
@@ -343,22 +362,22 @@ export function applySlots(sql: SqlAccess, flowName: string, clock: string, deci
     );
     if (recorded.changes === 0 || decision.outcome !== "created" || !decision.run) continue;
     const row = insertRun(sql, { ...decision.run, scheduledStart: decision.slot, clock });
-    sql.run("UPDATE schedule_ticks SET flow_run_id = ? WHERE flow_name = ? AND clock = ? AND slot = ?", row.id, flowName, clock, slot);
+    sql.run("UPDATE schedule_ticks SET flow_run_id = ? WHERE flow_name = ? AND clock = ? AND slot = ?", row.id, flow.name, clock, slot);
     made.push(toFlowRun(row));
   }
   const to = cursor.toISOString();
-  sql.run("INSERT OR IGNORE INTO schedule_clocks (flow_name, clock, cursor) VALUES (?, ?, ?)", flowName, clock, to);
-  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND clock = ? AND cursor < ?", to, flowName, clock, to);
+  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND clock = ? AND cursor < ?", to, flow.name, clock, to);
   return made;
 }
 
-export function listUnclaimedSlotRuns(sql: SqlAccess, flowName: string, clock: string, before: Date): FlowRun[] {
+export function listUnclaimedSlotRuns(sql: SqlAccess, flowName: string, clock: string, from: Date, before: Date): FlowRun[] {
   return sql
     .all<FlowRunRow>(
-      `SELECT * FROM flow_runs WHERE flow_name = ? AND clock = ? AND state = 'Scheduled' AND epoch = 0 AND scheduled_start < ?
-       ORDER BY scheduled_start`,
+      `SELECT * FROM flow_runs WHERE flow_name = ? AND clock = ? AND state = 'Scheduled' AND epoch = 0
+       AND scheduled_start >= ? AND scheduled_start < ? ORDER BY scheduled_start`,
       flowName,
       clock,
+      from.toISOString(),
       before.toISOString(),
     )
     .map(toFlowRun);
@@ -387,9 +406,28 @@ export function setSchedulePaused(sql: SqlAccess, flowName: string, paused: bool
     const future = sql.all<{ id: string }>(UNCLAIMED_FUTURE, flowName, now).map((row) => row.id);
     return { dropped: dropSlotRuns(sql, future, "paused") };
   }
-  // Resumed: slots still to come that the pause dropped are made again.
+  // Resumed: slots still to come that the pause dropped are made again; those that passed since the last
+  // paused pass are paused too, so that none of them runs late; every clock goes on from now.
   sql.run("DELETE FROM schedule_ticks WHERE flow_name = ? AND outcome = 'paused' AND slot > ?", flowName, now);
-  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ? AND cursor > ?", now, flowName, now);
+  const flow = sql.get<FlowRow>("SELECT * FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1", flowName);
+  const cursors = new Map(
+    sql.all<{ clock: string; cursor: string }>("SELECT clock, cursor FROM schedule_clocks WHERE flow_name = ?", flowName).map((r) => [r.clock, r.cursor]),
+  );
+  for (const spec of flow ? toFlow(flow).schedule : []) {
+    const key = clockKey(spec);
+    const cursor = cursors.get(key);
+    if (cursor === undefined || cursor >= now) continue;
+    for (const slot of slotsAfter(spec, new Date(cursor), { until: new Date(now), limit: RESUME_SLOTS_RECORDED })) {
+      sql.run(
+        "INSERT OR IGNORE INTO schedule_ticks (flow_name, clock, slot, outcome, flow_run_id, at) VALUES (?, ?, ?, 'paused', NULL, ?)",
+        flowName,
+        key,
+        slot.toISOString(),
+        now,
+      );
+    }
+  }
+  sql.run("UPDATE schedule_clocks SET cursor = ? WHERE flow_name = ?", now, flowName);
   return { dropped: [] };
 }
 
@@ -403,11 +441,13 @@ export function listScheduleTicks(sql: SqlAccess, flowName: string, limit: numbe
     .map((row) => ({ clock: row.clock, slot: row.slot, outcome: row.outcome, flowRunId: row.flow_run_id, at: row.at }));
 }
 
-export function pruneScheduleTicks(sql: SqlAccess, flowName: string, keep: number): number {
+export function pruneScheduleTicks(sql: SqlAccess, flowName: string, keep: number, before: Date): number {
+  // A slot still to come keeps its tick: the tick, not the cursor alone, is what stops a second run.
   return sql.run(
     `DELETE FROM schedule_ticks WHERE id IN (
-       SELECT id FROM schedule_ticks WHERE flow_name = ? ORDER BY slot DESC, id DESC LIMIT -1 OFFSET ?)`,
+       SELECT id FROM schedule_ticks WHERE flow_name = ? AND slot <= ? ORDER BY slot DESC, id DESC LIMIT -1 OFFSET ?)`,
     flowName,
+    before.toISOString(),
     keep,
   ).changes;
 }

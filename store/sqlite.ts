@@ -28,7 +28,7 @@ import { slugify } from "../shared/slug.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
-import type { FlowRunFilter, LeaseRenewal, NewFlowRun, ScheduleState, SlotDecision, StateStore, StateWrite } from "./port.js";
+import type { AppliedSlots, FlowRunFilter, LeaseRenewal, NewFlowRun, ScheduleState, StateStore, StateWrite } from "./port.js";
 import {
   activeRuns,
   applySlots,
@@ -43,6 +43,7 @@ import {
   listUnclaimedSlotRuns,
   nextScheduledStart,
   pruneScheduleTicks,
+  recordSchedulerPass,
   setConcurrencyLimit,
   setSchedulePaused,
   takeOverSchedule,
@@ -250,12 +251,16 @@ export class SqliteStore implements StateStore {
     return getScheduleState(this.sql, flowName);
   }
 
-  async applySlots(flowName: string, clock: string, decisions: readonly SlotDecision[], cursor: Date): Promise<FlowRun[]> {
-    return this.immediate(() => applySlots(this.sql, flowName, clock, decisions, cursor));
+  async recordSchedulerPass(at: Date): Promise<Date | undefined> {
+    return this.immediate(() => recordSchedulerPass(this.sql, at));
   }
 
-  async listUnclaimedSlotRuns(flowName: string, clock: string, before: Date): Promise<FlowRun[]> {
-    return listUnclaimedSlotRuns(this.sql, flowName, clock, before);
+  async applySlots(slots: AppliedSlots): Promise<FlowRun[] | undefined> {
+    return this.immediate(() => applySlots(this.sql, slots));
+  }
+
+  async listUnclaimedSlotRuns(flowName: string, clock: string, from: Date, before: Date): Promise<FlowRun[]> {
+    return listUnclaimedSlotRuns(this.sql, flowName, clock, from, before);
   }
 
   async dropSlotRuns(runIds: readonly string[], outcome: "missed" | "paused"): Promise<string[]> {
@@ -270,8 +275,8 @@ export class SqliteStore implements StateStore {
     return listScheduleTicks(this.sql, flowName, limit);
   }
 
-  async pruneScheduleTicks(flowName: string, keep: number): Promise<number> {
-    return this.immediate(() => pruneScheduleTicks(this.sql, flowName, keep));
+  async pruneScheduleTicks(flowName: string, keep: number, before: Date): Promise<number> {
+    return this.immediate(() => pruneScheduleTicks(this.sql, flowName, keep, before));
   }
 
   async renewLeases(agentId: string, runs: readonly HeldRun[], leaseMs: number): Promise<LeaseRenewal> {

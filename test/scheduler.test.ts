@@ -102,7 +102,7 @@ describe("the scheduler", () => {
       const due = runs.filter((r) => Date.parse(r.scheduledStart) <= clock.ms).map((r) => r.scheduledStart);
       expect(due).toEqual(expected);
       expect(runs.filter((r) => Date.parse(r.scheduledStart) > clock.ms)).toHaveLength(10);
-      expect(report.skipped["hourly-down"]).toBe(60 - expected.length);
+      expect(report.skipped["hourly-down"] ?? 0).toBe(60 - expected.length);
       const ticks = await second.store.listScheduleTicks("hourly-down", 1000);
       expect(ticks.filter((t) => Date.parse(t.slot) <= clock.ms && t.outcome === "missed")).toHaveLength(60 - expected.length);
       // Again: nothing changes.
@@ -110,6 +110,38 @@ describe("the scheduler", () => {
       expect(await runsOf(second, "hourly-down")).toHaveLength(runs.length);
     });
   }
+
+  it("keeps runs that came due while a scheduler ran, across a quick restart or a second server; only downtime misses slots", async ({ startServer }) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "berth-scheduler-"));
+    dirs.push(dir);
+    const file = path.join(dir, "berth.db");
+    const { clock, start } = clocked(startServer);
+    const open = async () => start(await openSqliteStore(file, { now: () => new Date(clock.ms) }));
+    const first = await open();
+    await register(first, "backlog", [every(MINUTE)], { catchUp: "none" });
+    for (let minute = 1; minute <= 5; minute++) {
+      clock.ms = T0 + minute * MINUTE + 50_000;
+      await first.app.scheduler.tickOnce();
+    }
+    const dueIds = async (server: TestServer) => (await runsOf(server, "backlog")).filter((r) => Date.parse(r.scheduledStart) <= clock.ms).map((r) => r.id);
+    expect(await dueIds(first)).toHaveLength(5); // no agent: they wait, Scheduled
+    // A second server joins 20 s after the first's last pass; the slot at 6m came in between.
+    clock.ms = T0 + 6 * MINUTE + 10_000;
+    const second = await open();
+    expect((await second.app.scheduler.tickOnce()).skipped).toEqual({});
+    const queued = await dueIds(second);
+    expect(queued).toHaveLength(6);
+    // Both stop; three minutes later one starts again: slots 7, 8 and 9 came while no scheduler ran.
+    await first.close();
+    await second.close();
+    clock.ms = T0 + 9 * MINUTE + 10_000;
+    const restarted = await open();
+    expect((await restarted.app.scheduler.tickOnce()).skipped).toEqual({ backlog: 3 });
+    expect(await dueIds(restarted)).toEqual(queued);
+    expect((await restarted.store.listScheduleTicks("backlog", 1000)).filter((t) => t.outcome !== "created").map((t) => t.slot)).toEqual(
+      [9, 8, 7].map((m) => iso(T0 + m * MINUTE)),
+    );
+  });
 
   it("pause drops the runs made ahead at once and lets slots pass as paused; resume makes runs again", async ({ startServer }) => {
     const { clock, start } = clocked(startServer);
@@ -203,6 +235,25 @@ describe("start times", () => {
     expect((await claim()).body.claims).toEqual([]);
     clock.ms += 10 * MINUTE;
     expect((await claim()).body.claims.map((c: { flowRun: FlowRun }) => c.flowRun.id)).toEqual([later.body.flowRun.id]);
+  });
+
+  it("parks a claim quietly when the next run is weeks away (beyond any timer's reach)", async ({ startServer }) => {
+    const store = await openSqliteStore(":memory:");
+    let looks = 0;
+    const claimFlowRuns = store.claimFlowRuns.bind(store);
+    store.claimFlowRuns = (...args) => {
+      looks++;
+      return claimFlowRuns(...args);
+    };
+    const server = await startServer({ store, config: { schedulerIntervalMs: 0 } });
+    const flow = await register(server, "next-month", []);
+    const agent = await call(server.app, { method: "POST", url: "/api/agents", payload: { name: "patient" } });
+    const run = await call(server.app, { method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id, scheduledStart: iso(Date.now() + 30 * 24 * 3_600_000) } });
+    expect(run.status).toBe(201);
+    const claimed = await call(server.app, { method: "POST", url: `/api/agents/${agent.body.id}/claim`, payload: { waitMs: 1_000, max: 1 } });
+    expect(claimed.body.claims).toEqual([]);
+    // One look, then parked: a timer past 2^31 ms would fire at once, and the claim would look again and again.
+    expect(looks).toBe(1);
   });
 
   it("wakes a parked claim when a run to come becomes due, not at the end of its wait", async ({ startServer }) => {

@@ -113,12 +113,12 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     const key = clockKey(everyMinute);
     expect((await store.getScheduleState(flow.name)).cursors).toEqual({ [key]: clock.at(0).toISOString() });
     const slot = clock.at(MINUTE);
-    const made = await store.applySlots(flow.name, key, [{ slot, outcome: "created", run: { flow, parameters: { n: 1 }, labels: ["x"] } }], slot);
+    const made = (await store.applySlots({ flow, clock: key, paused: false, decisions: [{ slot, outcome: "created", run: { flow, parameters: { n: 1 }, labels: ["x"] } }], cursor: slot }))!;
     expect(made).toHaveLength(1);
     expect(made[0]).toMatchObject({ clock: key, scheduledStart: slot.toISOString(), parameters: { n: 1 }, labels: ["x"], state: "Scheduled" });
     // Another scheduler deciding the same slot, even otherwise, changes nothing.
-    expect(await store.applySlots(flow.name, key, [{ slot, outcome: "missed" }], clock.at(0))).toEqual([]);
-    expect(await store.applySlots(flow.name, key, [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], slot)).toEqual([]);
+    expect(await store.applySlots({ flow, clock: key, paused: false, decisions: [{ slot, outcome: "missed" }], cursor: clock.at(0) })).toEqual([]);
+    expect(await store.applySlots({ flow, clock: key, paused: false, decisions: [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], cursor: slot })).toEqual([]);
     expect((await store.listScheduleTicks(flow.name, 10)).map((t) => [t.slot, t.outcome, t.flowRunId])).toEqual([[slot.toISOString(), "created", made[0]!.id]]);
     expect((await store.getScheduleState(flow.name)).cursors[key]).toBe(slot.toISOString());
     expect(await store.listScheduledFlows()).toEqual([flow]);
@@ -128,7 +128,7 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     const { clock, store, flow, claim } = await setUp([], { schedule: [everyMinute] });
     const key = clockKey(everyMinute);
     const make = (n: number) => ({ slot: clock.at(n * MINUTE), outcome: "created" as const, run: { flow, parameters: {}, labels: [] } });
-    const [due, dueUnclaimed, ahead] = await store.applySlots(flow.name, key, [make(1), make(2), make(3)], clock.at(3 * MINUTE));
+    const [due, dueUnclaimed, ahead] = (await store.applySlots({ flow, clock: key, paused: false, decisions: [make(1), make(2), make(3)], cursor: clock.at(3 * MINUTE) }))!;
     clock.ms = T0 + 2 * MINUTE;
     expect(ids(await claim([], 1))).toEqual([due!.id]);
     clock.ms = T0 + 2 * MINUTE + 1;
@@ -148,7 +148,7 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     const { clock, store, flow } = await setUp([], { schedule: [everyMinute] });
     const key = clockKey(everyMinute);
     const slot = clock.at(5 * MINUTE);
-    const [ahead] = await store.applySlots(flow.name, key, [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], slot);
+    const [ahead] = (await store.applySlots({ flow, clock: key, paused: false, decisions: [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], cursor: slot }))!;
     const { dropped } = await store.setSchedulePaused(flow.name, true);
     expect(dropped).toEqual([ahead!.id]);
     expect(await store.getFlowRun(ahead!.id)).toBeUndefined();
@@ -157,20 +157,72 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     await store.setSchedulePaused(flow.name, false);
     expect(await store.getScheduleState(flow.name)).toEqual({ paused: false, cursors: { [key]: clock.now().toISOString() } });
     expect(await store.listScheduleTicks(flow.name, 10)).toEqual([]);
-    expect(await store.applySlots(flow.name, key, [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], slot)).toHaveLength(1);
+    expect(await store.applySlots({ flow, clock: key, paused: false, decisions: [{ slot, outcome: "created", run: { flow, parameters: {}, labels: [] } }], cursor: slot })).toHaveLength(1);
+  });
+
+  it("writes a clock's decisions only while the schedule is as they saw it: the newest version, the clock, not paused", async () => {
+    const { store, flow } = await setUp([], { schedule: [everyMinute] });
+    const key = clockKey(everyMinute);
+    const slot = new Date(T0 + MINUTE);
+    const decide = (of: FlowRecord, clock: string, paused: boolean) =>
+      store.applySlots({ flow: of, clock, paused, decisions: [{ slot, outcome: "created", run: { flow: of, parameters: {}, labels: [] } }], cursor: slot });
+    expect(await decide(flow, key, true)).toBeUndefined(); // not paused
+    expect(await decide(flow, "0123456789abcdef", false)).toBeUndefined(); // no such clock
+    const hourly: ClockSpec = { type: "interval", everyMs: 60 * MINUTE, startAt: null, endAt: null, parameters: {}, labels: null };
+    const { flow: v2 } = await store.registerFlow(flowInput({ name: flow.name, schedule: [everyMinute, hourly] }));
+    expect(await decide(flow, key, false)).toBeUndefined(); // an older version
+    expect(await store.listScheduleTicks(flow.name, 10)).toEqual([]);
+    expect(await store.listFlowRuns({ flowName: flow.name })).toEqual([]);
+    expect(await decide(v2, key, false)).toHaveLength(1);
+    await store.setSchedulePaused(flow.name, true);
+    expect(await decide(v2, clockKey(hourly), false)).toBeUndefined(); // paused meanwhile
+    const pausedPass = { flow: v2, clock: clockKey(hourly), paused: true, decisions: [{ slot, outcome: "paused" as const }], cursor: slot };
+    expect(await store.applySlots(pausedPass)).toEqual([]); // as a paused pass sees it
+    // The pause dropped the run v2 made for the minute clock: both slots are paused.
+    expect((await store.listScheduleTicks(flow.name, 10)).map((t) => [t.clock, t.outcome])).toEqual([
+      [clockKey(hourly), "paused"],
+      [key, "paused"],
+    ]);
+  });
+
+  it("resuming records the slots that passed since the last paused pass as paused, so that none runs late", async () => {
+    const { clock, store, flow } = await setUp([], { schedule: [everyMinute] });
+    const key = clockKey(everyMinute);
+    await store.setSchedulePaused(flow.name, true);
+    clock.ms = T0 + 2.5 * MINUTE; // no pass since the pause: the cursor is still at T0
+    await store.setSchedulePaused(flow.name, false);
+    expect(await store.getScheduleState(flow.name)).toEqual({ paused: false, cursors: { [key]: clock.now().toISOString() } });
+    expect((await store.listScheduleTicks(flow.name, 10)).map((t) => [t.slot, t.outcome, t.flowRunId])).toEqual([
+      [clock.at(2 * MINUTE).toISOString(), "paused", null],
+      [clock.at(MINUTE).toISOString(), "paused", null],
+    ]);
+    expect(await store.listFlowRuns({ flowName: flow.name })).toEqual([]);
+  });
+
+  it("remembers when the last scheduler pass ran, whichever server ran it, never going back", async () => {
+    const { store } = await setUp();
+    expect(await store.recordSchedulerPass(new Date(T0))).toBeUndefined();
+    expect(await store.recordSchedulerPass(new Date(T0 + MINUTE))).toEqual(new Date(T0));
+    expect(await store.recordSchedulerPass(new Date(T0 + 30_000))).toEqual(new Date(T0 + MINUTE)); // a slower clock
+    expect(await store.recordSchedulerPass(new Date(T0 + 2 * MINUTE))).toEqual(new Date(T0 + MINUTE));
   });
 
   it("drops only unclaimed slot runs, and keeps the newest slots when pruning", async () => {
     const { clock, store, flow, claim } = await setUp([], { schedule: [everyMinute] });
     const key = clockKey(everyMinute);
     const decisions = Array.from({ length: 5 }, (_, i) => ({ slot: clock.at((i + 1) * MINUTE), outcome: "created" as const, run: { flow, parameters: {}, labels: [] } }));
-    const made = await store.applySlots(flow.name, key, decisions, clock.at(5 * MINUTE));
+    const made = (await store.applySlots({ flow, clock: key, paused: false, decisions, cursor: clock.at(5 * MINUTE) }))!;
     clock.ms = T0 + MINUTE;
     const [taken] = await claim([], 1);
-    expect(ids(await store.listUnclaimedSlotRuns(flow.name, key, clock.at(3 * MINUTE)))).toEqual([made[1]!.id]);
+    expect(ids(await store.listUnclaimedSlotRuns(flow.name, key, clock.at(0), clock.at(3 * MINUTE)))).toEqual([made[1]!.id]);
+    expect(ids(await store.listUnclaimedSlotRuns(flow.name, key, clock.at(3 * MINUTE), clock.at(5 * MINUTE)))).toEqual([made[2]!.id, made[3]!.id]);
     expect(await store.dropSlotRuns([taken!.id, made[1]!.id], "missed")).toEqual([made[1]!.id]);
     expect(await store.getFlowRun(taken!.id)).toBeDefined();
-    expect(await store.pruneScheduleTicks(flow.name, 3)).toBe(2);
+    expect(await store.pruneScheduleTicks(flow.name, 3, clock.at(5 * MINUTE))).toBe(2);
     expect((await store.listScheduleTicks(flow.name, 10)).map((t) => t.slot)).toEqual([5, 4, 3].map((n) => clock.at(n * MINUTE).toISOString()));
+    // Slots still to come keep their ticks, whatever the bound: they are what stops a second run.
+    expect(await store.pruneScheduleTicks(flow.name, 1, clock.at(3 * MINUTE + 1))).toBe(0);
+    expect(await store.pruneScheduleTicks(flow.name, 0, clock.at(4 * MINUTE))).toBe(2);
+    expect((await store.listScheduleTicks(flow.name, 10)).map((t) => t.slot)).toEqual([clock.at(5 * MINUTE).toISOString()]);
   });
 }
