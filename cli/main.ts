@@ -138,7 +138,7 @@ concurrency
   .action(async (opts) => (await import("./commands/orchestration.js")).concurrencyListCommand(program.opts(), opts));
 concurrency
   .command("set")
-  .description("at most N runs carrying LABEL Submitted or Running at once")
+  .description("at most N runs carrying LABEL Submitted, Running or Cancelling at once, across every agent")
   .argument("<label>", "run label")
   .argument("<n>", "the most runs at once, a positive whole number")
   .addOption(apiOption())

@@ -48,15 +48,17 @@ function startOption(opts: { at?: string; in?: string }): Date | undefined {
   if (opts.at !== undefined && opts.in !== undefined) throw new BerthError("BERTH_E_USAGE", "give --at or --in, not both");
   if (opts.in !== undefined) {
     const parsed = Duration.safeParse(opts.in);
-    if (!parsed.success || parsed.data <= 0) {
+    // A bare number would be read as milliseconds: ask for the unit instead of guessing.
+    if (!parsed.success || parsed.data <= 0 || /^\s*[\d.]+\s*$/.test(opts.in)) {
       throw new BerthError("BERTH_E_USAGE", `--in must be a duration to come, like 30s, 10m or 2h, not "${opts.in}"`);
     }
     return new Date(Date.now() + parsed.data);
   }
   if (opts.at === undefined) return undefined;
   const at = new Date(opts.at);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(opts.at) || Number.isNaN(at.getTime())) {
-    throw new BerthError("BERTH_E_USAGE", `--at must be an ISO-8601 time like 2026-12-24T18:00:00Z, not "${opts.at}"`);
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(opts.at) || Number.isNaN(at.getTime())) {
+    // Without an offset the time would be read in this machine's zone, which the server may not share.
+    throw new BerthError("BERTH_E_USAGE", `--at must be an ISO-8601 time with an offset or Z, like 2026-12-24T18:00:00Z or 2026-12-24T19:00:00+01:00, not "${opts.at}"`);
   }
   if (at.getTime() <= Date.now()) throw new BerthError("BERTH_E_USAGE", `--at ${opts.at} is in the past: give a time to come, or leave it out to start now`);
   return at;
