@@ -269,3 +269,23 @@ describe("the reaper's writes", () => {
     await expect(h.s.app.reaper.reapOnce()).resolves.toEqual(nothing);
   });
 });
+
+describe("concurrency slots of lost runs", () => {
+  it("frees a slot held by a lost agent's run once the reaper acts, so the limit never stays taken", async () => {
+    const h = await harness();
+    const flow = (await h.post("/api/flows", flowBody({ labels: ["etl"], recovery: { onLost: "fail", maxAttempts: 1 } }))).body.flow;
+    const first = (await h.post("/api/flow-runs", { flowId: flow.id })).body.flowRun as FlowRun;
+    const second = (await h.post("/api/flow-runs", { flowId: flow.id })).body.flowRun as FlowRun;
+    expect((await call(h.s.app, { method: "PUT", url: "/api/concurrency-limits/etl", payload: { max: 1 } })).status).toBe(200);
+    const lost = (await h.post("/api/agents", { name: uniqueName("lost"), labels: ["etl"] })).body as { id: string };
+    const taken = (await h.post(`/api/agents/${lost.id}/claim`, { waitMs: 0, max: 5 })).body.claims.map((c: { flowRun: FlowRun }) => c.flowRun.id);
+    expect(taken).toEqual([first.id]); // the limit held the second back
+    await h.running((await h.fetch(first.id)) as FlowRun);
+    // The agent and the run's container go silent; a new agent finds the slot taken until the reaper acts.
+    const fresh = (await h.post("/api/agents", { name: uniqueName("fresh"), labels: ["etl"] })).body as { id: string };
+    expect((await h.post(`/api/agents/${fresh.id}/claim`, { waitMs: 0 })).body.claims).toEqual([]);
+    expect((await h.fetch(second.id)).pickup).toBe(`held by the concurrency limit of label etl (1 of 1 slot taken, by ${first.id})`);
+    expect((await h.reap(T0 + 46_000)).failed).toEqual([first.id]);
+    expect((await h.post(`/api/agents/${fresh.id}/claim`, { waitMs: 0 })).body.claims.map((c: { flowRun: FlowRun }) => c.flowRun.id)).toEqual([second.id]);
+  });
+});
