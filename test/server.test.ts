@@ -37,7 +37,7 @@ async function registerAgent(labels: string[] = [], name = uniqueName("agent")) 
 
 describe("health and OpenAPI", () => {
   it("answers /health", async () => {
-    expect(await get("/health")).toEqual({ status: 200, body: { status: "ok", version: "0.0.0-test", store: "sqlite::memory:" } });
+    expect(await get("/health")).toEqual({ status: 200, body: { status: "ok", version: "0.0.0-test", store: "sqlite" } });
   });
 
   it("serves an OpenAPI document listing every route", async () => {

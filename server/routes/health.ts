@@ -6,6 +6,7 @@ export function registerHealthRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/health",
     { schema: { summary: "Liveness, version and store", tags: ["server"], response: withErrors({ 200: Health }) } },
-    async () => ({ status: "ok" as const, version: ctx.version, store: ctx.store.description }),
+    // The kind of store only: where its file is, or its URL, is not for anyone who can reach the port.
+    async () => ({ status: "ok" as const, version: ctx.version, store: ctx.store.description.split(":")[0]! }),
   );
 }
