@@ -18,6 +18,7 @@ import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
+import { allowedLocalDir } from "./local-dirs.js";
 
 export interface RunLifecycleDeps {
   client: ApiClient;
@@ -111,6 +112,8 @@ export class RunLifecycle {
     const { flow } = this.claim;
     try {
       const storage = flow.storage;
+      // Checked before anything is pulled or built: a directory the agent will not mount fails the run at once.
+      const localDir = storage.type === "local" ? await allowedLocalDir(storage.directory, this.deps.options.allowLocalDirs) : undefined;
       const image = await this.preparing(() =>
         storage.type === "docker" ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal) : this.deps.berthImage(),
       );
@@ -120,7 +123,7 @@ export class RunLifecycle {
         return;
       }
       try {
-        this.containerId = await this.start(image);
+        this.containerId = await this.start(image, localDir);
       } catch (err) {
         if (!(err instanceof StaleAttempt)) throw err;
         this.stopReason = "lease";
@@ -316,8 +319,8 @@ export class RunLifecycle {
   };
   private logSending: Promise<void> = Promise.resolve();
 
-  private async start(image: string): Promise<string> {
-    const { flowRun, flow } = this.claim;
+  private async start(image: string, localDir: string | undefined): Promise<string> {
+    const { flowRun } = this.claim;
     const { options } = this.deps;
     const spec: ContainerSpec = {
       name: containerName(flowRun.id),
@@ -332,7 +335,7 @@ export class RunLifecycle {
         [EPOCH_LABEL]: String(this.epoch),
       },
       ...(options.network ? { network: options.network } : {}),
-      ...(flow.storage.type === "local" ? { binds: [`${flow.storage.directory}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
+      ...(localDir !== undefined ? { binds: [`${localDir}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
     };
     try {
       return await this.deps.engine.runContainer(spec);

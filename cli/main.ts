@@ -40,6 +40,7 @@ program
   .option("--env <K=V>", "environment variable for flow-run containers (repeatable)", collect)
   .option("--container-api <url>", "the API URL as containers reach it (default: --api)")
   .option("--keep-containers", "leave finished containers for inspection")
+  .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides the agent's home (repeatable)", collect)
   .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
 
 program

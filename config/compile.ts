@@ -101,6 +101,8 @@ export interface AgentOptions {
   stopGraceMs: number;
   /** Leave finished containers for inspection. */
   keepContainers: boolean;
+  /** The only host directories (absolute) under which a LocalStorage flow's directory is mounted: the home and --allow-local-dir. */
+  allowLocalDirs: string[];
   /** Stop a run's container when its lease could not be renewed for this long. */
   leaseTimeoutMs: number;
   /** How long the agent's writes wait out an unreachable server. */
@@ -128,6 +130,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     drainTimeoutMs: agent.drainTimeout,
     stopGraceMs: agent.stopGrace,
     keepContainers: agent.keepContainers,
+    allowLocalDirs: [...new Set([config.home, ...agent.allowLocalDirs].map((dir) => path.resolve(dir)))],
     leaseTimeoutMs: agent.leaseTimeout,
     serverDownForMs: config.serverDownFor,
     flowRun: {

@@ -48,6 +48,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_STOP_GRACE: { path: ["agent", "stopGrace"] },
   BERTH_AGENT_LEASE_TIMEOUT: { path: ["agent", "leaseTimeout"] },
   BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: { path: ["agent", "runHeartbeatInterval"] },
+  BERTH_AGENT_ALLOW_LOCAL_DIRS: { path: ["agent", "allowLocalDirs"], list: true },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },

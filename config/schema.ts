@@ -103,6 +103,8 @@ export const ConfigSchema = z.strictObject({
       stopGrace: Duration.default(10_000),
       /** Keep finished containers. Default false. */
       keepContainers: z.boolean().default(false),
+      /** Host directories under which a LocalStorage flow's directory may be mounted, besides the agent's home. Default none. */
+      allowLocalDirs: z.array(z.string().min(1)).default([]),
       /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */
       leaseTimeout: Duration.default(30_000),
     })

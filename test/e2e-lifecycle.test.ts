@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -138,12 +138,27 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     const registered = await cli(["register", fixture("local-storage-flow.ts")], { BERTH_TEST_LOCAL_DIR: localDir });
     expect(registered.code, registered.stderr).toBe(0);
     expect(registered.stdout).toContain(`storage: ${localDir}`);
-    await agent(["local"]);
+    await agent(["local"], ["--allow-local-dir", localDir]);
     const { flowRun } = await client.createFlowRun({ flowName: "Local Storage Flow", labels: ["local"], parameters: {} });
     const run = await waitFinal(client, flowRun.id);
     expect(run.state, run.stateMessage ?? "").toBe("Success");
     const { logs } = await client.getLogs(flowRun.id, { after: 0, limit: 100 });
     expect(logs.map((l) => l.message)).toContain("ran from local storage as process 1");
+
+    // A version kept somewhere the agent does not allow (here through a symlink inside the allowed
+    // directory) fails at once, saying why, and nothing is mounted or started.
+    const elsewhere = path.join(dir, "elsewhere");
+    await mkdir(elsewhere, { recursive: true });
+    await symlink(elsewhere, path.join(localDir, "escape"));
+    const sneaky = await cli(["register", fixture("local-storage-flow.ts")], { BERTH_TEST_LOCAL_DIR: path.join(localDir, "escape") });
+    expect(sneaky.code, sneaky.stderr).toBe(0);
+    const refused = await client.createFlowRun({ flowName: "Local Storage Flow", labels: ["local"], parameters: {} });
+    const failed = await waitFinal(client, refused.flowRun.id);
+    expect(failed.state).toBe("Failed");
+    expect(failed.stateMessage).toContain(`the flow's LocalStorage directory ${path.join(localDir, "escape")} (${elsewhere}, after symlinks) is not allowed`);
+    expect(failed.stateMessage).toContain("--allow-local-dir");
+    expect(await engine.inspectContainer(`berth-run-${refused.flowRun.id}`)).toBeUndefined();
+    expect((await client.listFlowRunStates(refused.flowRun.id)).map((s) => s.state)).toEqual(["Scheduled", "Submitted", "Failed"]);
   });
 
   describe("with a real registry on 127.0.0.1", () => {

@@ -16,6 +16,7 @@ export interface AgentFlags {
   env?: string[];
   containerApi?: string;
   keepContainers?: boolean;
+  allowLocalDir?: string[];
 }
 
 export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
@@ -31,6 +32,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       env: opts.env ? parseEnvPairs(opts.env) : undefined,
       containerApiUrl: opts.containerApi,
       keepContainers: opts.keepContainers,
+      allowLocalDirs: opts.allowLocalDir,
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
