@@ -15,10 +15,28 @@ import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName, type Resources } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import { allowedLocalDir } from "./local-dirs.js";
+
+/**
+ * What every flow-run container gets: an unprivileged user (a uid of its own, not the host's 1000, whether or
+ * not the image names it), every capability dropped, and no-new-privileges so that no setuid binary gives
+ * one back.
+ */
+export const RUN_CONTAINER_HARDENING = {
+  user: "10001:10001",
+  capDrop: ["ALL"],
+  securityOpt: ["no-new-privileges"],
+} as const satisfies Partial<ContainerSpec>;
+
+/** A flow's own limits, else the agent's. */
+export function containerLimits(flow: Resources, agent: AgentOptions["limits"]): Pick<ContainerSpec, "memoryBytes" | "cpus" | "pidsLimit"> {
+  const memoryBytes = flow.memoryBytes ?? agent.memoryBytes;
+  const cpus = flow.cpus ?? agent.cpus;
+  return { pidsLimit: flow.pids ?? agent.pids, ...(memoryBytes !== undefined ? { memoryBytes } : {}), ...(cpus !== undefined ? { cpus } : {}) };
+}
 
 export interface RunLifecycleDeps {
   client: ApiClient;
@@ -114,6 +132,12 @@ export class RunLifecycle {
       const storage = flow.storage;
       // Checked before anything is pulled or built: a directory the agent will not mount fails the run at once.
       const localDir = storage.type === "local" ? await allowedLocalDir(storage.directory, this.deps.options.allowLocalDirs) : undefined;
+      if (flow.runAs === "root" && !this.deps.options.allowRoot) {
+        throw new BerthError(
+          "BERTH_E_NOT_ALLOWED",
+          `flow "${flow.name}" asks to run as root (runAs: "root"), which this agent does not allow: start an agent with --allow-root for it, or drop runAs`,
+        );
+      }
       const image = await this.preparing(() =>
         storage.type === "docker" ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal) : this.deps.berthImage(),
       );
@@ -320,7 +344,7 @@ export class RunLifecycle {
   private logSending: Promise<void> = Promise.resolve();
 
   private async start(image: string, localDir: string | undefined): Promise<string> {
-    const { flowRun } = this.claim;
+    const { flowRun, flow } = this.claim;
     const { options } = this.deps;
     const spec: ContainerSpec = {
       name: containerName(flowRun.id),
@@ -335,6 +359,11 @@ export class RunLifecycle {
         [EPOCH_LABEL]: String(this.epoch),
       },
       ...(options.network ? { network: options.network } : {}),
+      // Hardened: not root, no capabilities, no way to gain privileges, bounded processes (and memory and
+      // CPUs when the operator says).
+      ...RUN_CONTAINER_HARDENING,
+      ...(flow.runAs === "root" ? { user: "0:0" } : {}),
+      ...containerLimits(flow.resources, options.limits),
       ...(localDir !== undefined ? { binds: [`${localDir}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
     };
     try {

@@ -46,6 +46,8 @@ async function drain(file: string, runs: number, slots: number, limit: number | 
       schedule: [],
       catchUp: "latest",
       maxConcurrentRuns: null,
+      resources: { memoryBytes: null, cpus: null, pids: null },
+      runAs: "user",
     });
     for (let i = 0; i < runs; i++) await store.createFlowRun({ flow, parameters: {}, labels: ["etl"] });
     if (limit !== undefined) await store.setConcurrencyLimit("etl", limit);

@@ -40,6 +40,10 @@ program
   .option("--env <K=V>", "environment variable for flow-run containers (repeatable)", collect)
   .option("--container-api <url>", "the API URL as containers reach it (default: --api)")
   .option("--keep-containers", "leave finished containers for inspection")
+  .option("--memory <size>", "memory limit of each flow-run container, like 512m or 2g (default none)")
+  .option("--cpus <n>", "CPU limit of each flow-run container, like 1.5 (default none)")
+  .option("--pids-limit <n>", "most processes in each flow-run container (default 1024)")
+  .option("--allow-root", 'run flows that ask for it (runAs: "root") as root; without it they fail')
   .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides the agent's home (repeatable)", collect)
   .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
 

@@ -101,6 +101,10 @@ export interface AgentOptions {
   stopGraceMs: number;
   /** Leave finished containers for inspection. */
   keepContainers: boolean;
+  /** Limits of every flow-run container: memory in bytes and CPUs (none when undefined), and processes. */
+  limits: { memoryBytes: number | undefined; cpus: number | undefined; pids: number };
+  /** Whether flows that ask to run as root may. */
+  allowRoot: boolean;
   /** The only host directories (absolute) under which a LocalStorage flow's directory is mounted: the home and --allow-local-dir. */
   allowLocalDirs: string[];
   /** Stop a run's container when its lease could not be renewed for this long. */
@@ -130,6 +134,8 @@ export function compileAgentOptions(config: Config): AgentOptions {
     drainTimeoutMs: agent.drainTimeout,
     stopGraceMs: agent.stopGrace,
     keepContainers: agent.keepContainers,
+    limits: { memoryBytes: agent.memory, cpus: agent.cpus, pids: agent.pidsLimit },
+    allowRoot: agent.allowRoot,
     allowLocalDirs: [...new Set([config.home, ...agent.allowLocalDirs].map((dir) => path.resolve(dir)))],
     leaseTimeoutMs: agent.leaseTimeout,
     serverDownForMs: config.serverDownFor,

@@ -49,6 +49,10 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_LEASE_TIMEOUT: { path: ["agent", "leaseTimeout"] },
   BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: { path: ["agent", "runHeartbeatInterval"] },
   BERTH_AGENT_ALLOW_LOCAL_DIRS: { path: ["agent", "allowLocalDirs"], list: true },
+  BERTH_AGENT_MEMORY: { path: ["agent", "memory"] },
+  BERTH_AGENT_ALLOW_ROOT: { path: ["agent", "allowRoot"], boolean: true },
+  BERTH_AGENT_CPUS: { path: ["agent", "cpus"] },
+  BERTH_AGENT_PIDS_LIMIT: { path: ["agent", "pidsLimit"] },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },

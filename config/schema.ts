@@ -6,6 +6,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
+import { MIN_MEMORY_BYTES, parseByteSize } from "../shared/sizes.js";
 import { DEFAULT_CLAIM_WAIT_MS } from "../wire/schema.js";
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
@@ -24,6 +25,16 @@ export const Duration = z.union([z.number().nonnegative(), z.string()]).transfor
 
 /** A Duration that must not be zero: a timeout of nothing would stop everything at once. */
 const PositiveDuration = Duration.refine((ms) => ms >= 1, { message: "must be at least 1ms" });
+
+/** A memory size as Docker writes it ("512m", "2g", "1.5g"; k/m/g/t are powers of 1024) or a number of bytes. */
+export const ByteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const bytes = parseByteSize(value);
+  if (bytes === undefined) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is not a size: write it like 512m or 2g` });
+    return z.NEVER;
+  }
+  return bytes;
+});
 
 /** When an agent pulls a flow's image: always, only when it is not on the host, or never. */
 export const PULL_POLICIES = ["always", "if-not-present", "never"] as const;
@@ -103,6 +114,14 @@ export const ConfigSchema = z.strictObject({
       stopGrace: Duration.default(10_000),
       /** Keep finished containers. Default false. */
       keepContainers: z.boolean().default(false),
+      /** Memory limit of each flow-run container ("512m", "2g"); at least 6m. Default none. */
+      memory: ByteSize.refine((bytes) => bytes >= MIN_MEMORY_BYTES, { message: "must be at least 6m (Docker's smallest)" }).optional(),
+      /** CPU limit of each flow-run container, in CPUs (1.5). Default none. */
+      cpus: z.coerce.number().min(0.01).max(1024).optional(),
+      /** Most processes (threads included) in each flow-run container: a fork bomb stops there. Default 1024. */
+      pidsLimit: z.coerce.number().int().min(16).max(4_194_304).default(1024),
+      /** Run flows that ask for it (runAs: "root") as root; others fail. Default false. */
+      allowRoot: z.boolean().default(false),
       /** Host directories under which a LocalStorage flow's directory may be mounted, besides the agent's home. Default none. */
       allowLocalDirs: z.array(z.string().min(1)).default([]),
       /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */

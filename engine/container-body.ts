@@ -11,6 +11,14 @@ export function createBody(spec: ContainerSpec): Record<string, unknown> {
   const hostConfig: Record<string, unknown> = {};
   if (spec.network !== undefined) hostConfig.NetworkMode = spec.network;
   if (spec.binds !== undefined && spec.binds.length > 0) hostConfig.Binds = spec.binds;
+  if (spec.capDrop !== undefined && spec.capDrop.length > 0) hostConfig.CapDrop = spec.capDrop;
+  if (spec.securityOpt !== undefined && spec.securityOpt.length > 0) hostConfig.SecurityOpt = spec.securityOpt;
+  if (spec.pidsLimit !== undefined) hostConfig.PidsLimit = spec.pidsLimit;
+  if (spec.memoryBytes !== undefined) {
+    hostConfig.Memory = spec.memoryBytes;
+    hostConfig.MemorySwap = spec.memoryBytes;
+  }
+  if (spec.cpus !== undefined) hostConfig.NanoCpus = Math.round(spec.cpus * 1e9);
   if (ports.length > 0) {
     hostConfig.PortBindings = Object.fromEntries(
       ports.map((p) => [`${p.containerPort}/tcp`, [{ HostIp: p.hostIp ?? "127.0.0.1", HostPort: String(p.hostPort) }]]),
@@ -19,6 +27,7 @@ export function createBody(spec: ContainerSpec): Record<string, unknown> {
   return {
     Image: spec.image,
     ...(spec.cmd ? { Cmd: spec.cmd } : {}),
+    ...(spec.user !== undefined ? { User: spec.user } : {}),
     Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
     Labels: spec.labels ?? {},
     ...(ports.length > 0 ? { ExposedPorts: Object.fromEntries(ports.map((p) => [`${p.containerPort}/tcp`, {}])) } : {}),

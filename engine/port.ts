@@ -43,6 +43,18 @@ export interface ContainerSpec {
   ports?: PortBinding[];
   /** Bind mounts, "host-path:container-path[:ro]". */
   binds?: string[];
+  /** The user the command runs as ("uid:gid" or a name); the image's when omitted. */
+  user?: string;
+  /** Linux capabilities to drop ("ALL" for every one). */
+  capDrop?: string[];
+  /** Security options, such as "no-new-privileges". */
+  securityOpt?: string[];
+  /** Most processes (threads included) the container may have. */
+  pidsLimit?: number;
+  /** Memory limit in bytes (swap included: the same value, so none beyond it). */
+  memoryBytes?: number;
+  /** CPU limit, in CPUs (1.5 = one and a half). */
+  cpus?: number;
   signal?: AbortSignal;
 }
 

@@ -4,7 +4,18 @@
  * checks that need the whole graph, such as an input nothing is bound to.
  */
 import { BerthError } from "../wire/errors.js";
-import { CATCH_UP, RecoveryPolicy, type CatchUp, type ClockSpec, type EnvironmentSpec, type ParameterSpec } from "../wire/schema.js";
+import {
+  CATCH_UP,
+  RecoveryPolicy,
+  Resources,
+  RUN_AS,
+  type CatchUp,
+  type ClockSpec,
+  type EnvironmentSpec,
+  type ParameterSpec,
+  type RunAs,
+} from "../wire/schema.js";
+import { parseByteSize } from "../shared/sizes.js";
 import { slugify } from "../shared/slug.js";
 import type { Environment } from "../environments/environment.js";
 import { LocalEnvironment } from "../environments/local.js";
@@ -38,6 +49,16 @@ export interface FlowOptions {
   runTimeout?: number;
   /** What the server does when a run's container goes silent (default: fail it; at most 3 attempts in all). */
   recovery?: Partial<RecoveryPolicy>;
+  /** Limits of the run's container: memory ("512m", "2g" or bytes), CPUs (1.5), processes (default: the agent's). */
+  resources?: ResourceOptions;
+  /** "root" runs the flow as root, on agents started with --allow-root only (default "user": unprivileged). */
+  runAs?: RunAs;
+}
+
+export interface ResourceOptions {
+  memory?: string | number;
+  cpus?: number;
+  pids?: number;
 }
 
 export interface SerializedFlow {
@@ -52,6 +73,8 @@ export interface SerializedFlow {
   schedule: ClockSpec[];
   catchUp: CatchUp;
   maxConcurrentRuns: number | null;
+  resources: Resources;
+  runAs: RunAs;
 }
 
 /** The wire's bound on maxConcurrentRuns. */
@@ -66,6 +89,8 @@ export class Flow {
   readonly schedule: ClockSpec[];
   readonly catchUp: CatchUp;
   readonly maxConcurrentRuns: number | null;
+  readonly resources: Resources;
+  readonly runAs: RunAs;
   readonly runTimeoutMs: number | null;
   readonly recovery: RecoveryPolicy;
   private readonly explicitLabels: string[];
@@ -89,6 +114,12 @@ export class Flow {
       throw definition(`flow "${name}": maxConcurrentRuns must be a whole number from 1 to ${MAX_CONCURRENT_RUNS}, not ${String(limit)}`);
     }
     this.maxConcurrentRuns = limit ?? null;
+    this.resources = checkedResources(name, options.resources);
+    const runAs: unknown = options.runAs ?? "user";
+    if (!(RUN_AS as readonly unknown[]).includes(runAs)) {
+      throw definition(`flow "${name}": runAs must be "user" or "root", not ${JSON.stringify(runAs) ?? String(runAs)}`);
+    }
+    this.runAs = runAs as RunAs;
     this.explicitLabels = [...(options.labels ?? [])];
     this.reference = options.referenceTasks ? [...options.referenceTasks] : undefined;
     const timeout = options.runTimeout;
@@ -238,6 +269,8 @@ export class Flow {
       schedule: structuredClone(this.schedule),
       catchUp: this.catchUp,
       maxConcurrentRuns: this.maxConcurrentRuns,
+      resources: { ...this.resources },
+      runAs: this.runAs,
     };
   }
 
@@ -264,4 +297,30 @@ function assertTask(value: unknown): asserts value is AnyTask {
   if (!isTask(value)) {
     throw definition(`expected a Task (made with task() or Parameter()), got ${value === null ? "null" : typeof value}`);
   }
+}
+
+/** The resources option, checked and in its wire form (memory in bytes); each field names its bounds. */
+function checkedResources(name: string, options: ResourceOptions | undefined): Resources {
+  if (options === undefined) return { memoryBytes: null, cpus: null, pids: null };
+  if (typeof options !== "object" || options === null) throw definition(`flow "${name}": resources must be an object like { memory: "512m", cpus: 1.5, pids: 256 }`);
+  let memoryBytes: number | null = null;
+  if (options.memory !== undefined) {
+    const bytes = typeof options.memory === "number" || typeof options.memory === "string" ? parseByteSize(options.memory) : undefined;
+    if (bytes === undefined) throw definition(`flow "${name}": resources.memory ${JSON.stringify(options.memory)} is not a size: write it like 512m or 2g`);
+    memoryBytes = bytes;
+  }
+  const parsed = Resources.safeParse({ memoryBytes, cpus: options.cpus ?? null, pids: options.pids ?? null });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const field = issue.path[0] === "memoryBytes" ? "memory" : String(issue.path[0]);
+    const given = field === "memory" ? options.memory : (options as Record<string, unknown>)[field];
+    throw definition(`flow "${name}": resources.${field} ${JSON.stringify(given)} ${boundOf(field)}`);
+  }
+  return parsed.data;
+}
+
+function boundOf(field: string): string {
+  if (field === "memory") return "must be at least 6m (Docker's smallest)";
+  if (field === "cpus") return "must be a number of CPUs from 0.01 to 1024";
+  return "must be a whole number of processes from 16 to 4194304";
 }

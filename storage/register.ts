@@ -117,6 +117,8 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     schedule: serialized.schedule,
     catchUp: serialized.catchUp,
     maxConcurrentRuns: serialized.maxConcurrentRuns,
+    resources: serialized.resources,
+    runAs: serialized.runAs,
   };
   if (!prepared) {
     const registered = await options.client.registerFlow(body, signal);

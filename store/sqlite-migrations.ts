@@ -193,6 +193,12 @@ export const MIGRATIONS: readonly Migration[] = [
   );
   CREATE INDEX schedule_ticks_run ON schedule_ticks (flow_run_id) WHERE flow_run_id IS NOT NULL;
   `,
+  // What a flow's run container may use, and whether it runs as root; NULL (older versions): the agent's
+  // limits, an unprivileged user.
+  `
+  ALTER TABLE flows ADD COLUMN resources TEXT;
+  ALTER TABLE flows ADD COLUMN run_as TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

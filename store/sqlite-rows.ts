@@ -24,6 +24,10 @@ export interface FlowRow {
   /** NULL reads as "latest". */
   catch_up: string | null;
   max_concurrent_runs: number | null;
+  /** JSON; NULL for versions from before resources existed: the agent's limits. */
+  resources: string | null;
+  /** NULL for versions from before runAs existed: "user". */
+  run_as: string | null;
 }
 
 export interface FlowRunRow {
@@ -93,6 +97,8 @@ export function toFlow(row: FlowRow): FlowRecord {
     schedule: row.schedule === null ? [] : (JSON.parse(row.schedule) as FlowRecord["schedule"]),
     catchUp: (row.catch_up ?? "latest") as FlowRecord["catchUp"],
     maxConcurrentRuns: row.max_concurrent_runs,
+    resources: row.resources === null ? { memoryBytes: null, cpus: null, pids: null } : (JSON.parse(row.resources) as FlowRecord["resources"]),
+    runAs: (row.run_as ?? "user") as FlowRecord["runAs"],
     createdAt: row.created_at,
   };
 }

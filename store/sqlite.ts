@@ -131,6 +131,8 @@ export class SqliteStore implements StateStore {
         schedule: input.schedule.length === 0 ? null : JSON.stringify(input.schedule),
         catch_up: input.catchUp,
         max_concurrent_runs: input.maxConcurrentRuns,
+        resources: JSON.stringify(input.resources),
+        run_as: input.runAs,
       };
       this.stmt("insertFlow").run(row);
       takeOverSchedule(this.sql, input.name, input.schedule);

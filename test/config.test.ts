@@ -74,6 +74,20 @@ describe("configuration", () => {
     expect(loadConfig({ env: {}, cwd, flags: { server: { startTimeout: 1500.4 } } }).server.startTimeout).toBe(1500);
   });
 
+  it("reads the limits of flow-run containers: memory as Docker writes it, CPUs, processes", async () => {
+    const cwd = await tempDir();
+    expect(compileAgentOptions(loadConfig({ env: {}, cwd })).limits).toEqual({ memoryBytes: undefined, cpus: undefined, pids: 1024 });
+    const env = { BERTH_AGENT_MEMORY: "512m", BERTH_AGENT_CPUS: "1.5", BERTH_AGENT_PIDS_LIMIT: "256" };
+    expect(compileAgentOptions(loadConfig({ env, cwd })).limits).toEqual({ memoryBytes: 512 * 1024 ** 2, cpus: 1.5, pids: 256 });
+    for (const [raw, bytes] of [["2g", 2 * 1024 ** 3], ["1.5G", 1.5 * 1024 ** 3], ["64MiB", 64 * 1024 ** 2], ["10485760", 10 * 1024 ** 2]] as const) {
+      expect(loadConfig({ env: { BERTH_AGENT_MEMORY: raw }, cwd }).agent.memory, raw).toBe(bytes);
+    }
+    expect(() => loadConfig({ env: { BERTH_AGENT_MEMORY: "lots" }, cwd })).toThrow('agent.memory: "lots" is not a size: write it like 512m or 2g');
+    expect(() => loadConfig({ env: { BERTH_AGENT_MEMORY: "1m" }, cwd })).toThrow("agent.memory: must be at least 6m");
+    expect(() => loadConfig({ env: { BERTH_AGENT_CPUS: "0" }, cwd })).toThrow("agent.cpus");
+    expect(() => loadConfig({ env: { BERTH_AGENT_PIDS_LIMIT: "3" }, cwd })).toThrow("agent.pidsLimit");
+  });
+
   it("says which config file is missing or unreadable", async () => {
     const cwd = await tempDir();
     expect(() => loadConfig({ env: {}, cwd, file: "nope.json" })).toThrow(/config file not found: .*nope\.json/);

@@ -2,9 +2,11 @@
  * The whole path, for real: a berth server and Docker agents as processes, flows registered with the CLI
  * (storage images built on the local engine, healthchecked), runs executed in containers.
  */
+import { execFile } from "node:child_process";
 import { copyFile, mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { dockerAvailable } from "./support/docker.js";
@@ -12,6 +14,7 @@ import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/pr
 import { tearDown, waitFinal } from "./support/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
+const execFileAsync = promisify(execFile);
 
 describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine", () => {
   let dir: string;
@@ -33,6 +36,64 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
   afterAll(async () => {
     // Every agent drains first: no container berth created may remain.
     expect(await tearDown({ agents: plain ? [plain] : [], server, client, dir })).toEqual([]);
+  });
+
+  it("runs flows in hardened containers: an unprivileged user, no capabilities, no new privileges, bounded", async () => {
+    const registered = await cli(["register", fixture("hardening-flow.ts"), "--no-push"]);
+    expect(registered.code, registered.stderr).toBe(0);
+    const agent = await startAgent(server.url, ["hardening"], `hardening-${process.pid}`, ["--keep-containers", "--memory", "256m", "--cpus", "0.5", "--pids-limit", "200"]);
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Hardening Flow", labels: ["hardening"], parameters: {} });
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state, run.stateMessage ?? "").toBe("Success");
+      const messages = (await client.getLogs(flowRun.id, { after: 0, limit: 100 })).logs.map((l) => l.message);
+      expect(messages).toContain("uid 10001 gid 10001");
+      expect(messages).toContain("CapEff 0000000000000000 CapBnd 0000000000000000 NoNewPrivs 1");
+      const inspected = JSON.parse((await execFileAsync("docker", ["inspect", `berth-run-${flowRun.id}`])).stdout)[0];
+      expect(inspected.Config.User).toBe("10001:10001");
+      expect(inspected.HostConfig).toMatchObject({
+        CapDrop: ["ALL"],
+        SecurityOpt: ["no-new-privileges"],
+        PidsLimit: 200,
+        Memory: 256 * 1024 * 1024,
+        MemorySwap: 256 * 1024 * 1024,
+        NanoCpus: 500_000_000,
+        Privileged: false,
+      });
+      // Never the Docker socket, nor any other host path, for a flow in an image.
+      expect(inspected.HostConfig.Binds ?? []).toEqual([]);
+      expect(JSON.stringify(inspected.Mounts)).not.toContain("docker.sock");
+      await execFileAsync("docker", ["rm", "-f", `berth-run-${flowRun.id}`]);
+
+      // A flow that asks for root fails on an agent that does not allow it, saying so, and nothing starts.
+      const rootFlow = await berth(["register", fixture("hardening-flow.ts"), "--no-push", "--api", server.url], {
+        env: { BERTH_TEST_FLOW_NAME: "Root Flow", BERTH_TEST_RUN_AS: "root" },
+      });
+      expect(rootFlow.code, rootFlow.stderr).toBe(0);
+      const refused = await client.createFlowRun({ flowName: "Root Flow", labels: ["hardening"], parameters: {} });
+      const failed = await waitFinal(client, refused.flowRun.id);
+      expect(failed.state).toBe("Failed");
+      expect(failed.stateMessage).toContain('flow "Root Flow" asks to run as root (runAs: "root"), which this agent does not allow: start an agent with --allow-root');
+      await expect(execFileAsync("docker", ["inspect", `berth-run-${refused.flowRun.id}`])).rejects.toThrow(/No such object/);
+    } finally {
+      await agent.stop();
+    }
+    // An agent that allows root runs it as root, still without capabilities, with the flow's own limits.
+    const rooted = await startAgent(server.url, ["hardening"], `rooted-${process.pid}`, ["--keep-containers", "--allow-root", "--memory", "256m"]);
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Root Flow", labels: ["hardening"], parameters: {} });
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state, run.stateMessage ?? "").toBe("Success");
+      const messages = (await client.getLogs(flowRun.id, { after: 0, limit: 100 })).logs.map((l) => l.message);
+      expect(messages).toContain("uid 0 gid 0");
+      expect(messages).toContain("CapEff 0000000000000000 CapBnd 0000000000000000 NoNewPrivs 1");
+      const inspected = JSON.parse((await execFileAsync("docker", ["inspect", `berth-run-${flowRun.id}`])).stdout)[0];
+      expect(inspected.Config.User).toBe("0:0");
+      expect(inspected.HostConfig).toMatchObject({ CapDrop: ["ALL"], PidsLimit: 100, Memory: 128 * 1024 * 1024 });
+      await execFileAsync("docker", ["rm", "-f", `berth-run-${flowRun.id}`]);
+    } finally {
+      await rooted.stop();
+    }
   });
 
   it("runs the seed's custom-environment example in a container, ending Success", async () => {

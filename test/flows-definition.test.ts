@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { BerthError } from "../wire/errors.js";
+import { BerthError, isBerthError } from "../wire/errors.js";
 import { LocalEnvironment } from "../environments/local.js";
 import { Flow } from "../flows/flow.js";
 import { Storage, type BuildOutcome } from "../storage/storage.js";
@@ -179,6 +179,8 @@ describe("Flow definition", () => {
       schedule: [],
       catchUp: "latest",
       maxConcurrentRuns: null,
+      resources: { memoryBytes: null, cpus: null, pids: null },
+      runAs: "user",
     });
   });
 
@@ -187,6 +189,27 @@ describe("Flow definition", () => {
     expect(definitionError(() => task(() => 1, { timeout: 0 })).message).toContain("timeout");
     expect(definitionError(() => new Flow("x").addTask({} as never)).message).toContain("expected a Task");
     expect(definitionError(() => new Flow("")).message).toContain("name");
+  });
+
+  it("carries the run container's resources and user, and rejects bad ones at definition, naming the value", () => {
+    const flow = new Flow("Sized", { resources: { memory: "512m", cpus: 1.5, pids: 256 }, runAs: "root" });
+    expect(flow.serialize()).toMatchObject({ resources: { memoryBytes: 512 * 1024 ** 2, cpus: 1.5, pids: 256 }, runAs: "root" });
+    expect(new Flow("Bytes", { resources: { memory: 64 * 1024 ** 2 } }).serialize().resources).toEqual({ memoryBytes: 64 * 1024 ** 2, cpus: null, pids: null });
+    const refused = (options: ConstructorParameters<typeof Flow>[1]) => {
+      try {
+        new Flow("Bad", options);
+      } catch (err) {
+        expect(isBerthError(err, "BERTH_E_FLOW_DEFINITION")).toBe(true);
+        return (err as Error).message;
+      }
+      throw new Error("not refused");
+    };
+    expect(refused({ resources: { memory: "lots" } })).toBe('flow "Bad": resources.memory "lots" is not a size: write it like 512m or 2g');
+    expect(refused({ resources: { memory: "1m" } })).toBe(`flow "Bad": resources.memory "1m" must be at least 6m (Docker's smallest)`);
+    expect(refused({ resources: { cpus: 0 } })).toBe('flow "Bad": resources.cpus 0 must be a number of CPUs from 0.01 to 1024');
+    expect(refused({ resources: { pids: 5 } })).toBe('flow "Bad": resources.pids 5 must be a whole number of processes from 16 to 4194304');
+    expect(refused({ resources: "big" as never })).toMatch(/resources must be an object/);
+    expect(refused({ runAs: "admin" as never })).toBe('flow "Bad": runAs must be "user" or "root", not "admin"');
   });
 
   it("carries a run timeout and a recovery policy, and rejects bad ones at definition", () => {

@@ -176,6 +176,19 @@ export type ClockSpec = z.infer<typeof ClockSpec>;
 export type ClockSpecInput = z.input<typeof ClockSpec>;
 
 /** A flow version's fields, as the server stores and serves them. */
+/** Who a flow's code runs as in its container. */
+export const RUN_AS = ["user", "root"] as const;
+export const RunAs = z.enum(RUN_AS);
+export type RunAs = z.infer<typeof RunAs>;
+
+/** What a flow's run container may use; null fields take the agent's limits. */
+export const Resources = z.object({
+  memoryBytes: z.number().int().min(6 * 1024 ** 2).max(2 ** 50).nullable().default(null),
+  cpus: z.number().min(0.01).max(1024).nullable().default(null),
+  pids: z.number().int().min(16).max(4_194_304).nullable().default(null),
+});
+export type Resources = z.infer<typeof Resources>;
+
 const FlowFields = z.object({
   name: Name,
   labels: Labels.default([]),
@@ -195,6 +208,10 @@ const FlowFields = z.object({
   catchUp: CatchUp.default("latest"),
   /** At most this many runs of the flow (any version) Submitted, Running or Cancelling at once; null for no limit. */
   maxConcurrentRuns: z.number().int().positive().max(100_000).nullable().default(null),
+  /** Limits of the run's container; null for the agent's (memory in bytes, CPUs, processes). */
+  resources: Resources.prefault({}),
+  /** "user" (default): an unprivileged user; "root" only on agents started with --allow-root. */
+  runAs: RunAs.default("user"),
 });
 
 /** Body of POST /api/flows: the fields, with free-form JSON bounded in size. */

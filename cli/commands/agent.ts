@@ -17,6 +17,10 @@ export interface AgentFlags {
   containerApi?: string;
   keepContainers?: boolean;
   allowLocalDir?: string[];
+  memory?: string;
+  cpus?: string;
+  pidsLimit?: string;
+  allowRoot?: boolean;
 }
 
 export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
@@ -33,6 +37,10 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       containerApiUrl: opts.containerApi,
       keepContainers: opts.keepContainers,
       allowLocalDirs: opts.allowLocalDir,
+      memory: opts.memory,
+      cpus: opts.cpus,
+      pidsLimit: opts.pidsLimit,
+      allowRoot: opts.allowRoot,
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });

@@ -22,6 +22,8 @@ export function flowInput(overrides: Partial<FlowCreate> = {}): FlowCreate {
     schedule: [],
     catchUp: "latest",
     maxConcurrentRuns: null,
+    resources: { memoryBytes: null, cpus: null, pids: null },
+    runAs: "user",
     ...overrides,
   };
 }
