@@ -19,6 +19,7 @@ import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STA
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import { allowedLocalDir } from "./local-dirs.js";
+import { imageAllowList } from "./allowed-images.js";
 
 /**
  * What every flow-run container gets: an unprivileged user (a uid of its own, not the host's 1000, whether or
@@ -132,6 +133,7 @@ export class RunLifecycle {
       const storage = flow.storage;
       // Checked before anything is pulled or built: a directory the agent will not mount fails the run at once.
       const localDir = storage.type === "local" ? await allowedLocalDir(storage.directory, this.deps.options.allowLocalDirs) : undefined;
+      if (storage.type === "docker") imageAllowList(this.deps.options.allowImages)(storage.image);
       if (flow.runAs === "root" && !this.deps.options.allowRoot) {
         throw new BerthError(
           "BERTH_E_NOT_ALLOWED",

@@ -103,6 +103,8 @@ export interface AgentOptions {
   keepContainers: boolean;
   /** Limits of every flow-run container: memory in bytes and CPUs (none when undefined), and processes. */
   limits: { memoryBytes: number | undefined; cpus: number | undefined; pids: number };
+  /** Glob patterns of the storage images the agent runs; none for any. */
+  allowImages: string[];
   /** Whether flows that ask to run as root may. */
   allowRoot: boolean;
   /** The only host directories (absolute) under which a LocalStorage flow's directory is mounted: the home and --allow-local-dir. */
@@ -136,6 +138,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     keepContainers: agent.keepContainers,
     limits: { memoryBytes: agent.memory, cpus: agent.cpus, pids: agent.pidsLimit },
     allowRoot: agent.allowRoot,
+    allowImages: agent.allowImages,
     allowLocalDirs: [...new Set([config.home, ...agent.allowLocalDirs].map((dir) => path.resolve(dir)))],
     leaseTimeoutMs: agent.leaseTimeout,
     serverDownForMs: config.serverDownFor,

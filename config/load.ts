@@ -51,6 +51,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_ALLOW_LOCAL_DIRS: { path: ["agent", "allowLocalDirs"], list: true },
   BERTH_AGENT_MEMORY: { path: ["agent", "memory"] },
   BERTH_AGENT_ALLOW_ROOT: { path: ["agent", "allowRoot"], boolean: true },
+  BERTH_AGENT_ALLOW_IMAGES: { path: ["agent", "allowImages"], list: true },
   BERTH_AGENT_CPUS: { path: ["agent", "cpus"] },
   BERTH_AGENT_PIDS_LIMIT: { path: ["agent", "pidsLimit"] },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },

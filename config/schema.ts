@@ -120,6 +120,8 @@ export const ConfigSchema = z.strictObject({
       cpus: z.coerce.number().min(0.01).max(1024).optional(),
       /** Most processes (threads included) in each flow-run container: a fork bomb stops there. Default 1024. */
       pidsLimit: z.coerce.number().int().min(16).max(4_194_304).default(1024),
+      /** Glob patterns of the images the agent runs ("registry.example/team/**"); others fail. Default none: any. */
+      allowImages: z.array(z.string().min(1)).default([]),
       /** Run flows that ask for it (runAs: "root") as root; others fail. Default false. */
       allowRoot: z.boolean().default(false),
       /** Host directories under which a LocalStorage flow's directory may be mounted, besides the agent's home. Default none. */

@@ -96,6 +96,34 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     }
   });
 
+  it("an agent runs only the images its --allow-image patterns allow, and says so for the others", async () => {
+    const registered = await berth(["register", fixture("hardening-flow.ts"), "--no-push", "--api", server.url], {
+      env: { BERTH_TEST_FLOW_NAME: "Image Flow", BERTH_TEST_LABEL: "images" },
+    });
+    expect(registered.code, registered.stderr).toBe(0);
+    const flow = (await client.listFlows()).flows.find((f) => f.name === "Image Flow")!;
+    expect(flow.storage.type).toBe("docker");
+    const image = flow.storage.type === "docker" ? flow.storage.image : "";
+    const repository = image.slice(0, image.lastIndexOf(":"));
+    const strict = await startAgent(server.url, ["images"], `strict-${process.pid}`, ["--allow-image", "registry.example/**", "--allow-image", "node:*"]);
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Image Flow", labels: ["images"], parameters: {} });
+      const failed = await waitFinal(client, flowRun.id);
+      expect(failed.state).toBe("Failed");
+      expect(failed.stateMessage).toContain(`image ${image} is not allowed on this agent: it matches none of its --allow-image patterns (registry.example/**, node:*)`);
+    } finally {
+      await strict.stop();
+    }
+    const fitting = await startAgent(server.url, ["images"], `fitting-${process.pid}`, ["--allow-image", `${repository}:*`]);
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Image Flow", labels: ["images"], parameters: {} });
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state, run.stateMessage ?? "").toBe("Success");
+    } finally {
+      await fitting.stop();
+    }
+  });
+
   it("runs the seed's custom-environment example in a container, ending Success", async () => {
     const registered = await cli(["register", path.join(REPO, "examples", "custom-environment.ts"), "--no-push"]);
     expect(registered.code, registered.stderr).toBe(0);

@@ -21,6 +21,7 @@ export interface AgentFlags {
   cpus?: string;
   pidsLimit?: string;
   allowRoot?: boolean;
+  allowImage?: string[];
 }
 
 export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
@@ -41,6 +42,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       cpus: opts.cpus,
       pidsLimit: opts.pidsLimit,
       allowRoot: opts.allowRoot,
+      allowImages: opts.allowImage,
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
