@@ -31,6 +31,10 @@ async function race(setup: RacerSetup): Promise<ReportedClaim[]> {
         for (const run of got) {
           mine.push({ process: `racer ${process.pid}`, claimer: name, agentId: name, flowRunId: run.id, state: run.state, version: run.version, epoch: run.epoch });
         }
+        // An agent does work between claims (it starts a container). A racer that claimed again at once could
+        // take SQLite's write lock back to back while the others sleep in their busy handlers, and take every
+        // run: a race nobody else ran, which proves nothing.
+        await new Promise((resolve) => setTimeout(resolve, 1));
       }
     };
     return (await Promise.all(setup.claimers.map(claimer))).flat();
