@@ -107,7 +107,7 @@ export interface AgentOptions {
   allowImages: string[];
   /** Whether flows that ask to run as root may. */
   allowRoot: boolean;
-  /** The only host directories (absolute) under which a LocalStorage flow's directory is mounted: the home and --allow-local-dir. */
+  /** The only host directories (absolute) under which a LocalStorage flow's directory is mounted: <home>/flows and --allow-local-dir. */
   allowLocalDirs: string[];
   /** Stop a run's container when its lease could not be renewed for this long. */
   leaseTimeoutMs: number;
@@ -128,7 +128,9 @@ export function compileAgentOptions(config: Config): AgentOptions {
     apiToken: config.apiToken,
     network: agent.network ?? defaultNetwork(containerApiUrl),
     pullPolicy: agent.pullPolicy,
-    buildOnPullFailure: agent.buildOnPullFailure,
+    // An agent that runs only allowed images builds none: a build would run the flow author's own Dockerfile
+    // steps and could tag any allowed name on this host.
+    buildOnPullFailure: agent.buildOnPullFailure && agent.allowImages.length === 0,
     buildTimeoutMs: agent.buildTimeout,
     env: agent.env,
     claimWaitMs: agent.claimWait,
@@ -139,7 +141,8 @@ export function compileAgentOptions(config: Config): AgentOptions {
     limits: { memoryBytes: agent.memory, cpus: agent.cpus, pids: agent.pidsLimit },
     allowRoot: agent.allowRoot,
     allowImages: agent.allowImages,
-    allowLocalDirs: [...new Set([config.home, ...agent.allowLocalDirs].map((dir) => path.resolve(dir)))],
+    // <home>/flows, not the home itself: the home may hold the server's database.
+    allowLocalDirs: [...new Set([path.join(config.home, "flows"), ...agent.allowLocalDirs].map((dir) => path.resolve(dir)))],
     leaseTimeoutMs: agent.leaseTimeout,
     serverDownForMs: config.serverDownFor,
     flowRun: {

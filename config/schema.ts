@@ -118,16 +118,22 @@ export const ConfigSchema = z.strictObject({
       memory: ByteSize.refine((bytes) => bytes >= MIN_MEMORY_BYTES, { message: "must be at least 6m (Docker's smallest)" }).optional(),
       /** CPU limit of each flow-run container, in CPUs (1.5). Default none. */
       cpus: z.coerce.number().min(0.01).max(1024).optional(),
-      /** Most processes (threads included) in each flow-run container: a fork bomb stops there. Default 1024. */
+      /** Most processes (threads included) in each flow-run container, unless its flow sets resources.pids. Default 1024. */
       pidsLimit: z.coerce.number().int().min(16).max(4_194_304).default(1024),
       /** Glob patterns of the images the agent runs ("registry.example/team/**"); others fail. Default none: any. */
       allowImages: z.array(z.string().min(1)).default([]),
       /** Run flows that ask for it (runAs: "root") as root; others fail. Default false. */
       allowRoot: z.boolean().default(false),
-      /** Host directories under which a LocalStorage flow's directory may be mounted, besides the agent's home. Default none. */
+      /** Host directories under which a LocalStorage flow's directory may be mounted, besides <home>/flows. Default none. */
       allowLocalDirs: z.array(z.string().min(1)).default([]),
       /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */
       leaseTimeout: Duration.default(30_000),
+    })
+    .superRefine((agent, ctx) => {
+      // An agent held to allowed images builds none (a build runs the flow author's Dockerfile steps).
+      if (agent.allowImages.length > 0 && agent.pullPolicy === "never") {
+        ctx.addIssue({ code: "custom", path: ["pullPolicy"], message: 'pull policy "never" builds every image here, which --allow-image rules out: use "if-not-present" or "always"' });
+      }
     })
     .prefault({}),
 });

@@ -39,6 +39,14 @@ describe("imageAllowList", () => {
     );
   });
 
+  it("makes the agent build no image: a build would run the flow author's Dockerfile steps", () => {
+    expect(compileAgentOptions(loadConfig({ env: {}, cwd: "/" })).buildOnPullFailure).toBe(true);
+    expect(compileAgentOptions(loadConfig({ env: { BERTH_AGENT_ALLOW_IMAGES: "a/**" }, cwd: "/" })).buildOnPullFailure).toBe(false);
+    expect(() => loadConfig({ env: { BERTH_AGENT_ALLOW_IMAGES: "a/**", BERTH_AGENT_PULL_POLICY: "never" }, cwd: "/" })).toThrow(
+      'agent.pullPolicy: pull policy "never" builds every image here, which --allow-image rules out',
+    );
+  });
+
   it("is configured by --allow-image, BERTH_AGENT_ALLOW_IMAGES or agent.allowImages", () => {
     expect(compileAgentOptions(loadConfig({ env: {}, cwd: "/" })).allowImages).toEqual([]);
     expect(compileAgentOptions(loadConfig({ env: { BERTH_AGENT_ALLOW_IMAGES: "a/**, b/*:*" }, cwd: "/" })).allowImages).toEqual(["a/**", "b/*:*"]);

@@ -2,7 +2,7 @@
  * Which LocalStorage directories an agent mounts (agent/local-dirs.ts): only under the roots its operator
  * allowed, judged on the real path after symlinks; and how an agent's roots are configured.
  */
-import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,14 +50,17 @@ describe("allowedLocalDir", () => {
 
   it("refuses what is outside every root, by real path, and says which roots are allowed", async () => {
     expect(await refusal(path.join(base, "secret"), [root])).toBe(
-      `the flow's LocalStorage directory ${path.join(base, "secret")} is not allowed: the agent mounts only directories under ${root} (its home and --allow-local-dir)`,
+      `the flow's LocalStorage directory ${path.join(base, "secret")} is not allowed: the agent mounts only directories under ${root} (<home>/flows and --allow-local-dir)`,
     );
     // A sibling that only shares the root's name as a prefix.
     expect(await refusal(path.join(base, "flows-other"), [root])).toContain("is not allowed");
     expect(await refusal(path.join(root, ".."), [root])).toContain("is not allowed");
+    // A directory whose name only starts with two dots is inside.
+    await mkdir(path.join(root, "..flows"), { recursive: true });
+    expect(await allowedLocalDir(path.join(root, "..flows"), [root])).toBe(path.join(root, "..flows"));
     expect(await refusal(path.join(root, "link-out"), [root])).toBe(
       `the flow's LocalStorage directory ${path.join(root, "link-out")} (${path.join(base, "secret")}, after symlinks) is not allowed: ` +
-        `the agent mounts only directories under ${root} (its home and --allow-local-dir)`,
+        `the agent mounts only directories under ${root} (<home>/flows and --allow-local-dir)`,
     );
     expect(await refusal("/var/run", [root])).toContain("is not allowed");
     expect(await refusal(root, [])).toContain("the agent mounts only directories under none");
@@ -72,13 +75,24 @@ describe("allowedLocalDir", () => {
 });
 
 describe("the agent's allowed directories", () => {
-  it("are its home and every --allow-local-dir, from flags, environment or file, as absolute paths", () => {
+  it("are <home>/flows and every --allow-local-dir, from flags, environment or file, as absolute paths", () => {
     const home = path.join(base, "home");
+    const flows = path.join(home, "flows");
     const fromEnv = loadConfig({ env: { BERTH_HOME: home, BERTH_AGENT_ALLOW_LOCAL_DIRS: `${root},relative/dir` }, cwd: base });
-    expect(compileAgentOptions(fromEnv).allowLocalDirs).toEqual([home, root, path.resolve("relative/dir")]);
+    expect(compileAgentOptions(fromEnv).allowLocalDirs).toEqual([flows, root, path.resolve("relative/dir")]);
     const byDefault = loadConfig({ env: { BERTH_HOME: home }, cwd: base });
-    expect(compileAgentOptions(byDefault).allowLocalDirs).toEqual([home]);
-    const fromFlags = loadConfig({ env: { BERTH_HOME: home }, cwd: base, flags: { agent: { allowLocalDirs: [home, root] } } });
-    expect(compileAgentOptions(fromFlags).allowLocalDirs).toEqual([home, root]);
+    expect(compileAgentOptions(byDefault).allowLocalDirs).toEqual([flows]);
+    const fromFlags = loadConfig({ env: { BERTH_HOME: home }, cwd: base, flags: { agent: { allowLocalDirs: [flows, root] } } });
+    expect(compileAgentOptions(fromFlags).allowLocalDirs).toEqual([flows, root]);
+  });
+
+  it("never include the home itself, where the server's database may be, nor a file", async () => {
+    const home = path.join(base, "home");
+    await mkdir(path.join(home, "flows"), { recursive: true });
+    await writeFile(path.join(home, "berth.db"), "");
+    const roots = compileAgentOptions(loadConfig({ env: { BERTH_HOME: home }, cwd: base })).allowLocalDirs;
+    expect(await refusal(home, roots)).toContain("is not allowed");
+    expect(await refusal(path.join(home, "berth.db"), [home])).toBe(`the flow's LocalStorage directory ${path.join(home, "berth.db")} is not a directory`);
+    expect(await allowedLocalDir(path.join(home, "flows"), roots)).toBe(path.join(home, "flows"));
   });
 });
