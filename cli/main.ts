@@ -45,7 +45,7 @@ program
   .option("--pids-limit <n>", "most processes in each flow-run container (default 1024)")
   .option("--allow-image <pattern>", "run only images matching this glob, like registry.example/team/** (repeatable; default any)", collect)
   .option("--allow-root", 'run flows that ask for it (runAs: "root") as root; without it they fail')
-  .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides the agent's home (repeatable)", collect)
+  .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides <home>/flows (repeatable)", collect)
   .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
 
 program
