@@ -25,3 +25,16 @@ export function clientFor(config: Pick<Config, "apiUrl" | "apiToken">): ApiClien
 export function defined<T extends Record<string, unknown>>(value: T): Partial<T> {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
+
+/** The options of a command that talks to the API: `--api URL`, and `--json` for machine-readable output. */
+export type ApiOpts = { api?: string; json?: boolean };
+
+/** The API client for a command, from the global options and its `--api`. */
+export function apiClient(global: GlobalOptions, opts: ApiOpts): ApiClient {
+  return clientFor(resolveConfig(global, defined({ apiUrl: opts.api })));
+}
+
+/** A command's output: text as it is, anything else as indented JSON. */
+export function print(value: unknown): void {
+  process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
+}

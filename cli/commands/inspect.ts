@@ -1,21 +1,12 @@
 import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../wire/schema.js";
 import { BerthError } from "../../wire/errors.js";
-import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { apiClient, print, type ApiOpts, type GlobalOptions } from "../context.js";
 import { shortTime, table } from "../format.js";
 import { signalOnInterrupt } from "../process.js";
 
-type ApiOpts = { api?: string; json?: boolean };
-
-function client(global: GlobalOptions, opts: ApiOpts) {
-  return clientFor(resolveConfig(global, defined({ apiUrl: opts.api })));
-}
-
-function print(value: unknown): void {
-  process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
-}
 
 export async function flowsCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
-  const api = client(global, opts);
+  const api = apiClient(global, opts);
   const [{ flows }, { schedules }] = await Promise.all([api.listFlows(), api.listSchedules()]);
   if (opts.json) return print(flows);
   if (flows.length === 0) return print("no flows registered yet: berth register FILE");
@@ -52,7 +43,7 @@ export async function runsCommand(global: GlobalOptions, opts: ApiOpts & { flow?
   }
   const limit = opts.limit === undefined ? 50 : Number(opts.limit);
   if (!Number.isInteger(limit) || limit < 1) throw new BerthError("BERTH_E_USAGE", `--limit must be a positive whole number`);
-  const { flowRuns } = await client(global, opts).listFlowRuns({ flowName: opts.flow, state, limit });
+  const { flowRuns } = await apiClient(global, opts).listFlowRuns({ flowName: opts.flow, state, limit });
   if (opts.json) return print(flowRuns);
   if (flowRuns.length === 0) return print("no flow runs");
   print(
@@ -72,7 +63,7 @@ export async function runsCommand(global: GlobalOptions, opts: ApiOpts & { flow?
 }
 
 export async function agentsCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
-  const { agents } = await client(global, opts).listAgents();
+  const { agents } = await apiClient(global, opts).listAgents();
   if (opts.json) return print(agents);
   if (agents.length === 0) return print("no agents have registered: start one with berth agent");
   print(
@@ -89,7 +80,7 @@ export function printLog(line: StoredLog): void {
 }
 
 export async function logsCommand(global: GlobalOptions, runId: string, opts: ApiOpts & { follow?: boolean }): Promise<void> {
-  const api = client(global, opts);
+  const api = apiClient(global, opts);
   const signal = signalOnInterrupt();
   let after = 0;
   for (;;) {
@@ -104,6 +95,6 @@ export async function logsCommand(global: GlobalOptions, runId: string, opts: Ap
 }
 
 export async function cancelCommand(global: GlobalOptions, runId: string, opts: ApiOpts): Promise<void> {
-  const run = await client(global, opts).cancelFlowRun(runId);
+  const run = await apiClient(global, opts).cancelFlowRun(runId);
   print(`flow run ${run.id}: ${run.state}`);
 }

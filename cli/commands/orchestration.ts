@@ -1,21 +1,12 @@
 /** `berth schedule ...` and `berth concurrency ...`: what the scheduler and the limits are doing, and changing them. */
 import { BerthError } from "../../wire/errors.js";
 import type { ScheduleView } from "../../wire/schema.js";
-import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
+import { apiClient, print, type ApiOpts, type GlobalOptions } from "../context.js";
 import { shortTime, table } from "../format.js";
 
-type ApiOpts = { api?: string; json?: boolean };
-
-function client(global: GlobalOptions, opts: ApiOpts) {
-  return clientFor(resolveConfig(global, defined({ apiUrl: opts.api })));
-}
-
-function print(value: unknown): void {
-  process.stdout.write(`${typeof value === "string" ? value : JSON.stringify(value, null, 2)}\n`);
-}
 
 export async function scheduleListCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
-  const { schedules } = await client(global, opts).listSchedules();
+  const { schedules } = await apiClient(global, opts).listSchedules();
   if (opts.json) return print(schedules);
   if (schedules.length === 0) return print("no flow has a schedule: give a Flow `schedule: new CronSchedule(...)` and register it");
   print(
@@ -41,13 +32,13 @@ export async function scheduleShowCommand(global: GlobalOptions, flow: string, o
     ticks = Number(opts.ticks);
     if (!/^\d+$/.test(opts.ticks.trim()) || ticks > 1_000) throw new BerthError("BERTH_E_USAGE", `--ticks must be a whole number from 0 to 1000, not "${opts.ticks}"`);
   }
-  const view = await client(global, opts).getSchedule(flow, ticks === undefined ? {} : { ticks });
+  const view = await apiClient(global, opts).getSchedule(flow, ticks === undefined ? {} : { ticks });
   if (opts.json) return print(view);
   printSchedule(view);
 }
 
 export async function schedulePauseCommand(global: GlobalOptions, flow: string, paused: boolean, opts: ApiOpts): Promise<void> {
-  const view = await client(global, opts).pauseSchedule(flow, paused);
+  const view = await apiClient(global, opts).pauseSchedule(flow, paused);
   print(`schedule of "${view.flowName}" ${paused ? "paused: no runs are made until it is resumed" : "resumed"}`);
   if (!paused) printSchedule(view);
 }
@@ -65,7 +56,7 @@ function printSchedule(view: ScheduleView): void {
 }
 
 export async function concurrencyListCommand(global: GlobalOptions, opts: ApiOpts): Promise<void> {
-  const limits = await client(global, opts).listConcurrencyLimits();
+  const limits = await apiClient(global, opts).listConcurrencyLimits();
   if (opts.json) return print(limits);
   if (limits.length === 0) return print("no concurrency limits: berth concurrency set LABEL N");
   print(
@@ -81,11 +72,11 @@ export async function concurrencySetCommand(global: GlobalOptions, label: string
   if (!/^\d+$/.test(n.trim()) || !Number.isSafeInteger(max) || max < 1) {
     throw new BerthError("BERTH_E_USAGE", `the limit must be a positive whole number, not "${n}"`);
   }
-  const limit = await client(global, opts).setConcurrencyLimit(label, max);
+  const limit = await apiClient(global, opts).setConcurrencyLimit(label, max);
   print(`label ${limit.label}: at most ${limit.max} run${limit.max === 1 ? "" : "s"} at once (${limit.holders.length} running now)`);
 }
 
 export async function concurrencyRemoveCommand(global: GlobalOptions, label: string, opts: ApiOpts): Promise<void> {
-  await client(global, opts).deleteConcurrencyLimit(label);
+  await apiClient(global, opts).deleteConcurrencyLimit(label);
   print(`label ${label}: no limit`);
 }
