@@ -1,5 +1,5 @@
 /** `berth`: every public name of the SDK. */
-export { task, Task, Parameter, isTask } from "./flows/task.js";
+export { task, Task, Parameter, Secret, isTask } from "./flows/task.js";
 export type { AnyTask, BindInputs, ParameterInfo, ParameterOptions, TaskContext, TaskFn, TaskOptions } from "./flows/task.js";
 export { TASK_TRIGGERS, type TaskTrigger } from "./flows/triggers.js";
 export { Flow, isFlow, type FlowOptions, type SerializedFlow } from "./flows/flow.js";

@@ -163,6 +163,13 @@ export class Agent {
       concurrency: this.options.concurrency,
       network: this.options.network ?? "default",
     });
+    if (this.options.network === "host") {
+      // Loopback is reachable only from the host's own network; there the runs also reach every other service
+      // listening on this host's loopback. Putting the server on a Docker network the runs join avoids both.
+      this.log.warn(
+        "flow-run containers use the host network, because the API is on loopback: they can reach every service on this host's loopback interface; to isolate them, run the server where containers reach it on a Docker network (docker compose, or --network NAME with --container-api URL)",
+      );
+    }
     this.leases.start();
     this.claimLoop = runClaimLoop({
       client: this.deps.client,

@@ -353,7 +353,7 @@ export class RunLifecycle {
       image,
       cmd: ["berth", "execute", "flow-run"],
       // berth's own variables come last: a user's --env cannot redirect a run to another server or run.
-      env: { ...options.env, ...flowRunEnvironment({ ...options.flowRun, flowRunId: flowRun.id, epoch: this.epoch }) },
+      env: { ...options.env, ...flowRunEnvironment({ ...options.flowRun, apiToken: this.claim.runToken, flowRunId: flowRun.id, epoch: this.epoch }) },
       labels: {
         [OWNER_LABEL]: "true",
         [AGENT_LABEL]: this.deps.agentId,

@@ -1,6 +1,7 @@
 /** Turns global options, command flags and the environment into one Config, once per command. */
 import { ApiClient } from "../client/api-client.js";
 import { loadConfig } from "../config/load.js";
+import { clientToken } from "../config/tokens.js";
 import type { Config } from "../config/schema.js";
 
 export interface GlobalOptions {
@@ -17,8 +18,10 @@ export function resolveConfig(global: GlobalOptions, flags: Record<string, unkno
   });
 }
 
-export function clientFor(config: Pick<Config, "apiUrl" | "apiToken">): ApiClient {
-  return new ApiClient({ baseUrl: config.apiUrl, ...(config.apiToken ? { token: config.apiToken } : {}) });
+/** A client of the configured server, sending the token clientToken finds (config/tokens.ts). */
+export function clientFor(config: Pick<Config, "apiUrl" | "apiToken" | "apiTokenFile" | "home">): ApiClient {
+  const token = clientToken(config);
+  return new ApiClient({ baseUrl: config.apiUrl, ...(token ? { token } : {}) });
 }
 
 /** Drops undefined values so flags only override what was given. */

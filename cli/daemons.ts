@@ -6,7 +6,7 @@ import type { Agent } from "../agent/agent.js";
 import type { AgentOptions, ServerOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { BerthError } from "../wire/errors.js";
-import { clientFor } from "./context.js";
+import { ApiClient } from "../client/api-client.js";
 import { localEngine } from "./engine.js";
 import { VERSION } from "./version.js";
 
@@ -23,8 +23,13 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
   if (db !== ":memory:") mkdirSync(path.dirname(path.resolve(db)), { recursive: true });
   const { openSqliteStore } = await import("../store/sqlite.js");
   const { buildServer } = await import("../server/app.js");
+  const { serverSecrets } = await import("../config/tokens.js");
+  const secrets = serverSecrets(options);
+  if (options.insecure) {
+    logger.warn(`--insecure: this server accepts requests without a token; anyone who reaches ${host}:${options.port}, and any flow run on this host's network, is an admin`);
+  }
   const store = await openSqliteStore(db);
-  const app = await buildServer({ store, logger, options, version: VERSION });
+  const app = await buildServer({ store, logger, options: { ...options, apiToken: secrets.apiToken }, version: VERSION, serverKey: secrets.serverKey });
   try {
     await app.listen({ host, port: options.port });
   } catch (err) {
@@ -38,6 +43,7 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
   const port = typeof address === "object" && address ? address.port : options.port;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
   logger.info({ db: store.description, url }, `berth server ${VERSION} listening on ${url}`);
+  if (secrets.tokenFile) logger.info(`the admin token is in ${secrets.tokenFile}: clients on this machine read it from there`);
   let closed = false;
   return {
     url,
@@ -56,7 +62,7 @@ export async function createAgent(options: AgentOptions, logger: Logger, givenEn
   const { ensureBerthImage } = await import("../images/index.js");
   const engine = givenEngine ?? (await localEngine());
   let berthImage: Promise<string> | undefined;
-  const client = clientFor({ apiUrl: options.apiUrl, apiToken: options.apiToken });
+  const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
   return new Agent(
     {
       client,

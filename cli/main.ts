@@ -24,6 +24,7 @@ program
   .option("--host <host>", "interface to listen on (default 127.0.0.1)")
   .option("--port <port>", "port to listen on (default 4200)")
   .option("--db <path|url>", "SQLite file (default ~/.berth/berth.db)")
+  .option("--insecure", "serve without tokens: whoever reaches the server is an admin (never on a shared network)")
   .action(async (opts) => (await import("./commands/server.js")).serverCommand(program.opts(), opts));
 
 program
@@ -155,6 +156,48 @@ concurrency
   .argument("<label>", "run label")
   .addOption(apiOption())
   .action(async (label, opts) => (await import("./commands/orchestration.js")).concurrencyRemoveCommand(program.opts(), label, opts));
+
+const token = program.command("token").description("tokens: admin (everything) or agent (one agent's own calls and runs)");
+token
+  .command("create")
+  .description("create a token and print it once (the server keeps only its hash)")
+  .requiredOption("--role <role>", "admin or agent")
+  .option("--name <name>", "an agent token's agent (required for --role agent); a label for an admin token")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/trust.js")).tokenCreateCommand(program.opts(), opts));
+token
+  .command("ls", { isDefault: true })
+  .description("every token, without its secret")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/trust.js")).tokenListCommand(program.opts(), opts));
+token
+  .command("revoke")
+  .description("revoke a token: refused from the next request on")
+  .argument("<id>", "the token's id (berth token ls)")
+  .addOption(apiOption())
+  .action(async (id, opts) => (await import("./commands/trust.js")).tokenRevokeCommand(program.opts(), id, opts));
+
+const secret = program.command("secret").description("secrets flows read with Secret(\"NAME\"), encrypted at rest");
+secret
+  .command("set")
+  .description("set a secret; its value is read from stdin")
+  .argument("<name>", "letters, digits, _ . -")
+  .addOption(apiOption())
+  .action(async (name, opts) => (await import("./commands/trust.js")).secretSetCommand(program.opts(), name, opts));
+secret
+  .command("ls", { isDefault: true })
+  .description("secrets' names, never their values")
+  .addOption(apiOption())
+  .option("--json", "print JSON")
+  .action(async (opts) => (await import("./commands/trust.js")).secretListCommand(program.opts(), opts));
+secret
+  .command("rm")
+  .description("remove a secret")
+  .argument("<name>", "the secret's name")
+  .addOption(apiOption())
+  .action(async (name, opts) => (await import("./commands/trust.js")).secretRemoveCommand(program.opts(), name, opts));
 
 const execute = program.command("execute").description("run flows inside a container (entry points)");
 execute

@@ -33,6 +33,11 @@ import {
   FlowRunStateHistory,
   DEFAULT_CLAIM_WAIT_MS,
   BuildContextStored,
+  RunSecrets,
+  SecretList,
+  TokenCreated,
+  TokenList,
+  TokenRecord,
 } from "../wire/schema.js";
 import type {
   AgentHeartbeat,
@@ -46,6 +51,8 @@ import type {
   StateChange,
   TaskRun,
   FlowRunStateEntry,
+  SecretInfo,
+  TokenCreate,
 } from "../wire/schema.js";
 
 export interface ApiClientOptions {
@@ -211,6 +218,36 @@ export class ApiClient {
 
   async deleteConcurrencyLimit(label: string, signal?: AbortSignal): Promise<void> {
     await this.call({ method: "DELETE", path: `/api/concurrency-limits/${enc(label)}`, response: Ok, signal });
+  }
+
+  /** Creates a token; the answer is the only place its secret appears. */
+  createToken(input: TokenCreate, signal?: AbortSignal): Promise<TokenCreated> {
+    return this.call({ method: "POST", path: "/api/tokens", body: input, response: TokenCreated, signal });
+  }
+
+  async listTokens(signal?: AbortSignal): Promise<TokenRecord[]> {
+    return (await this.call({ method: "GET", path: "/api/tokens", response: TokenList, signal })).tokens;
+  }
+
+  revokeToken(id: string, signal?: AbortSignal): Promise<TokenRecord> {
+    return this.call({ method: "POST", path: `/api/tokens/${enc(id)}/revoke`, response: TokenRecord, signal });
+  }
+
+  async setSecret(name: string, value: string, signal?: AbortSignal): Promise<void> {
+    await this.call({ method: "PUT", path: `/api/secrets/${enc(name)}`, body: { value }, response: Ok, signal });
+  }
+
+  async listSecrets(signal?: AbortSignal): Promise<SecretInfo[]> {
+    return (await this.call({ method: "GET", path: "/api/secrets", response: SecretList, signal })).secrets;
+  }
+
+  async deleteSecret(name: string, signal?: AbortSignal): Promise<void> {
+    await this.call({ method: "DELETE", path: `/api/secrets/${enc(name)}`, response: Ok, signal });
+  }
+
+  /** The values of secrets the run's flow reads, with the run's own token. */
+  async runSecrets(flowRunId: string, names: string[], signal?: AbortSignal): Promise<Record<string, string>> {
+    return (await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/secrets`, body: { names }, response: RunSecrets, signal })).secrets;
   }
 
   /** Whether the server keeps the build context with this digest. */

@@ -18,8 +18,17 @@ export interface ServerOptions {
   port: number;
   /** SQLite file path (or ":memory:"). */
   db: string;
-  /** When set, every route but /health and /openapi.json needs `Authorization: Bearer <apiToken>`. */
+  /** The admin token; when none is set, `berth server` takes it from a token file (see config/tokens.ts). */
   apiToken: string | undefined;
+  /** The token file given in the configuration, if one was. */
+  apiTokenFile: string | undefined;
+  /** The admin token file of a server on loopback that was given no token: <home>/admin.token. */
+  homeTokenFile: string;
+  /** Serve without tokens (see the configuration's server.insecure). */
+  insecure: boolean;
+  /** The server's key (base64), or the file it is kept in. */
+  key: string | undefined;
+  keyFile: string;
   /** Largest accepted request body in bytes. */
   bodyLimitBytes: number;
   /** Largest accepted build context in bytes. */
@@ -46,6 +55,11 @@ export function compileServerOptions(config: Config): ServerOptions {
     port: server.port,
     db: server.db ?? path.join(config.home, "berth.db"),
     apiToken: config.apiToken,
+    apiTokenFile: config.apiTokenFile,
+    homeTokenFile: homeTokenFile(config.home),
+    insecure: server.insecure,
+    key: server.key,
+    keyFile: server.keyFile ?? path.join(config.home, "server.key"),
     bodyLimitBytes: server.bodyLimit,
     buildContextLimitBytes: server.buildContextLimit,
     agentLostAfterMs: server.agentLostAfter,
@@ -58,10 +72,16 @@ export function compileServerOptions(config: Config): ServerOptions {
   };
 }
 
+/** The admin token a server on loopback generates when given none, and clients on its machine read. */
+export function homeTokenFile(home: string): string {
+  return path.join(home, "admin.token");
+}
+
 /** What a flow-run container is told by its agent, through its environment. */
 export interface FlowRunSettings {
   /** The API as the container reaches it. */
   apiUrl: string;
+  /** The run's own token, minted by its claim: never the agent's. */
   apiToken: string | undefined;
   flowRunId: string;
   /** The attempt's lease epoch: every write the container makes carries it (fencing). */
@@ -113,8 +133,8 @@ export interface AgentOptions {
   leaseTimeoutMs: number;
   /** How long the agent's writes wait out an unreachable server. */
   serverDownForMs: number;
-  /** What every flow-run container of this agent is told, but for the run's id and epoch. */
-  flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch">;
+  /** What every flow-run container of this agent is told, but for the run's id, epoch and token. */
+  flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch" | "apiToken">;
 }
 
 export function compileAgentOptions(config: Config): AgentOptions {
@@ -147,7 +167,6 @@ export function compileAgentOptions(config: Config): AgentOptions {
     serverDownForMs: config.serverDownFor,
     flowRun: {
       apiUrl: containerApiUrl,
-      apiToken: config.apiToken,
       heartbeatIntervalMs: agent.runHeartbeatInterval,
       serverDownForMs: config.serverDownFor,
     },

@@ -22,6 +22,10 @@ export interface LoadConfigOptions {
 const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: boolean }> = {
   BERTH_API_URL: { path: ["apiUrl"] },
   BERTH_API_TOKEN: { path: ["apiToken"] },
+  BERTH_API_TOKEN_FILE: { path: ["apiTokenFile"] },
+  BERTH_INSECURE: { path: ["server", "insecure"], boolean: true },
+  BERTH_SERVER_KEY: { path: ["server", "key"] },
+  BERTH_SERVER_KEY_FILE: { path: ["server", "keyFile"] },
   BERTH_LOG_LEVEL: { path: ["logLevel"] },
   BERTH_HOME: { path: ["home"] },
   BERTH_SERVER_HOST: { path: ["server", "host"] },

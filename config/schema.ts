@@ -46,8 +46,17 @@ const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or com
 export const ConfigSchema = z.strictObject({
   /** The server's URL, for clients and agents. Default http://127.0.0.1:4200. */
   apiUrl: z.url().default("http://127.0.0.1:4200"),
-  /** Bearer token: required by the server when set there, sent by clients when set here. Default none. */
+  /**
+   * Bearer token: the server's admin token when set there, sent by clients when set here. Default none: the
+   * server then keeps a generated one in apiTokenFile, and clients on its machine read it there.
+   */
   apiToken: z.string().min(1).optional(),
+  /**
+   * A file holding the admin token: the server creates it (readable by its owner only) when it does not exist,
+   * clients read it. Default <home>/admin.token, used by the server only on loopback and by clients only for a
+   * loopback API URL.
+   */
+  apiTokenFile: z.string().min(1).optional(),
   /** debug | info | warn | error. Default info. */
   logLevel: z.enum(["debug", "info", "warn", "error"]).default("info"),
   /** Where berth keeps its files (SQLite database, logs). Default ~/.berth. */
@@ -62,6 +71,15 @@ export const ConfigSchema = z.strictObject({
       port: z.coerce.number().int().min(0).max(65_535).default(4200),
       /** SQLite file path, or a postgres:// URL. Default <home>/berth.db. */
       db: z.string().optional(),
+      /**
+       * Serve without tokens: anyone who reaches the server, and the code of every flow run on the host network,
+       * is an admin. Default false; a server bound to anything but loopback needs a token, or this.
+       */
+      insecure: z.boolean().default(false),
+      /** The key run tokens are signed with and secrets encrypted with: base64 of 32 bytes or more. Default: keyFile's. */
+      key: z.string().min(1).optional(),
+      /** Where the server keeps its generated key (created readable by its owner only). Default <home>/server.key. */
+      keyFile: z.string().min(1).optional(),
       /** An agent not heard from for this long is lost. Default 60s. */
       agentLostAfter: Duration.default(60_000),
       /** A claim's lease; agents renew it with every heartbeat. Default 30s. */

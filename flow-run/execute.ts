@@ -11,6 +11,7 @@ import { whileServerDown } from "../client/retry.js";
 import type { FlowRunSettings } from "../config/compile.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
+import { setSecretResolver } from "../flows/task.js";
 import { storageFromSpec } from "../storage/from-spec.js";
 import { captureConsole } from "./console-capture.js";
 import { RunReporter } from "./reporter.js";
@@ -45,6 +46,14 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   const heartbeat = startHeartbeat(context, settings.heartbeatIntervalMs, write);
   const previousRunner = getDefaultFlowRunnerClass();
   setDefaultFlowRunnerClass(serverFlowRunnerClass(context));
+  // Secret tasks read their values from the server with this run's token, when they run: never from the
+  // environment, so no value is in the container's configuration.
+  setSecretResolver(async (name, signal) => {
+    const values = await whileServerDown(() => client.runSecrets(flowRun.id, [name], signal), { forMs: settings.serverDownForMs, signal });
+    const value = values[name];
+    if (value === undefined) throw new BerthError("BERTH_E_NOT_FOUND", `the server sent no value for secret ${name}`);
+    return value;
+  });
   try {
     await runInEnvironment(context, settings.serverDownForMs);
   } catch (err) {
@@ -56,6 +65,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     }
   } finally {
     setDefaultFlowRunnerClass(previousRunner);
+    setSecretResolver(undefined);
     clearInterval(heartbeat);
     restoreConsole();
     options.signal?.removeEventListener("abort", onAbort);

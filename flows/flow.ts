@@ -67,7 +67,7 @@ export interface SerializedFlow {
   labels: string[];
   environment: EnvironmentSpec;
   parameters: ParameterSpec[];
-  tasks: { slug: string; name: string }[];
+  tasks: { slug: string; name: string; secret?: string }[];
   runTimeoutMs: number | null;
   recovery: RecoveryPolicy;
   schedule: ClockSpec[];
@@ -263,7 +263,7 @@ export class Flow {
       labels: this.labels,
       environment: serializeEnvironment(this.environment),
       parameters: this.parameters(),
-      tasks: this.graph.nodes.map((n) => ({ slug: n.slug, name: n.name })),
+      tasks: this.graph.nodes.map((n) => (n.task.secret === undefined ? { slug: n.slug, name: n.name } : { slug: n.slug, name: n.name, secret: n.task.secret })),
       runTimeoutMs: this.runTimeoutMs,
       recovery: this.recovery,
       schedule: structuredClone(this.schedule),

@@ -65,6 +65,7 @@ export type BindInputs<I> = { [K in keyof I]?: I[K] | Task<any, I[K]> };
 interface TaskInternals {
   inputs?: DeclaredInputs | undefined;
   parameter?: ParameterInfo;
+  secret?: string;
 }
 
 /**
@@ -87,6 +88,8 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
   readonly inputs: DeclaredInputs | undefined;
   /** Set on tasks made by `Parameter`: their value comes from the run's parameters. */
   readonly parameter: ParameterInfo | undefined;
+  /** Set on tasks made by `Secret`: the name of the secret whose value is their result. */
+  readonly secret: string | undefined;
 
   constructor(fn: TaskFn<I, O | PromiseLike<O>>, options: TaskOptions = {}, internals: TaskInternals = {}) {
     if (typeof fn !== "function") {
@@ -108,6 +111,7 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
     this.trigger = checkedTrigger(options.trigger, this.name);
     this.inputs = "inputs" in internals ? internals.inputs : options.inputs ? declareInputs(options.inputs) : inferInputs(fn);
     this.parameter = internals.parameter;
+    this.secret = internals.secret;
   }
 
   /** The task's name: given, the function's, the variable it was assigned to, or "task" when it has none. */
@@ -131,7 +135,10 @@ export class Task<I extends object = Record<string, any>, O = unknown> {
   copy(): Task<I, O> {
     // Plain literals, no spreads: builders copy tasks by the thousand, and spreads make this several times slower.
     const options: TaskOptions = { name: this.#name, maxRetries: this.maxRetries, retryDelay: this.retryDelay, timeout: this.timeout, tags: [...this.tags], trigger: this.trigger };
-    const copy = new Task<I, O>(this.fn, options, this.parameter ? { inputs: this.inputs, parameter: this.parameter } : { inputs: this.inputs });
+    const internals: TaskInternals = { inputs: this.inputs };
+    if (this.parameter) internals.parameter = this.parameter;
+    if (this.secret !== undefined) internals.secret = this.secret;
+    const copy = new Task<I, O>(this.fn, options, internals);
     // An anonymous task's copy is anonymous too: known by its own position in the flow.
     copy.#anonymous = this.#anonymous;
     return copy;
@@ -207,4 +214,42 @@ function count(value: number, option: string, name: string): number {
     throw new BerthError("BERTH_E_FLOW_DEFINITION", `task "${name}": ${option} must be a non-negative number, got ${value}`);
   }
   return value;
+}
+
+/** How a Secret task reads its value; set by the flow-run container (one per process, whichever copy of berth). */
+export type SecretResolver = (name: string, signal: AbortSignal) => Promise<string>;
+const SECRET_RESOLVER = Symbol.for("berth.secretResolver");
+
+/** Installs how Secret tasks read their values (the flow-run container's: from the server, with the run's token). */
+export function setSecretResolver(resolver: SecretResolver | undefined): void {
+  (globalThis as Record<symbol, unknown>)[SECRET_RESOLVER] = resolver;
+}
+
+/** The variable a Secret reads when no server is involved (`berth execute flow-file`, tests): BERTH_SECRET_<NAME>. */
+export function secretVariable(name: string): string {
+  return `BERTH_SECRET_${name.toUpperCase().replace(/[^A-Z0-9_]/g, "_")}`;
+}
+
+const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+
+/**
+ * A task whose result is the value of the secret `name` (set with `berth secret set NAME`). In a flow run it
+ * is fetched from the server with the run's own token when the task runs; run by hand, it is read from the
+ * environment variable BERTH_SECRET_<NAME>. The server refuses it to runs of flows that do not declare it, and
+ * replaces its value in every log line with [redacted].
+ */
+export function Secret(name: string, options: Pick<TaskOptions, "maxRetries" | "retryDelay" | "timeout"> = {}): Task<{}, string> {
+  if (typeof name !== "string" || !SECRET_NAME.test(name)) {
+    throw new BerthError("BERTH_E_FLOW_DEFINITION", `Secret(${JSON.stringify(name)}): a secret's name is 1 to 128 letters, digits, _ . or -, starting with a letter or _`);
+  }
+  const fn = async (_inputs: {}, ctx: TaskContext): Promise<string> => {
+    const resolver = (globalThis as Record<symbol, unknown>)[SECRET_RESOLVER] as SecretResolver | undefined;
+    if (resolver) return resolver(name, ctx.signal);
+    const value = process.env[secretVariable(name)];
+    if (value === undefined) {
+      throw new BerthError("BERTH_E_FLOW_DEFINITION", `secret ${name} is not available here: set ${secretVariable(name)} to run this flow without a server`);
+    }
+    return value;
+  };
+  return new Task<{}, string>(fn, { ...options, name: `secret:${name}` }, { inputs: { names: new Set(), required: [] }, secret: name });
 }

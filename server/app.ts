@@ -11,7 +11,10 @@ import type { Logger } from "pino";
 import { MAX_JSON_DEPTH, tooDeep } from "../shared/json-limits.js";
 import type { StateStore } from "../store/port.js";
 import { BerthError } from "../wire/errors.js";
-import { installAuth } from "./auth.js";
+import { randomBytes } from "node:crypto";
+import { installAuth, RunTokens } from "./auth.js";
+import { Secrets } from "./secrets.js";
+import { registerTrustRoutes } from "./routes/trust.js";
 import type { ServerOptions } from "../config/compile.js";
 import type { ServerContext } from "./context.js";
 import { installErrorHandlers } from "./error-handler.js";
@@ -45,6 +48,11 @@ export interface BuildServerOptions {
   notifier?: Notifier;
   /** Milliseconds since the epoch, for agent presence and the reaper; default Date.now. */
   now?: () => number;
+  /**
+   * The key run tokens are signed with and secrets sealed with (32 bytes or more); default: a random one,
+   * so that neither outlives the process. `berth server` keeps one in server.keyFile.
+   */
+  serverKey?: Buffer;
 }
 
 declare module "fastify" {
@@ -83,12 +91,15 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     openapi: {
       info: { title: "berth", description: "The berth API: flows, flow runs, logs and agents.", version },
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
-      ...(config.apiToken ? { security: [{ bearer: [] }] } : {}),
+      security: [{ bearer: [] }],
     },
     transform: jsonSchemaTransform,
   });
 
-  installAuth(app, config.apiToken);
+  const serverKey = options.serverKey ?? randomBytes(32);
+  const runTokens = new RunTokens(serverKey);
+  const secrets = new Secrets(store, serverKey, now);
+  installAuth(app, { store, apiToken: config.apiToken, runTokens, now });
   app.addHook("onResponse", async (request, reply) => {
     request.log.debug({ method: request.method, url: request.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "request");
   });
@@ -116,7 +127,18 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     if (ownNotifier) await notifier.close();
   });
 
-  const ctx: ServerContext = { store, notifier, presence, scheduler, options: config, version, logger: app.log, closing: closing.signal };
+  const ctx: ServerContext = {
+    store,
+    notifier,
+    presence,
+    scheduler,
+    runTokens,
+    secrets,
+    options: config,
+    version,
+    logger: app.log,
+    closing: closing.signal,
+  };
   registerHealthRoutes(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
@@ -129,6 +151,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerClaimRoutes(app, ctx);
   registerScheduleRoutes(app, ctx);
   registerConcurrencyRoutes(app, ctx);
+  registerTrustRoutes(app, ctx);
   await app.ready();
   reaper.start();
   scheduler.start();

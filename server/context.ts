@@ -5,6 +5,8 @@ import type { StateStore } from "../store/port.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
 import type { Scheduler } from "./scheduler.js";
+import type { RunTokens } from "./auth.js";
+import type { Secrets } from "./secrets.js";
 
 export interface ServerContext {
   store: StateStore;
@@ -12,6 +14,10 @@ export interface ServerContext {
   presence: AgentPresence;
   /** Woken when a schedule changes (registration, pause, resume). */
   scheduler: Scheduler;
+  /** Mints each claimed run's token. */
+  runTokens: RunTokens;
+  /** Sealed secrets, and the redaction of their values from what runs write. */
+  secrets: Secrets;
   options: ServerOptions;
   /** Reported by /health and the OpenAPI document. */
   version: string;

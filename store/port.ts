@@ -18,7 +18,21 @@ import type {
   LogLine,
   StoredLog,
   TaskRun,
+  TokenRecord,
+  TokenRole,
+  SecretInfo,
 } from "../wire/schema.js";
+
+/** A stored token: its record and the sha256 (hex) of its secret, never the secret itself. */
+export interface StoredToken extends TokenRecord {
+  hash: string;
+}
+
+/** A secret as stored: its value sealed by the server (server/secrets.ts), opaque to the store. */
+export interface SealedSecret {
+  name: string;
+  sealed: string;
+}
 
 export interface NewFlowRun {
   flow: FlowRecord;
@@ -221,6 +235,21 @@ export interface StateStore {
   getAgent(id: string): Promise<AgentRecord | undefined>;
   heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined>;
   listAgents(): Promise<AgentRecord[]>;
+
+  // Tokens and secrets (server/auth.ts, server/secrets.ts).
+  createToken(input: { role: TokenRole; name: string | null; hash: string }): Promise<StoredToken>;
+  /** The token with this hash, revoked or not; undefined when there is none. */
+  findToken(hash: string): Promise<StoredToken | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  /** Revokes a token (idempotent); undefined for an unknown id. */
+  revokeToken(id: string): Promise<TokenRecord | undefined>;
+  /** Sets a secret's sealed value; `created` is false when it replaced one. */
+  putSecret(secret: SealedSecret): Promise<{ created: boolean }>;
+  listSecrets(): Promise<SecretInfo[]>;
+  /** The sealed values of these secrets (every secret when `names` is undefined); unknown names are left out. */
+  getSecrets(names?: readonly string[]): Promise<SealedSecret[]>;
+  /** False when there was no such secret. */
+  deleteSecret(name: string): Promise<boolean>;
 
   /** Idempotent. */
   close(): Promise<void>;

@@ -199,6 +199,23 @@ export const MIGRATIONS: readonly Migration[] = [
   ALTER TABLE flows ADD COLUMN resources TEXT;
   ALTER TABLE flows ADD COLUMN run_as TEXT;
   `,
+  // Tokens an operator created (only their sha256 is kept) and secrets, sealed with the server's key.
+  `
+  CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    name TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+  );
+  CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    sealed TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

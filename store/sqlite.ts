@@ -23,12 +23,25 @@ import type {
   LogLine,
   StoredLog,
   TaskRun,
+  TokenRecord,
+  TokenRole,
+  SecretInfo,
 } from "../wire/schema.js";
 import { slugify } from "../shared/slug.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
-import type { AppliedSlots, FlowRunFilter, LeaseRenewal, NewFlowRun, ScheduleState, StateStore, StateWrite } from "./port.js";
+import type {
+  AppliedSlots,
+  FlowRunFilter,
+  LeaseRenewal,
+  NewFlowRun,
+  ScheduleState,
+  SealedSecret,
+  StateStore,
+  StateWrite,
+  StoredToken,
+} from "./port.js";
 import {
   activeRuns,
   applySlots,
@@ -50,6 +63,7 @@ import {
   type SqlAccess,
 } from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
+import * as trust from "./sqlite-trust.js";
 import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
 import { SQL, type SqlName } from "./sqlite-sql.js";
@@ -414,6 +428,38 @@ export class SqliteStore implements StateStore {
 
   async listAgents(): Promise<AgentRecord[]> {
     return this.all<AgentRow>("allAgents").map(toAgent);
+  }
+
+  async createToken(input: { role: TokenRole; name: string | null; hash: string }): Promise<StoredToken> {
+    return trust.createToken(this.sql, input);
+  }
+
+  async findToken(hash: string): Promise<StoredToken | undefined> {
+    return trust.findToken(this.sql, hash);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return trust.listTokens(this.sql);
+  }
+
+  async revokeToken(id: string): Promise<TokenRecord | undefined> {
+    return this.immediate(() => trust.revokeToken(this.sql, id));
+  }
+
+  async putSecret(secret: SealedSecret): Promise<{ created: boolean }> {
+    return this.immediate(() => trust.putSecret(this.sql, secret));
+  }
+
+  async listSecrets(): Promise<SecretInfo[]> {
+    return trust.listSecrets(this.sql);
+  }
+
+  async getSecrets(names?: readonly string[]): Promise<SealedSecret[]> {
+    return trust.getSecrets(this.sql, names);
+  }
+
+  async deleteSecret(name: string): Promise<boolean> {
+    return trust.deleteSecret(this.sql, name);
   }
 
   async close(): Promise<void> {

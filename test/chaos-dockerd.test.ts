@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { dockerAvailable, engine } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
 import { until } from "./support/wait.js";
 
@@ -43,7 +43,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chaos-flow.ts"), "--api", server.url]);
     expect(registered.code, registered.stderr).toBe(0);
     agent = await startAgent(server.url, ["engine"], `engine-${process.pid}`, ["--concurrency", "2"], { BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms" });

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { dockerAvailable } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitFor } from "./support/runs.js";
 
 const RUNS = 5;
@@ -29,7 +29,7 @@ describe.skipIf(!dockerAvailable)("a server outage longer than the flow", () => 
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chatty-flow.ts"), "--api", server.url]);
     expect(registered.code, registered.stderr).toBe(0);
     agents.push(await startAgent(server.url, ["outage"], `outage-${process.pid}`, ["--concurrency", String(RUNS)]));

@@ -16,7 +16,7 @@ import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { FLOW_RUN_LABEL, type ContainerEvent } from "../engine/port.js";
 import { dockerAvailable, engine } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitFor, waitState } from "./support/runs.js";
 import { ContainerTimeline } from "./support/container-timeline.js";
 import { attemptIntervals, byRun, describeInterval, overlappingAttempts, type AttemptInterval } from "./support/attempt-intervals.js";
@@ -67,7 +67,7 @@ describe.skipIf(!dockerAvailable)("chaos", () => {
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir, SERVER_ENV);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chaos-flow.ts"), "--api", server.url]);
     expect(registered.code, registered.stderr).toBe(0);
   }, 900_000);

@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { flowBody } from "./support/fixtures.js";
-import { berth, startServer, type BerthProcess } from "./support/processes.js";
+import { berth, startServer, type BerthProcess, TEST_TOKEN } from "./support/processes.js";
 
 let dir: string;
 let server: { proc: BerthProcess; url: string };
@@ -19,7 +19,7 @@ const cli = (...args: string[]) => berth([...args, "--api", server.url], { env: 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), "berth-cli-orchestration-"));
   server = await startServer(dir, { BERTH_HOME: dir });
-  client = new ApiClient({ baseUrl: server.url });
+  client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
   await client.registerFlow(flowBody({ name: "Manual" }));
   await client.registerFlow(flowBody({ name: "Ticking", schedule: [{ type: "interval", everyMs: 60_000 }], catchUp: "none" }));
 }, 60_000);

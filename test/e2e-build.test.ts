@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { containerGone, dockerAvailable, engine } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal } from "./support/runs.js";
 
 const fixture = path.join(REPO, "test", "fixtures", "agent-built-flow.ts");
@@ -34,7 +34,7 @@ describe.skipIf(!dockerAvailable)("agents build what they cannot pull", () => {
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     agents.push(await startAgent(server.url, ["build"], `builder-${id}`, ["--concurrency", "5"]));
   }, 900_000);
 

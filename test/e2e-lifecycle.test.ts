@@ -11,7 +11,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { containerGone, dockerAvailable, engine } from "./support/docker.js";
-import { BerthProcess, REPO, berth, freePort, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, freePort, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
 import { httpAnswers } from "./support/wait.js";
 
@@ -38,7 +38,7 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
   }, 900_000);
 
   afterAll(async () => {

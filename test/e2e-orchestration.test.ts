@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import type { FlowRun } from "../wire/schema.js";
 import { dockerAvailable } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal } from "./support/runs.js";
 import { until } from "./support/wait.js";
 
@@ -60,7 +60,7 @@ describe.skipIf(!dockerAvailable)("orchestration on the local Docker engine", ()
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
   }, 900_000);
 
   afterAll(async () => {

@@ -10,7 +10,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { dockerAvailable } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal } from "./support/runs.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
@@ -29,7 +29,7 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     const image = await berth(["image", "build"], { timeoutMs: 600_000 });
     expect(image.code, image.stderr).toBe(0);
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     plain = await startAgent(server.url, [], `plain-${process.pid}`);
   }, 900_000);
 

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { TarTree } from "../shared/tar-tree.js";
 import { dockerSuite, suiteTitle, TEST_LABEL } from "./support/docker-suite.js";
-import { BerthProcess, REPO, berth, startServer, type CliResult } from "./support/processes.js";
+import { BerthProcess, REPO, berth, startServer, type CliResult, TEST_TOKEN } from "./support/processes.js";
 
 const suite = await dockerSuite("storage");
 const { engine, id } = suite;
@@ -92,7 +92,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
     berthImage = built.stdout.trim();
     danglingBefore = await danglingImages();
     server = await startServer(dir);
-    client = new ApiClient({ baseUrl: server.url });
+    client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
   }, 900_000);
 
   afterAll(async () => {

@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   BERTH_E_BAD_REQUEST: 400,
   BERTH_E_UNAUTHORIZED: 401,
   BERTH_E_NOT_ALLOWED: 403,
+  /** The request's token is valid, but its role (or the run or agent it is bound to) may not do this. */
+  BERTH_E_FORBIDDEN: 403,
   BERTH_E_NOT_FOUND: 404,
   BERTH_E_FLOW_NOT_FOUND: 404,
   BERTH_E_FLOW_RUN_NOT_FOUND: 404,

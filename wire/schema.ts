@@ -50,6 +50,8 @@ export const Label = z.string().min(1).max(200).regex(/^[^\s,]+$/, "labels have 
 export const Labels = z.array(Label).max(100);
 const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
+/** A secret's name, as `berth secret set NAME` and `Secret("NAME")` write it. */
+export const SecretName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, "a secret's name is 1 to 128 letters, digits, _ . or -, starting with a letter or _");
 const JsonRecord = z.record(z.string(), z.unknown());
 
 /**
@@ -197,7 +199,8 @@ const FlowFields = z.object({
   /** Identifies the flow's content; registering the same hash again makes no new version. */
   contentHash: z.string().min(1).max(200),
   parameters: z.array(ParameterSpec).max(1000).default([]),
-  tasks: z.array(z.object({ slug: z.string().min(1), name: z.string().min(1) })).max(100_000).default([]),
+  /** A task made by `Secret("NAME")` names the secret it reads: a run may read only its flow's secrets. */
+  tasks: z.array(z.object({ slug: z.string().min(1), name: z.string().min(1), secret: SecretName.optional() })).max(100_000).default([]),
   /** What to do when a run's attempt is lost; default { onLost: "fail", maxAttempts: 3 }. */
   recovery: RecoveryPolicy.prefault({}),
   /** A run taking longer is stopped by its agent and Failed; default null (no limit). */
@@ -392,7 +395,15 @@ export const ClaimRequest = z.object({
 });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 
-export const ClaimedRun = z.object({ flowRun: FlowRun, flow: FlowRecord });
+export const ClaimedRun = z.object({
+  flowRun: FlowRun,
+  flow: FlowRecord,
+  /**
+   * The token of this run at this epoch, for its container and nothing else: it can read and write this run
+   * only, and dies when the run is final or claimed again. Absent from servers that predate it.
+   */
+  runToken: z.string().optional(),
+});
 export type ClaimedRun = z.infer<typeof ClaimedRun>;
 
 export const ClaimReply = z.object({
@@ -524,3 +535,43 @@ export const ErrorBodySchema = z.object({
 
 export const Health = z.object({ status: z.literal("ok"), version: z.string(), store: z.string() });
 export type Health = z.infer<typeof Health>;
+
+/** Roles of the tokens an operator creates; `run` tokens are minted by claims, never created. */
+export const TOKEN_ROLES = ["admin", "agent"] as const;
+export const TokenRole = z.enum(TOKEN_ROLES);
+export type TokenRole = z.infer<typeof TokenRole>;
+
+export const TokenCreate = z.object({
+  role: TokenRole,
+  /** For an agent token, the one agent name it may register, heartbeat and claim as; a label for an admin token. */
+  name: Name.optional(),
+});
+export type TokenCreate = z.infer<typeof TokenCreate>;
+
+export const TokenRecord = z.object({
+  id: Id,
+  role: TokenRole,
+  name: z.string().nullable(),
+  createdAt: Timestamp,
+  revokedAt: Timestamp.nullable(),
+});
+export type TokenRecord = z.infer<typeof TokenRecord>;
+
+/** The answer to a token's creation: the only time its secret is shown. */
+export const TokenCreated = TokenRecord.extend({ token: z.string() });
+export type TokenCreated = z.infer<typeof TokenCreated>;
+export const TokenList = z.object({ tokens: z.array(TokenRecord) });
+export type TokenList = z.infer<typeof TokenList>;
+
+/** The longest secret value stored. */
+export const MAX_SECRET_LENGTH = 64 * 1024;
+export const SecretSet = z.object({ value: z.string().min(1).max(MAX_SECRET_LENGTH) });
+export const SecretInfo = z.object({ name: z.string(), createdAt: Timestamp, updatedAt: Timestamp });
+export type SecretInfo = z.infer<typeof SecretInfo>;
+export const SecretList = z.object({ secrets: z.array(SecretInfo) });
+export type SecretList = z.infer<typeof SecretList>;
+export const SecretNameParams = z.strictObject({ name: SecretName });
+/** A run's request for the values of its flow's secrets. */
+export const RunSecretsRequest = z.object({ names: z.array(SecretName).min(1).max(100) });
+export const RunSecrets = z.object({ secrets: z.record(z.string(), z.string()) });
+export type RunSecrets = z.infer<typeof RunSecrets>;

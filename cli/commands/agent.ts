@@ -1,4 +1,5 @@
 import { compileAgentOptions } from "../../config/compile.js";
+import { clientToken } from "../../config/tokens.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { createAgent } from "../daemons.js";
 import { parseEnvPairs } from "../format.js";
@@ -46,7 +47,8 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
-  const agent = await createAgent(compileAgentOptions(config), logger);
+  // The token the CLI would send: the configured one, its file's, or a local server's (config/tokens.ts).
+  const agent = await createAgent(compileAgentOptions({ ...config, apiToken: clientToken(config) }), logger);
   onShutdown({ graceful: () => agent.stop(), forceful: () => agent.kill() });
   await agent.run();
 }

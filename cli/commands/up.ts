@@ -1,4 +1,5 @@
 import { compileAgentOptions, compileServerOptions } from "../../config/compile.js";
+import { clientToken } from "../../config/tokens.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { createAgent, startServer } from "../daemons.js";
 import { localEngine } from "../engine.js";
@@ -22,7 +23,8 @@ export async function upCommand(
   const image = await ensureBerthImage(engine, { log: (line) => logger.info(line) });
   logger.info({ image }, "berth image ready");
   const server = await startServer(compileServerOptions(config), logger.child({ component: "server" }));
-  const agent = await createAgent(compileAgentOptions({ ...config, apiUrl: server.url }), logger.child({ component: "agent" }), engine);
+  const agentConfig = { ...config, apiUrl: server.url };
+  const agent = await createAgent(compileAgentOptions({ ...agentConfig, apiToken: clientToken(agentConfig) }), logger.child({ component: "agent" }), engine);
   onShutdown({
     graceful: async () => {
       await agent.stop();

@@ -6,6 +6,7 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/agents",
     {
+      config: { access: "agent-self" },
       schema: {
         summary: "Register an agent; a known name gets its agent back (200), so a restarted agent keeps its id",
         tags: ["agents"],
@@ -35,6 +36,7 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/agents/:id/heartbeat",
     {
+      config: { access: "agent-self" },
       schema: {
         summary: "An agent is alive: renews the leases of the runs it lists; answers with runs to cancel and runs it lost",
         tags: ["agents"],

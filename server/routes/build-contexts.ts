@@ -76,7 +76,7 @@ function buildContextRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/api/build-contexts/:sha256",
     {
-      config,
+      config: { ...config, access: "agents" as const },
       schema: {
         summary: "A build context, as the tar archive it was uploaded as (for agents that build storage images)",
         tags: ["build contexts"],

@@ -9,6 +9,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/agents/:id/claim",
     {
+      config: { access: "agent-self" },
       schema: {
         summary: "Claim Scheduled runs whose labels the agent satisfies, each with a new epoch and a lease; waits up to waitMs for one (long-poll)",
         tags: ["agents"],
@@ -56,7 +57,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       const claims: ClaimedRun[] = [];
       for (const flowRun of runs) {
         const flow = await ctx.store.getFlow(flowRun.flowId);
-        if (flow) claims.push({ flowRun, flow });
+        if (flow) claims.push({ flowRun, flow, runToken: ctx.runTokens.mint(flowRun.id, flowRun.epoch) });
         request.log.info({ agentId: id, flowRunId: flowRun.id }, "flow run claimed");
       }
       return { claims, startTimeoutMs: ctx.options.startTimeoutMs };

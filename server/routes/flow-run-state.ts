@@ -12,6 +12,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
   app.post(
     "/api/flow-runs/:id/state",
     {
+      config: { access: "run-write" },
       schema: {
         summary: "Change a flow run's state (compare-and-swap on version, fenced by epoch when given)",
         tags: ["flow runs"],
@@ -22,7 +23,8 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     },
     async (request) => {
       const { id } = request.params;
-      const { state, message, expectedVersion, epoch } = request.body;
+      const { state, expectedVersion, epoch } = request.body;
+      const message = request.body.message === undefined ? undefined : await ctx.secrets.redact(request.body.message);
       const run = await requireFlowRun(ctx.store, id);
       // A superseded attempt learns that first: it must stop, whereas a stale version only means re-read.
       if (epoch !== undefined && isStaleEpoch(epoch, run.epoch)) throw staleLease(id, run.epoch, epoch);
@@ -70,6 +72,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
   app.post(
     "/api/flow-runs/:id/heartbeat",
     {
+      config: { access: "run-write" },
       schema: {
         summary: "The run's container is alive; answers with the run's state and epoch so it can notice Cancelling or a newer attempt",
         tags: ["flow runs"],

@@ -53,6 +53,7 @@ export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/api/flow-runs/:id",
     {
+      config: { access: "run-read" },
       schema: {
         summary: "One flow run; a Scheduled one says why no agent picks it up, if none can",
         tags: ["flow runs"],

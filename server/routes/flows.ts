@@ -37,7 +37,7 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
 
   app.get(
     "/api/flows/:id",
-    { schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: FlowRecord }) } },
+    { config: { access: "flow-read" }, schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: FlowRecord }) } },
     async (request) => requireFlow(ctx.store, request.params.id),
   );
 }

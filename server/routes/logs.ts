@@ -9,6 +9,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/api/flow-runs/:id/logs",
     {
+      config: { access: "run-read" },
       schema: {
         summary: "Logs after an id, oldest first; with waitMs, waits for the next log or the end of the run",
         tags: ["logs"],
@@ -42,6 +43,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/flow-runs/:id/logs",
     {
+      config: { access: "run-logs" },
       schema: {
         summary: "Append log lines to a flow run, fenced by epoch when given",
         tags: ["logs"],
@@ -51,7 +53,8 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      await ctx.store.appendLogs(request.params.id, request.body.logs, request.body.epoch);
+      const logs = await ctx.secrets.redactEach(request.body.logs, (line) => line.message, (line, message) => ({ ...line, message }));
+      await ctx.store.appendLogs(request.params.id, logs, request.body.epoch);
       ctx.notifier.notify(logsTopic(request.params.id));
       return { ok: true as const };
     },

@@ -1,5 +1,5 @@
 import type { ZodApp } from "./shared.js";
 
 export function registerOpenApiRoute(app: ZodApp): void {
-  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  app.get("/openapi.json", { config: { access: "public" }, schema: { hide: true } }, async () => app.swagger());
 }

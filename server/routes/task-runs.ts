@@ -5,7 +5,7 @@ import { IdParams, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
 export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
     "/api/flow-runs/:id/states",
-    { schema: { summary: "Every state of a flow run, oldest first", tags: ["flow runs"], params: IdParams, response: withErrors({ 200: FlowRunStateHistory }) } },
+    { config: { access: "run-read" }, schema: { summary: "Every state of a flow run, oldest first", tags: ["flow runs"], params: IdParams, response: withErrors({ 200: FlowRunStateHistory }) } },
     async (request) => {
       await requireFlowRun(ctx.store, request.params.id);
       return { states: await ctx.store.listFlowRunStates(request.params.id) };
@@ -14,7 +14,7 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
 
   app.get(
     "/api/flow-runs/:id/task-runs",
-    { schema: { summary: "The latest state of each task of a flow run", tags: ["task runs"], params: IdParams, response: withErrors({ 200: TaskRunList }) } },
+    { config: { access: "run-read" }, schema: { summary: "The latest state of each task of a flow run", tags: ["task runs"], params: IdParams, response: withErrors({ 200: TaskRunList }) } },
     async (request) => {
       await requireFlowRun(ctx.store, request.params.id);
       return { taskRuns: await ctx.store.listTaskRuns(request.params.id) };
@@ -24,6 +24,7 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/flow-runs/:id/task-runs",
     {
+      config: { access: "run-write" },
       schema: {
         summary: "Record task-run states (insert or replace by task slug), fenced by epoch when given",
         tags: ["task runs"],
@@ -33,7 +34,8 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      await ctx.store.upsertTaskRuns(request.params.id, request.body.taskRuns, request.body.epoch);
+      const taskRuns = await ctx.secrets.redactEach(request.body.taskRuns, (run) => run.message, (run, message) => ({ ...run, message }));
+      await ctx.store.upsertTaskRuns(request.params.id, taskRuns, request.body.epoch);
       return { ok: true as const };
     },
   );

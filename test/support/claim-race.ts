@@ -8,6 +8,7 @@
  * Both start from hundreds of Scheduled runs and end when no claimer finds one; claim-race-check.ts says what
  * must then hold. The child processes run compiled code from dist/, so build first (`npm run build`).
  */
+import { TEST_TOKEN } from "./processes.js";
 import { describe, it } from "vitest";
 import { ApiClient } from "../../client/api-client.js";
 import type { StateStore } from "../../store/port.js";
@@ -79,7 +80,7 @@ export function describeClaimRace(name: string, targets: { store: StoreRaceTarge
     it(`hands each of ${API_RUNS} runs to exactly one of ${SERVERS * CLAIMERS_PER_SERVER} claimers on ${SERVERS} servers sharing one database`, async () => {
       const servers = await targets.servers.start(SERVERS);
       try {
-        const clients = servers.urls.map((baseUrl) => new ApiClient({ baseUrl }));
+        const clients = servers.urls.map((baseUrl) => new ApiClient({ baseUrl, token: TEST_TOKEN }));
         const client = (n: number): ApiClient => clients[n % clients.length] as ApiClient;
         const signal = AbortSignal.timeout(DEADLINE_MS);
         const { flow } = await client(0).registerFlow(flowBody({ labels: ["gpu"] }), signal);

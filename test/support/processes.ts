@@ -8,6 +8,12 @@ import { fileURLToPath } from "node:url";
 export const REPO = fileURLToPath(new URL("../..", import.meta.url));
 export const CLI = path.join(REPO, "dist", "cli", "main.js");
 
+/**
+ * The admin token of every berth process a test starts (servers require it, clients and agents send it), so
+ * that tests run with authentication on, as users do. A test may give another (or "" for none) in `env`.
+ */
+export const TEST_TOKEN = `berth_admin_test_${process.pid}_${Date.now().toString(36)}`;
+
 export async function freePort(): Promise<number> {
   const server = net.createServer();
   server.listen(0, "127.0.0.1");
@@ -28,7 +34,7 @@ export interface CliResult {
 export async function berth(args: string[], options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [CLI, ...args], {
     cwd: options.cwd ?? REPO,
-    env: { ...process.env, BERTH_LOG_FORMAT: "json", ...options.env },
+    env: { ...process.env, BERTH_LOG_FORMAT: "json", BERTH_API_TOKEN: TEST_TOKEN, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -50,7 +56,7 @@ export class BerthProcess {
   constructor(args: string[], env: Record<string, string> = {}) {
     this.child = spawn(process.execPath, [CLI, ...args], {
       cwd: REPO,
-      env: { ...process.env, BERTH_LOG_FORMAT: "json", ...env },
+      env: { ...process.env, BERTH_LOG_FORMAT: "json", BERTH_API_TOKEN: TEST_TOKEN, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const onData = (d: Buffer) => {
