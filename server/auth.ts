@@ -23,7 +23,7 @@ import { isFinalState } from "./states.js";
 
 export type Principal =
   | { role: "admin"; via: "config" | "token" | "open"; tokenId?: string }
-  | { role: "agent"; agentName: string; tokenId: string }
+  | { role: "agent"; agentName: string; tokenId: string; hash: string }
   | { role: "run"; flowRunId: string; epoch: number };
 
 /**
@@ -142,8 +142,18 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
     if (!stored || !timingSafeEqual(Buffer.from(stored.hash, "hex"), Buffer.from(hash, "hex"))) throw notAccepted("this API token");
     if (stored.revokedAt !== null) throw notAccepted(`token ${stored.id}, revoked at ${stored.revokedAt},`);
     if (stored.role === "admin") return { role: "admin", via: "token", tokenId: stored.id };
-    return { role: "agent", agentName: stored.name ?? "", tokenId: stored.id };
+    return { role: "agent", agentName: stored.name ?? "", tokenId: stored.id, hash };
   }
+}
+
+/**
+ * Throws when the request's stored token has been revoked since the request began: a claim parked for
+ * seconds checks again before it takes a run, so a revoked agent gets none.
+ */
+export async function assertNotRevoked(store: StateStore, principal: Principal | undefined): Promise<void> {
+  if (principal?.role !== "agent") return;
+  const stored = await store.findToken(principal.hash);
+  if (!stored || stored.revokedAt !== null) throw notAccepted(`token ${principal.tokenId}, revoked,`);
 }
 
 function notAccepted(what: string): BerthError {

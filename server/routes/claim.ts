@@ -1,5 +1,6 @@
 import { isBerthError } from "../../wire/errors.js";
 import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../wire/schema.js";
+import { assertNotRevoked } from "../auth.js";
 import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { RUNS_TOPIC } from "../notifier.js";
@@ -38,6 +39,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             waitMs,
             signals: [gone, ctx.closing],
             attempt: async () => {
+              await assertNotRevoked(ctx.store, request.principal);
               const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
               return claimed.length > 0 ? claimed : undefined;
             },
