@@ -17,7 +17,7 @@ import { Secrets } from "./secrets.js";
 import { registerTrustRoutes } from "./routes/trust.js";
 import type { ServerOptions } from "../config/compile.js";
 import type { ServerContext } from "./context.js";
-import { installErrorHandlers } from "./error-handler.js";
+import { frameworkErrors, installErrorHandlers } from "./error-handler.js";
 import { LocalNotifier, type Notifier } from "./notifier.js";
 import { AgentPresence } from "./presence.js";
 import { Reaper } from "./reaper.js";
@@ -81,6 +81,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     bodyLimit: config.bodyLimitBytes,
     // Agents poll and heartbeat constantly: one line per request at info would drown everything else.
     logController: new LogController({ disableRequestLogging: true }),
+    frameworkErrors,
   }).withTypeProvider<ZodTypeProvider>();
   installJsonParser(app);
   app.setValidatorCompiler(validatorCompiler);

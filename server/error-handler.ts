@@ -77,6 +77,18 @@ function toBerthError(err: FastifyError, request: FastifyRequest): BerthError {
   return new BerthError("BERTH_E_INTERNAL", "internal server error: see the server log", { cause: err });
 }
 
+/**
+ * Errors the router raises before any route is found (a path that is not valid URL encoding, a parameter
+ * longer than the router takes): Fastify's `frameworkErrors` option, so they too leave in berth's shape.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const message =
+    err.code === "FST_ERR_MAX_PARAM_LENGTH"
+      ? "a path parameter is longer than 100 characters: no berth id or name is that long"
+      : `the request path is not valid URL encoding (${err.message})`;
+  sendError(new BerthError("BERTH_E_BAD_REQUEST", message, { cause: err, details: { reason: err.code } }), err, request, reply);
+}
+
 function sendError(err: BerthError, original: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err.status >= 500) request.log.error({ err: original ?? err }, `${request.method} ${request.url} failed: ${err.message}`);
   else request.log.debug({ code: err.code }, err.message);
