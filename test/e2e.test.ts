@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { dockerAvailable } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
+import { flowBody } from "./support/fixtures.js";
 import { tearDown, waitFinal } from "./support/runs.js";
+import { until } from "./support/wait.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 const execFileAsync = promisify(execFile);
@@ -95,6 +97,64 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
       await rooted.stop();
     }
   });
+
+  it("a flow's code, with the run token it holds, can touch nothing but its own run; secrets reach it and no log", async () => {
+    const secret = `probe-secret-${process.pid}-value`;
+    await client.setSecret("PROBE_KEY", secret);
+    await client.setSecret("TARGET_KEY", `target-secret-${process.pid}`);
+    const target = await client.registerFlow(flowBody({ name: `Probe Target ${process.pid}`, labels: ["nobody"], tasks: [{ slug: "k", name: "k", secret: "TARGET_KEY" }] }));
+    const targetRun = (await client.createFlowRun({ flowId: target.flow.id, labels: ["nobody"], parameters: {} })).flowRun;
+    const registered = await cli(["register", fixture("probe-flow.ts"), "--no-push"]);
+    expect(registered.code, registered.stderr).toBe(0);
+    // The agent runs with its own agent token, not the admin's.
+    const agentName = `probe-${process.pid}`;
+    const agentToken = (await client.createToken({ role: "agent", name: agentName })).token;
+    const agent = await startAgent(server.url, ["probe"], agentName, [], { BERTH_API_TOKEN: agentToken });
+    try {
+      const { flowRun } = await client.createFlowRun({ flowName: "Probe Flow", labels: ["probe"], parameters: { target: targetRun.id } });
+      let messages: string[] = [];
+      await until("the probe to finish its attempts", async () => {
+        messages = (await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs.map((l) => l.message);
+        return messages.includes("probe done");
+      }, { timeoutMs: 120_000 });
+      // While it runs: hardened, and holding only its run token.
+      const inspected = JSON.parse((await execFileAsync("docker", ["inspect", `berth-run-${flowRun.id}`])).stdout)[0];
+      expect(inspected.State.Running).toBe(true);
+      expect(inspected.Config.User).toBe("10001:10001");
+      expect(inspected.HostConfig).toMatchObject({ CapDrop: ["ALL"], SecurityOpt: ["no-new-privileges"], Privileged: false });
+      const env = (inspected.Config.Env as string[]).join("\n");
+      expect(env).toMatch(new RegExp(`^BERTH_API_TOKEN=berth_run\\.`, "m"));
+      for (const leaked of [TEST_TOKEN, agentToken, secret]) expect(env).not.toContain(leaked);
+
+      const run = await waitFinal(client, flowRun.id);
+      expect(run.state, run.stateMessage ?? "").toBe("Success");
+      expect(messages).toEqual(
+        expect.arrayContaining([
+          "probe cancel another run: 403 BERTH_E_FORBIDDEN",
+          "probe register a flow: 403 BERTH_E_FORBIDDEN",
+          "probe heartbeat as its agent: 403 BERTH_E_FORBIDDEN",
+          "probe claim as its agent: 403 BERTH_E_FORBIDDEN",
+          "probe write another run's logs: 403 BERTH_E_FORBIDDEN",
+          "probe read another run's secrets: 403 BERTH_E_FORBIDDEN",
+          "probe read a secret its flow does not declare: 403 BERTH_E_FORBIDDEN",
+          "probe list runs: 403 BERTH_E_FORBIDDEN",
+          "probe call without its token: 401 BERTH_E_UNAUTHORIZED",
+          "the key is [redacted]",
+          "the key is in the environment: false",
+        ]),
+      );
+      // Nothing it tried took effect, and the secret is in no log: the run's, the server's or the agent's.
+      expect((await client.getFlowRun(targetRun.id)).state).toBe("Scheduled");
+      expect((await client.getLogs(targetRun.id, { after: 0, limit: 10 })).logs).toEqual([]);
+      expect((await client.listFlows()).flows.map((f) => f.name)).not.toContain("Probe Takeover");
+      expect((await client.listAgents()).agents.find((a) => a.name === agentName)?.status).toBe("online");
+      const allLogs = JSON.stringify((await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs);
+      for (const output of [allLogs, server.proc.output, agent.output]) expect(output).not.toContain(secret);
+    } finally {
+      await agent.stop();
+      await client.cancelFlowRun(targetRun.id).catch(() => undefined);
+    }
+  }, 240_000);
 
   it("an agent runs only the images its --allow-image patterns allow, and says so for the others", async () => {
     const registered = await berth(["register", fixture("hardening-flow.ts"), "--no-push", "--api", server.url], {
