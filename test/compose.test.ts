@@ -104,7 +104,17 @@ describe.skipIf(!dockerAvailable)("docker-compose up --build from a fresh clone"
   it("brings up server, agent and registry; a pushed flow runs to Success on the project network", async () => {
     const file = path.join(dir, "registry-flow.ts");
     await copyFile(path.join(REPO, "test", "fixtures", "registry-flow.ts"), file);
-    const cli = (args: string[]) => berth([...args, "--api", api], { env: { BERTH_TEST_REGISTRY: registry } });
+    // The admin token the server made on its first start, read as the compose file tells users to.
+    let token = "";
+    for (let i = 0; i < 100 && !token; i++) {
+      token = (await compose(["exec", "-T", "server", "cat", "/var/lib/berth-auth/admin.token"]).catch(() => ({ stdout: "" }))).stdout.trim();
+      if (!token) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(token).toMatch(/^berth_admin_/);
+    const cli = (args: string[], apiToken = token) => berth([...args, "--api", api], { env: { BERTH_TEST_REGISTRY: registry, BERTH_API_TOKEN: apiToken } });
+    const refused = await cli(["flows"], "not-the-token");
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("does not accept this API token");
 
     let agents = await cli(["agents"]);
     for (let i = 0; i < 100 && !agents.stdout.includes(`${project}-agent`); i++) {
