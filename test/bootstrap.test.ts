@@ -9,7 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { compileServerOptions } from "../config/compile.js";
 import { defaultConfig } from "../config/load.js";
 import { clientToken, serverSecrets } from "../config/tokens.js";
-import { BerthProcess, berth, freePort } from "./support/processes.js";
+import { spawnSync } from "node:child_process";
+import { BerthProcess, CLI, berth, freePort } from "./support/processes.js";
 
 describe("bootstrapping tokens", () => {
   let home: string;
@@ -24,8 +25,7 @@ describe("bootstrapping tokens", () => {
     const port = await freePort();
     const env = { BERTH_HOME: home, BERTH_API_TOKEN: "" };
     await using server = new BerthProcess(["server", "--port", String(port), "--db", path.join(home, "berth.db")], env);
-    await server.waitFor(/listening on/);
-    expect(server.output).toContain(`the admin token is in ${path.join(home, "admin.token")}`);
+    expect(await server.waitFor(/the admin token is in/)).toContain(`the admin token is in ${path.join(home, "admin.token")}`);
     const file = await stat(path.join(home, "admin.token"));
     expect(file.mode & 0o777).toBe(0o600);
     expect((await stat(path.join(home, "server.key"))).mode & 0o777).toBe(0o600);
@@ -43,6 +43,21 @@ describe("bootstrapping tokens", () => {
     const tokens = await berth(["token", "create", "--role", "agent", "--name", "a1", "--api", api], { env });
     expect(tokens.code, tokens.stderr).toBe(0);
     expect(tokens.stdout.trim()).toMatch(/^berth_agent_/);
+
+    // Secrets: the value from stdin, never an argument; listed by name only.
+    const set = spawnSync(process.execPath, [CLI, "secret", "set", "DB_PASSWORD", "--api", api], {
+      input: "hunter2-but-longer\n",
+      env: { ...process.env, ...env },
+      encoding: "utf8",
+    });
+    expect(set.status, set.stderr).toBe(0);
+    expect(set.stdout).toContain("secret DB_PASSWORD set");
+    const secrets = await berth(["secret", "ls", "--api", api], { env });
+    expect(secrets.stdout).toContain("DB_PASSWORD");
+    expect(secrets.stdout).not.toContain("hunter2");
+    const empty = await berth(["secret", "set", "EMPTY", "--api", api], { env });
+    expect(empty.code).not.toBe(0);
+    expect(empty.stderr).toContain("no value for secret EMPTY: pipe it in");
   });
 
   it("a server bound beyond loopback refuses to start without a token, unless --insecure", async () => {
