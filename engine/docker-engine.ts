@@ -158,6 +158,31 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
+  async ensureNetwork(name: string, labels: Record<string, string>): Promise<{ gateway: string }> {
+    const what = `creating the Docker network ${name}`;
+    try {
+      let info = await this.docker.getNetwork(name).inspect().catch((err: unknown) => {
+        if (statusOf(err) === 404) return undefined;
+        throw err;
+      });
+      if (!info) {
+        try {
+          await this.docker.createNetwork({ Name: name, Driver: "bridge", Labels: labels, CheckDuplicate: true });
+        } catch (err) {
+          // Another process made it first: use theirs.
+          if (statusOf(err) !== 409) throw err;
+        }
+        info = await this.docker.getNetwork(name).inspect();
+      }
+      const gateway = (info as { IPAM?: { Config?: { Gateway?: string }[] } }).IPAM?.Config?.find((c) => c.Gateway)?.Gateway;
+      if (!gateway) throw new BerthError("BERTH_E_INTERNAL", `the Docker network ${name} has no gateway address: remove it (docker network rm ${name}) to have it made again`);
+      return { gateway };
+    } catch (err) {
+      if (isBerthError(err)) throw err;
+      throw this.fail(err, what, "BERTH_E_INTERNAL");
+    }
+  }
+
   async removeImage(ref: string): Promise<void> {
     try {
       await this.docker.getImage(ref).remove();

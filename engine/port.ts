@@ -130,6 +130,11 @@ export interface ContainerEngine {
   removeContainer(id: string): Promise<void>;
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   /**
+   * A bridge network by this name, created (with `labels`) when missing; answers with its gateway, the
+   * address the host has on it. Optional: engines that cannot make networks leave it out.
+   */
+  ensureNetwork?(name: string, labels: Record<string, string>): Promise<{ gateway: string }>;
+  /**
    * Follows start, die and destroy of matching containers, from the moment of the call (events in the
    * instant between the call and the engine's subscription are not lost) until `signal` aborts. Iteration
    * throws BERTH_E_DOCKER_UNAVAILABLE if the engine cannot be reached or drops the stream.

@@ -1,5 +1,6 @@
 import { compileAgentOptions, compileServerOptions } from "../../config/compile.js";
-import { clientToken } from "../../config/tokens.js";
+import { clientToken, isLoopbackHost } from "../../config/tokens.js";
+import { upRunNetwork } from "../up-network.js";
 import { defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { createAgent, startServer } from "../daemons.js";
 import { localEngine } from "../engine.js";
@@ -23,11 +24,21 @@ export async function upCommand(
   const image = await ensureBerthImage(engine, { log: (line) => logger.info(line) });
   logger.info({ image }, "berth image ready");
   const server = await startServer(compileServerOptions(config), logger.child({ component: "server" }));
-  const agentConfig = { ...config, apiUrl: server.url };
+  // Runs reach the server on a network of their own rather than the host's, unless told otherwise.
+  const runNetwork =
+    config.agent.network === undefined && config.agent.containerApiUrl === undefined && isLoopbackHost(config.server.host)
+      ? await upRunNetwork(engine, Number(new URL(server.url).port), logger)
+      : undefined;
+  const agentConfig = {
+    ...config,
+    apiUrl: server.url,
+    agent: { ...config.agent, ...(runNetwork ? { network: runNetwork.network, containerApiUrl: runNetwork.apiUrl } : {}) },
+  };
   const agent = await createAgent(compileAgentOptions({ ...agentConfig, apiToken: clientToken(agentConfig) }), logger.child({ component: "agent" }), engine);
   onShutdown({
     graceful: async () => {
       await agent.stop();
+      await runNetwork?.close();
       await server.close();
     },
     forceful: () => agent.kill(),
