@@ -27,6 +27,7 @@ import { createDockerEngine } from "../engine/docker-engine.js";
 import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { ensureBerthImage } from "../images/index.js";
 import { registerFlowFile } from "../storage/register.js";
+import { runAuthBench } from "./auth.js";
 import { runClaimBench } from "./claims.js";
 import { runEngineBench } from "./engine.js";
 import { runImageBench } from "./images.js";
@@ -215,6 +216,14 @@ async function main(): Promise<void> {
   process.stdout.write(`  without a limit                              ${claims.unlimited.toFixed(0).padStart(6)} claims/s\n`);
   process.stdout.write(`  behind a concurrency limit of ${String(claims.limit).padEnd(15)}${claims.limited.toFixed(0).padStart(6)} claims/s\n`);
   process.stdout.write(`  the limit costs ${((1 - claims.limited / claims.unlimited) * 100).toFixed(1)}%   (target < 20%)\n\n`);
+
+  const auth = await runAuthBench();
+  const open = auth.perRequestUs.open;
+  process.stdout.write(`(h) authorization per request: GET /api/flow-runs/:id x ${auth.requests.toLocaleString("en")}, in-process (inject), SQLite in memory\n`);
+  for (const [how, us] of Object.entries(auth.perRequestUs)) {
+    process.stdout.write(`  ${`${how === "open" ? "no token (--insecure)" : `${how} token`}`.padEnd(44)}${us.toFixed(0).padStart(6)} µs   ${(us / open).toFixed(2)}x\n`);
+  }
+  process.stdout.write("\n");
 
   const dag = await runEngineBench();
   process.stdout.write("(c) in-process engine: flow.run() with LocalExecutor, 10,000-task DAG (chain of 5,000 + fan-out of 5,000)\n");

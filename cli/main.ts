@@ -163,6 +163,7 @@ token
   .description("create a token and print it once (the server keeps only its hash)")
   .requiredOption("--role <role>", "admin or agent")
   .option("--name <name>", "an agent token's agent (required for --role agent); a label for an admin token")
+  .option("--label <label>", "an agent token's agent may register only with these labels (repeatable; default any)", collect)
   .addOption(apiOption())
   .option("--json", "print JSON")
   .action(async (opts) => (await import("./commands/trust.js")).tokenCreateCommand(program.opts(), opts));

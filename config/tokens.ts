@@ -4,7 +4,7 @@
  * linked into place), so two processes starting at once agree on one token.
  */
 import { randomBytes } from "node:crypto";
-import { chmodSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BerthError, describeError } from "../wire/errors.js";
 import { homeTokenFile, type ServerOptions } from "./compile.js";
@@ -90,14 +90,23 @@ function readTokenFile(file: string): string | undefined {
   }
 }
 
-/** The file's content, trimmed; made with `make()` (mode 0600) when it does not exist. */
+/**
+ * The file's content, trimmed; made with `make()` (mode 0600) when it does not exist. One that others may
+ * read is refused, as ssh refuses a private key anyone can read: whoever reads it is an admin.
+ */
 function readOrCreate(file: string, make: () => string): string {
   const existing = readTokenFile(file);
-  if (existing !== undefined) return existing;
+  if (existing !== undefined) {
+    const mode = statSync(file).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new BerthError("BERTH_E_CONFIG", `${file} may be read by other users (mode ${mode.toString(8).padStart(4, "0")}): make it private with \`chmod 600 ${file}\``);
+    }
+    return existing;
+  }
   try {
     mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     const temporary = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-    writeFileSync(temporary, `${make()}\n`, { mode: 0o600 });
+    writeFileSync(temporary, `${make()}\n`, { mode: 0o600, flag: "wx" });
     chmodSync(temporary, 0o600);
     try {
       linkSync(temporary, file);

@@ -50,8 +50,8 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   // environment, so no value is in the container's configuration.
   setSecretResolver(async (name, signal) => {
     const values = await whileServerDown(() => client.runSecrets(flowRun.id, [name], signal), { forMs: settings.serverDownForMs, signal });
-    const value = values[name];
-    if (value === undefined) throw new BerthError("BERTH_E_NOT_FOUND", `the server sent no value for secret ${name}`);
+    const value = Object.hasOwn(values, name) ? values[name] : undefined;
+    if (typeof value !== "string") throw new BerthError("BERTH_E_NOT_FOUND", `the server sent no value for secret ${name}`);
     return value;
   });
   try {

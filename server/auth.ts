@@ -18,12 +18,13 @@ import type { FlowRun, TokenRole } from "../wire/schema.js";
 import type { StateStore } from "../store/port.js";
 import type { ZodApp } from "./routes/shared.js";
 import { flowRunNotFound } from "./routes/shared.js";
+import { staleLease } from "../store/fencing.js";
 import { deriveKey } from "./secrets.js";
 import { isFinalState } from "./states.js";
 
 export type Principal =
   | { role: "admin"; via: "config" | "token" | "open"; tokenId?: string }
-  | { role: "agent"; agentName: string; tokenId: string; hash: string }
+  | { role: "agent"; agentName: string; tokenId: string; hash: string; labels: string[] | null }
   | { role: "run"; flowRunId: string; epoch: number };
 
 /**
@@ -49,8 +50,8 @@ declare module "fastify" {
 }
 
 const RUN_TOKEN_PREFIX = "berth_run";
-/** How long after its run ended a run token may still append log lines. */
-export const RUN_LOG_GRACE_MS = 60_000;
+/** How long after its run ended a run token may still append log lines and task states, and read its run. */
+export const RUN_GRACE_MS = 60_000;
 
 /** A new random token of a role, as `berth token create` prints it. */
 export function newToken(role: TokenRole): string {
@@ -124,6 +125,11 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
       if (configured !== undefined || !isBerthError(err, "BERTH_E_UNAUTHORIZED")) throw err;
       request.principal = access === "public" ? undefined : { role: "admin", via: "open" };
     }
+    // What the role alone decides is refused now, before a body (up to a build context's size) is read.
+    const principal = request.principal;
+    if (principal !== undefined && principal.role !== "admin" && !roleMayCall(principal.role, access)) {
+      throw forbidden(principal, access, `${request.method} ${request.routeOptions.url ?? request.url}`);
+    }
   });
 
   app.addHook("preHandler", async (request) => {
@@ -142,7 +148,7 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
     if (!stored || !timingSafeEqual(Buffer.from(stored.hash, "hex"), Buffer.from(hash, "hex"))) throw notAccepted("this API token");
     if (stored.revokedAt !== null) throw notAccepted(`token ${stored.id}, revoked at ${stored.revokedAt},`);
     if (stored.role === "admin") return { role: "admin", via: "token", tokenId: stored.id };
-    return { role: "agent", agentName: stored.name ?? "", tokenId: stored.id, hash };
+    return { role: "agent", agentName: stored.name ?? "", tokenId: stored.id, hash, labels: stored.labels };
   }
 }
 
@@ -154,6 +160,25 @@ export async function assertNotRevoked(store: StateStore, principal: Principal |
   if (principal?.role !== "agent") return;
   const stored = await store.findToken(principal.hash);
   if (!stored || stored.revokedAt !== null) throw notAccepted(`token ${principal.tokenId}, revoked,`);
+}
+
+/** Whether a role can call a route of this access at all (the run or agent it is bound to is checked later). */
+function roleMayCall(role: "agent" | "run", access: Access): boolean {
+  switch (access) {
+    case "public":
+    case "run-read":
+    case "run-write":
+    case "run-logs":
+    case "flow-read":
+      return true;
+    case "admin":
+      return false;
+    case "agents":
+    case "agent-self":
+      return role === "agent";
+    case "run-secrets":
+      return role === "run";
+  }
 }
 
 function notAccepted(what: string): BerthError {
@@ -213,11 +238,27 @@ async function authorize(store: StateStore, request: FastifyRequest, access: Acc
       throw forbidden(principal, access, what);
     case "agent-self": {
       if (principal.role !== "agent") throw forbidden(principal, access, what);
-      const name = params["id"] === undefined ? (request.body as { name?: string } | undefined)?.name : (await store.getAgent(params["id"]))?.name;
-      // An unknown agent id is the route's own 404; a name the token is not bound to is refused.
-      if (name === undefined && params["id"] !== undefined) return;
+      const known = params["id"] === undefined ? undefined : await store.getAgent(params["id"]);
+      // An unknown agent id is the route's own 404.
+      if (params["id"] !== undefined && known === undefined) return;
+      const body = request.body as { name?: string; labels?: string[] } | undefined;
+      const name = known?.name ?? body?.name;
       if (name?.trim() !== principal.agentName) {
         throw forbidden(principal, access, `${what} as agent ${name ?? "?"}`);
+      }
+      // The labels its claims match: those it registers with, or those it has (an agent of this name may have
+      // registered with others, under another token). A token bound to labels may not go beyond them.
+      const asked = known?.labels ?? body?.labels ?? [];
+      const allowed = principal.labels;
+      const outside = allowed === null ? [] : asked.filter((label) => !allowed.includes(label));
+      // With no labels it would take the unlabelled runs, which are not the token's either (unless it has none).
+      if (allowed !== null && allowed.length > 0 && asked.length === 0) outside.push("(no labels)");
+      if (outside.length > 0) {
+        throw new BerthError(
+          "BERTH_E_FORBIDDEN",
+          `the agent token of ${principal.agentName} allows the labels ${allowed?.join(", ") || "(none)"}, not ${outside.join(", ")}: create a token with them (berth token create --role agent --label L)`,
+          { details: { needed: ["admin", "agent (as itself, with its token's labels)"], role: "agent", refused: outside } },
+        );
       }
       return;
     }
@@ -240,7 +281,12 @@ async function authorize(store: StateStore, request: FastifyRequest, access: Acc
         const run = await store.getFlowRun(id);
         if (!run) throw flowRunNotFound(id);
         const holder = run.agentId === null ? undefined : await store.getAgent(run.agentId);
-        if (holder?.name !== principal.agentName) throw forbidden(principal, access, `${what}: agent ${principal.agentName} does not hold flow run ${id}, so it`);
+        if (holder?.name !== principal.agentName) {
+          // An attempt of its own that is over (the run was given back or claimed again): the agent must stop it.
+          const epoch = (request.body as { epoch?: number } | null | undefined)?.epoch;
+          if (typeof epoch === "number") throw staleLease(id, run.epoch, epoch);
+          throw forbidden(principal, access, `${what}: agent ${principal.agentName} does not hold flow run ${id}, so it`);
+        }
         return;
       }
       if (id !== principal.flowRunId) throw forbidden(principal, access, `${what} (another flow run)`);
@@ -272,11 +318,20 @@ async function liveRun(
       { details: { expected: run.epoch, actual: principal.epoch } },
     );
   }
+  if (run.state === "Scheduled") {
+    // Given back (lost, or not started in time) and waiting for its next claim: this attempt is over.
+    throw new BerthError("BERTH_E_STALE_LEASE", `flow run ${id} was given back to be claimed again: this run token's attempt (epoch ${principal.epoch}) is over`, {
+      details: { expected: run.epoch + 1, actual: principal.epoch },
+    });
+  }
   if (isFinalState(run.state)) {
+    // Its last lines, task states and reads may still arrive for a minute; the state itself can no longer
+    // change (the transition rules refuse it), and nothing else works.
     const endedAt = Date.parse(run.endedAt ?? run.updatedAt);
-    if (access === "run-logs" && now() - endedAt < RUN_LOG_GRACE_MS) return run;
+    const graceful = access === "run-logs" || access === "run-write" || access === "run-read" || access === "flow-read";
+    if (graceful && now() - endedAt < RUN_GRACE_MS) return run;
     throw new BerthError("BERTH_E_UNAUTHORIZED", `the run token of flow run ${id} no longer works: the run is ${run.state}`, {
-      details: { state: run.state },
+      details: { state: run.state, needed: needed(access) },
     });
   }
   void what;

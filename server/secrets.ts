@@ -21,7 +21,10 @@ export function deriveKey(serverKey: Buffer, purpose: string): Buffer {
 
 export class Secrets {
   private readonly key: Buffer;
-  private values: { at: number; list: string[] } | undefined;
+  /** Per secret, the forms of its value to redact, longest first. */
+  private values: { at: number; byName: Map<string, string[]> } | undefined;
+  /** The secrets each flow version declares (versions never change), by flow id. */
+  private readonly declared = new Map<string, ReadonlySet<string>>();
 
   constructor(
     private readonly store: StateStore,
@@ -72,38 +75,63 @@ export class Secrets {
   }
 
   /** The values of these secrets, by name; unknown names are left out. */
-  async read(names: readonly string[]): Promise<Record<string, string>> {
+  async read(names: readonly string[]): Promise<Map<string, string>> {
     const sealed = await this.store.getSecrets(names);
-    return Object.fromEntries(sealed.map((secret) => [secret.name, this.open(secret.name, secret.sealed)]));
+    return new Map(sealed.map((secret) => [secret.name, this.open(secret.name, secret.sealed)]));
   }
 
-  /** `text` with every secret's value (and its JSON-escaped form) replaced by [redacted]. */
-  async redact(text: string): Promise<string> {
-    const values = await this.allValues();
+  /**
+   * The secrets whose values are redacted from what a writer sends about a flow run: for a run's or an
+   * agent's writes, only those the run's flow declares (which its code can read anyway), so that the
+   * redaction cannot be used to test guesses at other flows' secrets; every secret for an admin's.
+   */
+  async scopeFor(flowId: string | undefined): Promise<ReadonlySet<string> | undefined> {
+    if (flowId === undefined) return undefined;
+    let names = this.declared.get(flowId);
+    if (names === undefined) {
+      const flow = await this.store.getFlow(flowId);
+      names = new Set(flow?.tasks.flatMap((task) => (task.secret ? [task.secret] : [])) ?? []);
+      if (this.declared.size >= 1000) this.declared.clear();
+      this.declared.set(flowId, names);
+    }
+    return names;
+  }
+
+  /** `text` with the value of each secret in `scope` (every one when undefined), and its JSON-escaped form, replaced by [redacted]. */
+  async redact(text: string, scope?: ReadonlySet<string>): Promise<string> {
+    const forms = await this.forms(scope);
     let out = text;
-    for (const value of values) if (out.includes(value)) out = out.replaceAll(value, REDACTED);
+    for (const form of forms) if (out.includes(form)) out = out.replaceAll(form, REDACTED);
     return out;
   }
 
   /** Redacts a field of each item, returning new items only where something changed. */
-  async redactEach<T>(items: readonly T[], field: (item: T) => string | null | undefined, set: (item: T, text: string) => T): Promise<T[]> {
-    const values = await this.allValues();
-    if (values.length === 0) return [...items];
-    return Promise.all(
-      items.map(async (item) => {
-        const text = field(item);
-        if (!text) return item;
-        const redacted = await this.redact(text);
-        return redacted === text ? item : set(item, redacted);
-      }),
-    );
+  async redactEach<T>(items: readonly T[], field: (item: T) => string | null | undefined, set: (item: T, text: string) => T, scope?: ReadonlySet<string>): Promise<T[]> {
+    if (scope !== undefined && scope.size === 0) return [...items];
+    const forms = await this.forms(scope);
+    if (forms.length === 0) return [...items];
+    return items.map((item) => {
+      const text = field(item);
+      if (!text) return item;
+      let out = text;
+      for (const form of forms) if (out.includes(form)) out = out.replaceAll(form, REDACTED);
+      return out === text ? item : set(item, out);
+    });
   }
 
-  private async allValues(): Promise<string[]> {
+  /** The forms to redact for these secrets, longest first, so that a value containing another is replaced whole. */
+  private async forms(scope: ReadonlySet<string> | undefined): Promise<string[]> {
+    if (scope !== undefined && scope.size === 0) return [];
+    const byName = await this.allValues();
+    const forms = [...byName].flatMap(([name, values]) => (scope === undefined || scope.has(name) ? values : []));
+    return forms.sort((a, b) => b.length - a.length);
+  }
+
+  private async allValues(): Promise<Map<string, string[]>> {
     const now = this.now();
-    if (this.values && now - this.values.at < CACHE_MS) return this.values.list;
+    if (this.values && now - this.values.at < CACHE_MS) return this.values.byName;
     const sealed = await this.store.getSecrets();
-    const list = new Set<string>();
+    const byName = new Map<string, string[]>();
     for (const secret of sealed) {
       let value: string;
       try {
@@ -111,13 +139,11 @@ export class Secrets {
       } catch {
         continue;
       }
-      list.add(value);
       // A value printed inside JSON appears escaped.
       const escaped = JSON.stringify(value).slice(1, -1);
-      if (escaped !== value) list.add(escaped);
+      byName.set(secret.name, [...new Set([value, escaped])].filter((v) => v.length >= MIN_SECRET_LENGTH));
     }
-    // Longest first, so that a value containing another is replaced whole.
-    this.values = { at: now, list: [...list].filter((v) => v.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length) };
-    return this.values.list;
+    this.values = { at: now, byName };
+    return byName;
   }
 }

@@ -237,7 +237,7 @@ export interface StateStore {
   listAgents(): Promise<AgentRecord[]>;
 
   // Tokens and secrets (server/auth.ts, server/secrets.ts).
-  createToken(input: { role: TokenRole; name: string | null; hash: string }): Promise<StoredToken>;
+  createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken>;
   /** The token with this hash, revoked or not; undefined when there is none. */
   findToken(hash: string): Promise<StoredToken | undefined>;
   listTokens(): Promise<TokenRecord[]>;

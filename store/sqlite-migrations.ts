@@ -216,6 +216,10 @@ export const MIGRATIONS: readonly Migration[] = [
     updated_at TEXT NOT NULL
   );
   `,
+  // The labels an agent token's agent may register with (JSON array); NULL for any.
+  `
+  ALTER TABLE api_tokens ADD COLUMN labels TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

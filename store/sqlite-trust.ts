@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { SecretInfo, TokenRecord, TokenRole } from "../wire/schema.js";
 import type { SealedSecret, StoredToken } from "./port.js";
+import { normalizeLabels } from "./labels.js";
 import type { SqlAccess } from "./sqlite-orchestration.js";
 
 interface TokenRow {
@@ -9,6 +10,7 @@ interface TokenRow {
   hash: string;
   role: TokenRole;
   name: string | null;
+  labels: string | null;
   created_at: string;
   revoked_at: string | null;
 }
@@ -21,16 +23,28 @@ interface SecretRow {
 }
 
 function toToken(row: TokenRow): StoredToken {
-  return { id: row.id, hash: row.hash, role: row.role, name: row.name, createdAt: row.created_at, revokedAt: row.revoked_at };
+  const labels = row.labels === null ? null : (JSON.parse(row.labels) as string[]);
+  return { id: row.id, hash: row.hash, role: row.role, name: row.name, labels, createdAt: row.created_at, revokedAt: row.revoked_at };
 }
 
 function withoutHash({ hash: _hash, ...record }: StoredToken): TokenRecord {
   return record;
 }
 
-export function createToken(sql: SqlAccess, input: { role: TokenRole; name: string | null; hash: string }): StoredToken {
-  const row: TokenRow = { id: randomUUID(), hash: input.hash, role: input.role, name: input.name, created_at: sql.timestamp(), revoked_at: null };
-  sql.run("INSERT INTO api_tokens (id, hash, role, name, created_at, revoked_at) VALUES (@id, @hash, @role, @name, @created_at, @revoked_at)", row);
+export function createToken(sql: SqlAccess, input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): StoredToken {
+  const row: TokenRow = {
+    id: randomUUID(),
+    hash: input.hash,
+    role: input.role,
+    name: input.name,
+    labels: input.labels === null ? null : JSON.stringify(normalizeLabels(input.labels)),
+    created_at: sql.timestamp(),
+    revoked_at: null,
+  };
+  sql.run(
+    "INSERT INTO api_tokens (id, hash, role, name, labels, created_at, revoked_at) VALUES (@id, @hash, @role, @name, @labels, @created_at, @revoked_at)",
+    row,
+  );
   return toToken(row);
 }
 

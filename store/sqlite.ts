@@ -430,7 +430,7 @@ export class SqliteStore implements StateStore {
     return this.all<AgentRow>("allAgents").map(toAgent);
   }
 
-  async createToken(input: { role: TokenRole; name: string | null; hash: string }): Promise<StoredToken> {
+  async createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken> {
     return trust.createToken(this.sql, input);
   }
 

@@ -10,6 +10,7 @@ import { compileServerOptions } from "../config/compile.js";
 import { defaultConfig } from "../config/load.js";
 import { clientToken, serverSecrets } from "../config/tokens.js";
 import { spawnSync } from "node:child_process";
+import { chmodSync } from "node:fs";
 import { BerthProcess, CLI, berth, freePort } from "./support/processes.js";
 
 describe("bootstrapping tokens", () => {
@@ -85,6 +86,9 @@ describe("bootstrapping tokens", () => {
     expect(() => serverSecrets(compileServerOptions(config({ server: { key: "c2hvcnQ=" } })))).toThrow(/at least 32 bytes/);
     expect(() => serverSecrets(compileServerOptions(config({ server: { host: "0.0.0.0" } })))).toThrow(/reachable from other machines/);
     expect(serverSecrets(compileServerOptions(config({ server: { host: "0.0.0.0", insecure: true } }))).apiToken).toBeUndefined();
+    chmodSync(path.join(home, "admin.token"), 0o644);
+    expect(() => serverSecrets(compileServerOptions(config({})))).toThrow(/may be read by other users \(mode 0644\): make it private/);
+    chmodSync(path.join(home, "admin.token"), 0o600);
     const shared = serverSecrets(compileServerOptions(config({ server: { host: "0.0.0.0" }, apiTokenFile: path.join(home, "shared", "admin.token") })));
     expect(clientToken(config({ apiUrl: "http://server:4200", apiTokenFile: path.join(home, "shared", "admin.token") }))).toBe(shared.apiToken);
   });

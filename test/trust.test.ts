@@ -55,7 +55,7 @@ describe("tokens and roles", () => {
     expect(stored).toMatchObject({ id: created.body.id, role: "admin", name: "ci", revokedAt: null });
     expect(JSON.stringify(await s.store.listTokens())).not.toContain(created.body.token);
     const listed = await admin.get("/api/tokens");
-    expect(listed.body.tokens).toEqual([{ id: created.body.id, role: "admin", name: "ci", createdAt: expect.any(String), revokedAt: null }]);
+    expect(listed.body.tokens).toEqual([{ id: created.body.id, role: "admin", name: "ci", labels: null, createdAt: expect.any(String), revokedAt: null }]);
 
     const ci = as(created.body.token);
     expect((await ci.get("/api/flows")).status).toBe(200);
@@ -108,6 +108,26 @@ describe("tokens and roles", () => {
     expect((await admin.get(`/api/flow-runs/${run.id}`)).body.state).toBe("Running");
   });
 
+  test("an agent token bound to labels registers its agent with those labels only", async ({ startServer }) => {
+    const { admin, as } = await secured(startServer);
+    const created = await admin.post("/api/tokens", { role: "agent", name: "gpu-1", labels: ["gpu", "team-a"] });
+    expect(created.body.labels).toEqual(["gpu", "team-a"]);
+    const agent = as(created.body.token);
+    const id = (await agent.post("/api/agents", { name: "gpu-1", labels: ["gpu"] })).body.id;
+    expect((await agent.post(`/api/agents/${id}/heartbeat`, {})).status).toBe(200);
+    expect((await agent.post(`/api/agents/${id}/claim`, { waitMs: 0 })).status).toBe(200);
+    // The same name registered more widely under another token: this one may not claim with those labels.
+    await admin.post("/api/agents", { name: "gpu-1", labels: ["gpu", "team-b"] });
+    const widened = await agent.refused("POST", `/api/agents/${id}/claim`, 403, "BERTH_E_FORBIDDEN", { waitMs: 0 });
+    expect(widened.details.refused).toEqual(["team-b"]);
+    const wider = await agent.refused("POST", "/api/agents", 403, "BERTH_E_FORBIDDEN", { name: "gpu-1", labels: ["gpu", "team-b"] });
+    expect(wider.message).toContain("allows the labels gpu, team-a, not team-b");
+    const none = await agent.refused("POST", "/api/agents", 403, "BERTH_E_FORBIDDEN", { name: "gpu-1", labels: [] });
+    expect(none.details.refused).toEqual(["(no labels)"]);
+    await admin.refused("POST", "/api/tokens", 400, "BERTH_E_VALIDATION", { role: "admin", labels: ["x"] });
+    expect((await admin.get("/api/tokens")).body.tokens[0].labels).toEqual(["gpu", "team-a"]);
+  });
+
   test("a revoked agent token stops that agent's claims at once, even a claim already waiting", async ({ startServer }) => {
     const { s, admin, as, agentToken } = await secured(startServer);
     const token = await agentToken("revoked");
@@ -125,7 +145,7 @@ describe("tokens and roles", () => {
   });
 
   test("a run token reads and writes its own run only, and dies when the run ends", async ({ startServer }) => {
-    const { admin, as, claimedRun } = await secured(startServer);
+    const { admin, as, claimedRun, tick } = await secured(startServer);
     const mine = await claimedRun("agent-a");
     const theirs = await claimedRun("agent-b");
     const run = as(mine.runToken);
@@ -154,16 +174,24 @@ describe("tokens and roles", () => {
       const error = await run.refused(method as "GET" | "POST", url, 403, "BERTH_E_FORBIDDEN", payload);
       expect(error.message).toContain(`the request has the run token of flow run ${mine.run.id} (epoch 1)`);
     }
+    // Refused for its role before its body is read: a run cannot make the server take in a large upload.
+    const upload = await run.refused("PUT", `/api/build-contexts/${"0".repeat(64)}`, 403, "BERTH_E_FORBIDDEN", { large: "x".repeat(64) });
+    expect(upload.details.needed).toEqual(["admin"]);
     // A forged token is no token.
     await as(`${mine.runToken.slice(0, -4)}AAAA`).refused("GET", `/api/flow-runs/${mine.run.id}`, 401, "BERTH_E_UNAUTHORIZED");
     await as(mine.runToken.replace(".1.", ".2.")).refused("GET", `/api/flow-runs/${mine.run.id}`, 401, "BERTH_E_UNAUTHORIZED");
 
     const done = await run.post(`/api/flow-runs/${mine.run.id}/state`, { state: "Success", expectedVersion: running.body.version });
     expect(done.body.state).toBe("Success");
+    // For a minute its last lines and reads still arrive; its state can no longer change, its secrets not be read.
+    expect((await run.post(`/api/flow-runs/${mine.run.id}/logs`, { logs: [{ at: new Date().toISOString(), level: "info", message: "bye" }] })).status).toBe(200);
+    expect((await run.get(`/api/flow-runs/${mine.run.id}`)).body.state).toBe("Success");
+    await run.refused("POST", `/api/flow-runs/${mine.run.id}/state`, 409, "BERTH_E_INVALID_TRANSITION", { state: "Failed", expectedVersion: done.body.version });
+    await run.refused("POST", `/api/flow-runs/${mine.run.id}/secrets`, 401, "BERTH_E_UNAUTHORIZED", { names: ["API_KEY"] });
+    tick(61_000);
     const dead = await run.refused("GET", `/api/flow-runs/${mine.run.id}`, 401, "BERTH_E_UNAUTHORIZED");
     expect(dead.message).toBe(`the run token of flow run ${mine.run.id} no longer works: the run is Success`);
-    // Its last lines may still arrive for a short while.
-    expect((await run.post(`/api/flow-runs/${mine.run.id}/logs`, { logs: [{ at: new Date().toISOString(), level: "info", message: "bye" }] })).status).toBe(200);
+    await run.refused("POST", `/api/flow-runs/${mine.run.id}/logs`, 401, "BERTH_E_UNAUTHORIZED", { logs: [{ at: new Date().toISOString(), level: "info", message: "late" }] });
     expect((await admin.get(`/api/flow-runs/${theirs.run.id}`)).body.state).toBe("Submitted");
   });
 
@@ -175,6 +203,11 @@ describe("tokens and roles", () => {
     // The agent goes silent: its lease runs out, the reaper gives the run back, another agent claims it.
     await s.app.reaper.reapOnce(tick(10 * 60_000));
     expect((await admin.get(`/api/flow-runs/${first.run.id}`)).body.state).toBe("Scheduled");
+    // Given back, before anyone claims it: that attempt is already over.
+    const givenBack = await old.refused("POST", `/api/flow-runs/${first.run.id}/secrets`, 409, "BERTH_E_STALE_LEASE", { names: ["API_KEY"] });
+    expect(givenBack.message).toContain("was given back to be claimed again");
+    // The agent that lost it learns the same when it writes as that attempt.
+    await first.agent.refused("POST", `/api/flow-runs/${first.run.id}/state`, 409, "BERTH_E_STALE_LEASE", { state: "Failed", expectedVersion: 99, epoch: 1 });
     const next = as((await agentToken("next-agent")).token);
     const nextId = (await next.post("/api/agents", { name: "next-agent", labels: ["again"] })).body.id;
     const claim = (await next.post(`/api/agents/${nextId}/claim`, { waitMs: 0 })).body.claims[0];
@@ -218,10 +251,14 @@ describe("secrets", () => {
     const at = new Date().toISOString();
     await mine.post(`/api/flow-runs/${run.id}/logs`, { logs: [{ at, level: "info", message: `key=${value} json=${JSON.stringify({ value })}` }] });
     await mine.post(`/api/flow-runs/${run.id}/task-runs`, { taskRuns: [{ taskSlug: "key", taskName: "k", state: "Failed", message: `bad ${value}`, attempt: 1 }] });
-    const failed = await mine.post(`/api/flow-runs/${run.id}/state`, { state: "Failed", message: `oops other-value`, expectedVersion: run.version });
+    const failed = await mine.post(`/api/flow-runs/${run.id}/state`, { state: "Failed", message: `oops ${value}`, expectedVersion: run.version });
     expect(failed.body.stateMessage).toBe("oops [redacted]");
+    // Another flow's secret is not redacted from a run's lines: redaction must not tell a run what it guessed.
+    await mine.post(`/api/flow-runs/${run.id}/logs`, { logs: [{ at, level: "info", message: "guess: other-value" }] });
+    // An admin's lines lose every secret.
+    await admin.post(`/api/flow-runs/${run.id}/logs`, { logs: [{ at, level: "info", message: "admin: other-value" }] });
     const logs = (await admin.get(`/api/flow-runs/${run.id}/logs`)).body.logs;
-    expect(logs.map((l: { message: string }) => l.message)).toEqual([`key=[redacted] json={"value":"[redacted]"}`]);
+    expect(logs.map((l: { message: string }) => l.message)).toEqual([`key=[redacted] json={"value":"[redacted]"}`, "guess: other-value", "admin: [redacted]"]);
     expect((await admin.get(`/api/flow-runs/${run.id}/task-runs`)).body.taskRuns[0].message).toBe("bad [redacted]");
     expect(JSON.stringify(s.lines)).not.toContain("s3cr3t");
 
@@ -234,6 +271,9 @@ describe("secrets", () => {
     const { run, runToken } = await claimedRun("unset-agent");
     const missing = await as(runToken).refused("POST", `/api/flow-runs/${run.id}/secrets`, 404, "BERTH_E_NOT_FOUND", { names: ["API_KEY"] });
     expect(missing.message).toBe("secret API_KEY is not set: set it with `berth secret set API_KEY`");
+    // A name that objects inherit is a name like any other.
+    const inherited = await claimedRun("inherited-agent", [], [{ slug: "c", name: "c", secret: "constructor" }]);
+    await as(inherited.runToken).refused("POST", `/api/flow-runs/${inherited.run.id}/secrets`, 404, "BERTH_E_NOT_FOUND", { names: ["constructor"] });
   });
 });
 

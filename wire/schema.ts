@@ -545,6 +545,11 @@ export const TokenCreate = z.object({
   role: TokenRole,
   /** For an agent token, the one agent name it may register, heartbeat and claim as; a label for an admin token. */
   name: Name.optional(),
+  /**
+   * For an agent token: the only labels its agent may register with, so that it can claim only runs of these
+   * labels (another team's runs carry labels it may not take). Default: any labels.
+   */
+  labels: Labels.optional(),
 });
 export type TokenCreate = z.infer<typeof TokenCreate>;
 
@@ -552,6 +557,8 @@ export const TokenRecord = z.object({
   id: Id,
   role: TokenRole,
   name: z.string().nullable(),
+  /** An agent token's allowed labels; null for any. */
+  labels: z.array(z.string()).nullable(),
   createdAt: Timestamp,
   revokedAt: Timestamp.nullable(),
 });

@@ -4,11 +4,16 @@ import { SecretName, TokenRole } from "../../wire/schema.js";
 import { apiClient, print, type ApiOpts, type GlobalOptions } from "../context.js";
 import { shortTime, table } from "../format.js";
 
-export async function tokenCreateCommand(global: GlobalOptions, opts: ApiOpts & { role: string; name?: string }): Promise<void> {
+export async function tokenCreateCommand(global: GlobalOptions, opts: ApiOpts & { role: string; name?: string; label?: string[] }): Promise<void> {
   const role = TokenRole.safeParse(opts.role);
   if (!role.success) throw new BerthError("BERTH_E_USAGE", `--role must be admin or agent, not "${opts.role}" (run tokens are made by claims)`);
   if (role.data === "agent" && !opts.name) throw new BerthError("BERTH_E_USAGE", "an agent token is bound to one agent: give its name with --name (the agent's --name)");
-  const created = await apiClient(global, opts).createToken({ role: role.data, ...(opts.name ? { name: opts.name } : {}) });
+  if (role.data === "admin" && opts.label) throw new BerthError("BERTH_E_USAGE", "--label binds an agent token only: an admin token may do everything");
+  const created = await apiClient(global, opts).createToken({
+    role: role.data,
+    ...(opts.name ? { name: opts.name } : {}),
+    ...(opts.label ? { labels: opts.label } : {}),
+  });
   if (opts.json) return print(created);
   process.stderr.write(`${created.role} token ${created.id}${created.name ? ` (${created.name})` : ""} created; it is shown once, keep it:\n`);
   print(created.token);
@@ -20,8 +25,8 @@ export async function tokenListCommand(global: GlobalOptions, opts: ApiOpts): Pr
   if (tokens.length === 0) return print("no tokens: berth token create --role agent --name NAME");
   print(
     table(
-      ["ID", "ROLE", "NAME", "CREATED", "REVOKED"],
-      tokens.map((t) => [t.id, t.role, t.name ?? "-", shortTime(t.createdAt), t.revokedAt ? shortTime(t.revokedAt) : "-"]),
+      ["ID", "ROLE", "NAME", "LABELS", "CREATED", "REVOKED"],
+      tokens.map((t) => [t.id, t.role, t.name ?? "-", t.labels === null ? "any" : t.labels.join(",") || "none", shortTime(t.createdAt), t.revokedAt ? shortTime(t.revokedAt) : "-"]),
     ),
   );
 }

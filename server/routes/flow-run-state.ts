@@ -4,7 +4,7 @@ import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
 import { assertTransition, isFinalState } from "../states.js";
 import { writeState } from "../write-state.js";
-import { IdParams, flowRunNotFound, requireFlowRun, withErrors, type ZodApp } from "./shared.js";
+import { IdParams, flowRunNotFound, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
 
 const CANCEL_ATTEMPTS = 10;
 
@@ -24,7 +24,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     async (request) => {
       const { id } = request.params;
       const { state, expectedVersion, epoch } = request.body;
-      const message = request.body.message === undefined ? undefined : await ctx.secrets.redact(request.body.message);
+      const message = request.body.message === undefined ? undefined : await ctx.secrets.redact(request.body.message, await redactionScope(ctx, request, id));
       const run = await requireFlowRun(ctx.store, id);
       // A superseded attempt learns that first: it must stop, whereas a stale version only means re-read.
       if (epoch !== undefined && isStaleEpoch(epoch, run.epoch)) throw staleLease(id, run.epoch, epoch);

@@ -1,6 +1,7 @@
 /** Pieces every route module uses: the typed app, error responses for the OpenAPI document, lookups that 404. */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { FastifyBaseLogger, FastifyInstance, RawServerDefault } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, RawServerDefault } from "fastify";
+import type { ServerContext } from "../context.js";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BerthError } from "../../wire/errors.js";
@@ -30,6 +31,15 @@ export async function requireFlowRun(store: StateStore, id: string): Promise<Flo
 
 export function flowRunNotFound(id: string): BerthError {
   return new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${id} not found: list runs with \`berth runs\``);
+}
+
+/**
+ * Whose secret values to redact from what this request writes about a run: every secret's for an admin;
+ * for a run's or an agent's, its flow's own (see Secrets.scopeFor).
+ */
+export async function redactionScope(ctx: ServerContext, request: FastifyRequest, flowRunId: string): Promise<ReadonlySet<string> | undefined> {
+  if (request.principal === undefined || request.principal.role === "admin") return undefined;
+  return ctx.secrets.scopeFor((await ctx.store.getFlowRun(flowRunId))?.flowId ?? "");
 }
 
 export async function requireAgent(store: StateStore, id: string): Promise<AgentRecord> {

@@ -28,14 +28,19 @@ export function registerTrustRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request, reply) => {
-      const { role, name } = request.body;
+      const { role, name, labels } = request.body;
+      if (role === "admin" && labels !== undefined) {
+        throw new BerthError("BERTH_E_VALIDATION", "labels bound an agent token only: an admin token may do everything", {
+          details: { issues: [{ in: "body", path: "labels", message: "only for an agent token" }] },
+        });
+      }
       if (role === "agent" && name === undefined) {
         throw new BerthError("BERTH_E_VALIDATION", "an agent token is bound to one agent: give the agent's name (berth token create --role agent --name NAME)", {
           details: { issues: [{ in: "body", path: "name", message: "required for an agent token" }] },
         });
       }
       const token = newToken(role);
-      const { hash: _hash, ...record } = await ctx.store.createToken({ role, name: name ?? null, hash: tokenHash(token) });
+      const { hash: _hash, ...record } = await ctx.store.createToken({ role, name: name ?? null, labels: labels ?? null, hash: tokenHash(token) });
       request.log.info({ tokenId: record.id, role, name }, `${role} token ${record.id} created`);
       return reply.code(201).send({ ...record, token });
     },
@@ -124,9 +129,9 @@ export function registerTrustRoutes(app: ZodApp, ctx: ServerContext): void {
         );
       }
       const values = await ctx.secrets.read(request.body.names);
-      const missing = request.body.names.filter((name) => values[name] === undefined);
+      const missing = request.body.names.filter((name) => !values.has(name));
       if (missing.length > 0) throw secretNotFound(missing.join(", "));
-      return { secrets: values };
+      return { secrets: Object.fromEntries(values) };
     },
   );
 }

@@ -359,6 +359,40 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
 
+    it("keeps tokens by hash, with role, name and labels, and revokes them once", async () => {
+      const store = await fresh();
+      const agent = await store.createToken({ role: "agent", name: "gpu-1", labels: ["gpu", "a"], hash: "h-agent" });
+      const admin = await store.createToken({ role: "admin", name: null, labels: null, hash: "h-admin" });
+      expect(agent).toMatchObject({ role: "agent", name: "gpu-1", labels: ["a", "gpu"], hash: "h-agent", revokedAt: null });
+      expect(await store.findToken("h-admin")).toEqual(admin);
+      expect(await store.findToken("nope")).toBeUndefined();
+      expect((await store.listTokens()).map((t) => t.id).sort()).toEqual([agent.id, admin.id].sort());
+      expect(JSON.stringify(await store.listTokens())).not.toContain("h-agent");
+      const revoked = await store.revokeToken(agent.id);
+      expect(revoked?.revokedAt).toEqual(expect.any(String));
+      expect((await store.revokeToken(agent.id))?.revokedAt).toBe(revoked?.revokedAt);
+      expect((await store.findToken("h-agent"))?.revokedAt).toBe(revoked?.revokedAt);
+      expect(await store.revokeToken("unknown")).toBeUndefined();
+      await expect(store.createToken({ role: "admin", name: null, labels: null, hash: "h-admin" })).rejects.toThrow();
+    });
+
+    it("keeps sealed secrets by name: set, replace, list, read some or all, delete", async () => {
+      const store = await fresh();
+      expect(await store.putSecret({ name: "B", sealed: "sealed-b" })).toEqual({ created: true });
+      expect(await store.putSecret({ name: "A", sealed: "sealed-a1" })).toEqual({ created: true });
+      expect(await store.putSecret({ name: "A", sealed: "sealed-a2" })).toEqual({ created: false });
+      expect((await store.listSecrets()).map((s) => s.name)).toEqual(["A", "B"]);
+      expect(JSON.stringify(await store.listSecrets())).not.toContain("sealed");
+      expect(await store.getSecrets(["A", "missing"])).toEqual([{ name: "A", sealed: "sealed-a2" }]);
+      expect(await store.getSecrets()).toEqual([
+        { name: "A", sealed: "sealed-a2" },
+        { name: "B", sealed: "sealed-b" },
+      ]);
+      expect(await store.deleteSecret("A")).toBe(true);
+      expect(await store.deleteSecret("A")).toBe(false);
+      expect((await store.listSecrets()).map((s) => s.name)).toEqual(["B"]);
+    });
+
     leaseContract(fresh);
     orchestrationContract(fresh);
 
