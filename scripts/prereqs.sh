@@ -2,7 +2,7 @@
 # Installs and starts what berth needs on a Debian machine, saying what it does:
 # the Docker engine (Debian's docker.io) running, busybox-static (for the offline Node.js base image),
 # debootstrap (for the offline Node.js build image), docker-registry (a real registry for push/pull tests),
-# docker-compose, and the npm dependencies, built.
+# docker-compose, PostgreSQL (the tests start throwaway clusters), and the npm dependencies, built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# PostgreSQL's server binaries, for the tests' throwaway clusters (no system service is used).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

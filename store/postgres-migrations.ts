@@ -1,0 +1,205 @@
+/**
+ * The PostgreSQL schema, as an ordered list of migrations whose count is kept in `berth_schema`. The first is
+ * the whole schema the SQLite store reached through its own migrations 1 to 10 (no PostgreSQL database
+ * predates it); append a migration to change it, never edit one that has shipped. Timestamps are ISO-8601
+ * text, as in SQLite, so both stores order and compare them the same way.
+ *
+ * Migrating takes a transaction-level advisory lock first: several server replicas starting at once on one
+ * database apply each migration once, and the others find it done.
+ */
+import type pg from "pg";
+import { BerthError } from "../wire/errors.js";
+
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE flows (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    slug TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    storage TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    tasks TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    recovery TEXT,
+    run_timeout_ms BIGINT,
+    context_sha256 TEXT,
+    schedule TEXT,
+    catch_up TEXT,
+    max_concurrent_runs INTEGER,
+    resources TEXT,
+    run_as TEXT,
+    UNIQUE (name, version)
+  );
+  CREATE INDEX flows_context ON flows (context_sha256) WHERE context_sha256 IS NOT NULL;
+
+  CREATE TABLE flow_runs (
+    id TEXT PRIMARY KEY,
+    flow_id TEXT NOT NULL REFERENCES flows (id),
+    flow_name TEXT NOT NULL,
+    flow_version INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    state_message TEXT,
+    version INTEGER NOT NULL,
+    labels TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    agent_id TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    ended_at TEXT,
+    last_heartbeat_at TEXT,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at TEXT,
+    scheduled_start TEXT NOT NULL,
+    clock TEXT
+  );
+  CREATE INDEX flow_runs_created ON flow_runs (created_at);
+  CREATE INDEX flow_runs_flow_created ON flow_runs (flow_id, created_at);
+  CREATE INDEX flow_runs_flow_name_created ON flow_runs (flow_name, created_at);
+  CREATE INDEX flow_runs_agent_state ON flow_runs (agent_id, state);
+  CREATE INDEX flow_runs_state_lease ON flow_runs (state, lease_expires_at);
+  CREATE INDEX flow_runs_state_heard ON flow_runs (state, (COALESCE(last_heartbeat_at, started_at)));
+  CREATE INDEX flow_runs_state_updated ON flow_runs (state, updated_at);
+  CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start);
+  CREATE INDEX flow_runs_name_state ON flow_runs (flow_name, state);
+  CREATE INDEX flow_runs_state_group ON flow_runs (state, labels, flow_name, scheduled_start);
+  CREATE INDEX flow_runs_clock ON flow_runs (flow_name, clock, scheduled_start) WHERE clock IS NOT NULL;
+
+  CREATE TABLE flow_run_states (
+    id BIGSERIAL PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    state TEXT NOT NULL,
+    message TEXT,
+    version INTEGER NOT NULL,
+    agent_id TEXT,
+    at TEXT NOT NULL
+  );
+  CREATE INDEX flow_run_states_run ON flow_run_states (flow_run_id, id);
+
+  CREATE TABLE task_runs (
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    task_slug TEXT NOT NULL,
+    task_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    attempt INTEGER NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (flow_run_id, task_slug)
+  );
+
+  CREATE TABLE logs (
+    id BIGSERIAL PRIMARY KEY,
+    flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
+    at TEXT NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL,
+    task TEXT,
+    attempt INTEGER,
+    seq INTEGER
+  );
+  CREATE INDEX logs_run_id ON logs (flow_run_id, id);
+  CREATE UNIQUE INDEX logs_attempt_seq ON logs (flow_run_id, attempt, seq) WHERE seq IS NOT NULL;
+
+  CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    labels TEXT NOT NULL,
+    concurrency INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_heartbeat_at TEXT NOT NULL
+  );
+
+  CREATE TABLE build_contexts (
+    sha256 TEXT PRIMARY KEY,
+    size BIGINT NOT NULL,
+    data BYTEA NOT NULL,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX build_contexts_created ON build_contexts (created_at);
+
+  CREATE TABLE concurrency_limits (
+    label TEXT PRIMARY KEY,
+    max_runs INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  CREATE TABLE schedules (
+    flow_name TEXT PRIMARY KEY,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at TEXT NOT NULL
+  );
+  CREATE TABLE schedule_clocks (
+    flow_name TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    cursor TEXT NOT NULL,
+    PRIMARY KEY (flow_name, clock)
+  );
+  CREATE TABLE schedule_ticks (
+    id BIGSERIAL PRIMARY KEY,
+    flow_name TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    flow_run_id TEXT,
+    at TEXT NOT NULL,
+    UNIQUE (flow_name, clock, slot)
+  );
+  CREATE INDEX schedule_ticks_flow ON schedule_ticks (flow_name, slot);
+  CREATE INDEX schedule_ticks_run ON schedule_ticks (flow_run_id) WHERE flow_run_id IS NOT NULL;
+  CREATE TABLE scheduler_passes (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    passed_at TEXT NOT NULL
+  );
+
+  CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    name TEXT,
+    labels TEXT,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+  );
+  CREATE TABLE secrets (
+    name TEXT PRIMARY KEY,
+    sealed TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  `,
+];
+
+/** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */
+const MIGRATION_LOCK = 0x62657274; // "bert"
+
+/** Brings the database to the newest schema; returns the version it is at. */
+export async function migratePostgres(client: pg.ClientBase): Promise<number> {
+  await client.query("BEGIN");
+  try {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await client.query("CREATE TABLE IF NOT EXISTS berth_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)");
+    const { rows } = await client.query<{ version: number }>("SELECT version FROM berth_schema WHERE id = 1");
+    const current = rows[0]?.version ?? 0;
+    if (current > POSTGRES_MIGRATIONS.length) {
+      throw new BerthError(
+        "BERTH_E_CONFIG",
+        `the database schema (version ${current}) is newer than this berth understands (${POSTGRES_MIGRATIONS.length}): upgrade berth`,
+      );
+    }
+    for (let version = current; version < POSTGRES_MIGRATIONS.length; version++) await client.query(POSTGRES_MIGRATIONS[version] ?? "");
+    await client.query(
+      "INSERT INTO berth_schema (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+      [POSTGRES_MIGRATIONS.length],
+    );
+    await client.query("COMMIT");
+    return POSTGRES_MIGRATIONS.length;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
