@@ -17,18 +17,18 @@ export interface RunningServer {
 
 export async function startServer(options: ServerOptions, logger: Logger): Promise<RunningServer> {
   const { db, host } = options;
-  if (/^postgres(ql)?:\/\//.test(db)) {
-    throw new BerthError("BERTH_E_CONFIG", "the PostgreSQL store is not available in this version of berth: use a SQLite file for --db");
-  }
-  if (db !== ":memory:") mkdirSync(path.dirname(path.resolve(db)), { recursive: true });
-  const { openSqliteStore } = await import("../store/sqlite.js");
+  const postgres = /^postgres(ql)?:\/\//.test(db);
+  if (!postgres && db !== ":memory:") mkdirSync(path.dirname(path.resolve(db)), { recursive: true });
+  const openStore = postgres
+    ? async (url: string) => (await import("../store/postgres.js")).openPostgresStore(url)
+    : async (file: string) => (await import("../store/sqlite.js")).openSqliteStore(file);
   const { buildServer } = await import("../server/app.js");
   const { serverSecrets } = await import("../config/tokens.js");
   const secrets = serverSecrets(options);
   if (options.insecure) {
     logger.warn(`--insecure: this server accepts requests without a token; anyone who reaches ${host}:${options.port}, and any flow run on this host's network, is an admin`);
   }
-  const store = await openSqliteStore(db);
+  const store = await openStore(db);
   const app = await buildServer({ store, logger, options: { ...options, apiToken: secrets.apiToken }, version: VERSION, serverKey: secrets.serverKey });
   try {
     await app.listen({ host, port: options.port });

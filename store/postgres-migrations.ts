@@ -38,6 +38,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
 
   CREATE TABLE flow_runs (
     id TEXT PRIMARY KEY,
+    -- Insertion order, for ties between equal timestamps (SQLite's rowid).
+    seq BIGSERIAL NOT NULL,
     flow_id TEXT NOT NULL REFERENCES flows (id),
     flow_name TEXT NOT NULL,
     flow_version INTEGER NOT NULL,
@@ -65,7 +67,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX flow_runs_state_lease ON flow_runs (state, lease_expires_at);
   CREATE INDEX flow_runs_state_heard ON flow_runs (state, (COALESCE(last_heartbeat_at, started_at)));
   CREATE INDEX flow_runs_state_updated ON flow_runs (state, updated_at);
-  CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start);
+  CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start, seq);
   CREATE INDEX flow_runs_name_state ON flow_runs (flow_name, state);
   CREATE INDEX flow_runs_state_group ON flow_runs (state, labels, flow_name, scheduled_start);
   CREATE INDEX flow_runs_clock ON flow_runs (flow_name, clock, scheduled_start) WHERE clock IS NOT NULL;
@@ -107,6 +109,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
 
   CREATE TABLE agents (
     id TEXT PRIMARY KEY,
+    seq BIGSERIAL NOT NULL,
     name TEXT NOT NULL UNIQUE,
     labels TEXT NOT NULL,
     concurrency INTEGER NOT NULL,

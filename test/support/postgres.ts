@@ -21,8 +21,11 @@ export interface PostgresCluster {
   port: number;
   /** A connection URL to another database of the cluster, made on first use. */
   database(name: string): Promise<string>;
-  /** Stops the server at once (`-m immediate`) and starts it again on the same port and data. */
+  /** Stops the server at once (`-m immediate`, as a crash) and starts it again on the same port and data. */
   restart(): Promise<void>;
+  /** Stops the server at once (as a crash), leaving its data; `start()` brings it back. */
+  kill(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -90,6 +93,12 @@ export async function startPostgres(): Promise<PostgresCluster> {
     url: main,
     port,
     database,
+    async kill() {
+      await as(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"]);
+    },
+    async start() {
+      await start();
+    },
     async restart() {
       await as(path.join(bin, "pg_ctl"), ["-D", data, "-m", "immediate", "-w", "stop"]);
       await start();

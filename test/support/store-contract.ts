@@ -359,6 +359,16 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
 
+    it("registers one flow from many writers at once: one version per content, numbered without gaps", async () => {
+      const store = await fresh();
+      const name = uniqueName();
+      const same = await Promise.all(Array.from({ length: 5 }, () => store.registerFlow(flowInput({ name, contentHash: "same" }))));
+      expect(same.filter((r) => r.created)).toHaveLength(1);
+      expect(new Set(same.map((r) => r.flow.id)).size).toBe(1);
+      const different = await Promise.all(Array.from({ length: 5 }, (_, i) => store.registerFlow(flowInput({ name, contentHash: `h${i}` }))));
+      expect(different.map((r) => r.flow.version).sort()).toEqual([2, 3, 4, 5, 6]);
+    });
+
     it("keeps tokens by hash, with role, name and labels, and revokes them once", async () => {
       const store = await fresh();
       const agent = await store.createToken({ role: "agent", name: "gpu-1", labels: ["gpu", "a"], hash: "h-agent" });

@@ -1,0 +1,39 @@
+/**
+ * The store contract on PostgreSQL: the same suite as SQLite's, unchanged, each store on a fresh database of
+ * one throwaway cluster (Debian's postgresql, started here and removed after).
+ */
+import { afterAll, beforeAll, describe } from "vitest";
+import { openPostgresStore } from "../store/postgres.js";
+import type { StateStore } from "../store/port.js";
+import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describeStoreContract } from "./support/store-contract.js";
+
+// Under CI=true PostgreSQL is installed (scripts/prereqs.sh): a missing one fails instead of skipping.
+describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
+  let cluster: PostgresCluster;
+  let databases = 0;
+  const urls = new WeakMap<StateStore, string>();
+  beforeAll(async () => {
+    cluster = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  describeStoreContract(
+    "postgres",
+    async (now) => {
+      const url = await cluster.database(`contract_${databases++}`);
+      const store = await openPostgresStore(url, now ? { now } : {});
+      urls.set(store, url);
+      return store;
+    },
+    {
+      openSibling: async (store) => {
+        const url = urls.get(store);
+        if (!url) throw new Error("not a store of this suite");
+        return openPostgresStore(url);
+      },
+    },
+  );
+});
