@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { Agent } from "../agent/agent.js";
 import type { AgentOptions, ServerOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
+import type { Notifier } from "../server/notifier.js";
 import { BerthError } from "../wire/errors.js";
 import { ApiClient } from "../client/api-client.js";
 import { localEngine } from "./engine.js";
@@ -29,11 +30,28 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
     logger.warn(`--insecure: this server accepts requests without a token; anyone who reaches ${host}:${options.port}, and any flow run on this host's network, is an admin`);
   }
   const store = await openStore(db);
-  const app = await buildServer({ store, logger, options: { ...options, apiToken: secrets.apiToken }, version: VERSION, serverKey: secrets.serverKey });
+  // On PostgreSQL, wake-ups reach the other servers of the database too (LISTEN/NOTIFY).
+  let notifier: Notifier | undefined;
+  if (postgres) {
+    const { PostgresNotifier } = await import("../server/postgres-notifier.js");
+    notifier = await PostgresNotifier.start({ url: db, logger }).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    });
+  }
+  const app = await buildServer({
+    store,
+    logger,
+    options: { ...options, apiToken: secrets.apiToken },
+    version: VERSION,
+    serverKey: secrets.serverKey,
+    ...(notifier ? { notifier } : {}),
+  });
   try {
     await app.listen({ host, port: options.port });
   } catch (err) {
     await app.close();
+    await notifier?.close();
     await store.close();
     const code = (err as { code?: string }).code;
     const hint = code === "EADDRINUSE" ? `: port ${options.port} is in use (is another berth server running?); choose another with --port` : "";
@@ -51,6 +69,7 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
       if (closed) return;
       closed = true;
       await app.close();
+      await notifier?.close();
       await store.close();
     },
   };

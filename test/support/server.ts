@@ -5,7 +5,7 @@ import { test as base } from "vitest";
 import { compileServerOptions, type ServerOptions } from "../../config/compile.js";
 import { defaultConfig } from "../../config/load.js";
 import { buildServer } from "../../server/app.js";
-import { LocalNotifier } from "../../server/notifier.js";
+import { LocalNotifier, type Notifier } from "../../server/notifier.js";
 import type { StateStore } from "../../store/port.js";
 import { openSqliteStore } from "../../store/sqlite.js";
 
@@ -16,6 +16,8 @@ export interface TestServerOptions {
   now?: () => number;
   /** A store to serve instead of a fresh one (on the same clock); closed with the server. */
   store?: StateStore;
+  /** Wake-ups to use instead of an in-process notifier (PostgreSQL's, for replicas); closed with the server. */
+  notifier?: Notifier;
 }
 
 /** The server's options with berth's defaults, as `berth server` compiles them, and `overrides`. */
@@ -26,6 +28,7 @@ export function testServerOptions(overrides: Partial<ServerOptions> = {}): Serve
 export async function startTestServer(options: TestServerOptions = {}) {
   const now = options.now;
   const store = options.store ?? (await openSqliteStore(":memory:", now ? { now: () => new Date(now()) } : {}));
+  // The in-process notifier is returned for tests that count its waiters; a given one is used instead.
   const notifier = new LocalNotifier();
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -38,7 +41,7 @@ export async function startTestServer(options: TestServerOptions = {}) {
   const app = await buildServer({
     store,
     logger,
-    notifier,
+    notifier: options.notifier ?? notifier,
     options: testServerOptions(options.config),
     version: "0.0.0-test",
     ...(options.now ? { now: options.now } : {}),
@@ -53,6 +56,7 @@ export async function startTestServer(options: TestServerOptions = {}) {
     async close(): Promise<void> {
       await app.close();
       await notifier.close();
+      await options.notifier?.close();
       await store.close();
     },
     /** `await using s = await startTestServer()`: closed when the block ends, whatever happens in it. */

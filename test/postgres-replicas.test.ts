@@ -1,0 +1,57 @@
+/**
+ * Server replicas on one PostgreSQL database: a claim parked on one replica is woken by a run created on
+ * another (LISTEN/NOTIFY), and wake-ups come back after the database restarts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PostgresNotifier } from "../server/postgres-notifier.js";
+import { openPostgresStore } from "../store/postgres.js";
+import { flowBody } from "./support/fixtures.js";
+import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { startTestServer } from "./support/server.js";
+import { until } from "./support/wait.js";
+
+describe.skipIf(!postgresAvailable && process.env.CI !== "true")("server replicas on PostgreSQL", () => {
+  let cluster: PostgresCluster;
+  beforeAll(async () => {
+    cluster = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it("wakes a claim parked on one replica when a run is created on another", async () => {
+    const url = await cluster.database("replicas");
+    const replica = async () => startTestServer({ store: await openPostgresStore(url), notifier: await PostgresNotifier.start({ url }) });
+    await using a = await replica();
+    await using b = await replica();
+    const agent = JSON.parse((await a.app.inject({ method: "POST", url: "/api/agents", payload: { name: "parked", labels: ["etl"] } })).body);
+    // Parked for a minute: only a wake-up from replica b answers it before the test's own timeout.
+    const parked = a.app.inject({ method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 60_000 } });
+    await until("the claim to park", () => a.app.inject({ method: "GET", url: "/api/agents" }).then((r) => JSON.parse(r.body).agents[0]?.waiting === true));
+    const flow = JSON.parse((await b.app.inject({ method: "POST", url: "/api/flows", payload: flowBody({ labels: ["etl"] }) })).body).flow;
+    const run = JSON.parse((await b.app.inject({ method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body).flowRun;
+    const claim = JSON.parse((await parked).body);
+    expect(claim.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([run.id]);
+  }, 30_000);
+
+  it("hears the other replicas again after the database restarts", async () => {
+    const url = await cluster.database("reconnect");
+    const a = await PostgresNotifier.start({ url });
+    const b = await PostgresNotifier.start({ url });
+    try {
+      const first = a.next("logs:x", AbortSignal.timeout(20_000));
+      b.notify("logs:x");
+      expect(await first).toBe(true);
+      await cluster.restart();
+      // Once both are connected again, b's wake-ups reach a as before.
+      await until("a wake-up to cross the restarted database", async () => {
+        const heard = a.next("runs", AbortSignal.timeout(500));
+        b.notify("runs");
+        return heard;
+      }, { timeoutMs: 20_000 });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  }, 60_000);
+});
