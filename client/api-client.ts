@@ -8,7 +8,8 @@
  */
 import type { z } from "zod";
 import { BerthError, describeError } from "../wire/errors.js";
-import { getBytes, head, putBytes, requestJson, type HttpOptions, type JsonRequest } from "./http.js";
+import { parseApiUrls } from "../shared/api-urls.js";
+import { currentUrl, getBytes, head, putBytes, requestJson, type HttpOptions, type JsonRequest } from "./http.js";
 import {
   AgentRecord,
   AgentHeartbeatReply,
@@ -56,7 +57,7 @@ import type {
 } from "../wire/schema.js";
 
 export interface ApiClientOptions {
-  /** The server's URL, for example "http://127.0.0.1:4200". */
+  /** The server's URL, for example "http://127.0.0.1:4200"; several, comma-separated, for replicas. */
   baseUrl: string;
   /** Sent as `Authorization: Bearer <token>`; default: none. */
   token?: string | undefined;
@@ -68,20 +69,28 @@ export interface ApiClientOptions {
 
 
 export class ApiClient {
-  readonly baseUrl: string;
+  /** Every server this client may use, in order. */
+  readonly baseUrls: readonly string[];
   private readonly http: HttpOptions;
 
   constructor(options: ApiClientOptions) {
-    const baseUrl = options.baseUrl.replace(/\/+$/, "");
+    let baseUrls: string[];
     try {
-      new URL(baseUrl);
+      baseUrls = parseApiUrls(options.baseUrl);
     } catch (err) {
-      throw new BerthError("BERTH_E_CONFIG", `invalid API URL "${options.baseUrl}" (${describeError(err)}): use e.g. http://127.0.0.1:4200`, {
-        cause: err,
-      });
+      throw new BerthError(
+        "BERTH_E_CONFIG",
+        `invalid API URL "${options.baseUrl}" (${describeError(err)}): use e.g. http://127.0.0.1:4200, or several separated by commas`,
+        { cause: err },
+      );
     }
-    this.baseUrl = baseUrl;
-    this.http = { baseUrl, token: options.token, timeoutMs: options.timeoutMs ?? 30_000, fetch: options.fetch ?? globalThis.fetch };
+    this.baseUrls = baseUrls;
+    this.http = { baseUrls, at: { index: 0 }, token: options.token, timeoutMs: options.timeoutMs ?? 30_000, fetch: options.fetch ?? globalThis.fetch };
+  }
+
+  /** The server requests go to now (the first, until it cannot be reached). */
+  get baseUrl(): string {
+    return currentUrl(this.http);
   }
 
   health(signal?: AbortSignal): Promise<Health> {

@@ -9,7 +9,10 @@ import { ErrorBodySchema } from "../wire/schema.js";
 import { formatMs } from "../shared/text.js";
 
 export interface HttpOptions {
-  baseUrl: string;
+  /** One or more servers (replicas): requests go to the current one, and move on when it cannot be reached. */
+  baseUrls: readonly string[];
+  /** Which of baseUrls is current; shared by every request of one client. */
+  at: { index: number };
   token?: string | undefined;
   timeoutMs: number;
   fetch: typeof fetch;
@@ -44,9 +47,36 @@ interface Answer {
   what: string;
 }
 
-/** One request, with every transport failure worded for the user. */
+/** The server requests go to now. */
+export function currentUrl(http: HttpOptions): string {
+  return http.baseUrls[http.at.index % http.baseUrls.length] ?? "";
+}
+
+/** System errors of a connection that was never made: the request did not reach any server. */
+const NOT_DELIVERED = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "EADDRNOTAVAIL"]);
+
+/**
+ * One request to the current server. When it cannot be reached, the next server becomes current; when the
+ * request was certainly not delivered (the connection was refused), it is sent to the next server at once,
+ * each server tried once. A request that may have arrived (a timeout, a reset) is not sent again here.
+ */
 async function exchange(http: HttpOptions, req: Exchange): Promise<Answer> {
-  const url = new URL(http.baseUrl + req.path);
+  for (let tried = 1; ; tried++) {
+    try {
+      return await exchangeOnce(http, req);
+    } catch (err) {
+      const unreachable = err instanceof BerthError && err.code === "BERTH_E_SERVER_UNREACHABLE";
+      if (!unreachable || http.baseUrls.length === 1) throw err;
+      http.at.index = (http.at.index + 1) % http.baseUrls.length;
+      const code = (err.details as { system?: string } | undefined)?.system;
+      if (tried >= http.baseUrls.length || code === undefined || !NOT_DELIVERED.has(code)) throw err;
+    }
+  }
+}
+
+async function exchangeOnce(http: HttpOptions, req: Exchange): Promise<Answer> {
+  const baseUrl = currentUrl(http);
+  const url = new URL(baseUrl + req.path);
   for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
   const timeoutMs = http.timeoutMs + (req.extraMs ?? 0);
   const timeout = new AbortController();
@@ -63,10 +93,11 @@ async function exchange(http: HttpOptions, req: Exchange): Promise<Answer> {
   } catch (err) {
     if (req.signal?.aborted) throw new BerthError("BERTH_E_ABORTED", `${what} was aborted`, { cause: err });
     const reason = timeout.signal.aborted ? `no answer within ${formatMs(timeoutMs)}` : networkReason(err);
+    const system = timeout.signal.aborted ? undefined : systemCode(err);
     throw new BerthError(
       "BERTH_E_SERVER_UNREACHABLE",
-      `cannot reach the berth server at ${http.baseUrl} (${reason}): is \`berth server\` running? Set --api or BERTH_API_URL`,
-      { cause: err },
+      `cannot reach the berth server at ${baseUrl} (${reason}): is \`berth server\` running? Set --api or BERTH_API_URL`,
+      { cause: err, ...(system ? { details: { system } } : {}) },
     );
   } finally {
     clearTimeout(timer);
@@ -82,12 +113,12 @@ function failure(http: HttpOptions, answer: Answer): BerthError {
   } catch (err) {
     return notJson(http, answer, err);
   }
-  return errorFromBody(http.baseUrl, answer.what, answer.status, json);
+  return errorFromBody(currentUrl(http), answer.what, answer.status, json);
 }
 
 /** A HEAD's answer, or a proxy's empty one: only the status says what went wrong. */
 function bodilessFailure(http: HttpOptions, { status, what }: Answer): BerthError {
-  const at = `the server at ${http.baseUrl} answered ${what} with HTTP ${status}`;
+  const at = `the server at ${currentUrl(http)} answered ${what} with HTTP ${status}`;
   if (status === 401 || status === 403) {
     return new BerthError(
       "BERTH_E_UNAUTHORIZED",
@@ -104,7 +135,7 @@ function bodilessFailure(http: HttpOptions, { status, what }: Answer): BerthErro
 function notJson(http: HttpOptions, { status, contentType, what, body }: Answer, cause: unknown): BerthError {
   return new BerthError(
     "BERTH_E_BAD_RESPONSE",
-    `the server at ${http.baseUrl} answered ${what} with HTTP ${status} and ${contentType}, not JSON: is --api pointing at a berth server?`,
+    `the server at ${currentUrl(http)} answered ${what} with HTTP ${status} and ${contentType}, not JSON: is --api pointing at a berth server?`,
     { cause, details: { status, body: body.toString("utf8").slice(0, 500) } },
   );
 }
@@ -123,7 +154,7 @@ function readJson<S extends z.ZodType>(http: HttpOptions, answer: Answer, schema
   if (!parsed.success) {
     throw new BerthError(
       "BERTH_E_BAD_RESPONSE",
-      `the server at ${http.baseUrl} answered ${answer.what} with an unexpected shape: are the client and server versions compatible?`,
+      `the server at ${currentUrl(http)} answered ${answer.what} with an unexpected shape: are the client and server versions compatible?`,
       { cause: parsed.error, details: { issues: parsed.error.issues.slice(0, 10).map((i) => ({ path: i.path.join("."), message: i.message })) } },
     );
   }
@@ -192,6 +223,14 @@ interface NetworkError {
   syscall?: unknown;
   message?: unknown;
   errors?: unknown;
+}
+
+/** The system error code of a failed fetch (ECONNREFUSED, ...), if it has one. */
+function systemCode(err: unknown): string | undefined {
+  const cause = ((err as { cause?: unknown } | null)?.cause ?? err) as NetworkError | undefined;
+  const first = Array.isArray(cause?.errors) ? (cause.errors[0] as NetworkError | undefined) : undefined;
+  const code = cause?.code ?? first?.code;
+  return typeof code === "string" ? code : undefined;
 }
 
 /** "connect ECONNREFUSED", "getaddrinfo ENOTFOUND", ...: fetch hides the system error in `cause`. */

@@ -9,7 +9,8 @@ import path from "node:path";
 import { z } from "zod";
 import { BerthError } from "../wire/errors.js";
 import { defaultConfig } from "./load.js";
-import type { Config, PullPolicy } from "./schema.js";
+import { ApiUrls, type Config, type PullPolicy } from "./schema.js";
+import { allLoopback } from "../shared/api-urls.js";
 
 /** What `buildServer` and `berth server` run with. */
 export interface ServerOptions {
@@ -175,12 +176,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
 
 /** Loopback API URLs are only reachable from containers on the host network. */
 export function defaultNetwork(apiUrl: string): string | undefined {
-  try {
-    const host = new URL(apiUrl).hostname;
-    return host === "localhost" || host === "[::1]" || host.startsWith("127.") ? "host" : undefined;
-  } catch {
-    return undefined;
-  }
+  return allLoopback(apiUrl, (host) => host === "localhost" || host === "[::1]" || host.startsWith("127.")) ? "host" : undefined;
 }
 
 /** The variables a flow-run container's settings travel in. */
@@ -208,7 +204,7 @@ export function flowRunEnvironment(settings: FlowRunSettings): Record<string, st
 
 const Millis = z.coerce.number().int().nonnegative();
 const FlowRunEnv = z.object({
-  [FLOW_RUN_ENV.apiUrl]: z.url(),
+  [FLOW_RUN_ENV.apiUrl]: ApiUrls,
   [FLOW_RUN_ENV.apiToken]: z.string().optional(),
   [FLOW_RUN_ENV.flowRunId]: z.string().min(1),
   [FLOW_RUN_ENV.epoch]: z.coerce.number().int().nonnegative().optional(),

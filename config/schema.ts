@@ -8,6 +8,7 @@ import path from "node:path";
 import { z } from "zod";
 import { MIN_MEMORY_BYTES, parseByteSize } from "../shared/sizes.js";
 import { DEFAULT_CLAIM_WAIT_MS } from "../wire/schema.js";
+import { parseApiUrls } from "../shared/api-urls.js";
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
@@ -40,12 +41,21 @@ export const ByteSize = z.union([z.number(), z.string()]).transform((value, ctx)
 export const PULL_POLICIES = ["always", "if-not-present", "never"] as const;
 export type PullPolicy = (typeof PULL_POLICIES)[number];
 
+/** One API URL, or several separated by commas (server replicas: clients fail over). */
+export const ApiUrls = z.string().superRefine((value, ctx) => {
+  try {
+    parseApiUrls(value);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", message: `${(err as Error).message}: write it like http://127.0.0.1:4200, or several separated by commas` });
+  }
+});
+
 const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or commas");
 
 // Strict objects: a key berth does not know (a typo, a setting that moved) is an error naming it, not ignored.
 export const ConfigSchema = z.strictObject({
-  /** The server's URL, for clients and agents. Default http://127.0.0.1:4200. */
-  apiUrl: z.url().default("http://127.0.0.1:4200"),
+  /** The server's URL, for clients and agents; several, comma-separated, for replicas. Default http://127.0.0.1:4200. */
+  apiUrl: ApiUrls.default("http://127.0.0.1:4200"),
   /**
    * Bearer token: the server's admin token when set there, sent by clients when set here. Default none: the
    * server then keeps a generated one in apiTokenFile, and clients on its machine read it there.
@@ -118,8 +128,8 @@ export const ConfigSchema = z.strictObject({
       buildTimeout: PositiveDuration.default(30 * 60_000),
       /** Extra environment for flow-run containers. Default none. */
       env: z.record(z.string(), z.string()).default({}),
-      /** The API URL as flow-run containers reach it. Default: apiUrl. */
-      containerApiUrl: z.url().optional(),
+      /** The API URL as flow-run containers reach it (several, comma-separated, for replicas). Default: apiUrl. */
+      containerApiUrl: ApiUrls.optional(),
       /** Long-poll length of a claim. Default 20s. */
       claimWait: Duration.default(DEFAULT_CLAIM_WAIT_MS),
       /** How often the agent reports itself alive and renews its leases. Default 10s. */

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BerthError, describeError } from "../wire/errors.js";
+import { allLoopback } from "../shared/api-urls.js";
 import { homeTokenFile, type ServerOptions } from "./compile.js";
 import type { Config } from "./schema.js";
 
@@ -16,12 +17,9 @@ export function isLoopbackHost(host: string): boolean {
   return bare === "localhost" || bare === "::1" || /^127\.\d+\.\d+\.\d+$/.test(bare);
 }
 
+/** Every server of the setting is on loopback (a token for this machine's server is sent to no other). */
 function isLoopbackUrl(url: string): boolean {
-  try {
-    return isLoopbackHost(new URL(url).hostname);
-  } catch {
-    return false;
-  }
+  return allLoopback(url, isLoopbackHost);
 }
 
 /**

@@ -156,6 +156,46 @@ describe("ApiClient failures", () => {
     expect(err.cause).toBeDefined();
   });
 
+  it("fails over to the next server when one refuses the connection, and stays with the one that answers", async () => {
+    const probe = createTcpServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+    const deadPort = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    await using live = await startTestServer();
+    await live.app.listen({ host: "127.0.0.1", port: 0 });
+    const liveUrl = `http://127.0.0.1:${(live.app.server.address() as AddressInfo).port}`;
+    const client = new ApiClient({ baseUrl: `http://127.0.0.1:${deadPort}, ${liveUrl}/` });
+    expect(client.baseUrls).toEqual([`http://127.0.0.1:${deadPort}`, liveUrl]);
+    expect(client.baseUrl).toBe(`http://127.0.0.1:${deadPort}`);
+    const { flow } = await client.registerFlow(flowBody());
+    expect(client.baseUrl).toBe(liveUrl);
+    expect((await client.listFlows()).flows.map((f) => f.id)).toEqual([flow.id]);
+    // Every server refusing: the error names the last one tried, and the next call starts from the other.
+    await live.app.close();
+    const err = await rejection(client.health());
+    expect(err.code).toBe("BERTH_E_SERVER_UNREACHABLE");
+  });
+
+  it("sends a request that may have arrived (no answer in time) to no second server", async () => {
+    const sockets: Socket[] = [];
+    const silent = createTcpServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    servers.push({ close: () => (sockets.forEach((x) => x.destroy()), silent.close()) });
+    let second = 0;
+    const other = createServer((_req, res) => {
+      second++;
+      res.end();
+    });
+    servers.push(other);
+    const otherUrl = await listen(other);
+    const client = new ApiClient({ baseUrl: `http://127.0.0.1:${(silent.address() as AddressInfo).port},${otherUrl}`, timeoutMs: 200 });
+    const err = await rejection(client.createFlowRun({ flowName: "x", parameters: {} }));
+    expect(err.message).toContain("no answer within 200ms");
+    expect(second).toBe(0);
+    // The next request goes to the other server.
+    expect(client.baseUrl).toBe(otherUrl);
+  });
+
   it("gives up after the timeout on a server that never answers", async () => {
     const sockets: Socket[] = [];
     const silent = createTcpServer((socket) => void sockets.push(socket));
@@ -223,10 +263,11 @@ describe("ApiClient failures", () => {
   it("refuses an invalid base URL at construction", () => {
     let caught: unknown;
     try {
-      new ApiClient({ baseUrl: "not a url" });
+      new ApiClient({ baseUrl: "http://127.0.0.1:4200,not a url" });
     } catch (err) {
       caught = err;
     }
     expect(isBerthError(caught, "BERTH_E_CONFIG")).toBe(true);
+    expect((caught as Error).message).toContain(`"not a url" is not a URL`);
   });
 });
