@@ -1,14 +1,18 @@
 /**
- * Schedulers in several OS processes on one SQLite file (as server replicas sharing a store): each slot
- * still yields exactly one run and one entry of history. The racers run berth's compiled scheduler (dist/).
+ * Schedulers in several OS processes on one store (as server replicas sharing it), a SQLite file or a
+ * PostgreSQL database: each slot still yields exactly one run and one entry of history. The racers run
+ * berth's compiled scheduler (dist/).
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { StateStore } from "../store/port.js";
+import { openPostgresStore } from "../store/postgres.js";
 import { openSqliteStore } from "../store/sqlite.js";
+import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
 import { flowInput } from "./support/fixtures.js";
 import { REPO } from "./support/processes.js";
 
@@ -36,43 +40,73 @@ function racer(setup: object): { child: ChildProcess; next: () => Promise<Messag
   return { child, next };
 }
 
+interface RaceTarget {
+  /** The compiled module (under dist/) and its opener, and what it opens. */
+  module: string;
+  exportName: string;
+  target: string;
+  open: (now: () => Date) => Promise<StateStore>;
+}
+
+async function raceSchedulers(store: RaceTarget): Promise<void> {
+  const racers: ReturnType<typeof racer>[] = [];
+  try {
+    const setup = await store.open(() => new Date(T0));
+    const schedule = [
+      { type: "interval" as const, everyMs: 1_000, startAt: null, endAt: null, parameters: {}, labels: null },
+      { type: "cron" as const, cron: "* * * * *", timezone: "UTC", startAt: null, endAt: null, parameters: {}, labels: null },
+    ];
+    await setup.registerFlow(flowInput({ name: "raced", schedule }));
+    await setup.close();
+
+    // The interval clock makes 100 runs per pass: several passes each, at the same instant, all overlapping.
+    for (let i = 0; i < 4; i++) racers.push(racer({ repo: REPO, module: store.module, exportName: store.exportName, target: store.target, nowMs: T0, passes: 8 }));
+    for (const r of racers) expect(await r.next()).toEqual({ type: "ready" });
+    for (const r of racers) r.child.send({ type: "go" });
+    const reports = await Promise.all(racers.map((r) => r.next()));
+    for (const report of reports) expect(report.type, JSON.stringify(report)).toBe("done");
+
+    const check = await store.open(() => new Date(T0));
+    try {
+      const runs = await check.listFlowRuns({ flowName: "raced", limit: 100_000 });
+      const slots = runs.map((r) => `${r.clock}@${r.scheduledStart}`);
+      expect(new Set(slots).size, "no slot has two runs").toBe(slots.length);
+      // Ten minutes ahead: 600 one-second slots and 10 one-minute slots.
+      expect(runs.length).toBe(610);
+      expect(reports.reduce((sum, r) => sum + (r.type === "done" ? r.created : 0), 0), "each run was reported made by exactly one racer").toBe(610);
+      const ticks = await check.listScheduleTicks("raced", 10_000);
+      expect(ticks.filter((t) => t.outcome === "created" && t.flowRunId !== null)).toHaveLength(610);
+    } finally {
+      await check.close();
+    }
+  } finally {
+    for (const r of racers) r.child.kill("SIGKILL");
+  }
+}
+
 describe("schedulers racing on one database", () => {
-  it("make each slot's run once, whoever decides it", async () => {
+  it("make each slot's run once, whoever decides it (SQLite)", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "berth-scheduler-race-"));
     const file = path.join(dir, "berth.db");
-    const racers: ReturnType<typeof racer>[] = [];
     try {
-      const store = await openSqliteStore(file, { now: () => new Date(T0) });
-      const schedule = [
-        { type: "interval" as const, everyMs: 1_000, startAt: null, endAt: null, parameters: {}, labels: null },
-        { type: "cron" as const, cron: "* * * * *", timezone: "UTC", startAt: null, endAt: null, parameters: {}, labels: null },
-      ];
-      await store.registerFlow(flowInput({ name: "raced", schedule }));
-      await store.close();
-
-      // The interval clock makes 100 runs per pass: several passes each, at the same instant, all overlapping.
-      for (let i = 0; i < 4; i++) racers.push(racer({ repo: REPO, file, nowMs: T0, passes: 8 }));
-      for (const r of racers) expect(await r.next()).toEqual({ type: "ready" });
-      for (const r of racers) r.child.send({ type: "go" });
-      const reports = await Promise.all(racers.map((r) => r.next()));
-      for (const report of reports) expect(report.type, JSON.stringify(report)).toBe("done");
-
-      const check = await openSqliteStore(file, { now: () => new Date(T0) });
-      try {
-        const runs = await check.listFlowRuns({ flowName: "raced", limit: 100_000 });
-        const slots = runs.map((r) => `${r.clock}@${r.scheduledStart}`);
-        expect(new Set(slots).size, "no slot has two runs").toBe(slots.length);
-        // Ten minutes ahead: 600 one-second slots and 10 one-minute slots.
-        expect(runs.length).toBe(610);
-        expect(reports.reduce((sum, r) => sum + (r.type === "done" ? r.created : 0), 0), "each run was reported made by exactly one racer").toBe(610);
-        const ticks = await check.listScheduleTicks("raced", 10_000);
-        expect(ticks.filter((t) => t.outcome === "created" && t.flowRunId !== null)).toHaveLength(610);
-      } finally {
-        await check.close();
-      }
+      await raceSchedulers({ module: "store/sqlite.js", exportName: "openSqliteStore", target: file, open: (now) => openSqliteStore(file, { now }) });
     } finally {
-      for (const r of racers) r.child.kill("SIGKILL");
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
+    let cluster: PostgresCluster;
+    beforeAll(async () => {
+      cluster = await startPostgres();
+    }, 120_000);
+    afterAll(async () => {
+      await cluster?.stop();
+    });
+
+    it("make each slot's run once, whoever decides it (PostgreSQL)", async () => {
+      const url = await cluster.database("scheduler_race");
+      await raceSchedulers({ module: "store/postgres.js", exportName: "openPostgresStore", target: url, open: (now) => openPostgresStore(url, { now }) });
+    });
   });
 });
