@@ -34,6 +34,33 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("server replica
     expect(claim.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([run.id]);
   }, 30_000);
 
+  it("gives a lost run back once, however many replicas' reapers find it at the same moment", async () => {
+    const url = await cluster.database("reapers");
+    let clock = Date.parse("2030-01-01T00:00:00Z");
+    const now = () => clock;
+    const replica = async () =>
+      startTestServer({ now, config: { reaperIntervalMs: 0 }, store: await openPostgresStore(url, { now: () => new Date(clock) }), notifier: await PostgresNotifier.start({ url }) });
+    const replicas = [await replica(), await replica(), await replica()];
+    try {
+      const [a] = replicas as [Awaited<ReturnType<typeof replica>>];
+      const flow = JSON.parse((await a.app.inject({ method: "POST", url: "/api/flows", payload: flowBody() })).body).flow;
+      const runs: string[] = [];
+      for (let i = 0; i < 5; i++) runs.push(JSON.parse((await a.app.inject({ method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body).flowRun.id);
+      const agent = JSON.parse((await a.app.inject({ method: "POST", url: "/api/agents", payload: { name: "vanishing" } })).body);
+      const claimed = JSON.parse((await a.app.inject({ method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 0, max: 5 } })).body).claims;
+      expect(claimed).toHaveLength(5);
+      // The agent vanishes; long after its leases ran out, every replica's reaper passes at once.
+      clock += 10 * 60_000;
+      await Promise.all(replicas.map((r) => r.app.reaper.reapOnce(clock)));
+      for (const id of runs) {
+        const states = JSON.parse((await a.app.inject({ method: "GET", url: `/api/flow-runs/${id}/states` })).body).states.map((e: { state: string }) => e.state);
+        expect(states, id).toEqual(["Scheduled", "Submitted", "Scheduled"]);
+      }
+    } finally {
+      for (const r of replicas) await r.close();
+    }
+  });
+
   it("hears the other replicas again after the database restarts", async () => {
     const url = await cluster.database("reconnect");
     const a = await PostgresNotifier.start({ url });
