@@ -19,12 +19,13 @@
  * `run()` is the agent's whole life: it resolves once the agent has stopped, and holds the process open
  * until then. `stop()` is graceful and memoised; `kill()` stops at once and does not wait.
  */
+import { isServerDown } from "../client/retry.js";
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import type { AgentOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
-import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { BerthError, describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
 import { runClaimLoop } from "./claim-loop.js";
@@ -229,7 +230,7 @@ export class Agent {
         return;
       } catch (err) {
         if (this.stopping.signal.aborted) return;
-        if (!isBerthError(err, "BERTH_E_SERVER_UNREACHABLE")) throw err;
+        if (!isServerDown(err)) throw err;
         const delay = backoffMs(attempt);
         this.log.warn(`${describeError(err)}; retrying in ${delay} ms`);
         await sleep(delay, this.stopping.signal);

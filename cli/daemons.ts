@@ -46,6 +46,10 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
     version: VERSION,
     serverKey: secrets.serverKey,
     ...(notifier ? { notifier } : {}),
+  }).catch(async (err: unknown) => {
+    await notifier?.close();
+    await store.close();
+    throw err;
   });
   try {
     await app.listen({ host, port: options.port });

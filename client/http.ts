@@ -61,21 +61,25 @@ const NOT_DELIVERED = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENE
  * each server tried once. A request that may have arrived (a timeout, a reset) is not sent again here.
  */
 async function exchange(http: HttpOptions, req: Exchange): Promise<Answer> {
-  for (let tried = 1; ; tried++) {
+  const count = http.baseUrls.length;
+  const start = http.at.index % count;
+  for (let tried = 0; ; tried++) {
+    const index = (start + tried) % count;
     try {
-      return await exchangeOnce(http, req);
+      return await exchangeOnce(http, req, http.baseUrls[index] ?? "");
     } catch (err) {
       const unreachable = err instanceof BerthError && err.code === "BERTH_E_SERVER_UNREACHABLE";
-      if (!unreachable || http.baseUrls.length === 1) throw err;
-      http.at.index = (http.at.index + 1) % http.baseUrls.length;
-      const code = (err.details as { system?: string } | undefined)?.system;
-      if (tried >= http.baseUrls.length || code === undefined || !NOT_DELIVERED.has(code)) throw err;
+      if (!unreachable || count === 1) throw err;
+      // Only this request's own move: two requests failing at once move the current server once.
+      if (http.at.index % count === index) http.at.index = (index + 1) % count;
+      const system = (err.details as { system?: string; syscall?: string } | undefined) ?? {};
+      const neverSent = system.system !== undefined && NOT_DELIVERED.has(system.system) && (system.syscall === "connect" || system.syscall === "getaddrinfo");
+      if (tried + 1 >= count || !neverSent) throw err;
     }
   }
 }
 
-async function exchangeOnce(http: HttpOptions, req: Exchange): Promise<Answer> {
-  const baseUrl = currentUrl(http);
+async function exchangeOnce(http: HttpOptions, req: Exchange, baseUrl: string): Promise<Answer> {
   const url = new URL(baseUrl + req.path);
   for (const [key, value] of Object.entries(req.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
   const timeoutMs = http.timeoutMs + (req.extraMs ?? 0);
@@ -93,11 +97,11 @@ async function exchangeOnce(http: HttpOptions, req: Exchange): Promise<Answer> {
   } catch (err) {
     if (req.signal?.aborted) throw new BerthError("BERTH_E_ABORTED", `${what} was aborted`, { cause: err });
     const reason = timeout.signal.aborted ? `no answer within ${formatMs(timeoutMs)}` : networkReason(err);
-    const system = timeout.signal.aborted ? undefined : systemCode(err);
+    const system = timeout.signal.aborted ? undefined : systemError(err);
     throw new BerthError(
       "BERTH_E_SERVER_UNREACHABLE",
       `cannot reach the berth server at ${baseUrl} (${reason}): is \`berth server\` running? Set --api or BERTH_API_URL`,
-      { cause: err, ...(system ? { details: { system } } : {}) },
+      { cause: err, ...(system ? { details: system } : {}) },
     );
   } finally {
     clearTimeout(timer);
@@ -225,12 +229,14 @@ interface NetworkError {
   errors?: unknown;
 }
 
-/** The system error code of a failed fetch (ECONNREFUSED, ...), if it has one. */
-function systemCode(err: unknown): string | undefined {
+/** The system error of a failed fetch (ECONNREFUSED in connect, ...), if it has one. */
+function systemError(err: unknown): { system: string; syscall?: string } | undefined {
   const cause = ((err as { cause?: unknown } | null)?.cause ?? err) as NetworkError | undefined;
   const first = Array.isArray(cause?.errors) ? (cause.errors[0] as NetworkError | undefined) : undefined;
   const code = cause?.code ?? first?.code;
-  return typeof code === "string" ? code : undefined;
+  const syscall = cause?.syscall ?? first?.syscall;
+  if (typeof code !== "string") return undefined;
+  return typeof syscall === "string" ? { system: code, syscall } : { system: code };
 }
 
 /** "connect ECONNREFUSED", "getaddrinfo ENOTFOUND", ...: fetch hides the system error in `cause`. */

@@ -50,7 +50,7 @@ export const ApiUrls = z.string().superRefine((value, ctx) => {
   }
 });
 
-const Label = z.string().min(1).regex(/^[^\s,]+$/, "labels have no spaces or commas");
+const Label = z.string().min(1).regex(/^[^\s,\p{Cc}]+$/u, "labels have no spaces, commas or control characters");
 
 // Strict objects: a key berth does not know (a typo, a setting that moved) is an error naming it, not ignored.
 export const ConfigSchema = z.strictObject({

@@ -40,7 +40,12 @@ export class PostgresNotifier implements Notifier {
   /** Connects and starts listening; rejects when the database cannot be reached at all. */
   static async start(options: PostgresNotifierOptions): Promise<PostgresNotifier> {
     const notifier = new PostgresNotifier(options);
-    await notifier.listen();
+    try {
+      await notifier.listen();
+    } catch (err) {
+      await notifier.close();
+      throw err;
+    }
     return notifier;
   }
 
@@ -75,7 +80,8 @@ export class PostgresNotifier implements Notifier {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.url });
+    // keepAlive: a half-open connection (a peer gone without a word) is noticed, and reconnected.
+    const client = new pg.Client({ connectionString: this.options.url, keepAlive: true });
     client.on("notification", (message) => {
       const payload = message.payload ?? "";
       const space = payload.indexOf(" ");
@@ -84,8 +90,18 @@ export class PostgresNotifier implements Notifier {
     });
     client.on("error", () => this.reconnect(client));
     client.on("end", () => this.reconnect(client));
-    await client.connect();
-    await client.query(`LISTEN ${CHANNEL}`);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    if (this.closed) {
+      // Closed while connecting: this connection is nobody's.
+      await client.end().catch(() => undefined);
+      return;
+    }
     this.listener = client;
     this.attempt = 0;
   }

@@ -45,7 +45,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     flow_version INTEGER NOT NULL,
     state TEXT NOT NULL,
     state_message TEXT,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     labels TEXT NOT NULL,
     parameters TEXT NOT NULL,
     idempotency_key TEXT UNIQUE,
@@ -55,7 +55,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     started_at TEXT,
     ended_at TEXT,
     last_heartbeat_at TEXT,
-    epoch INTEGER NOT NULL DEFAULT 0,
+    epoch BIGINT NOT NULL DEFAULT 0,
     lease_expires_at TEXT,
     scheduled_start TEXT NOT NULL,
     clock TEXT
@@ -77,7 +77,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     flow_run_id TEXT NOT NULL REFERENCES flow_runs (id),
     state TEXT NOT NULL,
     message TEXT,
-    version INTEGER NOT NULL,
+    version BIGINT NOT NULL,
     agent_id TEXT,
     at TEXT NOT NULL
   );
@@ -89,7 +89,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     task_name TEXT NOT NULL,
     state TEXT NOT NULL,
     message TEXT,
-    attempt INTEGER NOT NULL,
+    attempt BIGINT NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (flow_run_id, task_slug)
   );
@@ -101,8 +101,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     level TEXT NOT NULL,
     message TEXT NOT NULL,
     task TEXT,
-    attempt INTEGER,
-    seq INTEGER
+    attempt BIGINT,
+    seq BIGINT
   );
   CREATE INDEX logs_run_id ON logs (flow_run_id, id);
   CREATE UNIQUE INDEX logs_attempt_seq ON logs (flow_run_id, attempt, seq) WHERE seq IS NOT NULL;

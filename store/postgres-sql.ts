@@ -35,8 +35,14 @@ export function numbered(sql: string, params: readonly unknown[]): { text: strin
   return { text: sql.replace(/\?/g, () => `$${++n}`), values: params.map(normalize) };
 }
 
+/**
+ * PostgreSQL text cannot hold NUL, which SQLite stores: a line a process printed with one must not be refused
+ * (and block every later line), so NUL becomes U+FFFD, the replacement character.
+ */
 function normalize(value: unknown): unknown {
-  return value === undefined ? null : value;
+  if (value === undefined) return null;
+  if (typeof value === "string" && value.includes("\u0000")) return value.replaceAll("\u0000", "\uFFFD");
+  return value;
 }
 
 export const PG_TYPES = {
@@ -72,7 +78,10 @@ export function unavailable(err: unknown): BerthError | undefined {
   const code = (err as { code?: string }).code ?? "";
   const message = err instanceof Error ? err.message : String(err);
   const down =
+    // 55P03: a lock not granted within lock_timeout; 57014: a statement past statement_timeout (a stuck replica
+    // holding a lock); 25006: a read-only database (a primary that became a standby).
     /^(08|57P)/.test(code) ||
+    ["55P03", "57014", "25006"].includes(code) ||
     ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND"].includes(code) ||
     /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
   if (!down) return undefined;

@@ -67,18 +67,30 @@ const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
-  const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, types: PG_TYPES });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    types: PG_TYPES,
+    keepAlive: true,
+    connectionTimeoutMillis: 10_000,
+    // Nothing berth does holds a lock or a transaction for long: a replica cut off mid-transaction must not
+    // hold the claim lock for hours (until TCP notices), and a waiter gives up with a 503 rather than hang.
+    options: "-c lock_timeout=15000 -c statement_timeout=30000 -c idle_in_transaction_session_timeout=30000",
+  });
   // An idle connection that the server drops (a restart) must not take the process down.
   pool.on("error", () => undefined);
   let client: pg.PoolClient | undefined;
+  const ignore = (): void => undefined;
   try {
     client = await pool.connect();
+    client.on("error", ignore);
     await migratePostgres(client);
   } catch (err) {
     client?.release();
     await pool.end().catch(() => undefined);
     throw new BerthError("BERTH_E_CONFIG", `cannot open the PostgreSQL database at ${redactUrl(url)}: ${describeError(err)}`, { cause: err });
   }
+  client.off("error", ignore);
   client.release();
   return new PostgresStore(pool, url, options.now ?? (() => new Date()));
 }
@@ -88,6 +100,7 @@ export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = "***";
+    if (parsed.searchParams.has("password")) parsed.searchParams.set("password", "***");
     return parsed.toString();
   } catch {
     return "postgres://…";
@@ -122,6 +135,12 @@ export class PostgresStore implements StateStore {
       throw unavailable(err) ?? err;
     });
     let broken = false;
+    // A checked-out connection has no listener of the pool's: without one, a reset socket's 'error' event
+    // would take the process down before the query's own rejection arrives.
+    const onError = (): void => {
+      broken = true;
+    };
+    client.on("error", onError);
     try {
       const db = access(client, this.now);
       await db.run("BEGIN");
@@ -130,11 +149,12 @@ export class PostgresStore implements StateStore {
       await db.run("COMMIT");
       return result;
     } catch (err) {
-      broken = unavailable(err) !== undefined || isBerthError(err, "BERTH_E_UNAVAILABLE");
+      broken = broken || unavailable(err) !== undefined || isBerthError(err, "BERTH_E_UNAVAILABLE");
       if (!broken) await client.query("ROLLBACK").catch(() => undefined);
       throw err;
     } finally {
       // A connection that failed is dropped, not handed to the next caller.
+      client.off("error", onError);
       client.release(broken);
     }
   }
@@ -241,7 +261,7 @@ export class PostgresStore implements StateStore {
            last_heartbeat_at = CASE WHEN @state = 'Scheduled' THEN NULL ELSE last_heartbeat_at END,
            lease_expires_at = CASE WHEN @state = 'Scheduled' OR @state IN (${FINAL_STATES}) THEN NULL ELSE lease_expires_at END,
            ended_at = CASE WHEN @state IN (${FINAL_STATES}) THEN @now ELSE ended_at END
-         WHERE id = @id AND version = @expectedVersion AND (@epoch::integer IS NULL OR epoch = @epoch::integer) RETURNING *`,
+         WHERE id = @id AND version = @expectedVersion AND (@epoch::bigint IS NULL OR epoch = @epoch::bigint) RETURNING *`,
         {
           id,
           state: write.state,
@@ -267,7 +287,7 @@ export class PostgresStore implements StateStore {
 
   async heartbeatFlowRun(id: string, epoch?: number): Promise<FlowRun | undefined> {
     const row = await this.db.get<FlowRunRow>(
-      "UPDATE flow_runs SET last_heartbeat_at = @now WHERE id = @id AND (@epoch::integer IS NULL OR epoch = @epoch::integer) RETURNING *",
+      "UPDATE flow_runs SET last_heartbeat_at = @now WHERE id = @id AND (@epoch::bigint IS NULL OR epoch = @epoch::bigint) RETURNING *",
       { id, epoch: epoch ?? null, now: this.db.timestamp() },
     );
     if (row) return toFlowRun(row);
@@ -535,7 +555,9 @@ export class PostgresStore implements StateStore {
 
   async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void> {
     await this.tx([], async (db) => {
-      await assertWritable(db, flowRunId, epoch);
+      // FOR UPDATE: appends to one run commit one after the other, in the order of their ids, so that a
+      // follower paging by id never passes a line that commits later with a smaller id.
+      await assertWritable(db, flowRunId, epoch, "FOR UPDATE");
       const attempt = epoch ?? 0;
       for (const log of logs) {
         await db.run(
@@ -562,17 +584,16 @@ export class PostgresStore implements StateStore {
   // Build contexts.
 
   async putBuildContext(sha256: string, data: Buffer): Promise<{ created: boolean }> {
-    const now = this.db.timestamp();
-    const inserted = await this.db.run(
-      "INSERT INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+    // One statement: a clean-up between an insert and a renewal could not remove what this reports kept.
+    const row = await this.db.get<{ created: boolean }>(
+      `INSERT INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at RETURNING (xmax = 0) AS created`,
       sha256,
       data.length,
       data,
-      now,
+      this.db.timestamp(),
     );
-    if (inserted > 0) return { created: true };
-    await this.db.run("UPDATE build_contexts SET created_at = ? WHERE sha256 = ?", now, sha256);
-    return { created: false };
+    return { created: row?.created === true };
   }
 
   async buildContextSize(sha256: string): Promise<number | undefined> {
@@ -725,9 +746,9 @@ function assertBuildContext(sha256: string, size: number, kept: number | undefin
   }
 }
 
-async function assertWritable(db: PgAccess, flowRunId: string, epoch: number | undefined): Promise<void> {
-  // FOR SHARE: no claim can change the epoch between this check and the write.
-  const current = await db.get<{ epoch: number }>("SELECT epoch FROM flow_runs WHERE id = ? FOR SHARE", flowRunId);
+async function assertWritable(db: PgAccess, flowRunId: string, epoch: number | undefined, lock: "FOR SHARE" | "FOR UPDATE" = "FOR SHARE"): Promise<void> {
+  // Locked: no claim can change the epoch between this check and the write.
+  const current = await db.get<{ epoch: number }>(`SELECT epoch FROM flow_runs WHERE id = ? ${lock}`, flowRunId);
   if (!current) throw new BerthError("BERTH_E_FLOW_RUN_NOT_FOUND", `flow run ${flowRunId} not found`);
   if (epoch !== undefined && isStaleEpoch(epoch, current.epoch)) throw staleLease(flowRunId, current.epoch, epoch);
 }
@@ -785,7 +806,8 @@ async function deleteUnclaimedRun(db: PgAccess, id: string): Promise<boolean> {
 
 async function dropSlotRuns(db: PgAccess, runIds: readonly string[], outcome: "missed" | "paused"): Promise<string[]> {
   const dropped: string[] = [];
-  for (const id of runIds) {
+  // In one order everywhere, so that two transactions dropping the same runs cannot deadlock.
+  for (const id of [...runIds].sort()) {
     if (!(await deleteUnclaimedRun(db, id))) continue;
     await db.run("UPDATE schedule_ticks SET outcome = ?, flow_run_id = NULL WHERE flow_run_id = ?", outcome, id);
     dropped.push(id);
@@ -795,13 +817,14 @@ async function dropSlotRuns(db: PgAccess, runIds: readonly string[], outcome: "m
 
 const RESUME_SLOTS_RECORDED = 1_000;
 const UNCLAIMED_FUTURE = `
-  SELECT id FROM flow_runs WHERE flow_name = ? AND clock IS NOT NULL AND state = 'Scheduled' AND epoch = 0 AND scheduled_start > ?`;
+  SELECT id FROM flow_runs WHERE flow_name = ? AND clock IS NOT NULL AND state = 'Scheduled' AND epoch = 0 AND scheduled_start > ?
+  ORDER BY id`;
 
 async function takeOverSchedule(db: PgAccess, flowName: string, schedule: readonly ClockSpec[]): Promise<void> {
   const now = db.timestamp();
   for (const { id } of await db.all<{ id: string }>(UNCLAIMED_FUTURE, flowName, now)) {
-    await db.run("DELETE FROM schedule_ticks WHERE flow_run_id = ?", id);
-    await deleteUnclaimedRun(db, id);
+    // Its slot is given up only with its run: a run claimed meanwhile keeps the tick that stops a second one.
+    if (await deleteUnclaimedRun(db, id)) await db.run("DELETE FROM schedule_ticks WHERE flow_run_id = ?", id);
   }
   const keys = schedule.map(clockKey);
   await db.run("DELETE FROM schedule_clocks WHERE flow_name = ? AND NOT (clock = ANY(?::text[]))", flowName, keys);

@@ -2,11 +2,12 @@
  * The store contract on PostgreSQL: the same suite as SQLite's, unchanged, each store on a fresh database of
  * one throwaway cluster (Debian's postgresql, started here and removed after).
  */
-import { afterAll, beforeAll, describe } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgresStore } from "../store/postgres.js";
 import type { StateStore } from "../store/port.js";
 import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
 import { describeStoreContract } from "./support/store-contract.js";
+import { flowInput } from "./support/fixtures.js";
 
 // Under CI=true PostgreSQL is installed (scripts/prereqs.sh): a missing one fails instead of skipping.
 describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
@@ -18,6 +19,20 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL"
   }, 120_000);
   afterAll(async () => {
     await cluster?.stop();
+  });
+
+  it("stores what a process printed with a NUL in it (PostgreSQL text cannot hold one: it becomes U+FFFD)", async () => {
+    const store = await openPostgresStore(await cluster.database(`nul_${databases++}`));
+    try {
+      const { flow } = await store.registerFlow(flowInput());
+      const { flowRun } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+      await store.appendLogs(flowRun.id, [{ at: new Date().toISOString(), level: "info", message: "a\u0000b" }]);
+      const failed = await store.setFlowRunState(flowRun.id, { state: "Failed", message: "exit\u0000", expectedVersion: 0 });
+      expect((await store.listLogs(flowRun.id, 0, 10)).map((l) => l.message)).toEqual(["a\uFFFDb"]);
+      expect(failed.stateMessage).toBe("exit\uFFFD");
+    } finally {
+      await store.close();
+    }
   });
 
   describeStoreContract(

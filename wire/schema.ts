@@ -46,7 +46,7 @@ export const LogLevel = z.enum(LOG_LEVELS);
 export type LogLevel = z.infer<typeof LogLevel>;
 
 const Id = z.string().min(1).max(100);
-export const Label = z.string().min(1).max(200).regex(/^[^\s,]+$/, "labels have no spaces or commas");
+export const Label = z.string().min(1).max(200).regex(/^[^\s,\p{Cc}]+$/u, "labels have no spaces, commas or control characters");
 export const Labels = z.array(Label).max(100);
 const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
