@@ -137,7 +137,7 @@ describe("CronSchedule and IntervalSchedule", () => {
         () => new IntervalSchedule({ every: "1m", startAt: "2026-12-01T00:00:00Z", endAt: "2026-12-01T01:00:00+01:00" }),
         /startAt "2026-12-01T00:00:00.000Z" must be before endAt/,
       ],
-      [() => new CronSchedule("0 2 * * *", { labels: ["two words"] }), /labels.0 "two words": labels have no spaces or commas/],
+      [() => new CronSchedule("0 2 * * *", { labels: ["two words"] }), /labels.0 "two words": labels have no spaces, commas or control characters/],
       [() => new CronSchedule("0 2 * * *", { parameters: "x" as never }), /parameters "x": /],
       [() => new CronSchedule("0 2 * * *", { parameters: { n: 10n } }), /parameters .* are not JSON: .*BigInt/],
     ];

@@ -33,7 +33,7 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     expect(err.details.issues).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ in: "body", path: "name" }),
-        expect.objectContaining({ in: "body", path: "labels.1", message: "labels have no spaces or commas" }),
+        expect.objectContaining({ in: "body", path: "labels.1", message: "labels have no spaces, commas or control characters" }),
       ]),
     );
     expect(err.message).toContain("labels.1");

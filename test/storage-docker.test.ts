@@ -237,7 +237,7 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerStorage on the
       });
 
       it('fails "environment serialization" when the environment cannot be sent to the server', () => {
-        expect(failures).toContainEqual(expect.stringMatching(/^environment serialization: .*"path": \[ "labels", 0 \].*labels have no spaces or commas/));
+        expect(failures).toContainEqual(expect.stringMatching(/^environment serialization: .*"path": \[ "labels", 0 \].*labels have no spaces, commas or control characters/));
       });
 
       it("reports every failed check, and runs the ones that pass", () => {
