@@ -9,7 +9,6 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { clockKey, slotsAfter } from "../flows/schedules.js";
-import { slugify } from "../shared/slug.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type {
   AgentRecord,
@@ -34,6 +33,7 @@ import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { labelsMatch, normalizeLabels } from "./labels.js";
+import { LimitCounts } from "./limits.js";
 import type {
   AppliedSlots,
   FlowRunFilter,
@@ -47,7 +47,24 @@ import type {
 } from "./port.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import { PG_TYPES, access, unavailable, type PgAccess } from "./postgres-sql.js";
-import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun, type AgentRow, type FlowRow, type FlowRunRow, type LogRow, type TaskRunRow } from "./sqlite-rows.js";
+import {
+  newFlowRow,
+  newRunRow,
+  newTokenRow,
+  toAgent,
+  toFlow,
+  toFlowRun,
+  toStoredLog,
+  toTaskRun,
+  toToken,
+  withoutHash,
+  type AgentRow,
+  type FlowRow,
+  type FlowRunRow,
+  type LogRow,
+  type TaskRunRow,
+  type TokenRow,
+} from "./sqlite-rows.js";
 
 export interface PostgresStoreOptions {
   /** The clock for every stored timestamp; default: the system clock. */
@@ -171,27 +188,7 @@ export class PostgresStore implements StateStore {
       }
       const newest = await db.get<FlowRow>("SELECT * FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1", input.name);
       if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
-      const row: FlowRow = {
-        id: randomUUID(),
-        name: input.name,
-        slug: slugify(input.name),
-        version: (newest?.version ?? 0) + 1,
-        content_hash: input.contentHash,
-        labels: JSON.stringify(normalizeLabels(input.labels)),
-        storage: JSON.stringify(input.storage),
-        environment: JSON.stringify(input.environment),
-        parameters: JSON.stringify(input.parameters),
-        tasks: JSON.stringify(input.tasks),
-        created_at: db.timestamp(),
-        recovery: JSON.stringify(input.recovery),
-        run_timeout_ms: input.runTimeoutMs,
-        context_sha256: input.storage.type === "docker" ? (input.storage.context?.sha256 ?? null) : null,
-        schedule: input.schedule.length === 0 ? null : JSON.stringify(input.schedule),
-        catch_up: input.catchUp,
-        max_concurrent_runs: input.maxConcurrentRuns,
-        resources: JSON.stringify(input.resources),
-        run_as: input.runAs,
-      };
+      const row = newFlowRow(input, (newest?.version ?? 0) + 1, db.timestamp());
       await db.run(
         `INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
            recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as)
@@ -647,15 +644,7 @@ export class PostgresStore implements StateStore {
   // Tokens and secrets.
 
   async createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken> {
-    const row = {
-      id: randomUUID(),
-      hash: input.hash,
-      role: input.role,
-      name: input.name,
-      labels: input.labels === null ? null : JSON.stringify(normalizeLabels(input.labels)),
-      created_at: this.db.timestamp(),
-      revoked_at: null,
-    };
+    const row = newTokenRow(input, this.db.timestamp());
     await this.db.run(
       "INSERT INTO api_tokens (id, hash, role, name, labels, created_at, revoked_at) VALUES (@id, @hash, @role, @name, @labels, @created_at, @revoked_at)",
       row,
@@ -718,25 +707,6 @@ export class PostgresStore implements StateStore {
 
 // Shared by several methods, inside their transactions.
 
-interface TokenRow {
-  id: string;
-  hash: string;
-  role: TokenRole;
-  name: string | null;
-  labels: string | null;
-  created_at: string;
-  revoked_at: string | null;
-}
-
-function toToken(row: TokenRow): StoredToken {
-  const labels = row.labels === null ? null : (JSON.parse(row.labels) as string[]);
-  return { id: row.id, hash: row.hash, role: row.role, name: row.name, labels, createdAt: row.created_at, revokedAt: row.revoked_at };
-}
-
-function withoutHash({ hash: _hash, ...record }: StoredToken): TokenRecord {
-  return record;
-}
-
 function assertBuildContext(sha256: string, size: number, kept: number | undefined): void {
   if (kept === undefined) throw buildContextNotFound(sha256);
   if (kept !== size) {
@@ -759,28 +729,7 @@ async function insertRunState(db: PgAccess, id: string, state: string, message: 
 
 async function insertRun(db: PgAccess, input: NewFlowRun & { clock?: string | null }): Promise<FlowRunRow> {
   const now = db.timestamp();
-  const row: FlowRunRow = {
-    id: randomUUID(),
-    flow_id: input.flow.id,
-    flow_name: input.flow.name,
-    flow_version: input.flow.version,
-    state: "Scheduled",
-    state_message: null,
-    version: 0,
-    labels: JSON.stringify(normalizeLabels(input.labels)),
-    parameters: JSON.stringify(input.parameters),
-    idempotency_key: input.idempotencyKey ?? null,
-    agent_id: null,
-    created_at: now,
-    updated_at: now,
-    started_at: null,
-    ended_at: null,
-    last_heartbeat_at: null,
-    epoch: 0,
-    lease_expires_at: null,
-    scheduled_start: input.scheduledStart ? input.scheduledStart.toISOString() : now,
-    clock: input.clock ?? null,
-  };
+  const row = newRunRow(input, now);
   await db.run(
     `INSERT INTO flow_runs (id, flow_id, flow_name, flow_version, state, state_message, version, labels, parameters,
        idempotency_key, agent_id, created_at, updated_at, started_at, ended_at, last_heartbeat_at, epoch, lease_expires_at,
@@ -858,75 +807,41 @@ const CLAIM_RUN = `
     epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
   WHERE id = @id AND state = 'Scheduled' RETURNING *`;
 
-class LimitCounts {
-  private constructor(
-    private readonly labelMax: Map<string, number>,
-    private readonly flowMax: Map<string, number>,
-    private readonly labelActive: Map<string, number>,
-    private readonly flowActive: Map<string, number>,
-  ) {}
-
-  static async read(db: PgAccess): Promise<LimitCounts> {
-    const labelMax = new Map((await db.all<{ label: string; max_runs: number }>("SELECT label, max_runs FROM concurrency_limits")).map((r) => [r.label, r.max_runs]));
-    const flowMax = new Map(
-      (
-        await db.all<{ name: string; max_concurrent_runs: number }>(
-          `SELECT name, max_concurrent_runs FROM flows f
-           WHERE max_concurrent_runs IS NOT NULL AND version = (SELECT max(version) FROM flows g WHERE g.name = f.name)`,
-        )
-      ).map((r) => [r.name, r.max_concurrent_runs]),
+/** The limits in force and the slots taken, read inside the claim's transaction. */
+async function readLimits(db: PgAccess): Promise<LimitCounts> {
+  const labelMax = new Map((await db.all<{ label: string; max_runs: number }>("SELECT label, max_runs FROM concurrency_limits")).map((r) => [r.label, r.max_runs]));
+  const flowMax = new Map(
+    (
+      await db.all<{ name: string; max_concurrent_runs: number }>(
+        `SELECT name, max_concurrent_runs FROM flows f
+         WHERE max_concurrent_runs IS NOT NULL AND version = (SELECT max(version) FROM flows g WHERE g.name = f.name)`,
+      )
+    ).map((r) => [r.name, r.max_concurrent_runs]),
+  );
+  const labelActive = new Map<string, number>();
+  const flowActive = new Map<string, number>();
+  if (labelMax.size > 0) {
+    const rows = await db.all<{ key: string; n: number }>(
+      `SELECT l.value AS key, count(*) AS n FROM flow_runs r, jsonb_array_elements_text(r.labels::jsonb) AS l(value)
+       WHERE r.state IN ${ACTIVE} AND l.value = ANY(?::text[]) GROUP BY l.value`,
+      [...labelMax.keys()],
     );
-    const labelActive = new Map<string, number>();
-    const flowActive = new Map<string, number>();
-    if (labelMax.size > 0) {
-      const rows = await db.all<{ key: string; n: number }>(
-        `SELECT l.value AS key, count(*) AS n FROM flow_runs r, jsonb_array_elements_text(r.labels::jsonb) AS l(value)
-         WHERE r.state IN ${ACTIVE} AND l.value = ANY(?::text[]) GROUP BY l.value`,
-        [...labelMax.keys()],
-      );
-      for (const r of rows) labelActive.set(r.key, r.n);
-    }
-    if (flowMax.size > 0) {
-      const rows = await db.all<{ key: string; n: number }>(
-        `SELECT flow_name AS key, count(*) AS n FROM flow_runs WHERE state IN ${ACTIVE} AND flow_name = ANY(?::text[]) GROUP BY flow_name`,
-        [...flowMax.keys()],
-      );
-      for (const r of rows) flowActive.set(r.key, r.n);
-    }
-    return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
+    for (const r of rows) labelActive.set(r.key, r.n);
   }
-
-  get anyFull(): boolean {
-    return this.fullLabels.length > 0 || this.fullFlows.length > 0;
+  if (flowMax.size > 0) {
+    const rows = await db.all<{ key: string; n: number }>(
+      `SELECT flow_name AS key, count(*) AS n FROM flow_runs WHERE state IN ${ACTIVE} AND flow_name = ANY(?::text[]) GROUP BY flow_name`,
+      [...flowMax.keys()],
+    );
+    for (const r of rows) flowActive.set(r.key, r.n);
   }
-
-  get fullLabels(): string[] {
-    return [...this.labelMax].filter(([label, max]) => (this.labelActive.get(label) ?? 0) >= max).map(([label]) => label);
-  }
-
-  get fullFlows(): string[] {
-    return [...this.flowMax].filter(([name, max]) => (this.flowActive.get(name) ?? 0) >= max).map(([name]) => name);
-  }
-
-  allows(labels: readonly string[], flowName: string): boolean {
-    const flowMax = this.flowMax.get(flowName);
-    if (flowMax !== undefined && (this.flowActive.get(flowName) ?? 0) >= flowMax) return false;
-    return labels.every((label) => {
-      const max = this.labelMax.get(label);
-      return max === undefined || (this.labelActive.get(label) ?? 0) < max;
-    });
-  }
-
-  take(labels: readonly string[], flowName: string): void {
-    if (this.flowMax.has(flowName)) this.flowActive.set(flowName, (this.flowActive.get(flowName) ?? 0) + 1);
-    for (const label of labels) if (this.labelMax.has(label)) this.labelActive.set(label, (this.labelActive.get(label) ?? 0) + 1);
-  }
+  return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
 }
 
 async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
   const now = db.timestamp();
   const leaseExpiresAt = db.timestamp(leaseMs);
-  const limits = await LimitCounts.read(db);
+  const limits = await readLimits(db);
   const claimed: FlowRun[] = [];
   const take = async (candidate: Candidate): Promise<boolean> => {
     const labels = JSON.parse(candidate.labels) as string[];

@@ -5,13 +5,13 @@
  * connection. Slots are made once by a unique key, not by a lock held in memory, so that several schedulers
  * sharing one database (server replicas) still make each slot's run once.
  */
-import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
 import { clockKey, slotsAfter } from "../flows/schedules.js";
 import type { ClockSpec, ConcurrencyLimit, FlowRecord, FlowRun, ScheduleTick } from "../wire/schema.js";
-import { labelsMatch, normalizeLabels } from "./labels.js";
+import { labelsMatch } from "./labels.js";
+import { LimitCounts } from "./limits.js";
 import type { AppliedSlots, NewFlowRun, ScheduleState } from "./port.js";
-import { toFlow, toFlowRun, type FlowRow, type FlowRunRow } from "./sqlite-rows.js";
+import { newRunRow, toFlow, toFlowRun, type FlowRow, type FlowRunRow } from "./sqlite-rows.js";
 
 /** What these functions need of the store's connection: prepared statements, and its clock. */
 export interface SqlAccess {
@@ -79,55 +79,25 @@ interface Candidate {
   flow_name: string;
 }
 
-/** Slots of each limit, as taken now and as the claim takes more. */
-class LimitCounts {
-  private readonly labelMax: Map<string, number>;
-  private readonly flowMax: Map<string, number>;
-  private readonly labelActive = new Map<string, number>();
-  private readonly flowActive = new Map<string, number>();
-
-  constructor(sql: SqlAccess) {
-    this.labelMax = new Map(sql.all<{ label: string; max_runs: number }>(LABEL_LIMITS).map((r) => [r.label, r.max_runs]));
-    this.flowMax = new Map(sql.all<{ name: string; max_concurrent_runs: number }>(FLOW_LIMITS).map((r) => [r.name, r.max_concurrent_runs]));
-    if (this.labelMax.size > 0) {
-      for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_LABEL, JSON.stringify([...this.labelMax.keys()]))) this.labelActive.set(r.key, r.n);
-    }
-    if (this.flowMax.size > 0) {
-      for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_FLOW, JSON.stringify([...this.flowMax.keys()]))) this.flowActive.set(r.key, r.n);
-    }
+/** The limits in force and the slots taken, read inside the claim's transaction. */
+function readLimits(sql: SqlAccess): LimitCounts {
+  const labelMax = new Map(sql.all<{ label: string; max_runs: number }>(LABEL_LIMITS).map((r) => [r.label, r.max_runs]));
+  const flowMax = new Map(sql.all<{ name: string; max_concurrent_runs: number }>(FLOW_LIMITS).map((r) => [r.name, r.max_concurrent_runs]));
+  const labelActive = new Map<string, number>();
+  const flowActive = new Map<string, number>();
+  if (labelMax.size > 0) {
+    for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_LABEL, JSON.stringify([...labelMax.keys()]))) labelActive.set(r.key, r.n);
   }
-
-  get anyFull(): boolean {
-    return this.fullLabels.length > 0 || this.fullFlows.length > 0;
+  if (flowMax.size > 0) {
+    for (const r of sql.all<{ key: string; n: number }>(ACTIVE_BY_FLOW, JSON.stringify([...flowMax.keys()]))) flowActive.set(r.key, r.n);
   }
-
-  get fullLabels(): string[] {
-    return [...this.labelMax].filter(([label, max]) => (this.labelActive.get(label) ?? 0) >= max).map(([label]) => label);
-  }
-
-  get fullFlows(): string[] {
-    return [...this.flowMax].filter(([name, max]) => (this.flowActive.get(name) ?? 0) >= max).map(([name]) => name);
-  }
-
-  allows(labels: readonly string[], flowName: string): boolean {
-    const flowMax = this.flowMax.get(flowName);
-    if (flowMax !== undefined && (this.flowActive.get(flowName) ?? 0) >= flowMax) return false;
-    return labels.every((label) => {
-      const max = this.labelMax.get(label);
-      return max === undefined || (this.labelActive.get(label) ?? 0) < max;
-    });
-  }
-
-  take(labels: readonly string[], flowName: string): void {
-    if (this.flowMax.has(flowName)) this.flowActive.set(flowName, (this.flowActive.get(flowName) ?? 0) + 1);
-    for (const label of labels) if (this.labelMax.has(label)) this.labelActive.set(label, (this.labelActive.get(label) ?? 0) + 1);
-  }
+  return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
 }
 
 export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): FlowRun[] {
   const now = sql.timestamp();
   const leaseExpiresAt = sql.timestamp(leaseMs);
-  const limits = new LimitCounts(sql);
+  const limits = readLimits(sql);
   const claimed: FlowRun[] = [];
   const take = (candidate: Candidate): boolean => {
     const labels = JSON.parse(candidate.labels) as string[];
@@ -246,28 +216,7 @@ const INSERT_RUN = `
 /** Inserts a Scheduled run and its first state; the caller has dealt with idempotency keys. */
 export function insertRun(sql: SqlAccess, input: NewFlowRun & { clock?: string | null }): FlowRunRow {
   const now = sql.timestamp();
-  const row: FlowRunRow = {
-    id: randomUUID(),
-    flow_id: input.flow.id,
-    flow_name: input.flow.name,
-    flow_version: input.flow.version,
-    state: "Scheduled",
-    state_message: null,
-    version: 0,
-    labels: JSON.stringify(normalizeLabels(input.labels)),
-    parameters: JSON.stringify(input.parameters),
-    idempotency_key: input.idempotencyKey ?? null,
-    agent_id: null,
-    created_at: now,
-    updated_at: now,
-    started_at: null,
-    ended_at: null,
-    last_heartbeat_at: null,
-    epoch: 0,
-    lease_expires_at: null,
-    scheduled_start: input.scheduledStart ? input.scheduledStart.toISOString() : now,
-    clock: input.clock ?? null,
-  };
+  const row = newRunRow(input, now);
   sql.run(INSERT_RUN, row);
   sql.run(INSERT_RUN_STATE, row.id, "Scheduled", null, 0, null, now);
   return row;

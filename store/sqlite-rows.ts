@@ -1,6 +1,13 @@
-/** Rows as SQLite returns them, and their mapping to the wire types. JSON columns are parsed here only. */
+/**
+ * Rows as SQLite (and PostgreSQL, with the same columns) returns them, their mapping to the wire types, and
+ * the rows a new flow version or run is written as. JSON columns are parsed and written here only.
+ */
+import { randomUUID } from "node:crypto";
+import { slugify } from "../shared/slug.js";
 import { DEFAULT_RECOVERY } from "../wire/schema.js";
-import type { AgentRecord, FlowRecord, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName } from "../wire/schema.js";
+import type { AgentRecord, FlowCreate, FlowRecord, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName, TokenRecord, TokenRole } from "../wire/schema.js";
+import { normalizeLabels } from "./labels.js";
+import type { NewFlowRun, StoredToken } from "./port.js";
 
 export interface FlowRow {
   id: string;
@@ -153,4 +160,87 @@ export function toAgent(row: AgentRow): AgentRecord {
     createdAt: row.created_at,
     lastHeartbeatAt: row.last_heartbeat_at,
   };
+}
+
+/** The row of a new version of a flow. */
+export function newFlowRow(input: FlowCreate, version: number, createdAt: string): FlowRow {
+  return {
+    id: randomUUID(),
+    name: input.name,
+    slug: slugify(input.name),
+    version,
+    content_hash: input.contentHash,
+    labels: JSON.stringify(normalizeLabels(input.labels)),
+    storage: JSON.stringify(input.storage),
+    environment: JSON.stringify(input.environment),
+    parameters: JSON.stringify(input.parameters),
+    tasks: JSON.stringify(input.tasks),
+    created_at: createdAt,
+    recovery: JSON.stringify(input.recovery),
+    run_timeout_ms: input.runTimeoutMs,
+    context_sha256: input.storage.type === "docker" ? (input.storage.context?.sha256 ?? null) : null,
+    schedule: input.schedule.length === 0 ? null : JSON.stringify(input.schedule),
+    catch_up: input.catchUp,
+    max_concurrent_runs: input.maxConcurrentRuns,
+    resources: JSON.stringify(input.resources),
+    run_as: input.runAs,
+  };
+}
+
+/** The row of a new Scheduled run, made now. */
+export function newRunRow(input: NewFlowRun & { clock?: string | null }, now: string): FlowRunRow {
+  return {
+    id: randomUUID(),
+    flow_id: input.flow.id,
+    flow_name: input.flow.name,
+    flow_version: input.flow.version,
+    state: "Scheduled",
+    state_message: null,
+    version: 0,
+    labels: JSON.stringify(normalizeLabels(input.labels)),
+    parameters: JSON.stringify(input.parameters),
+    idempotency_key: input.idempotencyKey ?? null,
+    agent_id: null,
+    created_at: now,
+    updated_at: now,
+    started_at: null,
+    ended_at: null,
+    last_heartbeat_at: null,
+    epoch: 0,
+    lease_expires_at: null,
+    scheduled_start: input.scheduledStart ? input.scheduledStart.toISOString() : now,
+    clock: input.clock ?? null,
+  };
+}
+
+export interface TokenRow {
+  id: string;
+  hash: string;
+  role: TokenRole;
+  name: string | null;
+  labels: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+/** The row of a new token. */
+export function newTokenRow(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }, createdAt: string): TokenRow {
+  return {
+    id: randomUUID(),
+    hash: input.hash,
+    role: input.role,
+    name: input.name,
+    labels: input.labels === null ? null : JSON.stringify(normalizeLabels(input.labels)),
+    created_at: createdAt,
+    revoked_at: null,
+  };
+}
+
+export function toToken(row: TokenRow): StoredToken {
+  const labels = row.labels === null ? null : (JSON.parse(row.labels) as string[]);
+  return { id: row.id, hash: row.hash, role: row.role, name: row.name, labels, createdAt: row.created_at, revokedAt: row.revoked_at };
+}
+
+export function withoutHash({ hash: _hash, ...record }: StoredToken): TokenRecord {
+  return record;
 }

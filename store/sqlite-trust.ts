@@ -1,19 +1,8 @@
 /** The SQLite store's tokens and secrets: small tables, each method one statement or one transaction. */
-import { randomUUID } from "node:crypto";
 import type { SecretInfo, TokenRecord, TokenRole } from "../wire/schema.js";
 import type { SealedSecret, StoredToken } from "./port.js";
-import { normalizeLabels } from "./labels.js";
 import type { SqlAccess } from "./sqlite-orchestration.js";
-
-interface TokenRow {
-  id: string;
-  hash: string;
-  role: TokenRole;
-  name: string | null;
-  labels: string | null;
-  created_at: string;
-  revoked_at: string | null;
-}
+import { newTokenRow, toToken, withoutHash, type TokenRow } from "./sqlite-rows.js";
 
 interface SecretRow {
   name: string;
@@ -22,25 +11,8 @@ interface SecretRow {
   updated_at: string;
 }
 
-function toToken(row: TokenRow): StoredToken {
-  const labels = row.labels === null ? null : (JSON.parse(row.labels) as string[]);
-  return { id: row.id, hash: row.hash, role: row.role, name: row.name, labels, createdAt: row.created_at, revokedAt: row.revoked_at };
-}
-
-function withoutHash({ hash: _hash, ...record }: StoredToken): TokenRecord {
-  return record;
-}
-
 export function createToken(sql: SqlAccess, input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): StoredToken {
-  const row: TokenRow = {
-    id: randomUUID(),
-    hash: input.hash,
-    role: input.role,
-    name: input.name,
-    labels: input.labels === null ? null : JSON.stringify(normalizeLabels(input.labels)),
-    created_at: sql.timestamp(),
-    revoked_at: null,
-  };
+  const row = newTokenRow(input, sql.timestamp());
   sql.run(
     "INSERT INTO api_tokens (id, hash, role, name, labels, created_at, revoked_at) VALUES (@id, @hash, @role, @name, @labels, @created_at, @revoked_at)",
     row,

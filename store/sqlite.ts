@@ -27,7 +27,6 @@ import type {
   TokenRole,
   SecretInfo,
 } from "../wire/schema.js";
-import { slugify } from "../shared/slug.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { normalizeLabels } from "./labels.js";
@@ -64,7 +63,7 @@ import {
 } from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
 import * as trust from "./sqlite-trust.js";
-import { toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
+import { newFlowRow, toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
 import { SQL, type SqlName } from "./sqlite-sql.js";
 
@@ -127,27 +126,7 @@ export class SqliteStore implements StateStore {
       if (context) assertBuildContext(context.sha256, context.size, this.get<{ size: number }>("buildContextSize", context.sha256)?.size);
       const newest = this.get<FlowRow>("newestFlow", input.name);
       if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
-      const row: FlowRow = {
-        id: randomUUID(),
-        name: input.name,
-        slug: slugify(input.name),
-        version: (newest?.version ?? 0) + 1,
-        content_hash: input.contentHash,
-        labels: JSON.stringify(normalizeLabels(input.labels)),
-        storage: JSON.stringify(input.storage),
-        environment: JSON.stringify(input.environment),
-        parameters: JSON.stringify(input.parameters),
-        tasks: JSON.stringify(input.tasks),
-        created_at: this.timestamp(),
-        recovery: JSON.stringify(input.recovery),
-        run_timeout_ms: input.runTimeoutMs,
-        context_sha256: input.storage.type === "docker" ? (input.storage.context?.sha256 ?? null) : null,
-        schedule: input.schedule.length === 0 ? null : JSON.stringify(input.schedule),
-        catch_up: input.catchUp,
-        max_concurrent_runs: input.maxConcurrentRuns,
-        resources: JSON.stringify(input.resources),
-        run_as: input.runAs,
-      };
+      const row = newFlowRow(input, (newest?.version ?? 0) + 1, this.timestamp());
       this.stmt("insertFlow").run(row);
       takeOverSchedule(this.sql, input.name, input.schedule);
       return { flow: toFlow(row), created: true };
