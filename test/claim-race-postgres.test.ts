@@ -5,24 +5,17 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, describe } from "vitest";
 import { describeClaimRace, type ServerRaceTarget, type StoreRaceTarget } from "./support/claim-race.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 import { BerthProcess, REPO, freePort } from "./support/processes.js";
 
-describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
-  let cluster: PostgresCluster;
+describePostgres("on PostgreSQL", () => {
+  const clusterOf = useCluster();
   let databases = 0;
-  beforeAll(async () => {
-    cluster = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
 
   const store: StoreRaceTarget = {
     async create() {
-      const url = await cluster.database(`race_${databases++}`);
+      const url = await clusterOf().database(`race_${databases++}`);
       return {
         opener: { module: path.join(REPO, "dist", "store", "postgres.js"), exportName: "openPostgresStore", args: [url] },
         dispose: async () => undefined,
@@ -32,7 +25,7 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL"
 
   const servers: ServerRaceTarget = {
     async start(count) {
-      const url = await cluster.database(`race_servers_${databases++}`);
+      const url = await clusterOf().database(`race_servers_${databases++}`);
       // One home: the replicas share the server key, as replicas must.
       const home = await mkdtemp(path.join(tmpdir(), "berth-claim-race-pg-"));
       const procs: BerthProcess[] = [];

@@ -2,25 +2,19 @@
  * Server replicas on one PostgreSQL database: a claim parked on one replica is woken by a run created on
  * another (LISTEN/NOTIFY), and wake-ups come back after the database restarts.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { PostgresNotifier } from "../server/postgres-notifier.js";
 import { openPostgresStore } from "../store/postgres.js";
 import { flowBody } from "./support/fixtures.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 import { startTestServer } from "./support/server.js";
 import { until } from "./support/wait.js";
 
-describe.skipIf(!postgresAvailable && process.env.CI !== "true")("server replicas on PostgreSQL", () => {
-  let cluster: PostgresCluster;
-  beforeAll(async () => {
-    cluster = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+describePostgres("server replicas on PostgreSQL", () => {
+  const clusterOf = useCluster();
 
   it("wakes a claim parked on one replica when a run is created on another", async () => {
-    const url = await cluster.database("replicas");
+    const url = await clusterOf().database("replicas");
     const replica = async () => startTestServer({ store: await openPostgresStore(url), notifier: await PostgresNotifier.start({ url }) });
     await using a = await replica();
     await using b = await replica();
@@ -35,7 +29,7 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("server replica
   }, 30_000);
 
   it("gives a lost run back once, however many replicas' reapers find it at the same moment", async () => {
-    const url = await cluster.database("reapers");
+    const url = await clusterOf().database("reapers");
     let clock = Date.parse("2030-01-01T00:00:00Z");
     const now = () => clock;
     const replica = async () =>
@@ -62,14 +56,14 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("server replica
   });
 
   it("hears the other replicas again after the database restarts", async () => {
-    const url = await cluster.database("reconnect");
+    const url = await clusterOf().database("reconnect");
     const a = await PostgresNotifier.start({ url });
     const b = await PostgresNotifier.start({ url });
     try {
       const first = a.next("logs:x", AbortSignal.timeout(20_000));
       b.notify("logs:x");
       expect(await first).toBe(true);
-      await cluster.restart();
+      await clusterOf().restart();
       // Once both are connected again, b's wake-ups reach a as before.
       await until("a wake-up to cross the restarted database", async () => {
         const heard = a.next("runs", AbortSignal.timeout(500));

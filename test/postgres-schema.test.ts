@@ -3,22 +3,16 @@
  * migrates once however many replicas start together, knows its version, and refuses a newer one.
  */
 import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { migratePostgres, POSTGRES_MIGRATIONS } from "../store/postgres-migrations.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 
 // Under CI=true PostgreSQL is installed (scripts/prereqs.sh): a missing one fails instead of skipping.
-describe.skipIf(!postgresAvailable && process.env.CI !== "true")("PostgreSQL schema", () => {
-  let cluster: PostgresCluster;
-  beforeAll(async () => {
-    cluster = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+describePostgres("PostgreSQL schema", () => {
+  const clusterOf = useCluster();
 
   it("migrates a new database once, even when several replicas start together, and says which version it is", async () => {
-    const url = await cluster.database("migrate_once");
+    const url = await clusterOf().database("migrate_once");
     const clients = await Promise.all(
       Array.from({ length: 6 }, async () => {
         const client = new pg.Client({ connectionString: url });
@@ -57,7 +51,7 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("PostgreSQL sch
   });
 
   it("refuses a database whose schema is newer than this berth, changing nothing", async () => {
-    const client = new pg.Client({ connectionString: await cluster.database("from_the_future") });
+    const client = new pg.Client({ connectionString: await clusterOf().database("from_the_future") });
     await client.connect();
     try {
       await migratePostgres(client);
@@ -70,13 +64,13 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("PostgreSQL sch
   });
 
   it("survives the server being restarted: the data is still there", async () => {
-    const url = await cluster.database("restart");
+    const url = await clusterOf().database("restart");
     let client = new pg.Client({ connectionString: url });
     await client.connect();
     await migratePostgres(client);
     await client.query("INSERT INTO concurrency_limits (label, max_runs, updated_at) VALUES ('etl', 2, 'now')");
     await client.end();
-    await cluster.restart();
+    await clusterOf().restart();
     client = new pg.Client({ connectionString: url });
     await client.connect();
     try {

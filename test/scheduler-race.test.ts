@@ -8,11 +8,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { StateStore } from "../store/port.js";
 import { openPostgresStore } from "../store/postgres.js";
 import { openSqliteStore } from "../store/sqlite.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 import { flowInput } from "./support/fixtures.js";
 import { REPO } from "./support/processes.js";
 
@@ -95,17 +95,11 @@ describe("schedulers racing on one database", () => {
     }
   });
 
-  describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
-    let cluster: PostgresCluster;
-    beforeAll(async () => {
-      cluster = await startPostgres();
-    }, 120_000);
-    afterAll(async () => {
-      await cluster?.stop();
-    });
+  describePostgres("on PostgreSQL", () => {
+    const clusterOf = useCluster();
 
     it("make each slot's run once, whoever decides it (PostgreSQL)", async () => {
-      const url = await cluster.database("scheduler_race");
+      const url = await clusterOf().database("scheduler_race");
       await raceSchedulers({ module: "store/postgres.js", exportName: "openPostgresStore", target: url, open: (now) => openPostgresStore(url, { now }) });
     });
   });

@@ -3,26 +3,20 @@
  * API as it does on SQLite, says plainly when the database is down (503, which clients wait out), and keeps
  * every acknowledged write across a restart of the database and of itself.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { isBerthError } from "../wire/errors.js";
 import { flowBody } from "./support/fixtures.js";
 import { BerthProcess, TEST_TOKEN, berth, freePort } from "./support/processes.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 import { until } from "./support/wait.js";
 
-describe.skipIf(!postgresAvailable && process.env.CI !== "true")("berth server on PostgreSQL", () => {
-  let cluster: PostgresCluster;
-  beforeAll(async () => {
-    cluster = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+describePostgres("berth server on PostgreSQL", () => {
+  const clusterOf = useCluster();
 
   it("serves the API from PostgreSQL, rides out the database restarting, and keeps what it acknowledged", async () => {
     // With a password (the throwaway cluster trusts loopback, so any will do): it must appear in no output.
-    const db = (await cluster.database("server")).replace("postgres://berth@", "postgres://berth:pw-not-logged@");
+    const db = (await clusterOf().database("server")).replace("postgres://berth@", "postgres://berth:pw-not-logged@");
     const port = await freePort();
     const api = `http://127.0.0.1:${port}`;
     const start = async () => {
@@ -42,11 +36,11 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("berth server o
       expect(limit.code, limit.stderr).toBe(0);
 
       // The database goes away: a request says so with 503, and works again once it is back.
-      await cluster.kill();
+      await clusterOf().kill();
       const down = await client.getFlowRun(flowRun.id).catch((err: unknown) => err);
       expect(isBerthError(down, "BERTH_E_UNAVAILABLE"), String(down)).toBe(true);
       expect((down as Error).message).toContain("the PostgreSQL database is unavailable");
-      await cluster.start();
+      await clusterOf().start();
       await until("the server to reach the restarted database", async () => {
         try {
           await client.getFlowRun(flowRun.id);

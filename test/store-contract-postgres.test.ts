@@ -2,27 +2,21 @@
  * The store contract on PostgreSQL: the same suite as SQLite's, unchanged, each store on a fresh database of
  * one throwaway cluster (Debian's postgresql, started here and removed after).
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expect, it } from "vitest";
 import { openPostgresStore } from "../store/postgres.js";
 import type { StateStore } from "../store/port.js";
-import { postgresAvailable, startPostgres, type PostgresCluster } from "./support/postgres.js";
+import { describePostgres, useCluster } from "./support/postgres.js";
 import { describeStoreContract } from "./support/store-contract.js";
 import { flowInput } from "./support/fixtures.js";
 
 // Under CI=true PostgreSQL is installed (scripts/prereqs.sh): a missing one fails instead of skipping.
-describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL", () => {
-  let cluster: PostgresCluster;
+describePostgres("on PostgreSQL", () => {
+  const clusterOf = useCluster();
   let databases = 0;
   const urls = new WeakMap<StateStore, string>();
-  beforeAll(async () => {
-    cluster = await startPostgres();
-  }, 120_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
 
   it("stores what a process printed with a NUL in it (PostgreSQL text cannot hold one: it becomes U+FFFD)", async () => {
-    const store = await openPostgresStore(await cluster.database(`nul_${databases++}`));
+    const store = await openPostgresStore(await clusterOf().database(`nul_${databases++}`));
     try {
       const { flow } = await store.registerFlow(flowInput());
       const { flowRun } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
@@ -38,7 +32,7 @@ describe.skipIf(!postgresAvailable && process.env.CI !== "true")("on PostgreSQL"
   describeStoreContract(
     "postgres",
     async (now) => {
-      const url = await cluster.database(`contract_${databases++}`);
+      const url = await clusterOf().database(`contract_${databases++}`);
       const store = await openPostgresStore(url, now ? { now } : {});
       urls.set(store, url);
       return store;

@@ -11,6 +11,7 @@ import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { afterAll, beforeAll, describe } from "vitest";
 import { freePort } from "./processes.js";
 
 const run = promisify(execFile);
@@ -115,4 +116,24 @@ export async function startPostgres(): Promise<PostgresCluster> {
 async function postgresIds(): Promise<{ uid: number; gid: number }> {
   const [uid, gid] = await Promise.all([run("id", ["-u", "postgres"]), run("id", ["-g", "postgres"])]);
   return { uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/** `describe` for tests that need PostgreSQL: skipped only where it is missing and CI is not set (under CI=true it runs, and fails without it). */
+export function describePostgres(name: string, body: () => void): void {
+  describe.skipIf(!postgresAvailable && process.env.CI !== "true")(name, body);
+}
+
+/** One throwaway cluster for the enclosing describe block, started before its tests and removed after. */
+export function useCluster(): () => PostgresCluster {
+  let cluster: PostgresCluster | undefined;
+  beforeAll(async () => {
+    cluster = await startPostgres();
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  return () => {
+    if (!cluster) throw new Error("the PostgreSQL cluster did not start");
+    return cluster;
+  };
 }
