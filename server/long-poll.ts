@@ -15,6 +15,8 @@ export interface LongPollOptions<T> {
    * start comes), so that the poll looks again then; undefined for "only when notified".
    */
   dueInMs?: () => Promise<number | undefined>;
+  /** Called before each wait for a notification, after a look that found nothing. */
+  beforeWait?: () => Promise<void>;
 }
 
 /**
@@ -44,6 +46,7 @@ export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | unde
         const dueInMs = await options.dueInMs?.();
         // Work due only after the wait ends needs no timer (and a start weeks away must not overflow one).
         const due = dueInMs === undefined || dueInMs >= deadline - performance.now() ? undefined : dueTimer(dueInMs);
+        await options.beforeWait?.();
         // Not notified (and not due) means the wait is over (time, client gone, closing), whichever signal said so.
         const again = await (due ? Promise.race([woke, due.elapsed]) : woke);
         due?.cancel();

@@ -12,6 +12,7 @@ import { labelsMatch, explainPickup } from "../store/labels.js";
 import { formatMs } from "../shared/text.js";
 import type { AgentRecord, ConcurrencyLimit, FlowRun, FlowRunView } from "../wire/schema.js";
 import type { ServerContext } from "./context.js";
+import { AgentPresence } from "./presence.js";
 
 /** Runs named per limit, before "and N more". */
 const NAMED_HOLDERS = 3;
@@ -19,7 +20,7 @@ const NAMED_HOLDERS = 3;
 export async function viewFlowRuns(ctx: ServerContext, runs: readonly FlowRun[]): Promise<FlowRunView[]> {
   if (!runs.some((run) => run.state === "Scheduled")) return [...runs];
   const agents = (await ctx.store.listAgents()).map((agent) => ctx.presence.view(agent));
-  const online = agents.filter((agent) => ctx.presence.isOnline(agent));
+  const online = agents.filter((agent) => AgentPresence.isOnline(agent));
   const limits = new Map((await ctx.store.listConcurrencyLimits()).map((limit) => [limit.label, limit]));
   const flowLimits = new Map<string, Promise<ConcurrencyLimit | undefined>>();
   const flowLimit = (name: string) => {

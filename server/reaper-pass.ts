@@ -21,9 +21,9 @@
  */
 import { formatMs } from "../shared/text.js";
 import { isBerthError } from "../wire/errors.js";
-import { DEFAULT_RECOVERY, type AgentRecord, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
+import { DEFAULT_RECOVERY, type FlowRun, type FlowRunStateName, type RecoveryPolicy } from "../wire/schema.js";
 import type { FastifyBaseLogger } from "fastify";
-import type { StateStore } from "../store/port.js";
+import type { StateStore, StoredAgent } from "../store/port.js";
 import type { ServerOptions } from "../config/compile.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
@@ -59,7 +59,7 @@ const BATCH = 100;
 export class ReaperPass {
   private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [] };
   private readonly recoveries = new Map<string, Promise<RecoveryPolicy>>();
-  private readonly agents = new Map<string, Promise<AgentRecord | undefined>>();
+  private readonly agents = new Map<string, Promise<StoredAgent | undefined>>();
 
   constructor(
     private readonly options: ReaperOptions,
@@ -154,8 +154,8 @@ export class ReaperPass {
     return this.now - this.options.startedAt > windowMs;
   }
 
-  private isLost(agent: AgentRecord): boolean {
-    if (this.options.presence.isParked(agent.id)) return false;
+  private isLost(agent: StoredAgent): boolean {
+    if (this.options.presence.isWaiting(agent)) return false;
     const heard = Math.max(Date.parse(agent.lastHeartbeatAt), this.options.startedAt);
     return this.now - heard > this.options.timings.agentLostAfterMs;
   }
@@ -172,7 +172,7 @@ export class ReaperPass {
     return at ? formatMs(Math.max(0, this.now - Date.parse(at))) : "?";
   }
 
-  private agent(id: string): Promise<AgentRecord | undefined> {
+  private agent(id: string): Promise<StoredAgent | undefined> {
     let agent = this.agents.get(id);
     if (!agent) this.agents.set(id, (agent = this.options.store.getAgent(id)));
     return agent;

@@ -28,6 +28,14 @@ export interface StoredToken extends TokenRecord {
   hash: string;
 }
 
+/**
+ * An agent as stored: its record and, while one of its claims is parked at a server replica, until when
+ * (the server's `presence` turns this into `waiting` and decides whether the agent is lost).
+ */
+export interface StoredAgent extends AgentRecord {
+  waitingUntil: string | null;
+}
+
 /** A secret as stored: its value sealed by the server (server/secrets.ts), opaque to the store. */
 export interface SealedSecret {
   name: string;
@@ -231,10 +239,17 @@ export interface StateStore {
    * Registers an agent by name: a name already known gets that agent back (labels, concurrency updated,
    * online, heartbeat now) with `created: false`, so an agent keeps its id, and its containers, across restarts.
    */
-  registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }>;
-  getAgent(id: string): Promise<AgentRecord | undefined>;
-  heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined>;
-  listAgents(): Promise<AgentRecord[]>;
+  registerAgent(input: AgentRegister): Promise<{ agent: StoredAgent; created: boolean }>;
+  getAgent(id: string): Promise<StoredAgent | undefined>;
+  heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined>;
+  listAgents(): Promise<StoredAgent[]>;
+  /**
+   * Records that a claim of the agent is parked until `until` (on whichever server replica), so that every
+   * replica sees the agent as alive and waiting. Later marks replace earlier ones.
+   */
+  markAgentWaiting(id: string, until: string): Promise<void>;
+  /** Ends the mark `until` set, unless a later claim of the agent has replaced it since. */
+  clearAgentWaiting(id: string, until: string): Promise<void>;
 
   // Tokens and secrets (server/auth.ts, server/secrets.ts).
   createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken>;

@@ -175,6 +175,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     updated_at TEXT NOT NULL
   );
   `,
+  // Until when one of the agent's claims is parked at a replica: alive and waiting, seen by every replica.
+  `
+  ALTER TABLE agents ADD COLUMN waiting_until TEXT;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

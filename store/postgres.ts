@@ -43,6 +43,7 @@ import type {
   SealedSecret,
   StateStore,
   StateWrite,
+  StoredAgent,
   StoredToken,
 } from "./port.js";
 import { migratePostgres } from "./postgres-migrations.js";
@@ -612,7 +613,7 @@ export class PostgresStore implements StateStore {
 
   // Agents.
 
-  async registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }> {
+  async registerAgent(input: AgentRegister): Promise<{ agent: StoredAgent; created: boolean }> {
     const now = this.db.timestamp();
     const labels = JSON.stringify(normalizeLabels(input.labels));
     const row = await this.db.get<AgentRow & { created: boolean }>(
@@ -627,18 +628,26 @@ export class PostgresStore implements StateStore {
     return { agent: toAgent(row), created: row.created };
   }
 
-  async getAgent(id: string): Promise<AgentRecord | undefined> {
+  async getAgent(id: string): Promise<StoredAgent | undefined> {
     const row = await this.db.get<AgentRow>("SELECT * FROM agents WHERE id = ?", id);
     return row && toAgent(row);
   }
 
-  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined> {
+  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined> {
     const row = await this.db.get<AgentRow>("UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *", status, this.db.timestamp(), id);
     return row && toAgent(row);
   }
 
-  async listAgents(): Promise<AgentRecord[]> {
+  async listAgents(): Promise<StoredAgent[]> {
     return (await this.db.all<AgentRow>("SELECT * FROM agents ORDER BY created_at, seq")).map(toAgent);
+  }
+
+  async markAgentWaiting(id: string, until: string): Promise<void> {
+    await this.db.run("UPDATE agents SET waiting_until = ? WHERE id = ?", until, id);
+  }
+
+  async clearAgentWaiting(id: string, until: string): Promise<void> {
+    await this.db.run("UPDATE agents SET waiting_until = NULL WHERE id = ? AND waiting_until = ?", id, until);
   }
 
   // Tokens and secrets.

@@ -220,6 +220,10 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE api_tokens ADD COLUMN labels TEXT;
   `,
+  // Until when one of the agent's claims is parked at a server: alive and waiting, seen by every server.
+  `
+  ALTER TABLE agents ADD COLUMN waiting_until TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -7,7 +7,7 @@ import { slugify } from "../shared/slug.js";
 import { DEFAULT_RECOVERY } from "../wire/schema.js";
 import type { AgentRecord, FlowCreate, FlowRecord, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName, TokenRecord, TokenRole } from "../wire/schema.js";
 import { normalizeLabels } from "./labels.js";
-import type { NewFlowRun, StoredToken } from "./port.js";
+import type { NewFlowRun, StoredAgent, StoredToken } from "./port.js";
 
 export interface FlowRow {
   id: string;
@@ -85,6 +85,8 @@ export interface AgentRow {
   status: string;
   created_at: string;
   last_heartbeat_at: string;
+  /** Until when a claim of the agent's is parked at some server replica; NULL when none is. */
+  waiting_until?: string | null;
 }
 
 export function toFlow(row: FlowRow): FlowRecord {
@@ -150,8 +152,9 @@ export function toStoredLog(row: LogRow): StoredLog {
   return { id: row.id, at: row.at, level: row.level as LogLevel, message: row.message, task: row.task };
 }
 
-export function toAgent(row: AgentRow): AgentRecord {
+export function toAgent(row: AgentRow): StoredAgent {
   return {
+    waitingUntil: row.waiting_until ?? null,
     id: row.id,
     name: row.name,
     labels: JSON.parse(row.labels) as string[],

@@ -76,8 +76,8 @@ export const SQL = {
   logsAfter: "SELECT id, at, level, message, task FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
 
   insertAgent: `
-    INSERT INTO agents (id, name, labels, concurrency, status, created_at, last_heartbeat_at)
-    VALUES (@id, @name, @labels, @concurrency, @status, @created_at, @last_heartbeat_at)`,
+    INSERT INTO agents (id, name, labels, concurrency, status, created_at, last_heartbeat_at, waiting_until)
+    VALUES (@id, @name, @labels, @concurrency, @status, @created_at, @last_heartbeat_at, @waiting_until)`,
   agentById: "SELECT * FROM agents WHERE id = ?",
   // Older databases may hold several rows per name (one per restart): the liveliest one is the agent.
   agentByName: "SELECT * FROM agents WHERE name = ? ORDER BY last_heartbeat_at DESC, rowid DESC LIMIT 1",
@@ -86,6 +86,8 @@ export const SQL = {
     WHERE id = @id RETURNING *`,
   heartbeatAgent: "UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *",
   allAgents: "SELECT * FROM agents ORDER BY created_at, rowid",
+  markAgentWaiting: "UPDATE agents SET waiting_until = ? WHERE id = ?",
+  clearAgentWaiting: "UPDATE agents SET waiting_until = NULL WHERE id = ? AND waiting_until = ?",
 } as const;
 
 export type SqlName = keyof typeof SQL;

@@ -39,6 +39,7 @@ import type {
   SealedSecret,
   StateStore,
   StateWrite,
+  StoredAgent,
   StoredToken,
 } from "./port.js";
 import {
@@ -372,7 +373,7 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  async registerAgent(input: AgentRegister): Promise<{ agent: AgentRecord; created: boolean }> {
+  async registerAgent(input: AgentRegister): Promise<{ agent: StoredAgent; created: boolean }> {
     return this.immediate(() => {
       const now = this.timestamp();
       const labels = JSON.stringify(normalizeLabels(input.labels));
@@ -389,24 +390,33 @@ export class SqliteStore implements StateStore {
         status: "online",
         created_at: now,
         last_heartbeat_at: now,
+        waiting_until: null,
       };
       this.stmt("insertAgent").run(row);
       return { agent: toAgent(row), created: true };
     });
   }
 
-  async getAgent(id: string): Promise<AgentRecord | undefined> {
+  async getAgent(id: string): Promise<StoredAgent | undefined> {
     const row = this.get<AgentRow>("agentById", id);
     return row && toAgent(row);
   }
 
-  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<AgentRecord | undefined> {
+  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined> {
     const row = this.stmt("heartbeatAgent").get(status, this.timestamp(), id) as AgentRow | undefined;
     return row && toAgent(row);
   }
 
-  async listAgents(): Promise<AgentRecord[]> {
+  async listAgents(): Promise<StoredAgent[]> {
     return this.all<AgentRow>("allAgents").map(toAgent);
+  }
+
+  async markAgentWaiting(id: string, until: string): Promise<void> {
+    this.stmt("markAgentWaiting").run(until, id);
+  }
+
+  async clearAgentWaiting(id: string, until: string): Promise<void> {
+    this.stmt("clearAgentWaiting").run(id, until);
   }
 
   async createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken> {

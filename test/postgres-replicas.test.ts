@@ -55,6 +55,38 @@ describePostgres("server replicas on PostgreSQL", () => {
     }
   });
 
+  it("sees an agent whose claim is parked on one replica as alive and waiting on every replica", async () => {
+    const url = await clusterOf().database("presence");
+    let clock = Date.parse("2030-01-01T00:00:00Z");
+    const now = () => clock;
+    const config = { reaperIntervalMs: 0, agentLostAfterMs: 10_000, cancelTimeoutMs: 10_000 };
+    const replica = async () => startTestServer({ now, config, store: await openPostgresStore(url, { now: () => new Date(clock) }), notifier: await PostgresNotifier.start({ url }) });
+    await using a = await replica();
+    await using b = await replica();
+    const flow = JSON.parse((await a.app.inject({ method: "POST", url: "/api/flows", payload: flowBody() })).body).flow;
+    const run = JSON.parse((await a.app.inject({ method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body).flowRun;
+    const agent = JSON.parse((await a.app.inject({ method: "POST", url: "/api/agents", payload: { name: "parked" } })).body);
+    const claimed = JSON.parse((await a.app.inject({ method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 0 } })).body).claims;
+    expect(claimed).toHaveLength(1);
+    const { version, epoch } = claimed[0].flowRun;
+    await a.app.inject({ method: "POST", url: `/api/flow-runs/${run.id}/state`, payload: { state: "Running", expectedVersion: version, epoch } });
+    await b.app.inject({ method: "POST", url: `/api/flow-runs/${run.id}/cancel` });
+    // The agent parks its next claim on replica a for a minute, and says nothing else meanwhile.
+    const parked = a.app.inject({ method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 60_000 } });
+    const agentsOn = async (r: typeof b) => JSON.parse((await r.app.inject({ method: "GET", url: "/api/agents" })).body).agents;
+    await until("the claim to park", async () => (await agentsOn(b))[0]?.waiting === true);
+    clock += 45_000;
+    // Replica b knows nothing of the parked claim but what the database says: the agent is alive, so the
+    // cancel it has not confirmed yet stays its to confirm.
+    expect((await agentsOn(b))[0]).toMatchObject({ name: "parked", status: "online", waiting: true });
+    await b.app.reaper.reapOnce(clock);
+    expect(JSON.parse((await b.app.inject({ method: "GET", url: `/api/flow-runs/${run.id}` })).body).state).toBe("Cancelling");
+    // Once the claim is answered (by a run created on b), the agent is no longer waiting anywhere.
+    const next = JSON.parse((await b.app.inject({ method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body).flowRun;
+    expect(JSON.parse((await parked).body).claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([next.id]);
+    expect((await agentsOn(b))[0]).toMatchObject({ status: "lost", waiting: false });
+  }, 30_000);
+
   it("hears the other replicas again after the database restarts", async () => {
     const url = await clusterOf().database("reconnect");
     const a = await PostgresNotifier.start({ url });

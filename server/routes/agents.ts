@@ -20,10 +20,11 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
       if (created) log.info({ labels: agent.labels }, `agent ${agent.name} registered`);
       else log.info({ labels: agent.labels }, `agent ${agent.name} registered again: it keeps its id`);
       // A restarted agent has no claim parked; one that does is another live process using the same name.
-      if (!created && ctx.presence.isParked(agent.id)) {
+      if (!created && ctx.presence.isWaiting(agent)) {
         log.warn(`agent name ${agent.name} is in use by a running agent: two agents with one name share one identity; give each its own name`);
       }
-      return reply.code(created ? 201 : 200).send(agent);
+      const { waitingUntil: _, ...record } = agent;
+      return reply.code(created ? 201 : 200).send(record);
     },
   );
 

@@ -29,7 +29,8 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       if (!agent) throw agentNotFound(id);
 
       const gone = disconnectSignal(reply);
-      const unpark = ctx.presence.park(id);
+      // Until when this claim is parked, marked on the agent's row so that every replica sees it waiting.
+      let waitingUntil: string | undefined;
       let runs: FlowRun[];
       try {
         runs =
@@ -48,9 +49,19 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
               const next = await ctx.store.nextScheduledStart(agent.labels);
               return next === undefined ? undefined : Date.parse(next) - ctx.presence.now();
             },
+            beforeWait: async () => {
+              if (waitingUntil !== undefined) return;
+              waitingUntil = new Date(ctx.presence.now() + waitMs).toISOString();
+              await ctx.store.markAgentWaiting(id, waitingUntil);
+            },
           })) ?? [];
       } finally {
-        unpark();
+        // Failing to clear the mark must not lose what was claimed: it runs out by itself at waitingUntil.
+        if (waitingUntil !== undefined) {
+          await ctx.store.clearAgentWaiting(id, waitingUntil).catch((err: unknown) => {
+            request.log.warn({ agentId: id, err }, "could not clear the agent's waiting mark; it expires by itself");
+          });
+        }
       }
       if (gone.aborted && runs.length > 0) {
         await release(ctx, runs);

@@ -359,6 +359,21 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
 
+    it("marks an agent waiting, and a claim's end clears only its own mark", async () => {
+      const store = await fresh();
+      const { agent } = await store.registerAgent({ name: "a1", labels: [], concurrency: 1 });
+      expect(agent.waitingUntil).toBeNull();
+      await store.markAgentWaiting(agent.id, "2030-01-01T00:00:20.000Z");
+      expect((await store.getAgent(agent.id))?.waitingUntil).toBe("2030-01-01T00:00:20.000Z");
+      // A second claim of the same agent parks meanwhile; the first one's end leaves its mark alone.
+      await store.markAgentWaiting(agent.id, "2030-01-01T00:00:25.000Z");
+      await store.clearAgentWaiting(agent.id, "2030-01-01T00:00:20.000Z");
+      expect((await store.listAgents())[0]?.waitingUntil).toBe("2030-01-01T00:00:25.000Z");
+      expect((await store.heartbeatAgent(agent.id, "online"))?.waitingUntil).toBe("2030-01-01T00:00:25.000Z");
+      await store.clearAgentWaiting(agent.id, "2030-01-01T00:00:25.000Z");
+      expect((await store.getAgent(agent.id))?.waitingUntil).toBeNull();
+    });
+
     it("registers one flow from many writers at once: one version per content, numbered without gaps", async () => {
       const store = await fresh();
       const name = uniqueName();
