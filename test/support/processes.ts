@@ -1,7 +1,6 @@
 /** Real berth processes for end-to-end tests: spawned from the built CLI, always killed afterwards. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -14,15 +13,9 @@ export const CLI = path.join(REPO, "dist", "cli", "main.js");
  */
 export const TEST_TOKEN = `berth_admin_test_${process.pid}_${Date.now().toString(36)}`;
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
-}
+import { freePort } from "../../bench/ports.js";
+
+export { freePort };
 
 export interface CliResult {
   code: number | null;

@@ -1,0 +1,248 @@
+/**
+ * `npm run bench:scale`: the claim path at scale, on SQLite and on PostgreSQL, side by side in one run.
+ *
+ * A real `berth server` process per store (a SQLite file; a throwaway PostgreSQL cluster) answers claims over
+ * HTTP from 1, 8 and 32 concurrent claimers, one run per claim and no wait, with 1,000, 10,000 and 100,000
+ * runs queued. Two queues per depth:
+ *   - oldest first: the claimers take the oldest of the queued runs (the queue is topped up after each cell);
+ *   - behind other labels: the queued runs carry a label no claimer has, and the claimers take runs of their
+ *     own label created after them: a claim must not cost more because of what it cannot take.
+ * Then run creation per second (8 concurrent creators), and how long a claim parked on one server takes to
+ * hear of a run created on another (two replicas on PostgreSQL; one server on SQLite for reference).
+ *
+ * BERTH_BENCH_SCALE_DEPTHS (default 1000,10000,100000), BERTH_BENCH_SCALE_CLAIMS (claims per cell, default
+ * 2000), BERTH_BENCH_SCALE_STORES (default sqlite,postgres).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { openPostgresStore } from "../store/postgres.js";
+import { openSqliteStore } from "../store/sqlite.js";
+import type { StateStore } from "../store/port.js";
+import type { FlowCreate, FlowRecord } from "../wire/schema.js";
+import { startPostgres, type PostgresCluster } from "./postgres-cluster.js";
+import { freePort } from "./ports.js";
+
+const DEPTHS = (process.env.BERTH_BENCH_SCALE_DEPTHS ?? "1000,10000,100000").split(",").map(Number);
+const CLAIMS = Number(process.env.BERTH_BENCH_SCALE_CLAIMS ?? 2_000);
+const STORES = (process.env.BERTH_BENCH_SCALE_STORES ?? "sqlite,postgres").split(",");
+const CLAIMERS = [1, 8, 32];
+const CREATIONS = 2_000;
+const WAKEUPS = 60;
+const TOKEN = `berth_admin_bench_${process.pid}`;
+const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+
+interface Server {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** A `berth server` process on a free loopback port; resolves once it listens. */
+async function startServer(db: string, key: string): Promise<Server> {
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [cli, "server", "--port", String(port), "--db", db], {
+    env: { ...process.env, BERTH_API_TOKEN: TOKEN, BERTH_SERVER_KEY: key, BERTH_LOG_LEVEL: "warn", BERTH_SERVER_LEASE: "10m" },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`berth server exited ${child.exitCode}: ${stderr}`);
+    const up = await fetch(`${url}/health`).then((r) => r.ok).catch(() => false);
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`berth server did not answer within 60 s: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    async stop() {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await once(child, "exit");
+    },
+  };
+}
+
+async function api<T>(url: string, method: "GET" | "POST", route: string, body?: unknown): Promise<T> {
+  const res = await fetch(`${url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${route}: HTTP ${res.status} ${text}`);
+  return JSON.parse(text) as T;
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
+}
+
+const FLOW: FlowCreate = {
+  name: "scale-bench",
+  labels: [],
+  storage: { type: "local", directory: "/tmp", flows: {} },
+  environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: [], metadata: {} },
+  contentHash: "scale-bench",
+  parameters: [],
+  tasks: [],
+  recovery: { onLost: "fail", maxAttempts: 3 },
+  runTimeoutMs: null,
+  schedule: [],
+  catchUp: "latest",
+  maxConcurrentRuns: null,
+  resources: { memoryBytes: null, cpus: null, pids: null },
+  runAs: "user",
+};
+
+/** Queues `n` runs with `labels` straight through the store (filling 100,000 over HTTP would measure nothing). */
+async function queue(store: StateStore, flow: FlowRecord, n: number, labels: string[]): Promise<void> {
+  const batch = 50;
+  for (let done = 0; done < n; done += batch) {
+    await Promise.all(Array.from({ length: Math.min(batch, n - done) }, () => store.createFlowRun({ flow, parameters: {}, labels })));
+  }
+}
+
+interface Cell {
+  claimsPerSecond: number;
+  p50: number;
+  p99: number;
+}
+
+/** `claimers` agents claiming one run at a time, no wait, until `total` runs are claimed between them. */
+async function claimCell(url: string, claimers: number, labels: string[], total: number, tag: string): Promise<Cell> {
+  const agents = await Promise.all(
+    Array.from({ length: claimers }, (_, i) => api<{ id: string }>(url, "POST", "/api/agents", { name: `${tag}-${claimers}-${i}`, labels, concurrency: 1000 })),
+  );
+  const latencies: number[] = [];
+  let claimed = 0;
+  let empty = 0;
+  const started = performance.now();
+  await Promise.all(
+    agents.map(async (agent) => {
+      while (claimed < total) {
+        const t0 = performance.now();
+        const reply = await api<{ claims: unknown[] }>(url, "POST", `/api/agents/${agent.id}/claim`, { max: 1, waitMs: 0 });
+        latencies.push(performance.now() - t0);
+        claimed += reply.claims.length;
+        if (reply.claims.length === 0 && ++empty > claimers * 3) throw new Error(`claims found nothing with ${total - claimed} runs left to claim`);
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { claimsPerSecond: claimed / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+}
+
+/** `n` runs created over HTTP by 8 concurrent creators; runs per second. */
+async function creations(url: string, flowId: string, n: number): Promise<number> {
+  let made = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (made < n) {
+        made++;
+        await api(url, "POST", "/api/flow-runs", { flowId, labels: ["created"] });
+      }
+    }),
+  );
+  return n / ((performance.now() - started) / 1000);
+}
+
+/** A claim parked on `parkOn` and a run created on `createOn`: ms from the create request to the claim's answer. */
+async function wakeups(parkOn: string, createOn: string, flowId: string, tag: string): Promise<number[]> {
+  const agent = await api<{ id: string }>(parkOn, "POST", "/api/agents", { name: `wake-${tag}`, labels: [`wake-${tag}`] });
+  const times: number[] = [];
+  for (let i = 0; i < WAKEUPS + 5; i++) {
+    const parked = api<{ claims: unknown[] }>(parkOn, "POST", `/api/agents/${agent.id}/claim`, { max: 1, waitMs: 20_000 });
+    // Let the claim park (look, find nothing, wait): what is measured is the wake-up, not a lucky first look.
+    await new Promise((r) => setTimeout(r, 30));
+    const t0 = performance.now();
+    await api(createOn, "POST", "/api/flow-runs", { flowId, labels: [`wake-${tag}`] });
+    const reply = await parked;
+    const ms = performance.now() - t0;
+    if (reply.claims.length !== 1) throw new Error("a parked claim was answered without the run created for it");
+    if (i >= 5) times.push(ms);
+  }
+  return times;
+}
+
+const ms = (v: number) => `${v.toFixed(1)} ms`.padStart(9);
+const out = (line = "") => process.stdout.write(`${line}\n`);
+
+async function benchStore(kind: string, cluster: PostgresCluster | undefined, dir: string): Promise<void> {
+  const key = Buffer.alloc(32, 7).toString("base64");
+  const db = kind === "postgres" ? await cluster!.database("scale") : path.join(dir, "scale.db");
+  // The server migrates the schema; the bench's own store connection only fills the queue.
+  const server = await startServer(db, key);
+  const store = kind === "postgres" ? await openPostgresStore(db) : await openSqliteStore(db);
+  try {
+    const { flow } = await store.registerFlow(FLOW);
+    out(`\n${kind}: claims, one run per claim, ${CLAIMS} claims per cell (claims/s, then latency p50 / p99)`);
+    out(`  ${"queued".padEnd(8)} ${"claimers".padEnd(9)} ${"oldest first".padEnd(38)} behind other labels`);
+    let depth = 0;
+    const figures = new Map<string, Cell>();
+    for (const target of DEPTHS) {
+      await queue(store, flow, target - depth, ["backlog"]);
+      depth = target;
+      for (const claimers of CLAIMERS) {
+        const oldest = await claimCell(server.url, claimers, ["backlog"], CLAIMS, `oldest-${target}`);
+        await queue(store, flow, CLAIMS, ["backlog"]);
+        await queue(store, flow, CLAIMS, ["etl"]);
+        const behind = await claimCell(server.url, claimers, ["etl"], CLAIMS, `behind-${target}`);
+        figures.set(`${target}/${claimers}/oldest`, oldest);
+        figures.set(`${target}/${claimers}/behind`, behind);
+        const cell = (c: Cell) => `${c.claimsPerSecond.toFixed(0).padStart(6)}/s ${ms(c.p50)} / ${ms(c.p99)}`.padEnd(38);
+        out(`  ${String(target).padEnd(8)} ${String(claimers).padEnd(9)} ${cell(oldest)} ${cell(behind)}`);
+      }
+    }
+    const first = DEPTHS[0]!;
+    const last = DEPTHS[DEPTHS.length - 1]!;
+    for (const queueKind of ["oldest", "behind"]) {
+      const a = figures.get(`${first}/8/${queueKind}`);
+      const b = figures.get(`${last}/8/${queueKind}`);
+      if (a && b) {
+        out(
+          `  depth, 8 claimers, ${queueKind === "oldest" ? "oldest first" : "behind other labels"}: ${a.claimsPerSecond.toFixed(0)}/s at ${first} vs ${b.claimsPerSecond.toFixed(0)}/s at ${last} ` +
+            `(ratio ${(b.claimsPerSecond / a.claimsPerSecond).toFixed(2)}), p99 ${a.p99.toFixed(1)} vs ${b.p99.toFixed(1)} ms   (targets: ≥ 2000/s, p99 < 20 ms, within 20%)`,
+        );
+      }
+    }
+    out(`  run creation: ${(await creations(server.url, flow.id, CREATIONS)).toFixed(0)} runs/s (8 concurrent creators, HTTP)`);
+    const same = await wakeups(server.url, server.url, flow.id, `${kind}-same`);
+    out(`  wake-up, one server: p50 ${ms(percentile(same, 50))}, p99 ${ms(percentile(same, 99))} (run created → parked claim answered)`);
+    if (kind === "postgres") {
+      const replica = await startServer(db, key);
+      try {
+        const cross = await wakeups(server.url, replica.url, flow.id, `${kind}-cross`);
+        out(`  wake-up across replicas: p50 ${ms(percentile(cross, 50))}, p99 ${ms(percentile(cross, 99))}   (target p99 < 50 ms)`);
+      } finally {
+        await replica.stop();
+      }
+    }
+  } finally {
+    await store.close();
+    await server.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  out(`berth scale bench: ${os.cpus().length} cores, node ${process.version}, depths ${DEPTHS.join(", ")}, ${CLAIMS} claims per cell`);
+  const dir = await mkdtemp(path.join(os.tmpdir(), "berth-scale-"));
+  const cluster = STORES.includes("postgres") ? await startPostgres() : undefined;
+  try {
+    for (const kind of STORES) await benchStore(kind, cluster, dir);
+  } finally {
+    await cluster?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`berth scale bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
