@@ -5,6 +5,7 @@ import { call, expectError } from "./support/api.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";
 import { until } from "./support/wait.js";
+import { openSqliteStore } from "../store/sqlite.js";
 
 type TestServer = Awaited<ReturnType<typeof startTestServer>>;
 
@@ -125,5 +126,34 @@ describe("agent registration", () => {
     expect((await post("/api/agents", { name })).status).toBe(200);
     expect(s.lines.find((l) => l.level === 40 && String(l.msg).includes(`agent name ${name} is in use`))).toMatchObject({ agentId: agent.id });
     await claim;
+  });
+});
+
+describe("claims and the agent's row", () => {
+  it("a claim writes the agent's heartbeat only when it is old or its status changes: one commit per claim otherwise", async () => {
+    let clock = Date.parse("2030-01-01T00:00:00Z");
+    const store = await openSqliteStore(":memory:", { now: () => new Date(clock) });
+    const writes: string[] = [];
+    const heartbeat = store.heartbeatAgent.bind(store);
+    store.heartbeatAgent = async (id, status) => {
+      writes.push(status);
+      return heartbeat(id, status);
+    };
+    await using t = await startTestServer({ store, now: () => clock, config: { reaperIntervalMs: 0, agentLostAfterMs: 60_000 } });
+    const agent = JSON.parse((await t.app.inject({ method: "POST", url: "/api/agents", payload: { name: "claimer" } })).body);
+    const claim = async () => expect((await t.app.inject({ method: "POST", url: `/api/agents/${agent.id}/claim`, payload: { waitMs: 0 } })).statusCode).toBe(200);
+    await claim();
+    clock += 5_000;
+    await claim();
+    expect(writes).toEqual([]);
+    // Past a quarter of agentLostAfter, the claim records that the agent is alive.
+    clock += 11_000;
+    await claim();
+    expect(writes).toEqual(["online"]);
+    expect(JSON.parse((await t.app.inject({ method: "GET", url: "/api/agents" })).body).agents[0].lastHeartbeatAt).toBe(new Date(clock).toISOString());
+    // An agent that said it stopped and claims again is back, however recent its last word.
+    await t.app.inject({ method: "POST", url: `/api/agents/${agent.id}/heartbeat`, payload: { status: "stopped" } });
+    await claim();
+    expect(writes).toEqual(["online", "stopped", "online"]);
   });
 });

@@ -24,8 +24,13 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       const { max, waitMs } = request.body;
       const known = await ctx.store.getAgent(id);
       if (!known) throw agentNotFound(id);
-      // A claim is proof of life; an agent that had said it stopped is evidently back.
-      const agent = await ctx.store.heartbeatAgent(id, known.status === "unhealthy" ? "unhealthy" : "online");
+      // A claim is proof of life; an agent that had said it stopped is evidently back. Its row is written only
+      // when that changes something a reader could see: a status, or a heartbeat older than a quarter of the
+      // time after which it counts as lost. Otherwise a claim would cost two commits, the other being its own.
+      const status = known.status === "unhealthy" ? "unhealthy" : "online";
+      const heardMsAgo = ctx.presence.now() - Date.parse(known.lastHeartbeatAt);
+      const fresh = known.status === status && heardMsAgo >= 0 && heardMsAgo < ctx.options.agentLostAfterMs / 4;
+      const agent = fresh ? known : await ctx.store.heartbeatAgent(id, status);
       if (!agent) throw agentNotFound(id);
 
       const gone = disconnectSignal(reply);
