@@ -4,7 +4,7 @@
  * A real `berth server` process per store (a SQLite file; a throwaway PostgreSQL cluster) answers claims over
  * HTTP from 1, 8 and 32 concurrent claimers, one run per claim and no wait, with 1,000, 10,000 and 100,000
  * runs queued. Two queues per depth:
- *   - oldest first: the claimers take the oldest of the queued runs (the queue is topped up after each cell);
+ *   - oldest first: the claimers take the oldest of the queued runs (the queue is topped up before each cell);
  *   - behind other labels: the queued runs carry a label no claimer has, and the claimers take runs of their
  *     own label created after them: a claim must not cost more because of what it cannot take.
  * Then run creation per second (8 concurrent creators), and how long a claim parked on one server takes to
@@ -184,14 +184,14 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
     const { flow } = await store.registerFlow(FLOW);
     out(`\n${kind}: claims, one run per claim, ${CLAIMS} claims per cell (claims/s, then latency p50 / p99)`);
     out(`  ${"queued".padEnd(8)} ${"claimers".padEnd(9)} ${"oldest first".padEnd(38)} behind other labels`);
-    let depth = 0;
+    // Each cell starts with `target + CLAIMS` backlog runs queued, so that at least `target` are queued throughout.
+    let queued = 0;
     const figures = new Map<string, Cell>();
     for (const target of DEPTHS) {
-      await queue(store, flow, target - depth, ["backlog"]);
-      depth = target;
       for (const claimers of CLAIMERS) {
+        await queue(store, flow, target + CLAIMS - queued, ["backlog"]);
+        queued = target;
         const oldest = await claimCell(server.url, claimers, ["backlog"], CLAIMS, `oldest-${target}`);
-        await queue(store, flow, CLAIMS, ["backlog"]);
         await queue(store, flow, CLAIMS, ["etl"]);
         const behind = await claimCell(server.url, claimers, ["etl"], CLAIMS, `behind-${target}`);
         figures.set(`${target}/${claimers}/oldest`, oldest);

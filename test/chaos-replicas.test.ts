@@ -74,9 +74,14 @@ interface Replica {
   });
 
   afterAll(async () => {
-    await Promise.all(agents.map((a) => a.stop()));
-    const leaked = client ? await leakedContainers(client) : [];
-    await Promise.all(replicas.map((r) => r.proc.stop()));
+    let leaked: string[];
+    try {
+      await Promise.all(agents.map((a) => a.stop()));
+      leaked = client ? await leakedContainers(client) : [];
+    } finally {
+      // Whatever failed above, no replica outlives the suite (nor, then, the cluster it uses).
+      await Promise.all(replicas.map((r) => r.proc.stop()));
+    }
     await timeline?.stop();
     try {
       if (timeline) checkAttempts(timeline, "whole suite, agents stopped", timeline.events, note);

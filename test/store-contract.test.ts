@@ -9,6 +9,7 @@ import { SQL } from "../store/sqlite-sql.js";
 import { CANDIDATES, NEXT_START } from "../store/sqlite-orchestration.js";
 import { tooDeep } from "../shared/json-limits.js";
 import { startTestServer } from "./support/server.js";
+import { flowInput } from "./support/fixtures.js";
 import { describeStoreContract } from "./support/store-contract.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "berth-store-"));
@@ -25,6 +26,36 @@ describeStoreContract("sqlite file", (now) => openSqliteStore(path.join(dir, `st
 });
 
 describe("sqlite specifics", () => {
+  it("commits the writes asked for together in one transaction, and a write that fails there fails alone", async () => {
+    const store = await openSqliteStore(path.join(dir, "group-commit.db"));
+    try {
+      const { flow } = await store.registerFlow(flowInput({ name: "grouped" }));
+      const before = store.commits;
+      const runs = (await Promise.all(Array.from({ length: 20 }, () => store.createFlowRun({ flow, parameters: {}, labels: [] })))).map((r) => r.flowRun);
+      expect(store.commits - before).toBe(1);
+      // In one batch: a write refused (a stale version) between two that succeed; the batch still commits.
+      const [first, second] = runs as [(typeof runs)[0], (typeof runs)[0]];
+      const results = await Promise.allSettled([
+        store.setFlowRunState(first.id, { state: "Cancelled", expectedVersion: first.version }),
+        store.setFlowRunState(second.id, { state: "Cancelled", expectedVersion: second.version + 7 }),
+        store.appendLogs(second.id, [{ at: new Date().toISOString(), level: "info", message: "kept", task: null }]),
+      ]);
+      expect(results.map((r) => r.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+      expect(store.commits - before).toBe(2);
+      const reopened = await openSqliteStore(pathOf(store.description));
+      try {
+        expect((await reopened.getFlowRun(first.id))?.state).toBe("Cancelled");
+        expect((await reopened.getFlowRun(second.id))?.state).toBe("Scheduled");
+        expect((await reopened.listLogs(second.id, 0, 10)).map((l) => l.message)).toEqual(["kept"]);
+        expect((await reopened.listFlowRuns({ limit: 100 })).length).toBe(20);
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
   it("creates the schema once and records its version", async () => {
     const file = path.join(dir, "nested", "dir", "schema.db");
     const store = await openSqliteStore(file);
