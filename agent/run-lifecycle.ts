@@ -348,6 +348,9 @@ export class RunLifecycle {
   private async start(image: string, localDir: string | undefined): Promise<string> {
     const { flowRun, flow } = this.claim;
     const { options } = this.deps;
+    if (flow.placement.length > 0 && options.backend === "docker") {
+      this.runLog("warn", `placement ${flow.placement.join(", ")} ignored: this agent runs containers on one Docker engine (--backend docker), not on a swarm`);
+    }
     const spec: ContainerSpec = {
       name: containerName(flowRun.id),
       image,
@@ -367,6 +370,8 @@ export class RunLifecycle {
       ...(flow.runAs === "root" ? { user: "0:0" } : {}),
       ...containerLimits(flow.resources, options.limits),
       ...(localDir !== undefined ? { binds: [`${localDir}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
+      ...(flow.placement.length > 0 ? { placement: flow.placement } : {}),
+      stopGraceMs: options.stopGraceMs,
     };
     try {
       return await this.deps.engine.runContainer(spec);

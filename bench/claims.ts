@@ -48,6 +48,7 @@ async function drain(file: string, runs: number, slots: number, limit: number | 
       maxConcurrentRuns: null,
       resources: { memoryBytes: null, cpus: null, pids: null },
       runAs: "user",
+    placement: [],
     });
     for (let i = 0; i < runs; i++) await store.createFlowRun({ flow, parameters: {}, labels: ["etl"] });
     if (limit !== undefined) await store.setConcurrencyLimit("etl", limit);

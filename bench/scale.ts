@@ -98,6 +98,7 @@ const FLOW: FlowCreate = {
   maxConcurrentRuns: null,
   resources: { memoryBytes: null, cpus: null, pids: null },
   runAs: "user",
+  placement: [],
 };
 
 /** Queues `n` runs with `labels` straight through the store (filling 100,000 over HTTP would measure nothing). */

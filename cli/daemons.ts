@@ -8,7 +8,7 @@ import type { ContainerEngine } from "../engine/port.js";
 import type { Notifier } from "../server/notifier.js";
 import { BerthError } from "../wire/errors.js";
 import { ApiClient } from "../client/api-client.js";
-import { localEngine } from "./engine.js";
+import { localEngine, swarmEngine } from "./engine.js";
 import { VERSION } from "./version.js";
 
 export interface RunningServer {
@@ -83,7 +83,7 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
 export async function createAgent(options: AgentOptions, logger: Logger, givenEngine?: ContainerEngine): Promise<Agent> {
   const { Agent } = await import("../agent/agent.js");
   const { ensureBerthImage } = await import("../images/index.js");
-  const engine = givenEngine ?? (await localEngine());
+  const engine = givenEngine ?? (options.backend === "swarm" ? await swarmEngine() : await localEngine());
   let berthImage: Promise<string> | undefined;
   const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
   return new Agent(

@@ -101,6 +101,8 @@ export interface AgentOptions {
   labels: string[];
   /** How many flow runs at once. */
   concurrency: number;
+  /** Containers on the agent's engine, or services on the swarm it manages. */
+  backend: "docker" | "swarm";
   /** The API URL the agent uses. */
   apiUrl: string;
   apiToken: string | undefined;
@@ -145,6 +147,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     name: agent.name ?? `agent-${os.hostname()}`,
     labels: agent.labels,
     concurrency: agent.concurrency,
+    backend: agent.backend,
     apiUrl: config.apiUrl,
     apiToken: config.apiToken,
     network: agent.network ?? defaultNetwork(containerApiUrl),

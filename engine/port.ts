@@ -1,7 +1,7 @@
 /**
  * The ContainerEngine port: everything berth asks of a container engine. `engine/docker-engine.ts` implements
- * it over dockerode (the only module that imports dockerode); tests of the agent and storage run against the
- * real engine through it.
+ * it over dockerode for one Docker engine, and `engine/swarm-engine.ts` for Docker Swarm services (the only
+ * modules that import dockerode); tests of the agent and storage run against the real engine through them.
  */
 import type { Readable } from "node:stream";
 
@@ -55,6 +55,13 @@ export interface ContainerSpec {
   memoryBytes?: number;
   /** CPU limit, in CPUs (1.5 = one and a half). */
   cpus?: number;
+  /**
+   * Swarm placement constraints ("node.labels.zone==a"); engines that place nothing (one Docker engine)
+   * ignore them.
+   */
+  placement?: string[];
+  /** The stop grace period, for engines that must know it when the container is made (Swarm). */
+  stopGraceMs?: number;
   signal?: AbortSignal;
 }
 

@@ -6,6 +6,7 @@
 import { BerthError } from "../wire/errors.js";
 import {
   CATCH_UP,
+  PlacementConstraint,
   RecoveryPolicy,
   Resources,
   RUN_AS,
@@ -53,6 +54,8 @@ export interface FlowOptions {
   resources?: ResourceOptions;
   /** "root" runs the flow as root, on agents started with --allow-root only (default "user": unprivileged). */
   runAs?: RunAs;
+  /** Where a swarm may run it (agents with --backend swarm): constraints such as "node.labels.zone==a" (default none). */
+  placement?: string[];
 }
 
 export interface ResourceOptions {
@@ -75,6 +78,7 @@ export interface SerializedFlow {
   maxConcurrentRuns: number | null;
   resources: Resources;
   runAs: RunAs;
+  placement: string[];
 }
 
 /** The wire's bound on maxConcurrentRuns. */
@@ -91,6 +95,7 @@ export class Flow {
   readonly maxConcurrentRuns: number | null;
   readonly resources: Resources;
   readonly runAs: RunAs;
+  readonly placement: string[];
   readonly runTimeoutMs: number | null;
   readonly recovery: RecoveryPolicy;
   private readonly explicitLabels: string[];
@@ -120,6 +125,7 @@ export class Flow {
       throw definition(`flow "${name}": runAs must be "user" or "root", not ${JSON.stringify(runAs) ?? String(runAs)}`);
     }
     this.runAs = runAs as RunAs;
+    this.placement = checkedPlacement(name, options.placement);
     this.explicitLabels = [...(options.labels ?? [])];
     this.reference = options.referenceTasks ? [...options.referenceTasks] : undefined;
     const timeout = options.runTimeout;
@@ -271,6 +277,7 @@ export class Flow {
       maxConcurrentRuns: this.maxConcurrentRuns,
       resources: { ...this.resources },
       runAs: this.runAs,
+      placement: [...this.placement],
     };
   }
 
@@ -280,6 +287,20 @@ export class Flow {
     const executor = options.executor ?? new (getDefaultExecutorClass())();
     return new Runner({ flow: this }).run({ ...options, executor });
   }
+}
+
+/** The flow's placement constraints, each checked as the server will. */
+function checkedPlacement(name: string, placement: unknown): string[] {
+  if (placement === undefined) return [];
+  if (!Array.isArray(placement)) throw definition(`flow "${name}": placement must be an array of constraints such as "node.labels.zone==a"`);
+  if (placement.length > 32) throw definition(`flow "${name}": placement has ${placement.length} constraints; at most 32`);
+  return placement.map((constraint: unknown) => {
+    const parsed = PlacementConstraint.safeParse(constraint);
+    if (!parsed.success) {
+      throw definition(`flow "${name}": placement constraint ${JSON.stringify(constraint) ?? String(constraint)} is not valid: ${parsed.error.issues[0]?.message ?? "not a string"}`);
+    }
+    return parsed.data.trim();
+  });
 }
 
 brand(Flow, "Flow");

@@ -119,6 +119,7 @@ export async function registerFlowFile(file: string, options: RegisterOptions): 
     maxConcurrentRuns: serialized.maxConcurrentRuns,
     resources: serialized.resources,
     runAs: serialized.runAs,
+    placement: serialized.placement,
   };
   if (!prepared) {
     const registered = await options.client.registerFlow(body, signal);

@@ -179,6 +179,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE agents ADD COLUMN waiting_until TEXT;
   `,
+  // Where a swarm may place the flow's runs (JSON array of constraints); NULL for anywhere.
+  `
+  ALTER TABLE flows ADD COLUMN placement TEXT;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -192,9 +192,9 @@ export class PostgresStore implements StateStore {
       const row = newFlowRow(input, (newest?.version ?? 0) + 1, db.timestamp());
       await db.run(
         `INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
-           recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as)
+           recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as, placement)
          VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
-           @recovery, @run_timeout_ms, @context_sha256, @schedule, @catch_up, @max_concurrent_runs, @resources, @run_as)`,
+           @recovery, @run_timeout_ms, @context_sha256, @schedule, @catch_up, @max_concurrent_runs, @resources, @run_as, @placement)`,
         row,
       );
       await takeOverSchedule(db, input.name, input.schedule);

@@ -224,6 +224,10 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE agents ADD COLUMN waiting_until TEXT;
   `,
+  // Where a swarm may place the flow's runs (JSON array of constraints); NULL for anywhere.
+  `
+  ALTER TABLE flows ADD COLUMN placement TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

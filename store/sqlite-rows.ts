@@ -35,6 +35,8 @@ export interface FlowRow {
   resources: string | null;
   /** NULL for versions from before runAs existed: "user". */
   run_as: string | null;
+  /** JSON array of Swarm placement constraints; NULL for none. */
+  placement: string | null;
 }
 
 export interface FlowRunRow {
@@ -108,6 +110,7 @@ export function toFlow(row: FlowRow): FlowRecord {
     maxConcurrentRuns: row.max_concurrent_runs,
     resources: row.resources === null ? { memoryBytes: null, cpus: null, pids: null } : (JSON.parse(row.resources) as FlowRecord["resources"]),
     runAs: (row.run_as ?? "user") as FlowRecord["runAs"],
+    placement: row.placement === null ? [] : (JSON.parse(row.placement) as string[]),
     createdAt: row.created_at,
   };
 }
@@ -187,6 +190,7 @@ export function newFlowRow(input: FlowCreate, version: number, createdAt: string
     max_concurrent_runs: input.maxConcurrentRuns,
     resources: JSON.stringify(input.resources),
     run_as: input.runAs,
+    placement: input.placement.length === 0 ? null : JSON.stringify(input.placement),
   };
 }
 

@@ -10,9 +10,9 @@ export const SQL = {
   allFlows: "SELECT * FROM flows ORDER BY name, version DESC",
   insertFlow: `
     INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
-      recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as)
+      recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as, placement)
     VALUES (@id, @name, @slug, @version, @content_hash, @labels, @storage, @environment, @parameters, @tasks, @created_at,
-      @recovery, @run_timeout_ms, @context_sha256, @schedule, @catch_up, @max_concurrent_runs, @resources, @run_as)`,
+      @recovery, @run_timeout_ms, @context_sha256, @schedule, @catch_up, @max_concurrent_runs, @resources, @run_as, @placement)`,
 
   // Build contexts: blobs by sha256. A repeated put of the same content only renews its grace period.
   insertBuildContext: "INSERT INTO build_contexts (sha256, size, data, created_at) VALUES (?, ?, ?, ?)",

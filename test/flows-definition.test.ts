@@ -181,6 +181,7 @@ describe("Flow definition", () => {
       maxConcurrentRuns: null,
       resources: { memoryBytes: null, cpus: null, pids: null },
       runAs: "user",
+      placement: [],
     });
   });
 
@@ -210,6 +211,16 @@ describe("Flow definition", () => {
     expect(refused({ resources: { pids: 5 } })).toBe('flow "Bad": resources.pids 5 must be a whole number of processes from 16 to 4194304');
     expect(refused({ resources: "big" as never })).toMatch(/resources must be an object/);
     expect(refused({ runAs: "admin" as never })).toBe('flow "Bad": runAs must be "user" or "root", not "admin"');
+  });
+
+  it("carries Swarm placement constraints, and rejects one that is not node.ATTRIBUTE==VALUE or !=, naming it", () => {
+    expect(new Flow("Placed", { placement: [" node.labels.zone==a", "node.role != manager"] }).serialize().placement).toEqual(["node.labels.zone==a", "node.role != manager"]);
+    const refused = (placement: unknown) => definitionError(() => new Flow("Bad", { placement: placement as string[] })).message;
+    expect(refused(["zone=a"])).toBe('flow "Bad": placement constraint "zone=a" is not valid: a placement constraint reads "node.ATTRIBUTE==VALUE" or "node.ATTRIBUTE!=VALUE", for example "node.labels.zone==a"');
+    expect(refused(["node.labels.zone=="])).toMatch(/placement constraint "node.labels.zone==" is not valid/);
+    expect(refused([42])).toMatch(/placement constraint 42 is not valid/);
+    expect(refused("node.role==manager")).toMatch(/placement must be an array/);
+    expect(refused(Array.from({ length: 33 }, () => "node.role==manager"))).toMatch(/at most 32/);
   });
 
   it("carries a run timeout and a recovery policy, and rejects bad ones at definition", () => {

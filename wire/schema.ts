@@ -191,6 +191,12 @@ export const Resources = z.object({
 });
 export type Resources = z.infer<typeof Resources>;
 
+/** A Swarm placement constraint: "node.<attribute> == value" or "!=", as `docker service create --constraint` takes. */
+export const PlacementConstraint = z
+  .string()
+  .max(256)
+  .regex(/^\s*node\.[A-Za-z0-9_.-]+\s*(==|!=)\s*[^\s\x00-\x1f]+\s*$/, 'a placement constraint reads "node.ATTRIBUTE==VALUE" or "node.ATTRIBUTE!=VALUE", for example "node.labels.zone==a"');
+
 const FlowFields = z.object({
   name: Name,
   labels: Labels.default([]),
@@ -215,6 +221,8 @@ const FlowFields = z.object({
   resources: Resources.prefault({}),
   /** "user" (default): an unprivileged user; "root" only on agents started with --allow-root. */
   runAs: RunAs.default("user"),
+  /** Swarm placement constraints of the run ("node.labels.zone==a"); agents on one Docker engine ignore them. */
+  placement: z.array(PlacementConstraint).max(32).default([]),
 });
 
 /** Body of POST /api/flows: the fields, with free-form JSON bounded in size. */

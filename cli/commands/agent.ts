@@ -12,6 +12,7 @@ export interface AgentFlags {
   name?: string;
   concurrency?: string;
   network?: string;
+  backend?: string;
   pullPolicy?: string;
   buildOnPullFailure?: boolean;
   env?: string[];
@@ -33,6 +34,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       name: opts.name,
       concurrency: opts.concurrency,
       network: opts.network,
+      backend: opts.backend,
       pullPolicy: opts.pullPolicy,
       buildOnPullFailure: opts.buildOnPullFailure,
       env: opts.env ? parseEnvPairs(opts.env) : undefined,

@@ -24,6 +24,7 @@ export function flowInput(overrides: Partial<FlowCreate> = {}): FlowCreate {
     maxConcurrentRuns: null,
     resources: { memoryBytes: null, cpus: null, pids: null },
     runAs: "user",
+    placement: [],
     ...overrides,
   };
 }

@@ -344,6 +344,14 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(isBerthError(missing, "BERTH_E_FLOW_RUN_NOT_FOUND")).toBe(true);
     });
 
+    it("keeps a flow version's placement constraints; a flow without them has none", async () => {
+      const store = await fresh();
+      const { flow } = await store.registerFlow(flowInput({ placement: ["node.labels.zone==a", "node.role!=manager"] }));
+      expect((await store.getFlow(flow.id))?.placement).toEqual(["node.labels.zone==a", "node.role!=manager"]);
+      const { flow: plain } = await store.registerFlow(flowInput());
+      expect((await store.getFlow(plain.id))?.placement).toEqual([]);
+    });
+
     it("registers agents and records their heartbeats", async () => {
       const store = await fresh();
       const { agent, created } = await store.registerAgent({ name: "a1", labels: ["gpu", "cpu"], concurrency: 2 });
