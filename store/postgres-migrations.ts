@@ -183,6 +183,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE flows ADD COLUMN placement TEXT;
   `,
+  // A claim reads the due runs of each label set it may take from here, not past the runs of other labels.
+  `
+  CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start, seq);
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -809,7 +809,16 @@ function candidatesSql(rule: string): string {
     ORDER BY scheduled_start, seq LIMIT @page
     FOR UPDATE SKIP LOCKED`;
 }
-const CANDIDATES = { unlabelled: candidatesSql("labels = '[]'"), labelled: candidatesSql(LABELLED_RULE) };
+/** The due runs of one label set, from the (state, labels, scheduled_start, seq) index. */
+const CANDIDATES_OF_SET = candidatesSql("labels = @labels");
+/** The distinct label sets of the Scheduled runs, one index seek each (a loose index scan). */
+const LABEL_SETS = `
+  WITH RECURSIVE sets(labels) AS (
+    (SELECT labels FROM flow_runs WHERE state = 'Scheduled' ORDER BY labels LIMIT 1)
+    UNION ALL
+    SELECT (SELECT f.labels FROM flow_runs f WHERE f.state = 'Scheduled' AND f.labels > s.labels ORDER BY f.labels LIMIT 1)
+    FROM sets s WHERE s.labels IS NOT NULL)
+  SELECT labels FROM sets WHERE labels IS NOT NULL`;
 
 const CLAIM_RUN = `
   UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
@@ -866,23 +875,31 @@ async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly st
     for (const candidate of await groupHeads(db, agentLabels, limits, now, max)) if (await take(candidate)) break;
     return claimed;
   }
-  const query = agentLabels.length === 0 ? CANDIDATES.unlabelled : CANDIDATES.labelled;
-  let after = { start: "", seq: 0 };
+  // The label sets the agent may take: each is read from its own place in the index, never past others'.
+  const sets =
+    agentLabels.length === 0
+      ? ["[]"]
+      : (await db.all<{ labels: string }>(LABEL_SETS)).map((row) => row.labels).filter((labels) => labelsMatch(JSON.parse(labels) as string[], agentLabels));
+  const params = { now, fullFlows: limits.fullFlows, fullLabels: limits.fullLabels, page: CLAIM_PAGE };
+  // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
+  const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", seq: 0 }, more: true }));
   for (;;) {
-    const page = await db.all<Candidate>(query, {
-      now,
-      agentLabels: [...agentLabels],
-      afterStart: after.start,
-      afterSeq: after.seq,
-      fullFlows: limits.fullFlows,
-      fullLabels: limits.fullLabels,
-      page: CLAIM_PAGE,
-    });
-    for (const candidate of page) if (await take(candidate)) return claimed;
-    if (page.length < CLAIM_PAGE) return claimed;
-    const last = page[page.length - 1]!;
-    after = { start: last.scheduled_start, seq: last.seq };
+    for (const queue of queues) {
+      if (queue.buffer.length > 0 || !queue.more) continue;
+      queue.buffer = await db.all<Candidate>(CANDIDATES_OF_SET, { ...params, labels: queue.labels, afterStart: queue.after.start, afterSeq: queue.after.seq });
+      queue.more = queue.buffer.length === CLAIM_PAGE;
+      const last = queue.buffer[queue.buffer.length - 1];
+      if (last) queue.after = { start: last.scheduled_start, seq: last.seq };
+    }
+    let next: (typeof queues)[number] | undefined;
+    for (const queue of queues) if (queue.buffer[0] && (!next || byStart(queue.buffer[0], next.buffer[0]!) < 0)) next = queue;
+    if (!next) return claimed;
+    if (await take(next.buffer.shift()!)) return claimed;
   }
+}
+
+function byStart(a: Candidate, b: Candidate): number {
+  return a.scheduled_start < b.scheduled_start ? -1 : a.scheduled_start > b.scheduled_start ? 1 : a.seq - b.seq;
 }
 
 async function groupHeads(db: PgAccess, agentLabels: readonly string[], limits: LimitCounts, now: string, max: number): Promise<Candidate[]> {
@@ -910,7 +927,7 @@ async function groupHeads(db: PgAccess, agentLabels: readonly string[], limits: 
       )),
     );
   }
-  return heads.sort((a, b) => (a.scheduled_start < b.scheduled_start ? -1 : a.scheduled_start > b.scheduled_start ? 1 : a.seq - b.seq));
+  return heads.sort(byStart);
 }
 
 async function activeRuns(db: PgAccess, filter: { label?: string; flowName?: string }, limit: number): Promise<FlowRun[]> {

@@ -228,6 +228,10 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE flows ADD COLUMN placement TEXT;
   `,
+  // A claim reads the due runs of each label set it may take from here, not past the runs of other labels.
+  `
+  CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start);
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -35,16 +35,25 @@ const LABEL_RULE = {
       SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value NOT IN (SELECT value FROM json_each(@agentLabels)))`,
 };
 
-function candidatesSql(rule: string): string {
+function candidatesSql(rule: string, from = "flow_runs"): string {
   return `
-    SELECT id, rowid AS rid, scheduled_start, labels, flow_name FROM flow_runs
+    SELECT id, rowid AS rid, scheduled_start, labels, flow_name FROM ${from}
     WHERE state = 'Scheduled' AND scheduled_start <= @now AND ${rule}
       AND (scheduled_start, rowid) > (@afterStart, @afterRowid)
       AND flow_name NOT IN (SELECT value FROM json_each(@fullFlows))
       AND NOT EXISTS (SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value IN (SELECT value FROM json_each(@fullLabels)))
     ORDER BY scheduled_start, rowid LIMIT @page`;
 }
-export const CANDIDATES = { unlabelled: candidatesSql(LABEL_RULE.unlabelled), labelled: candidatesSql(LABEL_RULE.labelled) };
+
+/**
+ * The due runs of one label set, earliest start first, from the (state, labels, scheduled_start) index: a
+ * claim reads only runs it could take, however many runs of other labels are queued.
+ */
+// INDEXED BY: without statistics the planner would take (state, scheduled_start) for its range, and walk past
+// every run of other labels.
+export const CANDIDATES_OF_SET = candidatesSql("labels = @labels", "flow_runs INDEXED BY flow_runs_state_labels_start");
+/** The next label set of the Scheduled runs after @labels: one index seek per distinct set (a skip scan). */
+export const NEXT_LABEL_SET = "SELECT labels FROM flow_runs WHERE state = 'Scheduled' AND labels > @labels ORDER BY labels LIMIT 1";
 
 export const NEXT_START = {
   unlabelled: `SELECT scheduled_start FROM flow_runs WHERE state = 'Scheduled' AND scheduled_start > @now AND ${LABEL_RULE.unlabelled}
@@ -115,23 +124,40 @@ export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly
     for (const candidate of groupHeads(sql, agentLabels, limits, now, max)) if (take(candidate)) break;
     return claimed;
   }
-  const candidatesQuery = agentLabels.length === 0 ? CANDIDATES.unlabelled : CANDIDATES.labelled;
-  let after = { start: "", rowid: 0 };
+  // The label sets the agent may take: each is read from its own place in the index, never past others'.
+  const sets = agentLabels.length === 0 ? ["[]"] : labelSetsFor(sql, agentLabels);
+  const params = { now, fullFlows: JSON.stringify(limits.fullFlows), fullLabels: JSON.stringify(limits.fullLabels), page: CLAIM_PAGE };
+  // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
+  const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", rowid: 0 }, more: true }));
   for (;;) {
-    const page = sql.all<Candidate>(candidatesQuery, {
-      now,
-      agentLabels: JSON.stringify(agentLabels),
-      afterStart: after.start,
-      afterRowid: after.rowid,
-      fullFlows: JSON.stringify(limits.fullFlows),
-      fullLabels: JSON.stringify(limits.fullLabels),
-      page: CLAIM_PAGE,
-    });
-    for (const candidate of page) if (take(candidate)) return claimed;
-    if (page.length < CLAIM_PAGE) return claimed;
-    const last = page[page.length - 1]!;
-    after = { start: last.scheduled_start, rowid: last.rid };
+    for (const queue of queues) {
+      if (queue.buffer.length > 0 || !queue.more) continue;
+      queue.buffer = sql.all<Candidate>(CANDIDATES_OF_SET, { ...params, labels: queue.labels, afterStart: queue.after.start, afterRowid: queue.after.rowid });
+      queue.more = queue.buffer.length === CLAIM_PAGE;
+      const last = queue.buffer[queue.buffer.length - 1];
+      if (last) queue.after = { start: last.scheduled_start, rowid: last.rid };
+    }
+    let next: (typeof queues)[number] | undefined;
+    for (const queue of queues) if (queue.buffer[0] && (!next || byStart(queue.buffer[0], next.buffer[0]!) < 0)) next = queue;
+    if (!next) return claimed;
+    if (take(next.buffer.shift()!)) return claimed;
   }
+}
+
+/** The label sets of Scheduled runs that these (non-empty) agent labels satisfy. */
+function labelSetsFor(sql: SqlAccess, agentLabels: readonly string[]): string[] {
+  const sets: string[] = [];
+  // From the very first set: JSON arrays do not sort after "[]" ('"' comes before ']').
+  for (let labels = ""; ; ) {
+    const next = sql.get<{ labels: string }>(NEXT_LABEL_SET, { labels });
+    if (!next) return sets;
+    labels = next.labels;
+    if (labelsMatch(JSON.parse(labels) as string[], agentLabels)) sets.push(labels);
+  }
+}
+
+function byStart(a: Candidate, b: Candidate): number {
+  return a.scheduled_start < b.scheduled_start ? -1 : a.scheduled_start > b.scheduled_start ? 1 : a.rid - b.rid;
 }
 
 // The groups of Scheduled runs, an index seek or two each (a skip scan of flow_runs_state_group: the next flow
@@ -160,7 +186,7 @@ function groupHeads(sql: SqlAccess, agentLabels: readonly string[], limits: Limi
     if (!labelsMatch(labels, agentLabels) || !limits.allows(labels, next.flow_name)) continue;
     heads.push(...sql.all<Candidate>(GROUP_HEADS, { ...group, now, max }));
   }
-  return heads.sort((a, b) => (a.scheduled_start < b.scheduled_start ? -1 : a.scheduled_start > b.scheduled_start ? 1 : a.rid - b.rid));
+  return heads.sort(byStart);
 }
 
 export function nextScheduledStart(sql: SqlAccess, agentLabels: readonly string[]): string | undefined {

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteStore } from "../store/sqlite.js";
 import { MIGRATIONS } from "../store/sqlite-migrations.js";
 import { SQL } from "../store/sqlite-sql.js";
-import { CANDIDATES, NEXT_START } from "../store/sqlite-orchestration.js";
+import { CANDIDATES_OF_SET, NEXT_LABEL_SET, NEXT_START } from "../store/sqlite-orchestration.js";
 import { tooDeep } from "../shared/json-limits.js";
 import { startTestServer } from "./support/server.js";
 import { flowInput } from "./support/fixtures.js";
@@ -70,16 +70,22 @@ describe("sqlite specifics", () => {
     }
   });
 
-  it("serves the claim, and the next start a claim waits for, from the (state, scheduled_start) index without sorting", async () => {
+  it("serves a claim from the index of each label set it may take, and the next start from (state, scheduled_start), without sorting", async () => {
     const file = path.join(dir, "plan.db");
     await (await openSqliteStore(file)).close();
     const db = new Database(file, { readonly: true });
-    const params = { now: new Date().toISOString(), agentLabels: "[]", afterStart: "", afterRowid: 0, fullFlows: "[]", fullLabels: "[]", page: 64 };
+    const params = { now: new Date().toISOString(), labels: "[]", afterStart: "", afterRowid: 0, fullFlows: "[]", fullLabels: "[]", page: 64 };
+    const planOf = (sql: string, used: Record<string, unknown>) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as { detail: string }[]).map((row) => row.detail).join("\n");
     try {
-      for (const sql of [CANDIDATES.labelled, CANDIDATES.unlabelled, NEXT_START.labelled, NEXT_START.unlabelled]) {
-        const used = sql.includes("@page") ? params : { now: params.now, agentLabels: params.agentLabels };
-        const plan = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as { detail: string }[]).map((row) => row.detail).join("\n");
-        expect(plan, sql).toContain("flow_runs_state_start");
+      const claim = planOf(CANDIDATES_OF_SET, params);
+      expect(claim).toContain("flow_runs_state_labels_start (state=? AND labels=? AND scheduled_start");
+      expect(claim).not.toContain("TEMP B-TREE");
+      const sets = planOf(NEXT_LABEL_SET, { labels: "" });
+      expect(sets).toMatch(/USING (COVERING )?INDEX flow_runs_state_(labels_start|group) \(state=\? AND labels>\?\)/);
+      expect(sets).not.toContain("TEMP B-TREE");
+      for (const sql of [NEXT_START.labelled, NEXT_START.unlabelled]) {
+        const plan = planOf(sql, { now: params.now, agentLabels: "[]" });
+        expect(plan, sql).toMatch(/flow_runs_state_(labels_)?start/);
         expect(plan, sql).not.toContain("TEMP B-TREE");
       }
     } finally {

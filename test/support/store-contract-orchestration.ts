@@ -46,6 +46,23 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     return { clock, store, flow, run, claim, finish };
   }
 
+  it("claims across every label set the agent satisfies, earliest start first, past more than a page of runs of each", async () => {
+    const { clock, run, claim } = await setUp();
+    clock.ms = T0 + 10 * MINUTE;
+    // Runs the agent cannot take, queued first; then 70 of [a] (more than a claim reads at once), interleaved
+    // in start with one of [b] and one of [a, b]; an unlabelled run no labelled agent takes.
+    for (let i = 0; i < 80; i++) await run({ labels: ["c"], startsIn: 0 });
+    const a: FlowRun[] = [];
+    for (let i = 0; i < 70; i++) a.push(await run({ labels: ["a"], startsIn: MINUTE + i * 1000 }));
+    const b = await run({ labels: ["b"], startsIn: MINUTE + 500 });
+    const ab = await run({ labels: ["a", "b"], startsIn: MINUTE + 69_500 });
+    await run({ labels: [], startsIn: 0 });
+    const claimed = await claim(["a", "b"], 100);
+    expect(ids(claimed)).toEqual([a[0]!.id, b.id, ...ids(a.slice(1)), ab.id]);
+    expect(await claim(["a", "b"], 100)).toEqual([]);
+    expect(await claim(["c"], 1)).toHaveLength(1);
+  });
+
   it("claims a run only once its scheduled start has come, earliest start first, and says when the next one comes", async () => {
     const { clock, store, run, claim } = await setUp(["etl"]);
     const later = await run({ startsIn: 10 * MINUTE });
