@@ -149,7 +149,8 @@ export class RunLifecycle {
         return;
       }
       try {
-        this.containerId = await this.start(image, localDir);
+        // Starting may wait on a scheduler (Swarm): the run stays visibly Submitted meanwhile, as while preparing.
+        this.containerId = await this.preparing(() => this.start(image, localDir));
       } catch (err) {
         if (!(err instanceof StaleAttempt)) throw err;
         this.stopReason = "lease";
@@ -372,6 +373,7 @@ export class RunLifecycle {
       ...(localDir !== undefined ? { binds: [`${localDir}:${IMAGE_FLOWS_DIR}:ro`] } : {}),
       ...(flow.placement.length > 0 ? { placement: flow.placement } : {}),
       stopGraceMs: options.stopGraceMs,
+      startSignal: this.preparation.signal,
     };
     try {
       return await this.deps.engine.runContainer(spec);

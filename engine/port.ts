@@ -62,6 +62,11 @@ export interface ContainerSpec {
   placement?: string[];
   /** The stop grace period, for engines that must know it when the container is made (Swarm). */
   stopGraceMs?: number;
+  /**
+   * Ends the wait for the container to start where starting waits on a scheduler (Swarm: a node to take the
+   * task, its image pulled there); what was made is then removed. Engines that start at once ignore it.
+   */
+  startSignal?: AbortSignal;
   signal?: AbortSignal;
 }
 

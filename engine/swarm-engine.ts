@@ -12,7 +12,8 @@
  * - a service has no "stop": stopping scales it to zero, and the swarm stops its task with the grace period
  *   given at creation (`stopGraceMs`), SIGTERM then SIGKILL; the call returns once the task has ended. A zero
  *   grace (an abandoned attempt) still gets that creation-time grace.
- * - the task's exit code and output live as long as the service: they are read before it is removed.
+ * - the task's exit code and output live as long as the service, or less: a task the swarm shut down on
+ *   the scale to zero may be deleted at once, and then reads as ended with an unknown exit code.
  * - `no-new-privileges` cannot be set on a service through this engine's API version (1.41); capabilities,
  *   user, pids, memory and CPUs can, and are.
  * - published ports are not offered (flow runs publish none).
@@ -45,7 +46,13 @@ interface Task {
 
 interface Service {
   ID: string;
-  Spec?: { Name?: string; Labels?: Record<string, string>; TaskTemplate?: { ContainerSpec?: { Image?: string } } };
+  Version?: { Index?: number };
+  Spec?: {
+    Name?: string;
+    Labels?: Record<string, string>;
+    Mode?: { Replicated?: { Replicas?: number } };
+    TaskTemplate?: { ContainerSpec?: { Image?: string; StopGracePeriod?: number } };
+  };
 }
 
 export interface SwarmEngineOptions extends EngineAddress {
@@ -141,6 +148,8 @@ export class SwarmEngine implements ContainerEngine {
     try {
       for (;;) {
         const task = await this.latestTask(id);
+        // Removed meanwhile (a later attempt of the run took its name): nothing to wait for.
+        if (!task && !(await this.inspectContainer(id))) throw new BerthError("BERTH_E_NOT_FOUND", `service ${spec.name} was removed before its task started`);
         const state = task?.Status?.State ?? "new";
         const reason = task?.Status?.Err ?? "";
         if (state === "pending" && /no suitable node/i.test(reason)) {
@@ -151,12 +160,12 @@ export class SwarmEngine implements ContainerEngine {
           throw new BerthError(code, `the swarm could not start ${spec.name} from ${spec.image}: ${reason || state}`);
         }
         if (!NOT_YET.has(state)) return id;
-        await pause(POLL_MS, spec.signal, `starting service ${spec.name}`);
+        await pause(POLL_MS, spec.startSignal, `starting service ${spec.name}`);
       }
     } catch (err) {
       await this.removeContainer(id).catch(() => undefined);
       if (isBerthError(err)) throw err;
-      throw this.fail(err, `starting service ${spec.name}`, "BERTH_E_INTERNAL", { signal: spec.signal });
+      throw this.fail(err, `starting service ${spec.name}`, "BERTH_E_INTERNAL", { signal: spec.startSignal });
     }
   }
 
@@ -197,8 +206,9 @@ export class SwarmEngine implements ContainerEngine {
    * creation). Resolves once the task has ended (its exit code then readable), or the service is gone.
    */
   async stopContainer(id: string, graceMs: number): Promise<void> {
+    let stopGraceMs = graceMs;
     for (let attempt = 1; ; attempt++) {
-      let service: Service & { Version?: { Index?: number }; Spec?: Record<string, unknown> };
+      let service: Service;
       try {
         service = (await this.docker.getService(id).inspect()) as typeof service;
       } catch (err) {
@@ -207,8 +217,12 @@ export class SwarmEngine implements ContainerEngine {
       }
       const info = toInfo(service, await this.latestTask(service.ID));
       if (info.state === "exited" || info.state === "dead") return;
+      stopGraceMs = Math.max(graceMs, (service.Spec?.TaskTemplate?.ContainerSpec?.StopGracePeriod ?? 0) / 1e6);
       try {
-        await this.docker.getService(service.ID).update({ version: service.Version?.Index, ...service.Spec, Mode: { Replicated: { Replicas: 0 } } });
+        // `_query`/`_body`: docker-modem would otherwise put the whole spec, environment and run token
+        // included, into the request URL.
+        const update = { _query: { version: service.Version?.Index }, _body: { ...service.Spec, Mode: { Replicated: { Replicas: 0 } } } };
+        await this.docker.getService(service.ID).update(update as unknown as Record<string, unknown>);
         break;
       } catch (err) {
         if (statusOf(err) === 404) return;
@@ -217,13 +231,14 @@ export class SwarmEngine implements ContainerEngine {
         throw this.fail(err, `stopping service ${id}`, "BERTH_E_INTERNAL");
       }
     }
-    const deadline = Date.now() + graceMs + 30_000;
+    // The swarm grants the grace the service was made with, whatever was asked now.
+    const deadline = Date.now() + stopGraceMs + 30_000;
     while (Date.now() < deadline) {
-      const info = await this.inspectContainer(id);
-      if (!info || info.state === "exited" || info.state === "dead") return;
+      const tasks = await this.tasksOf(id).catch(() => []);
+      if (tasks.every((t) => ENDED.has(t.Status?.State ?? ""))) return;
       await pause(POLL_MS, undefined, `stopping service ${id}`);
     }
-    throw new BerthError("BERTH_E_INTERNAL", `the swarm did not stop the task of service ${id} within ${Math.round((graceMs + 30_000) / 1000)} s`);
+    throw new BerthError("BERTH_E_INTERNAL", `the swarm did not stop the task of service ${id} within ${Math.round((stopGraceMs + 30_000) / 1000)} s`);
   }
 
   async removeContainer(id: string): Promise<void> {
@@ -301,7 +316,10 @@ function newest(tasks: readonly Task[]): Task | undefined {
 }
 
 function toInfo(service: Service, task: Task | undefined): ContainerInfo {
-  const state = task?.Status?.State ?? "new";
+  // Scaled to zero (stopped), the swarm may already have deleted the task it shut down: then it has ended,
+  // its exit code unknown.
+  const stopped = service.Spec?.Mode?.Replicated?.Replicas === 0;
+  const state = task?.Status?.State ?? (stopped ? "shutdown" : "new");
   const ended = ENDED.has(state);
   const exitCode = task?.Status?.ContainerStatus?.ExitCode;
   return {

@@ -44,9 +44,9 @@ export async function longPoll<T>(options: LongPollOptions<T>): Promise<T | unde
         const result = await options.attempt();
         if (result !== undefined) return result;
         const dueInMs = await options.dueInMs?.();
+        await options.beforeWait?.();
         // Work due only after the wait ends needs no timer (and a start weeks away must not overflow one).
         const due = dueInMs === undefined || dueInMs >= deadline - performance.now() ? undefined : dueTimer(dueInMs);
-        await options.beforeWait?.();
         // Not notified (and not due) means the wait is over (time, client gone, closing), whichever signal said so.
         const again = await (due ? Promise.race([woke, due.elapsed]) : woke);
         due?.cancel();

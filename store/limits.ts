@@ -36,3 +36,11 @@ export class LimitCounts {
     for (const label of labels) if (this.labelMax.has(label)) this.labelActive.set(label, (this.labelActive.get(label) ?? 0) + 1);
   }
 }
+
+/** Candidates are read in pages of at most this many, earliest start first. */
+const CLAIM_PAGE = 64;
+
+/** A claim of `max` runs reads pages of twice that (8 at least): enough when no limit refuses, more when one does. */
+export function claimPage(max: number): number {
+  return Math.min(CLAIM_PAGE, Math.max(8, 2 * max));
+}

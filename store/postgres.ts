@@ -33,7 +33,7 @@ import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { buildContextNotFound } from "./build-contexts.js";
 import { isStaleEpoch, staleLease } from "./fencing.js";
 import { labelsMatch, normalizeLabels } from "./labels.js";
-import { LimitCounts } from "./limits.js";
+import { LimitCounts, claimPage } from "./limits.js";
 import type {
   AppliedSlots,
   FlowRunFilter,
@@ -77,7 +77,6 @@ export interface PostgresStoreOptions {
 const DEFAULT_LIST_LIMIT = 100;
 const FINAL_STATES = FINAL_FLOW_RUN_STATES.map((s) => `'${s}'`).join(", ");
 const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
-const CLAIM_PAGE = 64;
 
 /** Advisory lock keys: one for claims (limits are counted across them), one per flow name (versions, schedule). */
 const CLAIM_LOCK = "berth:claims";
@@ -880,14 +879,16 @@ async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly st
     agentLabels.length === 0
       ? ["[]"]
       : (await db.all<{ labels: string }>(LABEL_SETS)).map((row) => row.labels).filter((labels) => labelsMatch(JSON.parse(labels) as string[], agentLabels));
-  const params = { now, fullFlows: limits.fullFlows, fullLabels: limits.fullLabels, page: CLAIM_PAGE };
+  // Each page's rows are locked until the claim commits: read no more than the claim is likely to need.
+  const page = claimPage(max);
+  const params = { now, fullFlows: limits.fullFlows, fullLabels: limits.fullLabels, page };
   // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
   const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", seq: 0 }, more: true }));
   for (;;) {
     for (const queue of queues) {
       if (queue.buffer.length > 0 || !queue.more) continue;
       queue.buffer = await db.all<Candidate>(CANDIDATES_OF_SET, { ...params, labels: queue.labels, afterStart: queue.after.start, afterSeq: queue.after.seq });
-      queue.more = queue.buffer.length === CLAIM_PAGE;
+      queue.more = queue.buffer.length === page;
       const last = queue.buffer[queue.buffer.length - 1];
       if (last) queue.after = { start: last.scheduled_start, seq: last.seq };
     }

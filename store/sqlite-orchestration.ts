@@ -9,7 +9,7 @@ import type Database from "better-sqlite3";
 import { clockKey, slotsAfter } from "../flows/schedules.js";
 import type { ClockSpec, ConcurrencyLimit, FlowRecord, FlowRun, ScheduleTick } from "../wire/schema.js";
 import { labelsMatch } from "./labels.js";
-import { LimitCounts } from "./limits.js";
+import { LimitCounts, claimPage } from "./limits.js";
 import type { AppliedSlots, NewFlowRun, ScheduleState } from "./port.js";
 import { newRunRow, toFlow, toFlowRun, type FlowRow, type FlowRunRow } from "./sqlite-rows.js";
 
@@ -25,8 +25,7 @@ export interface SqlAccess {
 /** The states in which a run holds a slot of every limit that applies to it. */
 const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 
-/** Candidates are looked at in pages of this many, earliest start first. */
-const CLAIM_PAGE = 64;
+
 
 // The label rule of store/labels.ts, in SQL, so that the (state, scheduled_start) index scan skips unmatched runs.
 const LABEL_RULE = {
@@ -126,14 +125,15 @@ export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly
   }
   // The label sets the agent may take: each is read from its own place in the index, never past others'.
   const sets = agentLabels.length === 0 ? ["[]"] : labelSetsFor(sql, agentLabels);
-  const params = { now, fullFlows: JSON.stringify(limits.fullFlows), fullLabels: JSON.stringify(limits.fullLabels), page: CLAIM_PAGE };
+  const page = claimPage(max);
+  const params = { now, fullFlows: JSON.stringify(limits.fullFlows), fullLabels: JSON.stringify(limits.fullLabels), page };
   // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
   const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", rowid: 0 }, more: true }));
   for (;;) {
     for (const queue of queues) {
       if (queue.buffer.length > 0 || !queue.more) continue;
       queue.buffer = sql.all<Candidate>(CANDIDATES_OF_SET, { ...params, labels: queue.labels, afterStart: queue.after.start, afterRowid: queue.after.rowid });
-      queue.more = queue.buffer.length === CLAIM_PAGE;
+      queue.more = queue.buffer.length === page;
       const last = queue.buffer[queue.buffer.length - 1];
       if (last) queue.after = { start: last.scheduled_start, rowid: last.rid };
     }

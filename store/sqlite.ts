@@ -420,7 +420,7 @@ export class SqliteStore implements StateStore {
   }
 
   async createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken> {
-    return trust.createToken(this.sql, input);
+    return this.immediate(() => trust.createToken(this.sql, input));
   }
 
   async findToken(hash: string): Promise<StoredToken | undefined> {
@@ -448,7 +448,7 @@ export class SqliteStore implements StateStore {
   }
 
   async deleteSecret(name: string): Promise<boolean> {
-    return trust.deleteSecret(this.sql, name);
+    return this.immediate(() => trust.deleteSecret(this.sql, name));
   }
 
   async close(): Promise<void> {
@@ -492,6 +492,9 @@ export class SqliteStore implements StateStore {
               // Nested in the batch's transaction, better-sqlite3 makes this a savepoint.
               outcomes.push({ value: this.db.transaction(write.fn)() });
             } catch (error) {
+              // Some failures (a full disk, an I/O error) roll back the whole transaction, not the savepoint:
+              // then nothing of the batch is written, and no later write may run outside it.
+              if (!this.db.inTransaction) throw error;
               outcomes.push({ error });
             }
           }

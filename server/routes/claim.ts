@@ -57,7 +57,10 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             beforeWait: async () => {
               if (waitingUntil !== undefined) return;
               waitingUntil = new Date(ctx.presence.now() + waitMs).toISOString();
-              await ctx.store.markAgentWaiting(id, waitingUntil);
+              // Best effort, as the in-process mark it replaces could not fail: the claim still waits.
+              await ctx.store.markAgentWaiting(id, waitingUntil).catch((err: unknown) => {
+                request.log.warn({ agentId: id, err }, "could not mark the agent as waiting; other servers may see it quiet until its next heartbeat");
+              });
             },
           })) ?? [];
       } finally {
