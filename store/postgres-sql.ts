@@ -3,6 +3,7 @@
  * or `@name` from an object) and turned into numbered parameters, on a pooled connection or inside one
  * transaction. BIGINT and COUNT come back as numbers (every one berth stores fits in 2^53).
  */
+import { createHash } from "node:crypto";
 import pg from "pg";
 import { BerthError, isBerthError } from "../wire/errors.js";
 
@@ -52,11 +53,26 @@ export const PG_TYPES = {
   },
 };
 
+/**
+ * A name per statement text, so that each connection prepares (parses and plans) a statement once and then
+ * only executes it: planning a claim's statements cost more than running them. The store's statement texts
+ * are a bounded set (constants, and filters combined from a few fixed parts).
+ */
+const names = new Map<string, string>();
+function statementName(text: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `berth_${createHash("sha1").update(text).digest("hex").slice(0, 20)}`;
+    names.set(text, name);
+  }
+  return name;
+}
+
 export function access(client: pg.Pool | pg.PoolClient, now: () => Date): PgAccess {
   const query = async <T>(sql: string, params: unknown[]) => {
     const { text, values } = numbered(sql, params);
     try {
-      return (await client.query(text, values)) as unknown as pg.QueryResult<T & pg.QueryResultRow>;
+      return (await client.query({ name: statementName(text), text, values })) as unknown as pg.QueryResult<T & pg.QueryResultRow>;
     } catch (err) {
       throw unavailable(err) ?? err;
     }
