@@ -35,7 +35,7 @@ program
   .option("--name <name>", "agent name (default agent-<hostname>)")
   .option("--concurrency <n>", "flow runs at once (default 1)")
   .option("--network <net>", "Docker network for flow-run containers (default host when the API is on loopback)")
-  .addOption(new Option("--backend <backend>", "docker: a container per run on this engine (default); swarm: a replicated-job service per run on the swarm this engine manages").choices(["docker", "swarm"]))
+  .addOption(new Option("--backend <backend>", "docker: a container per run on this engine (default); swarm: a service of one task per run on the swarm this engine manages").choices(["docker", "swarm"]))
   .addOption(new Option("--pull-policy <policy>", "image pull policy (default if-not-present; never: build, never pull)").choices(["always", "if-not-present", "never"]))
   .option("--build-on-pull-failure", "when a pull fails, build the image here from the registered context (the default)")
   .option("--no-build-on-pull-failure", "when a pull fails, fail the run")

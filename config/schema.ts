@@ -118,7 +118,7 @@ export const ConfigSchema = z.strictObject({
       labels: z.array(Label).default([]),
       /** Flow runs at once. Default 1. */
       concurrency: z.coerce.number().int().min(1).max(1000).default(1),
-      /** Where runs go: "docker" (a container on the agent's engine) or "swarm" (a replicated-job service on the swarm the engine manages). Default docker. */
+      /** Where runs go: "docker" (a container on the agent's engine) or "swarm" (a service of one task per run on the swarm the engine manages). Default docker. */
       backend: z.enum(["docker", "swarm"]).default("docker"),
       /** Docker network for flow-run containers. Default host when the API is on loopback. */
       network: z.string().min(1).optional(),
