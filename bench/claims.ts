@@ -8,6 +8,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { openSqliteStore } from "../store/sqlite.js";
+import { benchFlow } from "./flow-body.js";
 import type { FlowRun } from "../wire/schema.js";
 
 export interface ClaimBenchResult {
@@ -33,23 +34,7 @@ export async function runClaimBench({ runs = 10_000, slots = 8, limit = 4 } = {}
 async function drain(file: string, runs: number, slots: number, limit: number | undefined): Promise<number> {
   const store = await openSqliteStore(file);
   try {
-    const { flow } = await store.registerFlow({
-      name: "claim-bench",
-      labels: ["etl"],
-      storage: { type: "local", directory: "/tmp", flows: {} },
-      environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: [], metadata: {} },
-      contentHash: "claim-bench",
-      parameters: [],
-      tasks: [],
-      recovery: { onLost: "fail", maxAttempts: 3 },
-      runTimeoutMs: null,
-      schedule: [],
-      catchUp: "latest",
-      maxConcurrentRuns: null,
-      resources: { memoryBytes: null, cpus: null, pids: null },
-      runAs: "user",
-    placement: [],
-    });
+    const { flow } = await store.registerFlow(benchFlow("claim-bench", ["etl"]));
     for (let i = 0; i < runs; i++) await store.createFlowRun({ flow, parameters: {}, labels: ["etl"] });
     if (limit !== undefined) await store.setConcurrencyLimit("etl", limit);
     const active: FlowRun[] = [];

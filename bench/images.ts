@@ -5,8 +5,8 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { freePort } from "./ports.js";
 import { writeFile } from "node:fs/promises";
-import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { Agent } from "../agent/agent.js";
@@ -83,16 +83,6 @@ export async function runImageBench(ctx: ImageBenchContext): Promise<ImageBenchR
     await once(registry, "exit");
     delete process.env.BERTH_TEST_REGISTRY;
   }
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as net.AddressInfo;
-  server.close();
-  await once(server, "close");
-  return port;
 }
 
 async function waitForRegistry(port: number): Promise<void> {

@@ -22,7 +22,8 @@ import { fileURLToPath } from "node:url";
 import { openPostgresStore } from "../store/postgres.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { StateStore } from "../store/port.js";
-import type { FlowCreate, FlowRecord } from "../wire/schema.js";
+import type { FlowRecord } from "../wire/schema.js";
+import { benchFlow } from "./flow-body.js";
 import { startPostgres, type PostgresCluster } from "./postgres-cluster.js";
 import { freePort } from "./ports.js";
 
@@ -82,24 +83,6 @@ function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
 }
-
-const FLOW: FlowCreate = {
-  name: "scale-bench",
-  labels: [],
-  storage: { type: "local", directory: "/tmp", flows: {} },
-  environment: { type: "LocalEnvironment", className: "LocalEnvironment", labels: [], metadata: {} },
-  contentHash: "scale-bench",
-  parameters: [],
-  tasks: [],
-  recovery: { onLost: "fail", maxAttempts: 3 },
-  runTimeoutMs: null,
-  schedule: [],
-  catchUp: "latest",
-  maxConcurrentRuns: null,
-  resources: { memoryBytes: null, cpus: null, pids: null },
-  runAs: "user",
-  placement: [],
-};
 
 /** Queues `n` runs with `labels` straight through the store (filling 100,000 over HTTP would measure nothing). */
 async function queue(store: StateStore, flow: FlowRecord, n: number, labels: string[]): Promise<void> {
@@ -182,7 +165,7 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
   const server = await startServer(db, key);
   const store = kind === "postgres" ? await openPostgresStore(db) : await openSqliteStore(db);
   try {
-    const { flow } = await store.registerFlow(FLOW);
+    const { flow } = await store.registerFlow(benchFlow("scale-bench"));
     out(`\n${kind}: claims, one run per claim, ${CLAIMS} claims per cell (claims/s, then latency p50 / p99)`);
     out(`  ${"queued".padEnd(8)} ${"claimers".padEnd(9)} ${"oldest first".padEnd(38)} behind other labels`);
     // Each cell starts with `target + CLAIMS` backlog runs queued, so that at least `target` are queued throughout.
