@@ -2,7 +2,8 @@
 # Installs and starts what berth needs on a Debian machine, saying what it does:
 # the Docker engine (Debian's docker.io) running, busybox-static (for the offline Node.js base image),
 # debootstrap (for the offline Node.js build image), docker-registry (a real registry for push/pull tests),
-# docker-compose, PostgreSQL (the tests start throwaway clusters), and the npm dependencies, built.
+# docker-compose, PostgreSQL (the tests start throwaway clusters), Prometheus's promtool and server (unpacked,
+# for the metrics tests), and the npm dependencies, built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,20 @@ if [ "${#missing[@]}" -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Prometheus's own tools for the metrics tests: promtool checks /metrics the way Prometheus parses it, and the
+# dashboard test runs a real prometheus on 127.0.0.1. Unpacked from Debian's package, never installed as a
+# service (the package would start one listening on every address).
+PROMETHEUS_DIR="${BERTH_PROMETHEUS_DIR:-/var/cache/berth/prometheus}"
+if [ ! -x "$PROMETHEUS_DIR/usr/bin/promtool" ]; then
+  say "unpacking Debian's prometheus package into $PROMETHEUS_DIR"
+  download="$(mktemp -d)"
+  chmod 777 "$download"
+  (cd "$download" && { apt-get download prometheus >/dev/null 2>&1 || { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+  as_root mkdir -p "$PROMETHEUS_DIR"
+  as_root dpkg-deb -x "$download"/prometheus_*.deb "$PROMETHEUS_DIR"
+  rm -rf "$download"
 fi
 
 if ! docker info >/dev/null 2>&1; then

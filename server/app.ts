@@ -19,6 +19,7 @@ import type { ServerOptions } from "../config/compile.js";
 import type { ServerContext } from "./context.js";
 import { frameworkErrors, installErrorHandlers } from "./error-handler.js";
 import { LocalNotifier, type Notifier } from "./notifier.js";
+import { ServerMetrics } from "./metrics.js";
 import { AgentPresence } from "./presence.js";
 import { Reaper } from "./reaper.js";
 import { Scheduler } from "./scheduler.js";
@@ -31,6 +32,7 @@ import { registerFlowRunStateRoutes } from "./routes/flow-run-state.js";
 import { registerFlowRunRoutes } from "./routes/flow-runs.js";
 import { registerFlowRoutes } from "./routes/flows.js";
 import { registerHealthRoutes } from "./routes/health.js";
+import { registerMetricsRoute } from "./routes/metrics.js";
 import { registerLogRoutes } from "./routes/logs.js";
 import { registerOpenApiRoute } from "./routes/openapi.js";
 import type { ZodApp } from "./routes/shared.js";
@@ -108,8 +110,14 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   app.addHook("preClose", async () => closing.abort());
 
   const presence = new AgentPresence(config.agentLostAfterMs, now);
+  const metrics = new ServerMetrics(store, presence);
+  app.addHook("onResponse", async (request, reply) => {
+    // The route's pattern, not its URL: ids in paths would make a series per run.
+    const route = request.routeOptions.url ?? "(unmatched)";
+    metrics.httpDuration.observe({ method: request.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
   const startedAt = now();
-  const reaper = new Reaper({ store, notifier, presence, logger: app.log.child({ component: "reaper" }), timings: config, now, startedAt });
+  const reaper = new Reaper({ store, notifier, metrics, presence, logger: app.log.child({ component: "reaper" }), timings: config, now, startedAt });
   app.decorate("reaper", reaper);
   const scheduler = new Scheduler({
     store,
@@ -118,6 +126,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     intervalMs: config.schedulerIntervalMs,
     now,
     startedAt,
+    metrics,
   });
   app.decorate("scheduler", scheduler);
   app.addHook("onClose", async () => {
@@ -131,6 +140,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   const ctx: ServerContext = {
     store,
     notifier,
+    metrics,
     presence,
     scheduler,
     runTokens,
@@ -141,6 +151,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
     closing: closing.signal,
   };
   registerHealthRoutes(app, ctx);
+  registerMetricsRoute(app, ctx);
   registerOpenApiRoute(app);
   registerFlowRoutes(app, ctx);
   await registerBuildContextRoutes(app, ctx);

@@ -2,6 +2,7 @@
 import type { FastifyBaseLogger } from "fastify";
 import type { ServerOptions } from "../config/compile.js";
 import type { StateStore } from "../store/port.js";
+import type { ServerMetrics } from "./metrics.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
 import type { Scheduler } from "./scheduler.js";
@@ -11,6 +12,8 @@ import type { Secrets } from "./secrets.js";
 export interface ServerContext {
   store: StateStore;
   notifier: Notifier;
+  /** Prometheus metrics, served at /metrics. */
+  metrics: ServerMetrics;
   presence: AgentPresence;
   /** Woken when a schedule changes (registration, pause, resume). */
   scheduler: Scheduler;

@@ -27,11 +27,16 @@ import type { StateStore, StoredAgent } from "../store/port.js";
 import type { ServerOptions } from "../config/compile.js";
 import type { Notifier } from "./notifier.js";
 import type { AgentPresence } from "./presence.js";
+import type { ServerMetrics } from "./metrics.js";
 import { writeState } from "./write-state.js";
+
+/** The rules that move runs, as metrics name them (berth_reaper_actions_total). */
+type ReaperRule = "unstarted" | "silent" | "unconfirmed_cancel";
 
 export interface ReaperOptions {
   store: StateStore;
   notifier: Notifier;
+  metrics: ServerMetrics;
   presence: AgentPresence;
   logger: FastifyBaseLogger;
   timings: Pick<ServerOptions, "agentLostAfterMs" | "leaseMs" | "reaperIntervalMs" | "startTimeoutMs" | "runHeartbeatTimeoutMs" | "cancelTimeoutMs">;
@@ -92,7 +97,7 @@ export class ReaperPass {
       const cause = leaseLost
         ? `flow run ${run.id} (attempt ${run.epoch}) was not started: ${agent} stopped renewing its lease`
         : `flow run ${run.id} (attempt ${run.epoch}) did not start within ${formatMs(timings.startTimeoutMs)} of its claim or last progress report at ${run.updatedAt} by ${agent}`;
-      await this.retryOrFail(run, await this.recoveryOf(run), cause);
+      await this.retryOrFail("unstarted", run, await this.recoveryOf(run), cause);
     }
   }
 
@@ -106,8 +111,8 @@ export class ReaperPass {
         : `its container has not been heard from since the run started at ${run.startedAt ?? "?"} (${this.ago(run.startedAt)} ago)`;
       const cause = `flow run ${run.id} (attempt ${run.epoch}) is lost: ${heard}, on ${await this.describeAgent(run.agentId)}`;
       const recovery = await this.recoveryOf(run);
-      if (recovery.onLost === "reschedule") await this.retryOrFail(run, recovery, cause);
-      else await this.move(run, "Failed", `${cause}; failed, as the flow's recovery.onLost is "fail"`);
+      if (recovery.onLost === "reschedule") await this.retryOrFail("silent", run, recovery, cause);
+      else await this.move("silent", run, "Failed", `${cause}; failed, as the flow's recovery.onLost is "fail"`);
     }
   }
 
@@ -119,7 +124,7 @@ export class ReaperPass {
       const agent = run.agentId === null ? undefined : await this.agent(run.agentId);
       if (agent && !this.isLost(agent)) continue;
       const message = `flow run ${run.id} cancelled without confirmation from ${await this.describeAgent(run.agentId)}: its container may still be running`;
-      await this.move(run, "Cancelled", message);
+      await this.move("unconfirmed_cancel", run, "Cancelled", message);
     }
   }
 
@@ -130,13 +135,13 @@ export class ReaperPass {
     this.report.buildContextsRemoved.push(...removed);
   }
 
-  private async retryOrFail(run: FlowRun, recovery: RecoveryPolicy, cause: string): Promise<void> {
+  private async retryOrFail(rule: ReaperRule, run: FlowRun, recovery: RecoveryPolicy, cause: string): Promise<void> {
     const left = recovery.maxAttempts - run.epoch;
-    if (left > 0) await this.move(run, "Scheduled", `${cause}; rescheduled (${left} of ${recovery.maxAttempts} attempts left)`);
-    else await this.move(run, "Failed", `${cause}; gave up after ${run.epoch} attempt${run.epoch === 1 ? "" : "s"}`);
+    if (left > 0) await this.move(rule, run, "Scheduled", `${cause}; rescheduled (${left} of ${recovery.maxAttempts} attempts left)`);
+    else await this.move(rule, run, "Failed", `${cause}; gave up after ${run.epoch} attempt${run.epoch === 1 ? "" : "s"}`);
   }
 
-  private async move(run: FlowRun, state: FlowRunStateName, message: string): Promise<void> {
+  private async move(rule: ReaperRule, run: FlowRun, state: FlowRunStateName, message: string): Promise<void> {
     const log = this.options.logger.child({ flowRunId: run.id, agentId: run.agentId, epoch: run.epoch });
     try {
       await writeState(this.options, run.id, { state, message, expectedVersion: run.version });
@@ -146,6 +151,7 @@ export class ReaperPass {
       return;
     }
     this.report[state === "Scheduled" ? "rescheduled" : state === "Cancelled" ? "cancelled" : "failed"].push(run.id);
+    this.options.metrics.reaperActions.inc({ rule, outcome: state });
     log.warn({ state }, message);
   }
 

@@ -28,6 +28,7 @@ import { clockKey, nextSlot, slotsAfter } from "../flows/schedules.js";
 import type { SlotDecision, StateStore } from "../store/port.js";
 import { describeError } from "../wire/errors.js";
 import type { ClockSpec, FlowRecord, FlowRun } from "../wire/schema.js";
+import type { ServerMetrics } from "./metrics.js";
 import { RUNS_TOPIC, type Notifier } from "./notifier.js";
 
 /** How far ahead of its slot a run exists. */
@@ -51,6 +52,8 @@ export interface SchedulerOptions {
   now: () => number;
   /** When this server started (ms): a slot before it, not handled, was missed. */
   startedAt: number;
+  /** Counts slots and runs made; absent where a scheduler runs outside a server (tests). */
+  metrics?: ServerMetrics;
 }
 
 export interface SchedulerReport {
@@ -199,6 +202,8 @@ export class Scheduler {
         continue;
       }
       report.created.push(...made);
+      for (const decision of decisions) this.options.metrics?.schedulerSlots.inc({ outcome: decision.outcome });
+      for (const run of made) this.options.metrics?.runsCreated.inc({ flow: run.flowName, source: "scheduler" });
       wrote ||= decisions.length > 0;
     }
     if (wrote) await store.pruneScheduleTicks(flow.name, TICKS_KEPT, new Date(now));

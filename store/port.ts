@@ -23,6 +23,8 @@ import type {
   SecretInfo,
 } from "../wire/schema.js";
 
+import type { RunsSnapshot } from "./run-metrics.js";
+
 /** A stored token: its record and the sha256 (hex) of its secret, never the secret itself. */
 export interface StoredToken extends TokenRecord {
   hash: string;
@@ -147,6 +149,9 @@ export interface StateStore {
    * the same run, nor together exceed a limit.
    */
   claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]>;
+
+  /** How many runs each flow has in each state, and the due Scheduled runs per label set (for /metrics). */
+  runsSnapshot(): Promise<RunsSnapshot>;
 
   /** The earliest scheduled start after now of a Scheduled run these agent labels could take; undefined for none. */
   nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined>;

@@ -47,6 +47,7 @@ import type {
   StoredToken,
 } from "./port.js";
 import { migratePostgres } from "./postgres-migrations.js";
+import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import { PG_TYPES, access, unavailable, type PgAccess } from "./postgres-sql.js";
 import {
   newFlowRow,
@@ -304,6 +305,14 @@ export class PostgresStore implements StateStore {
       { now: this.db.timestamp(), agentLabels: [...agentLabels] },
     );
     return row?.scheduled_start;
+  }
+
+  async runsSnapshot(): Promise<RunsSnapshot> {
+    const [runs, queue] = await Promise.all([
+      this.db.all<RunCountRow>(RUN_COUNTS),
+      this.db.all<QueueDepthRow>(QUEUE_DEPTHS, { now: this.db.timestamp() }),
+    ]);
+    return toRunsSnapshot(runs, queue);
   }
 
   // Concurrency limits.

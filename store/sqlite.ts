@@ -63,6 +63,7 @@ import {
   type SqlAccess,
 } from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
+import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import * as trust from "./sqlite-trust.js";
 import { newFlowRow, toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
@@ -221,6 +222,14 @@ export class SqliteStore implements StateStore {
 
   async nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined> {
     return nextScheduledStart(this.sql, agentLabels);
+  }
+
+  async runsSnapshot(): Promise<RunsSnapshot> {
+    // INDEXED BY, as for claims: without statistics the planner would walk the start-time index instead.
+    return toRunsSnapshot(
+      this.sql.all<RunCountRow>(RUN_COUNTS),
+      this.sql.all<QueueDepthRow>(QUEUE_DEPTHS.replace("FROM flow_runs", "FROM flow_runs INDEXED BY flow_runs_state_labels_start"), { now: this.timestamp() }),
+    );
   }
 
   async setConcurrencyLimit(label: string, max: number): Promise<ConcurrencyLimit> {

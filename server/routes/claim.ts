@@ -46,7 +46,9 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             signals: [gone, ctx.closing],
             attempt: async () => {
               await assertNotRevoked(ctx.store, request.principal);
+              const end = ctx.metrics.claimDuration.startTimer();
               const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
+              end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
               return claimed.length > 0 ? claimed : undefined;
             },
             // A run whose start is still to come wakes the claim at that start, not at the next poll.
@@ -57,6 +59,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             beforeWait: async () => {
               if (waitingUntil !== undefined) return;
               waitingUntil = new Date(ctx.presence.now() + waitMs).toISOString();
+              ctx.metrics.claimsParked.inc();
               // Best effort, as the in-process mark it replaces could not fail: the claim still waits.
               await ctx.store.markAgentWaiting(id, waitingUntil).catch((err: unknown) => {
                 request.log.warn({ agentId: id, err }, "could not mark the agent as waiting; other servers may see it quiet until its next heartbeat");
@@ -66,6 +69,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       } finally {
         // Failing to clear the mark must not lose what was claimed: it runs out by itself at waitingUntil.
         if (waitingUntil !== undefined) {
+          ctx.metrics.claimsParked.dec();
           await ctx.store.clearAgentWaiting(id, waitingUntil).catch((err: unknown) => {
             request.log.warn({ agentId: id, err }, "could not clear the agent's waiting mark; it expires by itself");
           });
@@ -76,7 +80,9 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
         return { claims: [], startTimeoutMs: ctx.options.startTimeoutMs };
       }
       const claims: ClaimedRun[] = [];
+      const claimedAt = ctx.presence.now();
       for (const flowRun of runs) {
+        ctx.metrics.claimed(flowRun, claimedAt);
         const flow = await ctx.store.getFlow(flowRun.flowId);
         if (flow) claims.push({ flowRun, flow, runToken: ctx.runTokens.mint(flowRun.id, flowRun.epoch) });
         request.log.info({ agentId: id, flowRunId: flowRun.id }, "flow run claimed");

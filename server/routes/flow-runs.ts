@@ -31,6 +31,7 @@ export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
       });
       if (created) {
         ctx.notifier.notify(RUNS_TOPIC);
+        ctx.metrics.runsCreated.inc({ flow: flow.name, source: "api" });
         request.log.info({ flowRunId: flowRun.id, flowId: flow.id }, "flow run created");
       }
       return reply.code(created ? 201 : 200).send({ flowRun: await viewFlowRun(ctx, flowRun), created });

@@ -78,6 +78,28 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     expect(await store.nextScheduledStart(["etl"])).toBeUndefined();
   });
 
+  it("counts runs by flow and state, and the due queue by label set with its oldest due time", async () => {
+    const { clock, store, run, claim, finish } = await setUp();
+    const other = (await store.registerFlow(flowInput({ name: "other-flow" }))).flow;
+    clock.ms = T0 + 10 * MINUTE;
+    const oldest = await run({ labels: ["gpu", "etl"], startsIn: MINUTE });
+    await run({ labels: ["etl", "gpu"], startsIn: 2 * MINUTE });
+    await run({ labels: ["etl"], startsIn: 3 * MINUTE });
+    await run({ labels: ["etl"], startsIn: 20 * MINUTE }); // not due: counted as Scheduled, not queued
+    const done = await run({ labels: [], of: other });
+    await finish((await claim([], 1))[0]!);
+    const snapshot = await store.runsSnapshot();
+    expect(snapshot.runs).toEqual([
+      { flowName: "other-flow", state: "Success", count: 1 },
+      { flowName: oldest.flowName, state: "Scheduled", count: 4 },
+    ].sort((a, b) => (a.flowName < b.flowName ? -1 : 1)));
+    expect(done.flowName).toBe("other-flow");
+    expect(snapshot.queue).toEqual([
+      { labels: ["etl"], count: 1, oldestDue: clock.at(3 * MINUTE).toISOString() },
+      { labels: ["etl", "gpu"], count: 2, oldestDue: oldest.scheduledStart },
+    ]);
+  });
+
   it("holds a label's runs to its limit inside the claim, and frees a slot when a run ends, not while it is cancelling", async () => {
     const { store, run, claim, finish } = await setUp(["etl"]);
     await store.setConcurrencyLimit("etl", 2);
