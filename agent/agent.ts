@@ -28,7 +28,11 @@ import { backoffMs, sleep } from "../shared/backoff.js";
 import { BerthError, describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
-import { runClaimLoop } from "./claim-loop.js";
+import { ClaimLoopProgress, runClaimLoop } from "./claim-loop.js";
+import { AgentHttp, type AgentHealth } from "./http.js";
+import { AgentMetrics } from "./metrics.js";
+import { freeBytes } from "./disk.js";
+import { formatBytes } from "../shared/sizes.js";
 import { EngineWatch } from "./engine-watch.js";
 import { ImageProvider } from "./images.js";
 import { LeaseKeeper } from "./lease-keeper.js";
@@ -36,6 +40,11 @@ import { RunLifecycle } from "./run-lifecycle.js";
 import { RunTable } from "./run-table.js";
 
 export type AgentState = "starting" | "running" | "draining" | "stopped";
+
+/** How long /health waits for the engine to answer a ping. */
+const HEALTH_ENGINE_CHECK_MS = 2_000;
+/** How much longer than one claim wait the claim loop may go without turning (backoff after failed claims). */
+const CLAIM_LOOP_GRACE_MS = 60_000;
 
 const TRANSITIONS: Readonly<Record<AgentState, readonly AgentState[]>> = {
   starting: ["running", "draining", "stopped"],
@@ -62,6 +71,11 @@ export class Agent {
   private readonly leases: LeaseKeeper;
   private readonly adoption: Adoption;
   private readonly images: ImageProvider;
+  readonly metrics: AgentMetrics;
+  private readonly progress = new ClaimLoopProgress();
+  private readonly http: AgentHttp;
+  /** The port /health and /metrics are served on, once listening (agent.http). */
+  httpPort: number | undefined;
   private log: Logger;
   private starting: Promise<void> | undefined;
   private claimLoop: Promise<void> = Promise.resolve();
@@ -75,6 +89,8 @@ export class Agent {
   ) {
     this.log = deps.logger;
     this.ended = new Promise<void>((resolve) => (this.markEnded = resolve));
+    this.metrics = new AgentMetrics({ slots: options.concurrency, slotsUsed: () => this.runs.size });
+    this.http = new AgentHttp(() => this.health(), this.metrics, () => this.log);
     this.engineWatch = new EngineWatch(deps.engine, () => this.log, this.stopping.signal, () => void this.leases.beat());
     this.leases = new LeaseKeeper({
       client: deps.client,
@@ -147,7 +163,47 @@ export class Agent {
     this.finish();
   }
 
+  /** What /health answers: ok only when the engine answers, the claim loop turns and the disk has room. */
+  async health(): Promise<AgentHealth> {
+    const reasons: string[] = [];
+    const checked = await Promise.race([this.engineWatch.check().then(() => true), sleep(HEALTH_ENGINE_CHECK_MS).then(() => false)]);
+    const engineUp = checked && this.engineWatch.healthy;
+    this.metrics.engineUp.set(engineUp ? 1 : 0);
+    if (!checked) reasons.push(`the container engine did not answer within ${HEALTH_ENGINE_CHECK_MS} ms`);
+    else if (!engineUp) reasons.push("the container engine is not answering");
+    if (this.current !== "running") reasons.push(`the agent is ${this.current}${this.current === "starting" ? " (registering with the server)" : ""}`);
+    const { turnedAt, waitingFor } = this.progress;
+    const quietMs = Date.now() - turnedAt;
+    const boundMs = this.options.claimWaitMs + CLAIM_LOOP_GRACE_MS;
+    if (this.current === "running" && waitingFor === undefined && quietMs > boundMs) {
+      reasons.push(`the claim loop has not turned for ${Math.round(quietMs / 1000)} s (bound: the claim wait plus ${CLAIM_LOOP_GRACE_MS / 1000} s)`);
+    }
+    const { path, lowWatermarkBytes } = this.options.disk;
+    const free = await freeBytes(path).catch((err: unknown) => {
+      reasons.push(`cannot read the free space of ${path}: ${describeError(err)}`);
+      return null;
+    });
+    if (free !== null) {
+      this.metrics.diskFreeBytes.set(free);
+      if (free < lowWatermarkBytes) reasons.push(`free disk on ${path} is ${formatBytes(free)}, under the low watermark of ${formatBytes(lowWatermarkBytes)}`);
+    }
+    return {
+      status: reasons.length === 0 ? "ok" : "unhealthy",
+      reasons,
+      state: this.current,
+      engine: { up: engineUp },
+      claimLoop: { turnedSecondsAgo: Math.round(quietMs / 100) / 10, waitingFor: waitingFor ?? null },
+      disk: { path, freeBytes: free, lowWatermarkBytes },
+      slots: { used: this.runs.size, total: this.options.concurrency },
+    };
+  }
+
   private async boot(): Promise<void> {
+    // First: /health answers while the agent starts, and an address it cannot take fails it at once.
+    if (this.options.http) {
+      this.httpPort = await this.http.listen(this.options.http.host, this.options.http.port);
+      this.log.info({ url: `http://${this.options.http.host}:${this.httpPort}` }, "serving /health and /metrics");
+    }
     try {
       await this.deps.engine.ping(this.stopping.signal);
     } catch (err) {
@@ -181,6 +237,7 @@ export class Agent {
       runs: this.runs,
       engine: this.engineWatch,
       claiming: () => this.current === "running",
+      progress: this.progress,
       stopping: this.stopping.signal,
       launch: (claim, startTimeoutMs) => this.launch(claim, startTimeoutMs),
       register: () => this.register(),
@@ -203,6 +260,7 @@ export class Agent {
   private finish(): void {
     if (this.current === "stopped") return;
     this.setState("stopped", "agent stopped");
+    void this.http.close();
     this.leases.stop();
     void this.leases.sayStopped();
     this.markEnded();
@@ -249,6 +307,7 @@ export class Agent {
         options: this.options,
         berthImage: this.deps.berthImage,
         images: this.images,
+        metrics: this.metrics,
         engineBack: () => this.engineWatch.whenBack(),
         startTimeoutMs,
         stopping: this.stopping.signal,

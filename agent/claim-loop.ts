@@ -12,7 +12,16 @@ import type { ClaimedRun } from "../wire/schema.js";
 import type { EngineWatch } from "./engine-watch.js";
 import type { RunTable } from "./run-table.js";
 
+/** How the loop is doing, for the agent's /health: it turns at least once per claim wait, unless it waits on purpose. */
+export class ClaimLoopProgress {
+  /** When the loop last asked for a claim or got an answer (ms since the epoch). */
+  turnedAt = Date.now();
+  /** Set while the loop waits on purpose, not turning: for a free slot, or for the engine to come back. */
+  waitingFor: "slot" | "engine" | undefined;
+}
+
 export interface ClaimLoopDeps {
+  progress: ClaimLoopProgress;
   client: ApiClient;
   log: () => Logger;
   agentId: () => string;
@@ -31,20 +40,31 @@ export interface ClaimLoopDeps {
 
 export async function runClaimLoop(deps: ClaimLoopDeps): Promise<void> {
   let failures = 0;
+  const { progress } = deps;
+  const waitFor = async (what: "slot" | "engine", wait: Promise<void>) => {
+    progress.waitingFor = what;
+    try {
+      await wait;
+    } finally {
+      progress.waitingFor = undefined;
+    }
+  };
   while (deps.claiming()) {
+    progress.turnedAt = Date.now();
     if (!deps.engine.healthy) {
-      await deps.engine.whenBack();
+      await waitFor("engine", deps.engine.whenBack());
       continue;
     }
     const free = deps.concurrency - deps.runs.size;
     if (free <= 0) {
-      await deps.runs.slotFreed();
+      await waitFor("slot", deps.runs.slotFreed());
       continue;
     }
     try {
       deps.log().debug({ free }, "waiting for a claim");
       const { claims, startTimeoutMs } = await deps.client.claim(deps.agentId(), { max: free, waitMs: deps.claimWaitMs }, deps.stopping);
       failures = 0;
+      progress.turnedAt = Date.now();
       for (const claim of claims) deps.launch(claim, startTimeoutMs);
     } catch (err) {
       if (!deps.claiming()) break;

@@ -22,6 +22,7 @@ import type { AgentOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { formatMs } from "../shared/text.js";
 import { buildFromContext } from "../storage/docker-build.js";
+import type { ImageSource } from "./metrics.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { LogLevel, StorageSpec } from "../wire/schema.js";
 
@@ -62,22 +63,22 @@ export class ImageProvider {
   constructor(private readonly deps: ImageProviderDeps) {}
 
   /**
-   * Makes sure the storage's image is on this host; resolves with its reference. `signal` is the run's: it
-   * stops this run's pull or its wait for a build, never a build other runs wait for.
+   * Makes sure the storage's image is on this host; resolves with its reference and how it got there.
+   * `signal` is the run's: it stops this run's pull or its wait for a build, never a build other runs wait for.
    */
-  async ensure(storage: DockerSpec, log: RunLog, signal?: AbortSignal): Promise<string> {
+  async ensure(storage: DockerSpec, log: RunLog, signal?: AbortSignal): Promise<{ image: string; source: ImageSource }> {
     const { engine, options } = this.deps;
     const image = storage.image;
-    if (options.pullPolicy !== "always" && (await engine.imageExists(image))) return image;
+    if (options.pullPolicy !== "always" && (await engine.imageExists(image))) return { image, source: "present" };
     if (options.pullPolicy !== "never") {
       try {
         await engine.pullImage(image, signal);
-        return image;
+        return { image, source: "pulled" };
       } catch (err) {
         if (!isBerthError(err, "BERTH_E_IMAGE_NOT_FOUND")) throw err;
         if (options.pullPolicy === "always" && (await engine.imageExists(image))) {
           log("warn", `could not pull ${image} (${describeError(err)}); running the image this host has`);
-          return image;
+          return { image, source: "present" };
         }
         if (!options.buildOnPullFailure) throw err;
         if (!storage.context) throw this.noContext(image, err);
@@ -87,7 +88,7 @@ export class ImageProvider {
       throw this.noContext(image);
     }
     await waitFor(this.build(storage, log), signal);
-    return image;
+    return { image, source: "built" };
   }
 
   private noContext(image: string, pullError?: unknown): BerthError {

@@ -18,6 +18,7 @@ import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName, type Resources } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
+import type { AgentMetrics, RunOutcome } from "./metrics.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 
@@ -49,6 +50,7 @@ export interface RunLifecycleDeps {
   berthImage: () => Promise<string>;
   /** Present, pulled or built: the storage images of this agent's runs (images.ts). */
   images: ImageProvider;
+  metrics: AgentMetrics;
   /** Resolves once the Docker engine answers again; called after the engine failed us. */
   engineBack: () => Promise<void>;
   /**
@@ -140,9 +142,13 @@ export class RunLifecycle {
           `flow "${flow.name}" asks to run as root (runAs: "root"), which this agent does not allow: start an agent with --allow-root for it, or drop runAs`,
         );
       }
-      const image = await this.preparing(() =>
-        storage.type === "docker" ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal) : this.deps.berthImage(),
+      const preparingSince = performance.now();
+      const { image, source } = await this.preparing(async () =>
+        storage.type === "docker"
+          ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal)
+          : { image: await this.deps.berthImage(), source: "present" as const },
       );
+      this.deps.metrics.imageSeconds.observe({ source }, (performance.now() - preparingSince) / 1000);
       if (this.abandoned) return;
       if (this.stopReason === "cancel") {
         await this.cancelledBeforeStart();
@@ -375,8 +381,18 @@ export class RunLifecycle {
       stopGraceMs: options.stopGraceMs,
       startSignal: this.preparation.signal,
     };
+    const { metrics } = this.deps;
+    let since = performance.now();
+    spec.onCreated = () => {
+      metrics.containerCreateSeconds.observe((performance.now() - since) / 1000);
+      since = performance.now();
+    };
+    const started = (id: string) => {
+      metrics.containerStartSeconds.observe((performance.now() - since) / 1000);
+      return id;
+    };
     try {
-      return await this.deps.engine.runContainer(spec);
+      return started(await this.deps.engine.runContainer(spec));
     } catch (err) {
       if (!isBerthError(err, "BERTH_E_CONFLICT")) throw err;
       // Another attempt at this run holds the deterministic name. An earlier one is over: replace it. A later
@@ -387,7 +403,8 @@ export class RunLifecycle {
         throw new StaleAttempt(`attempt ${theirs} of this run already has a container (${holder.name}); this is attempt ${this.epoch}`);
       }
       await this.deps.engine.removeContainer(spec.name);
-      return this.deps.engine.runContainer(spec);
+      since = performance.now();
+      return started(await this.deps.engine.runContainer(spec));
     }
   }
 
@@ -395,6 +412,7 @@ export class RunLifecycle {
   private async settle(exitCode: number | undefined): Promise<void> {
     const current = await this.current();
     if (FINAL_FLOW_RUN_STATES.includes(current.state)) {
+      this.deps.metrics.runsFinished.inc({ outcome: current.state as RunOutcome });
       this.log.info({ state: current.state, exitCode }, "flow run finished");
       return;
     }
@@ -428,6 +446,7 @@ export class RunLifecycle {
         serverDownForMs: this.deps.options.serverDownForMs,
       });
       this.log.info({ state: outcome.run.state, applied: outcome.applied }, message.split("\n")[0]);
+      if (outcome.applied) this.deps.metrics.runsFinished.inc({ outcome: state === "Scheduled" ? "handed_back" : (state as RunOutcome) });
     } catch (err) {
       if (isBerthError(err, "BERTH_E_STALE_LEASE")) this.log.info("another attempt owns this flow run now; not recording");
       else this.log.error({ err, state }, "could not record the flow run's state");

@@ -48,6 +48,7 @@ program
   .option("--allow-image <pattern>", "run only images matching this glob, like registry.example/team/** (repeatable; default any)", collect)
   .option("--allow-root", 'run flows that ask for it (runAs: "root") as root; without it they fail')
   .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides <home>/flows (repeatable)", collect)
+  .option("--http <host:port>", "serve the agent's /health and /metrics on this address, like 127.0.0.1:9464 (default none)")
   .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
 
 program

@@ -4,6 +4,7 @@
  * `readFlowRunSettings`). Every default lives in config/schema.ts and nowhere else; this only renames into
  * `...Ms` fields and resolves what depends on other settings (an agent's name, its containers' network).
  */
+import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
@@ -138,6 +139,10 @@ export interface AgentOptions {
   serverDownForMs: number;
   /** What every flow-run container of this agent is told, but for the run's id, epoch and token. */
   flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch" | "apiToken">;
+  /** Where /health and /metrics are served; none when undefined. */
+  http: { host: string; port: number } | undefined;
+  /** The path whose filesystem's free space /health watches, and the least free space that is healthy. */
+  disk: { path: string; lowWatermarkBytes: number };
 }
 
 export function compileAgentOptions(config: Config): AgentOptions {
@@ -174,8 +179,13 @@ export function compileAgentOptions(config: Config): AgentOptions {
       heartbeatIntervalMs: agent.runHeartbeatInterval,
       serverDownForMs: config.serverDownFor,
     },
+    http: agent.http,
+    // Docker's data root where the agent sees it (an agent on the host); else its home, usually on the same disk.
+    disk: { path: agent.diskPath ?? (existsSync(DOCKER_DATA_ROOT) ? DOCKER_DATA_ROOT : config.home), lowWatermarkBytes: agent.diskLowWatermark },
   };
 }
+
+const DOCKER_DATA_ROOT = "/var/lib/docker";
 
 /** Loopback API URLs are only reachable from containers on the host network. */
 export function defaultNetwork(apiUrl: string): string | undefined {

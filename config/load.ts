@@ -59,6 +59,9 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_ALLOW_IMAGES: { path: ["agent", "allowImages"], list: true },
   BERTH_AGENT_CPUS: { path: ["agent", "cpus"] },
   BERTH_AGENT_PIDS_LIMIT: { path: ["agent", "pidsLimit"] },
+  BERTH_AGENT_HTTP: { path: ["agent", "http"] },
+  BERTH_AGENT_DISK_PATH: { path: ["agent", "diskPath"] },
+  BERTH_AGENT_DISK_LOW_WATERMARK: { path: ["agent", "diskLowWatermark"] },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },

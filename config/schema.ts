@@ -27,6 +27,17 @@ export const Duration = z.union([z.number().nonnegative(), z.string()]).transfor
 /** A Duration that must not be zero: a timeout of nothing would stop everything at once. */
 const PositiveDuration = Duration.refine((ms) => ms >= 1, { message: "must be at least 1ms" });
 
+/** HOST:PORT for a listening socket: a host name or IPv4 address (or [IPv6]) and a port (0: any free one). */
+const ListenAddress = z.string().transform((value, ctx) => {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || port > 65_535) {
+    ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is not an address to listen on: write it like 127.0.0.1:9464` });
+    return z.NEVER;
+  }
+  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
+});
+
 /** A memory size as Docker writes it ("512m", "2g", "1.5g"; k/m/g/t are powers of 1024) or a number of bytes. */
 export const ByteSize = z.union([z.number(), z.string()]).transform((value, ctx) => {
   const bytes = parseByteSize(value);
@@ -158,6 +169,12 @@ export const ConfigSchema = z.strictObject({
       allowLocalDirs: z.array(z.string().min(1)).default([]),
       /** Stop a run's container when its lease was not renewed for this long; match the server's lease. Default 30s. */
       leaseTimeout: Duration.default(30_000),
+      /** Serve the agent's /health and /metrics on this address ("127.0.0.1:9464"). Default none. */
+      http: ListenAddress.optional(),
+      /** Whose filesystem's free space the agent watches. Default: /var/lib/docker when the agent sees it, else home. */
+      diskPath: z.string().min(1).optional(),
+      /** Below this much free space on diskPath the agent reports itself unhealthy ("2g"). Default 2g. */
+      diskLowWatermark: ByteSize.default(2 * 1024 ** 3),
     })
     .superRefine((agent, ctx) => {
       // An agent held to allowed images builds none (a build runs the flow author's Dockerfile steps).

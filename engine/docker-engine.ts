@@ -214,6 +214,7 @@ export class DockerEngine implements ContainerEngine {
     } catch (err) {
       throw this.fail(err, `creating container ${spec.name} from ${spec.image}`, "BERTH_E_INTERNAL", { signal, notFound: "BERTH_E_IMAGE_NOT_FOUND" });
     }
+    spec.onCreated?.();
     try {
       await container.start({ abortSignal: signal });
       return container.id;

@@ -68,6 +68,8 @@ export interface ContainerSpec {
    */
   startSignal?: AbortSignal;
   signal?: AbortSignal;
+  /** Called once the container (a swarm's service) is created, before it is started: timings per step. */
+  onCreated?: () => void;
 }
 
 export interface PortBinding {

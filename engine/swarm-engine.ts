@@ -145,6 +145,7 @@ export class SwarmEngine implements ContainerEngine {
     } catch (err) {
       throw this.fail(err, `creating service ${spec.name} from ${spec.image}`, "BERTH_E_INTERNAL", { signal: spec.signal });
     }
+    spec.onCreated?.();
     try {
       for (;;) {
         const task = await this.latestTask(id);

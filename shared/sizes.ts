@@ -14,3 +14,15 @@ export function parseByteSize(value: number | string): number | undefined {
   const bytes = Math.round(Number(match[1]) * UNIT_BYTES[match[2]!.toLowerCase() as keyof typeof UNIT_BYTES]);
   return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
 }
+
+/** Bytes for people: "1.5 GiB", "312 MiB", "900 B". */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}

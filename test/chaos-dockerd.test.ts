@@ -1,6 +1,6 @@
 /**
  * Restarting the Docker engine under running flow runs: the agent stays up, stops claiming and reports
- * itself unhealthy while the engine is gone, resumes when it returns, and fails the runs whose containers
+ * itself unhealthy while the engine is gone (to the server, and on its own /health with a 503), resumes when it returns, and fails the runs whose containers
  * the restart stopped, saying so. This restarts dockerd itself, so it runs under CI=true (where .ci/run
  * started dockerd) or when BERTH_TEST_RESTART_DOCKERD=1; elsewhere it is skipped with that reason.
  */
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/schema.js";
 import { dockerAvailable, engine } from "./support/docker.js";
-import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
+import { BerthProcess, REPO, berth, freePort, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
 import { until } from "./support/wait.js";
 
@@ -37,6 +37,12 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
   let server: { proc: BerthProcess; url: string };
   let client: ApiClient;
   let agent: BerthProcess;
+  /** The agent's /health and /metrics port (--http). */
+  let healthPort: number;
+  const health = async () => {
+    const res = await fetch(`http://127.0.0.1:${healthPort}/health`);
+    return { status: res.status, body: (await res.json()) as { reasons: string[]; engine: { up: boolean } } };
+  };
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "berth-dockerd-"));
@@ -46,7 +52,10 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
     client = new ApiClient({ baseUrl: server.url, token: TEST_TOKEN });
     const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chaos-flow.ts"), "--api", server.url]);
     expect(registered.code, registered.stderr).toBe(0);
-    agent = await startAgent(server.url, ["engine"], `engine-${process.pid}`, ["--concurrency", "2"], { BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms" });
+    healthPort = await freePort();
+    agent = await startAgent(server.url, ["engine"], `engine-${process.pid}`, ["--concurrency", "2", "--http", `127.0.0.1:${healthPort}`], {
+      BERTH_AGENT_HEARTBEAT_INTERVAL: "500ms",
+    });
   }, 900_000);
 
   afterAll(async () => {
@@ -62,6 +71,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
       [0, 1].map(() => client.createFlowRun({ flowName: "Chaos Flow", labels: ["engine"], parameters: { millis: 60_000 } })),
     );
     await Promise.all(running.map((r) => waitState(client, r.flowRun.id, "Running", 60_000)));
+    expect((await health()).status).toBe(200);
 
     const step = (what: string) => process.stdout.write(`dockerd restart: ${what}\n`);
     step("both runs Running; stopping dockerd");
@@ -73,6 +83,11 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
       const { agents } = await client.listAgents();
       return agents.find((a) => a.id === agentId)?.status === "unhealthy";
     }, { timeoutMs: 60_000, everyMs: 200 });
+    // The agent's own /health says why, for the compose healthcheck and a load balancer.
+    const down = await health();
+    expect(down.status).toBe(503);
+    expect(down.body.engine.up).toBe(false);
+    expect(down.body.reasons.join("; ")).toMatch(/the container engine (is not answering|did not answer within)/);
     // A run created now is not started while the engine is away.
     const waiting = await client.createFlowRun({ flowName: "Chaos Flow", labels: ["engine"], parameters: { millis: 200 } });
     await new Promise((r) => setTimeout(r, 1_000));
@@ -85,6 +100,7 @@ describe.skipIf(!dockerAvailable || !mayRestartDockerd)("restarting dockerd duri
       throw new Error(`${err.message}\nagent output:\n${agent.output.split("\n").slice(-40).join("\n")}`);
     });
     expect(resumed.state).toBe("Success");
+    await until("the agent's /health to answer 200 again", async () => (await health()).status === 200, { timeoutMs: 30_000 });
     expect(agent.child.exitCode).toBeNull();
     for (const r of running) {
       const final = await waitFinal(client, r.flowRun.id, 120_000);

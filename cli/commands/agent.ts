@@ -24,6 +24,7 @@ export interface AgentFlags {
   pidsLimit?: string;
   allowRoot?: boolean;
   allowImage?: string[];
+  http?: string;
 }
 
 export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
@@ -46,6 +47,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       pidsLimit: opts.pidsLimit,
       allowRoot: opts.allowRoot,
       allowImages: opts.allowImage,
+      http: opts.http,
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
