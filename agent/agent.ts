@@ -28,6 +28,7 @@ import { backoffMs, sleep } from "../shared/backoff.js";
 import { BerthError, describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
+import { runCancelWatch } from "./cancel-watch.js";
 import { ClaimLoopProgress, runClaimLoop } from "./claim-loop.js";
 import { AgentHttp, type AgentHealth } from "./http.js";
 import { AgentMetrics } from "./metrics.js";
@@ -67,6 +68,8 @@ export class Agent {
   private readonly runs = new RunTable();
   /** Aborted when the agent stops claiming: ends long-polls and backoff sleeps at once. */
   private readonly stopping = new AbortController();
+  /** Aborted once the agent has stopped: ends the cancel watch, which outlives claiming (a draining agent's runs can be cancelled). */
+  private readonly stopped = new AbortController();
   private readonly engineWatch: EngineWatch;
   private readonly leases: LeaseKeeper;
   private readonly adoption: Adoption;
@@ -228,6 +231,14 @@ export class Agent {
       );
     }
     this.leases.start();
+    void runCancelWatch({
+      client: this.deps.client,
+      log: () => this.log,
+      agentId: () => this.id!,
+      runs: this.runs,
+      waitMs: this.options.claimWaitMs,
+      signal: this.stopped.signal,
+    });
     this.claimLoop = runClaimLoop({
       client: this.deps.client,
       log: () => this.log,
@@ -260,6 +271,7 @@ export class Agent {
   private finish(): void {
     if (this.current === "stopped") return;
     this.setState("stopped", "agent stopped");
+    this.stopped.abort();
     void this.http.close();
     this.leases.stop();
     void this.leases.sayStopped();

@@ -8,6 +8,7 @@
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import { describeError } from "../wire/errors.js";
+import { cancelRuns } from "./cancel-watch.js";
 import type { EngineWatch } from "./engine-watch.js";
 import type { RunTable } from "./run-table.js";
 
@@ -94,12 +95,7 @@ export class LeaseKeeper {
       if (lost.has(flowRunId)) void lifecycle.abandon("the server says another attempt owns this flow run now").catch(() => undefined);
       else lifecycle.leaseRenewedAt = now;
     }
-    for (const flowRunId of reply.cancelRunIds) {
-      const lifecycle = runs.get(flowRunId);
-      if (!lifecycle) continue;
-      this.deps.log().info({ flowRunId }, "cancelling flow run: stopping its container");
-      void lifecycle.cancel().catch((err: unknown) => this.deps.log().warn({ err, flowRunId }, "could not stop container"));
-    }
+    cancelRuns(runs, reply.cancelRunIds, this.deps.log(), true);
   }
 
   /** Without a renewed lease, the server may give a run to another agent: stop it here first. */

@@ -19,6 +19,7 @@ import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STA
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import type { AgentMetrics, RunOutcome } from "./metrics.js";
+import type { AgentPhases } from "../wire/schema.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 
@@ -149,6 +150,7 @@ export class RunLifecycle {
           : { image: await this.deps.berthImage(), source: "present" as const },
       );
       this.deps.metrics.imageSeconds.observe({ source }, (performance.now() - preparingSince) / 1000);
+      this.phases = { imageReady: new Date().toISOString(), imageSource: source };
       if (this.abandoned) return;
       if (this.stopReason === "cancel") {
         await this.cancelledBeforeStart();
@@ -209,6 +211,11 @@ export class RunLifecycle {
     } finally {
       await this.cleanup();
     }
+  }
+
+  /** Whether a cancel has reached this run (its container is being stopped). */
+  get cancelling(): boolean {
+    return this.stopReason === "cancel";
   }
 
   /** Stops the container: SIGTERM, then SIGKILL after the grace period. */
@@ -352,6 +359,21 @@ export class RunLifecycle {
   };
   private logSending: Promise<void> = Promise.resolve();
 
+  /** This attempt's steps so far, as the agent saw them (sent to the server after the start and after cleanup). */
+  private phases: AgentPhases = {};
+  private phasesSending: Promise<void> = Promise.resolve();
+
+  /** Sends steps to the server in order, without holding up the run: a report that fails only costs the timeline. */
+  private reportPhases(phases: AgentPhases): void {
+    const report = { ...phases, epoch: this.epoch };
+    this.phasesSending = this.phasesSending.then(() =>
+      this.deps.client.reportPhases(this.flowRunId, report).then(
+        () => undefined,
+        (err: unknown) => this.log.debug(`could not report the run's phases: ${describeError(err)}`),
+      ),
+    );
+  }
+
   private async start(image: string, localDir: string | undefined): Promise<string> {
     const { flowRun, flow } = this.claim;
     const { options } = this.deps;
@@ -385,10 +407,13 @@ export class RunLifecycle {
     let since = performance.now();
     spec.onCreated = () => {
       metrics.containerCreateSeconds.observe((performance.now() - since) / 1000);
+      this.phases.containerCreated = new Date().toISOString();
       since = performance.now();
     };
     const started = (id: string) => {
       metrics.containerStartSeconds.observe((performance.now() - since) / 1000);
+      this.phases.containerStarted = new Date().toISOString();
+      this.reportPhases(this.phases);
       return id;
     };
     try {
@@ -459,10 +484,13 @@ export class RunLifecycle {
    */
   private async cleanup(): Promise<void> {
     clearTimeout(this.runTimer);
-    if (!this.containerId || this.deps.options.keepContainers) return;
+    if (!this.containerId) return;
+    const cleanedUp = () => this.stopReason !== "lease" && this.reportPhases({ cleanedUp: new Date().toISOString() });
+    if (this.deps.options.keepContainers) return void cleanedUp();
     for (let attempt = 1; attempt <= 3; attempt++) {
       try {
         await bounded(this.deps.engine.removeContainer(this.containerId), ENGINE_CALL_MS, "removing the container");
+        cleanedUp();
         return;
       } catch (err) {
         this.log.warn({ err, attempt }, "could not remove the flow run container");

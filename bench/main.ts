@@ -9,7 +9,8 @@
  * (d) schedule lateness: a scheduled slot's time → its container started, with an idle agent, against (a);
  * (e) claim throughput: 10,000 queued runs drained behind a concurrency limit, against the same queue without;
  * (f) what an image costs a run: created → started with the image present, pulled from a registry on
- *     127.0.0.1, and built by the agent from the registered build context.
+ *     127.0.0.1, and built by the agent from the registered build context;
+ * (g) cancel: a Running run cancelled → its container stopped, against `docker stop -t 0` of the same flow.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -28,6 +29,7 @@ import { OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
 import { ensureBerthImage } from "../images/index.js";
 import { registerFlowFile } from "../storage/register.js";
 import { runAuthBench } from "./auth.js";
+import { runCancelBench } from "./cancel.js";
 import { runClaimBench } from "./claims.js";
 import { runEngineBench } from "./engine.js";
 import { runImageBench } from "./images.js";
@@ -100,13 +102,16 @@ async function main(): Promise<void> {
   await engine.ping();
   const dir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-"));
   const logger = pino({ level: "warn" });
+  // The server requires a token; the bench's client and agents send this one (the admin's).
+  const apiToken = `berth_admin_bench_${process.pid}`;
   const config = defaultConfig({
+    apiToken,
     home: dir,
     server: { port: 0, db: path.join(dir, "berth.db") },
     agent: { name: "bench-agent", keepContainers: true, claimWait: "20s" },
   });
   const server = await startServer(compileServerOptions(config), logger);
-  const client = new ApiClient({ baseUrl: server.url });
+  const client = new ApiClient({ baseUrl: server.url, token: apiToken });
   const agent = await createAgent(compileAgentOptions({ ...config, apiUrl: server.url }), logger, engine);
   await agent.start();
   try {
@@ -201,6 +206,20 @@ async function main(): Promise<void> {
     process.stdout.write(row("built by the agent from the build context", images.built));
     const present50 = percentile(images.present, 50);
     process.stdout.write(`  p50 over present: pulled +${fmt(percentile(images.pulled, 50) - present50)}, built +${fmt(percentile(images.built, 50) - present50)}\n\n`);
+
+    const cancelRounds = Number(process.env.BERTH_BENCH_CANCEL_ROUNDS ?? 10);
+    const cancels = await runCancelBench({
+      engine,
+      client,
+      flowFile: path.join(repo, "test", "fixtures", "sleepy-flow.ts"),
+      rounds: cancelRounds,
+    });
+    process.stdout.write(`(g) cancel: Running flow run cancelled → container stopped, ${cancelRounds} rounds after a warm-up, default agent settings\n`);
+    process.stdout.write(row("berth (cancel watch)", cancels.berth));
+    process.stdout.write(row("docker stop -t 0 (same image, same flow)", cancels.dockerStop));
+    process.stdout.write(
+      `  p50 ${fmt(percentile(cancels.berth, 50))}, ${(percentile(cancels.berth, 50) / percentile(cancels.dockerStop, 50)).toFixed(2)}× docker stop -t 0   (target p50 < 1 s; before the cancel watch: 6.9 s)\n\n`,
+    );
   } finally {
     await agent.stop();
     await server.close();

@@ -1,3 +1,4 @@
+import type { RunPhases } from "../wire/schema.js";
 import { BerthError } from "../wire/errors.js";
 
 /** Renders rows as an aligned text table. */
@@ -43,4 +44,29 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function shortTime(iso: string | null | undefined): string {
   if (!iso) return "-";
   return iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+/** One step of a run's timeline between two of its phases, as the summary line names it. */
+const PHASE_STEPS: [label: string, from: keyof RunPhases, to: keyof RunPhases][] = [
+  ["queued", "queued", "claimed"],
+  ["image", "claimed", "imageReady"],
+  ["create", "imageReady", "containerCreated"],
+  ["start", "containerCreated", "containerStarted"],
+  ["runtime", "containerStarted", "runtimeUp"],
+  ["flow", "runtimeUp", "flowFinished"],
+  ["cleanup", "flowFinished", "cleanedUp"],
+];
+
+/** "queued 4 ms · image 2 ms (present) · create 35 ms · …": the steps whose both ends are known; undefined for none. */
+export function formatPhases(phases: RunPhases): string | undefined {
+  const parts: string[] = [];
+  for (const [label, from, to] of PHASE_STEPS) {
+    const start = phases[from];
+    const end = phases[to];
+    if (!start || !end) continue;
+    const ms = Math.max(0, Date.parse(end) - Date.parse(start));
+    const took = ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+    parts.push(`${label} ${took}${label === "image" && phases.imageSource ? ` (${phases.imageSource})` : ""}`);
+  }
+  return parts.length === 0 ? undefined : parts.join(" · ");
 }

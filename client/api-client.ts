@@ -14,6 +14,7 @@ import {
   AgentRecord,
   AgentHeartbeatReply,
   AgentList,
+  CancelWatchReply,
   ClaimReply,
   ConcurrencyLimit,
   ConcurrencyLimitList,
@@ -43,6 +44,8 @@ import {
 import type {
   AgentHeartbeat,
   AgentRegister,
+  CancelWatch,
+  PhasesReport,
   ClaimRequest,
   FlowCreate,
   FlowRunCreate,
@@ -146,6 +149,11 @@ export class ApiClient {
     return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/heartbeat`, body, response: FlowRunHeartbeatReply, signal });
   }
 
+  /** Reports steps of an attempt (the agent's): image ready, container created and started, cleaned up. */
+  reportPhases(id: string, report: PhasesReport, signal?: AbortSignal): Promise<FlowRun> {
+    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/phases`, body: report, response: FlowRun, signal });
+  }
+
   /** Every state the run has been in, oldest first. */
   async listFlowRunStates(flowRunId: string, signal?: AbortSignal): Promise<FlowRunStateEntry[]> {
     return (await this.call({ method: "GET", path: `/api/flow-runs/${enc(flowRunId)}/states`, response: FlowRunStateHistory, signal })).states;
@@ -189,6 +197,18 @@ export class ApiClient {
    */
   heartbeatAgent(agentId: string, heartbeat: z.input<typeof AgentHeartbeat> = {}, signal?: AbortSignal): Promise<AgentHeartbeatReply> {
     return this.call({ method: "POST", path: `/api/agents/${enc(agentId)}/heartbeat`, body: heartbeat, response: AgentHeartbeatReply, signal });
+  }
+
+  /** Waits up to `waitMs` for one of the agent's runs to be Cancelling that `known` does not list; answers with all of them. */
+  watchCancels(agentId: string, request: z.input<typeof CancelWatch> = {}, signal?: AbortSignal): Promise<CancelWatchReply> {
+    return this.call({
+      method: "POST",
+      path: `/api/agents/${enc(agentId)}/cancels`,
+      body: request,
+      response: CancelWatchReply,
+      signal,
+      waitMs: request.waitMs ?? 20_000,
+    });
   }
 
   /** Claims runs for the agent, waiting up to `waitMs` (server default 20s) for one; [] when none came. */

@@ -15,7 +15,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { StateStore } from "../store/port.js";
 import type { RunsSnapshot } from "../store/run-metrics.js";
-import type { FlowRun } from "../wire/schema.js";
+import type { FlowRun, RunPhases } from "../wire/schema.js";
 import type { AgentPresence } from "./presence.js";
 
 /** A label set as one label value: its labels joined by commas, "(none)" for a run without labels. */
@@ -38,6 +38,7 @@ export class ServerMetrics {
   readonly reaperActions: Counter<"rule" | "outcome">;
   readonly schedulerSlots: Counter<"outcome">;
   readonly httpDuration: Histogram<"method" | "route" | "status_code">;
+  readonly phaseDuration: Histogram<"phase">;
   /** The store read of the scrape under way, shared by its gauges. */
   private snapshot: Promise<RunsSnapshot> | undefined;
 
@@ -91,6 +92,14 @@ export class ServerMetrics {
       help: "HTTP requests answered, by method, route pattern and status code (a parked claim counts its wait)",
       labelNames: ["method", "route", "status_code"],
       buckets: FAST_BUCKETS,
+      registers,
+    });
+
+    this.phaseDuration = new Histogram({
+      name: "berth_flow_run_phase_seconds",
+      help: "Where runs' time goes, per step of an attempt: queue, image, container_create, container_start, runtime_start, flow, cleanup",
+      labelNames: ["phase"],
+      buckets: WAIT_BUCKETS,
       registers,
     });
 
@@ -151,6 +160,22 @@ export class ServerMetrics {
       return await this.registry.metrics();
     } finally {
       if (this.snapshot === snapshot) this.snapshot = undefined;
+    }
+  }
+
+  /** An attempt's timeline, once complete (cleaned up): each step between two known times. */
+  phases(p: RunPhases): void {
+    const steps: [string, string | null, string | null][] = [
+      ["queue", p.queued, p.claimed],
+      ["image", p.claimed, p.imageReady],
+      ["container_create", p.imageReady, p.containerCreated],
+      ["container_start", p.containerCreated, p.containerStarted],
+      ["runtime_start", p.containerStarted, p.runtimeUp],
+      ["flow", p.runtimeUp, p.flowFinished],
+      ["cleanup", p.flowFinished, p.cleanedUp],
+    ];
+    for (const [phase, from, to] of steps) {
+      if (from !== null && to !== null) this.phaseDuration.observe({ phase }, Math.max(0, (Date.parse(to) - Date.parse(from)) / 1000));
     }
   }
 

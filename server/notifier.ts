@@ -3,12 +3,15 @@
  * the topic is notified, so an idle agent starts a new run within milliseconds instead of a poll interval.
  * An interface, because several server replicas on PostgreSQL need LISTEN/NOTIFY behind the same calls.
  *
- * Topics: RUNS_TOPIC when a run becomes claimable; logsTopic(id) when a run gets logs or reaches a final state.
+ * Topics: RUNS_TOPIC when a run becomes claimable; logsTopic(id) when a run gets logs or reaches a final state;
+ * cancelsTopic(agentId) when a run the agent holds becomes Cancelling.
  */
 import { EventEmitter } from "node:events";
 
 export const RUNS_TOPIC = "runs";
 export const logsTopic = (flowRunId: string): string => `logs:${flowRunId}`;
+/** Notified when one of an agent's runs is to be cancelled (Cancelling): its cancel watch answers at once. */
+export const cancelsTopic = (agentId: string): string => `cancels:${agentId}`;
 
 export interface Notifier {
   notify(topic: string): void;

@@ -49,6 +49,11 @@ export class PostgresNotifier implements Notifier {
     return notifier;
   }
 
+  /** How many `next` calls are parked on `topic` here (as LocalNotifier.waiting, for tests). */
+  waiting(topic: string): number {
+    return this.parked.get(topic) ?? 0;
+  }
+
   notify(topic: string): void {
     this.local.notify(topic);
     if (this.closed) return;

@@ -5,6 +5,7 @@
  * Every method is async so that networked stores (PostgreSQL) fit the same port as the embedded one.
  */
 import type {
+  AgentPhases,
   AgentRecord,
   AgentRegister,
   ConcurrencyLimit,
@@ -139,6 +140,12 @@ export interface StateStore {
    * epoch that is not the run's, throws BERTH_E_STALE_LEASE and records nothing.
    */
   heartbeatFlowRun(id: string, epoch?: number): Promise<FlowRun | undefined>;
+
+  /**
+   * Merges what the agent reports of an attempt's steps into the run's phases (a step reported again keeps the
+   * newer time). BERTH_E_STALE_LEASE for another attempt's epoch; undefined when the run does not exist.
+   */
+  recordPhases(id: string, epoch: number, phases: AgentPhases): Promise<FlowRun | undefined>;
 
   /**
    * Atomically hands up to `max` Scheduled runs whose labels the agent satisfies and whose scheduled start

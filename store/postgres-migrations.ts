@@ -187,6 +187,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start, seq);
   `,
+  // Where the current attempt's time went: claimed, and the agent's steps (JSON); NULL before the first claim.
+  `
+  ALTER TABLE flow_runs ADD COLUMN phases TEXT;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -11,6 +11,7 @@ import pg from "pg";
 import { clockKey, slotsAfter } from "../flows/schedules.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type {
+  AgentPhases,
   AgentRecord,
   AgentRegister,
   ClockSpec,
@@ -291,6 +292,17 @@ export class PostgresStore implements StateStore {
     if (row) return toFlowRun(row);
     const current = await this.db.get<{ epoch: number }>("SELECT epoch FROM flow_runs WHERE id = ?", id);
     if (current && epoch !== undefined) throw staleLease(id, current.epoch, epoch);
+    return undefined;
+  }
+
+  async recordPhases(id: string, epoch: number, phases: AgentPhases): Promise<FlowRun | undefined> {
+    const row = await this.db.get<FlowRunRow>(
+      "UPDATE flow_runs SET phases = (COALESCE(phases, '{}')::jsonb || @patch::jsonb)::text WHERE id = @id AND epoch = @epoch::bigint RETURNING *",
+      { id, epoch, patch: JSON.stringify(phases) },
+    );
+    if (row) return toFlowRun(row);
+    const current = await this.db.get<{ epoch: number }>("SELECT epoch FROM flow_runs WHERE id = ?", id);
+    if (current) throw staleLease(id, current.epoch, epoch);
     return undefined;
   }
 
@@ -830,7 +842,7 @@ const LABEL_SETS = `
 
 const CLAIM_RUN = `
   UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
-    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
+    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now, phases = json_build_object('claimed', @now::text)::text
   WHERE id = @id AND state = 'Scheduled' RETURNING *`;
 
 /** The limits in force and the slots taken, read inside the claim's transaction. */

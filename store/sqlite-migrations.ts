@@ -232,6 +232,10 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start);
   `,
+  // Where the current attempt's time went: claimed, and the agent's steps (JSON); NULL before the first claim.
+  `
+  ALTER TABLE flow_runs ADD COLUMN phases TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

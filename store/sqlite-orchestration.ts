@@ -63,7 +63,7 @@ export const NEXT_START = {
 
 const CLAIM_RUN = `
   UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
-    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now
+    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now, phases = json_object('claimed', @now)
   WHERE id = @id AND state = 'Scheduled' RETURNING *`;
 const INSERT_RUN_STATE = "INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at) VALUES (?, ?, ?, ?, ?, ?)";
 

@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { slugify } from "../shared/slug.js";
 import { DEFAULT_RECOVERY } from "../wire/schema.js";
-import type { AgentRecord, FlowCreate, FlowRecord, FlowRun, FlowRunStateName, LogLevel, StoredLog, TaskRun, TaskRunStateName, TokenRecord, TokenRole } from "../wire/schema.js";
+import type { AgentRecord, FlowCreate, FlowRecord, FlowRun, FlowRunStateName, LogLevel, RunPhases, StoredLog, TaskRun, TaskRunStateName, TokenRecord, TokenRole } from "../wire/schema.js";
 import { normalizeLabels } from "./labels.js";
 import type { NewFlowRun, StoredAgent, StoredToken } from "./port.js";
 
@@ -60,6 +60,8 @@ export interface FlowRunRow {
   lease_expires_at: string | null;
   scheduled_start: string;
   clock: string | null;
+  /** JSON: claimed and the agent's steps of the current attempt; absent from rows made here before insert. */
+  phases?: string | null;
 }
 
 export interface TaskRunRow {
@@ -137,6 +139,23 @@ export function toFlowRun(row: FlowRunRow): FlowRun {
     leaseExpiresAt: row.lease_expires_at,
     scheduledStart: row.scheduled_start,
     clock: row.clock,
+    phases: toPhases(row),
+  };
+}
+
+/** The stored phases of the current attempt, with those the run's own columns say; none while it waits for a claim. */
+function toPhases(row: FlowRunRow): RunPhases {
+  const stored = row.state === "Scheduled" || !row.phases ? {} : (JSON.parse(row.phases) as Partial<RunPhases>);
+  return {
+    queued: row.scheduled_start,
+    claimed: stored.claimed ?? null,
+    imageReady: stored.imageReady ?? null,
+    imageSource: stored.imageSource ?? null,
+    containerCreated: stored.containerCreated ?? null,
+    containerStarted: stored.containerStarted ?? null,
+    runtimeUp: row.started_at,
+    flowFinished: row.ended_at,
+    cleanedUp: stored.cleanedUp ?? null,
   };
 }
 

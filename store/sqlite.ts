@@ -10,6 +10,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { BerthError, describeError } from "../wire/errors.js";
 import type {
+  AgentPhases,
   AgentRecord,
   AgentRegister,
   ConcurrencyLimit,
@@ -212,6 +213,19 @@ export class SqliteStore implements StateStore {
       if (row) return toFlowRun(row);
       const current = this.get<{ epoch: number }>("runEpoch", id);
       if (current && epoch !== undefined) throw staleLease(id, current.epoch, epoch);
+      return undefined;
+    });
+  }
+
+  async recordPhases(id: string, epoch: number, phases: AgentPhases): Promise<FlowRun | undefined> {
+    return this.immediate(() => {
+      const row = this.sql.get<FlowRunRow>(
+        "UPDATE flow_runs SET phases = json_patch(COALESCE(phases, '{}'), @patch) WHERE id = @id AND epoch = @epoch RETURNING *",
+        { id, epoch, patch: JSON.stringify(phases) },
+      );
+      if (row) return toFlowRun(row);
+      const current = this.get<{ epoch: number }>("runEpoch", id);
+      if (current) throw staleLease(id, current.epoch, epoch);
       return undefined;
     });
   }

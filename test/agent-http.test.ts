@@ -71,6 +71,20 @@ describe.skipIf(!dockerAvailable)("agent /health and /metrics", () => {
     expect(sample(m, "berth_agent_engine_up")).toBe(1);
     expect(sample(m, "berth_agent_disk_free_bytes")).toBeGreaterThan(0);
     expect((await get(`${base}/nothing`)).status).toBe(404);
+
+    // The run's timeline: every step, in order, the last once the agent has removed the container.
+    await until("the agent to report the cleanup", async () => (await client.getFlowRun(created.flowRun.id)).phases?.cleanedUp !== null);
+    const { phases } = await client.getFlowRun(created.flowRun.id);
+    const steps = ["queued", "claimed", "imageReady", "containerCreated", "containerStarted", "runtimeUp", "flowFinished", "cleanedUp"] as const;
+    const times = steps.map((step) => Date.parse(phases![step]!));
+    expect(times.every((t) => Number.isFinite(t)), JSON.stringify(phases)).toBe(true);
+    // In order, allowing for the agent's and the server's clocks (one host here) to disagree by a millisecond.
+    for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!, `${steps[i - 1]} → ${steps[i]}`).toBeGreaterThanOrEqual(-1);
+    expect(phases!.imageSource).toBe("present");
+    const serverMetrics = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } }).then((r) => r.text());
+    for (const phase of ["queue", "image", "container_create", "container_start", "runtime_start", "flow", "cleanup"]) {
+      expect(sample(samples(serverMetrics), "berth_flow_run_phase_seconds_count", { phase }), phase).toBe(1);
+    }
   }, 300_000);
 
   it("answers 503 with the reason when free disk is under the low watermark", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseEnvPairs, parseParams, table } from "../cli/format.js";
+import { formatPhases, parseEnvPairs, parseParams, table } from "../cli/format.js";
 
 describe("CLI argument parsing", () => {
   it("takes --param values as JSON when they are JSON, else as text", () => {
@@ -21,5 +21,20 @@ describe("CLI argument parsing", () => {
 
   it("aligns tables", () => {
     expect(table(["A", "LONGER"], [["xx", "1"], ["y", "22"]])).toBe("A   LONGER\nxx  1\ny   22");
+  });
+});
+
+describe("formatPhases", () => {
+  const at = (ms: number) => new Date(Date.UTC(2030, 0, 1) + ms).toISOString();
+  const none = { claimed: null, imageReady: null, imageSource: null, containerCreated: null, containerStarted: null, runtimeUp: null, flowFinished: null, cleanedUp: null };
+
+  it("names each step between two known phases, with the image's source", () => {
+    const phases = { queued: at(0), claimed: at(4), imageReady: at(6), imageSource: "pulled" as const, containerCreated: at(41), containerStarted: at(191), runtimeUp: at(1_591), flowFinished: at(13_591), cleanedUp: at(13_621) };
+    expect(formatPhases(phases)).toBe("queued 4 ms · image 2 ms (pulled) · create 35 ms · start 150 ms · runtime 1.40 s · flow 12.0 s · cleanup 30 ms");
+  });
+
+  it("leaves out steps not reached, and says nothing for a run never claimed", () => {
+    expect(formatPhases({ ...none, queued: at(0), claimed: at(10), runtimeUp: at(500) })).toBe("queued 10 ms");
+    expect(formatPhases({ ...none, queued: at(0) })).toBeUndefined();
   });
 });

@@ -23,8 +23,8 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
   let client: ApiClient;
   const agents: BerthProcess[] = [];
   const cli = (args: string[], env?: Record<string, string>) => berth([...args, "--api", server.url], env ? { env } : {});
-  const agent = async (labels: string[], extra: string[] = []) => {
-    const proc = await startAgent(server.url, labels, `${labels.join("-")}-${process.pid}`, extra);
+  const agent = async (labels: string[], extra: string[] = [], env: Record<string, string> = {}) => {
+    const proc = await startAgent(server.url, labels, `${labels.join("-")}-${process.pid}`, extra, env);
     agents.push(proc);
     return proc;
   };
@@ -80,15 +80,17 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(run.stateMessage).toContain(`image ${image} is not on this host and the pull policy is "never", and its flow was registered without a build context`);
   });
 
-  it("cancelling a Running run stops its container and ends it Cancelled", async () => {
+  it("cancelling a Running run stops its container and ends it Cancelled, through the cancel watch, not the heartbeat", async () => {
     await register("sleepy-flow.ts");
-    await agent(["cancel"]);
+    // The agent's and the container's heartbeats 25 s apart (within the lease, and the run heartbeat timeout): a
+    // cancel that waited for either would miss the 15 s below.
+    await agent(["cancel"], [], { BERTH_AGENT_HEARTBEAT_INTERVAL: "25s", BERTH_AGENT_RUN_HEARTBEAT_INTERVAL: "25s" });
     const { flowRun } = await client.createFlowRun({ flowName: "Sleepy Flow", labels: ["cancel"], parameters: { seconds: 120 } });
     await waitState(client, flowRun.id, "Running");
     const cancelled = await cli(["cancel", flowRun.id]);
     expect(cancelled.code, cancelled.stderr).toBe(0);
     expect(cancelled.stdout).toContain("Cancelling");
-    const run = await waitFinal(client, flowRun.id, 60_000);
+    const run = await waitFinal(client, flowRun.id, 15_000);
     expect(run.state).toBe("Cancelled");
     const tasks = await client.listTaskRuns(flowRun.id);
     expect(tasks.find((t) => t.taskName === "sleep")?.state).toBe("Cancelled");

@@ -9,6 +9,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
+import type { FlowRun } from "../wire/schema.js";
 import { dockerAvailable } from "./support/docker.js";
 import { BerthProcess, REPO, berth, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { flowBody } from "./support/fixtures.js";
@@ -195,6 +196,8 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     expect(states).toEqual(["Scheduled", "Submitted", "Running", "Success"]);
     expect(run.stdout).toMatch(/flow run \S+: Success/);
     expect(run.stdout).toMatch(/\[output_value\] Example!/);
+    // Where the run's time went: every step up to the flow's end is known when the watch ends.
+    expect(run.stdout).toMatch(/^phases: queued \d+ ms · image \d+ ms \(present\) · create \d+ ms · start \d+ ms · runtime [\d.]+ m?s · flow [\d.]+ m?s/m);
 
     const runId = /flow run (\S+): Success/.exec(run.stdout)![1]!;
     const { logs } = await client.getLogs(runId, { after: 0, limit: 1000 });
@@ -208,7 +211,8 @@ describe.skipIf(!dockerAvailable)("berth end to end on the local Docker engine",
     expect(runs.code, runs.stderr).toBe(0);
     expect(runs.stdout).toMatch(new RegExp(`${runId}\\s+Custom Environment Example v1\\s+Success`));
     const runsJson = await cli(["runs", "--json", "--state", "Success"]);
-    expect((JSON.parse(runsJson.stdout) as Array<{ id: string }>).map((r) => r.id)).toContain(runId);
+    const listed = (JSON.parse(runsJson.stdout) as FlowRun[]).find((r) => r.id === runId);
+    expect(listed?.phases).toMatchObject({ imageSource: "present", claimed: expect.any(String), containerStarted: expect.any(String), runtimeUp: expect.any(String) });
     const flowsOut = await cli(["flows"]);
     expect(flowsOut.stdout).toMatch(/Custom Environment Example\s+1\s+\S+\s+-\s+MyCustomEnvironment \(custom\)/);
     for (const args of [["logs", runId], ["logs", runId, "--follow"]]) {

@@ -3,6 +3,7 @@
  * another (LISTEN/NOTIFY), and wake-ups come back after the database restarts.
  */
 import { expect, it } from "vitest";
+import { cancelsTopic } from "../server/notifier.js";
 import { PostgresNotifier } from "../server/postgres-notifier.js";
 import { openPostgresStore } from "../store/postgres.js";
 import { flowBody } from "./support/fixtures.js";
@@ -26,6 +27,25 @@ describePostgres("server replicas on PostgreSQL", () => {
     const run = JSON.parse((await b.app.inject({ method: "POST", url: "/api/flow-runs", payload: { flowId: flow.id } })).body).flowRun;
     const claim = JSON.parse((await parked).body);
     expect(claim.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([run.id]);
+  }, 30_000);
+
+  it("answers an agent's cancel watch parked on one replica when its run is cancelled on another", async () => {
+    const url = await clusterOf().database("cancels");
+    const notifierOfA = await PostgresNotifier.start({ url });
+    const replica = async (notifier?: PostgresNotifier) => startTestServer({ store: await openPostgresStore(url), notifier: notifier ?? (await PostgresNotifier.start({ url })) });
+    await using a = await replica(notifierOfA);
+    await using b = await replica();
+    const post = (on: typeof a, path: string, payload: object = {}) => on.app.inject({ method: "POST", url: path, payload }).then((r) => JSON.parse(r.body));
+    const agent = await post(a, "/api/agents", { name: "watcher", labels: [] });
+    const flow = (await post(a, "/api/flows", flowBody())).flow;
+    const run = (await post(a, "/api/flow-runs", { flowId: flow.id })).flowRun;
+    const claimed = (await post(a, `/api/agents/${agent.id}/claim`, { waitMs: 0 })).claims[0].flowRun;
+    await post(a, `/api/flow-runs/${run.id}/state`, { state: "Running", expectedVersion: claimed.version, epoch: claimed.epoch });
+    // Parked for a minute: only a wake-up from replica b answers it before the test's own timeout.
+    const watch = post(a, `/api/agents/${agent.id}/cancels`, { waitMs: 60_000 });
+    await until("the watch to park", () => notifierOfA.waiting(cancelsTopic(agent.id)) === 1);
+    expect((await post(b, `/api/flow-runs/${run.id}/cancel`)).state).toBe("Cancelling");
+    expect(await watch).toEqual({ cancelRunIds: [run.id] });
   }, 30_000);
 
   it("gives a lost run back once, however many replicas' reapers find it at the same moment", async () => {

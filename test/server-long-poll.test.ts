@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { RUNS_TOPIC, logsTopic } from "../server/notifier.js";
+import { RUNS_TOPIC, cancelsTopic, logsTopic } from "../server/notifier.js";
 import { call } from "./support/api.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { startTestServer } from "./support/server.js";
@@ -102,6 +102,41 @@ describe("claim long-poll", () => {
     await parked();
     expect((await get(`/api/flow-runs/${run.id}`)).body.pickup).toContain(`${agent.name} [gpu]`);
     await claim;
+  });
+});
+
+describe("cancel watch", () => {
+  async function runningRun() {
+    const { flow, agent } = await setup();
+    const run = (await post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    const claimed = (await post(`/api/agents/${agent.id}/claim`, { waitMs: 0 })).body.claims[0].flowRun;
+    await post(`/api/flow-runs/${run.id}/state`, { state: "Running", expectedVersion: claimed.version, epoch: claimed.epoch });
+    return { agent, run };
+  }
+
+  it("answers a parked watch the moment one of the agent's runs is cancelled, then parks again while told of it", async () => {
+    const { agent, run } = await runningRun();
+    // Parked for a minute: only the cancel's wake-up answers it before the test's own timeout.
+    const watch = post(`/api/agents/${agent.id}/cancels`, { waitMs: 60_000 });
+    await parked(1, cancelsTopic(agent.id));
+    expect((await post(`/api/flow-runs/${run.id}/cancel`)).body.state).toBe("Cancelling");
+    expect((await watch).body).toEqual({ cancelRunIds: [run.id] });
+    expect(s.notifier.waiting(cancelsTopic(agent.id))).toBe(0);
+
+    // Known: not news. The watch waits (here its short waitMs) and answers with it still listed.
+    const again = post(`/api/agents/${agent.id}/cancels`, { known: [run.id], waitMs: 300 });
+    await parked(1, cancelsTopic(agent.id));
+    expect((await again).body).toEqual({ cancelRunIds: [run.id] });
+  }, 15_000);
+
+  it("is not woken by another agent's cancels, and refuses an unknown agent", async () => {
+    const mine = await runningRun();
+    const theirs = await runningRun();
+    const watch = post(`/api/agents/${mine.agent.id}/cancels`, { waitMs: 400 });
+    await parked(1, cancelsTopic(mine.agent.id));
+    await post(`/api/flow-runs/${theirs.run.id}/cancel`);
+    expect((await watch).body).toEqual({ cancelRunIds: [] });
+    expect((await post("/api/agents/nope/cancels", { waitMs: 0 })).status).toBe(404);
   });
 });
 

@@ -49,6 +49,7 @@ describe("health and OpenAPI", () => {
     expect(routes.sort()).toEqual(
       [
         "GET /health",
+      "GET /metrics",
         "POST /api/flows",
         "GET /api/flows",
         "GET /api/flows/{id}",
@@ -65,7 +66,9 @@ describe("health and OpenAPI", () => {
         "POST /api/flow-runs/{id}/task-runs",
         "GET /api/flow-runs/{id}/logs",
         "POST /api/flow-runs/{id}/logs",
+      "POST /api/flow-runs/{id}/phases",
         "POST /api/agents",
+      "POST /api/agents/{id}/cancels",
         "GET /api/agents",
         "POST /api/agents/{id}/heartbeat",
         "POST /api/agents/{id}/claim",

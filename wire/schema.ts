@@ -262,6 +262,40 @@ export const FlowRunCreate = z
   });
 export type FlowRunCreate = z.infer<typeof FlowRunCreate>;
 
+/** How a run's image became ready on its agent. */
+export const IMAGE_SOURCES = ["present", "pulled", "built"] as const;
+
+/** What the agent reports of an attempt's steps (POST /api/flow-runs/:id/phases), in its own clock. */
+export const AgentPhases = z.object({
+  imageReady: Timestamp.optional(),
+  imageSource: z.enum(IMAGE_SOURCES).optional(),
+  containerCreated: Timestamp.optional(),
+  containerStarted: Timestamp.optional(),
+  cleanedUp: Timestamp.optional(),
+});
+export type AgentPhases = z.infer<typeof AgentPhases>;
+
+export const PhasesReport = AgentPhases.extend({ epoch: z.number().int().nonnegative() });
+export type PhasesReport = z.infer<typeof PhasesReport>;
+
+/**
+ * Where the current attempt's time went, one timestamp per step; null for a step not reached (or not
+ * reported). queued: when it was due; claimed: by the server; runtimeUp and flowFinished: the container's
+ * Running and final state writes; the others, the agent's.
+ */
+export const RunPhases = z.object({
+  queued: Timestamp,
+  claimed: Timestamp.nullable(),
+  imageReady: Timestamp.nullable(),
+  imageSource: z.enum(IMAGE_SOURCES).nullable(),
+  containerCreated: Timestamp.nullable(),
+  containerStarted: Timestamp.nullable(),
+  runtimeUp: Timestamp.nullable(),
+  flowFinished: Timestamp.nullable(),
+  cleanedUp: Timestamp.nullable(),
+});
+export type RunPhases = z.infer<typeof RunPhases>;
+
 export const FlowRun = z.object({
   id: Id,
   flowId: Id,
@@ -289,6 +323,8 @@ export const FlowRun = z.object({
   scheduledStart: Timestamp,
   /** The schedule clock (its key) whose slot made the run; null for a run someone asked for. */
   clock: z.string().nullable(),
+  /** Where the current attempt's time went (absent from servers that predate it). */
+  phases: RunPhases.optional(),
 });
 export type FlowRun = z.infer<typeof FlowRun>;
 
@@ -392,6 +428,23 @@ export const AgentHeartbeatReply = z.object({
   lostRunIds: z.array(Id),
 });
 export type AgentHeartbeatReply = z.infer<typeof AgentHeartbeatReply>;
+
+/**
+ * An agent's watch for cancels (POST /api/agents/:id/cancels): answered as soon as one of its runs is
+ * Cancelling that it has not already been told of (`known`), or after `waitMs` with none.
+ */
+export const CancelWatch = z.object({
+  /** Runs the agent is already stopping: not news, so they do not end the wait. */
+  known: z.array(Id).max(10_000).default([]),
+  waitMs: z.number().int().nonnegative().max(60_000).default(20_000),
+});
+export type CancelWatch = z.infer<typeof CancelWatch>;
+
+export const CancelWatchReply = z.object({
+  /** Every run of this agent that is Cancelling now (the known ones included): stop their containers. */
+  cancelRunIds: z.array(Id),
+});
+export type CancelWatchReply = z.infer<typeof CancelWatchReply>;
 
 /** How long a claim waits for a matching run when the agent does not say (the agent's default, too). */
 export const DEFAULT_CLAIM_WAIT_MS = 20_000;

@@ -5,7 +5,7 @@ import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { EXIT, type ExitCode } from "../exit.js";
 import { Duration } from "../../config/schema.js";
-import { parseParams } from "../format.js";
+import { formatPhases, parseParams } from "../format.js";
 import { signalOnInterrupt } from "../process.js";
 import { printLog } from "./inspect.js";
 
@@ -118,6 +118,8 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
   if (taskRuns.length > 0) {
     process.stdout.write(`tasks: ${taskRuns.map((t) => `${t.taskSlug}=${t.state}`).join(", ")}\n`);
   }
+  const phases = run.phases && formatPhases(run.phases);
+  if (phases) process.stdout.write(`phases: ${phases}\n`);
   process.stdout.write(`flow run ${run.id}: ${run.state}\n`);
   return run;
 }

@@ -1,5 +1,7 @@
-import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister } from "../../wire/schema.js";
+import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister, CancelWatch, CancelWatchReply } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
+import { disconnectSignal, longPoll } from "../long-poll.js";
+import { cancelsTopic } from "../notifier.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 
 export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
@@ -64,6 +66,39 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
       }
       if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
       return { cancelRunIds, lostRunIds };
+    },
+  );
+
+  app.post(
+    "/api/agents/:id/cancels",
+    {
+      config: { access: "agent-self" },
+      schema: {
+        summary: "An agent's watch for cancels (long-poll): answers as soon as one of its runs is Cancelling that it does not list in known",
+        tags: ["agents"],
+        params: IdParams,
+        body: CancelWatch.strict(),
+        response: withErrors({ 200: CancelWatchReply }),
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const { known, waitMs } = request.body;
+      if (!(await ctx.store.getAgent(id))) throw agentNotFound(id);
+      const told = new Set(known);
+      const cancelling = async () => (await ctx.store.listFlowRuns({ agentId: id, state: "Cancelling", limit: 1000 })).map((run) => run.id);
+      const news =
+        (await longPoll({
+          notifier: ctx.notifier,
+          topic: cancelsTopic(id),
+          waitMs,
+          signals: [disconnectSignal(reply), ctx.closing],
+          attempt: async () => {
+            const ids = await cancelling();
+            return ids.some((runId) => !told.has(runId)) ? ids : undefined;
+          },
+        })) ?? (await cancelling());
+      return { cancelRunIds: news };
     },
   );
 }

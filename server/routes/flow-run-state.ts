@@ -1,5 +1,5 @@
 import { BerthError, isBerthError } from "../../wire/errors.js";
-import { FlowRun, FlowRunHeartbeat, FlowRunHeartbeatReply, StateChange, type FlowRunStateName } from "../../wire/schema.js";
+import { FlowRun, FlowRunHeartbeat, FlowRunHeartbeatReply, PhasesReport, StateChange, type FlowRunStateName } from "../../wire/schema.js";
 import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
 import { assertTransition, isFinalState } from "../states.js";
@@ -66,6 +66,28 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
           if (!isBerthError(err, "BERTH_E_STALE_VERSION") || attempt >= CANCEL_ATTEMPTS) throw err;
         }
       }
+    },
+  );
+
+  app.post(
+    "/api/flow-runs/:id/phases",
+    {
+      config: { access: "run-write" },
+      schema: {
+        summary: "The agent reports steps of its attempt (image ready, container created and started, cleaned up); answers with the run",
+        tags: ["flow runs"],
+        params: IdParams,
+        body: PhasesReport.strict(),
+        response: withErrors({ 200: FlowRun }),
+      },
+    },
+    async (request) => {
+      const { epoch, ...phases } = request.body;
+      const run = await ctx.store.recordPhases(request.params.id, epoch, phases);
+      if (!run) throw flowRunNotFound(request.params.id);
+      // The last step: the attempt's whole timeline is known, and goes to /metrics once.
+      if (phases.cleanedUp !== undefined && run.phases) ctx.metrics.phases(run.phases);
+      return run;
     },
   );
 

@@ -78,6 +78,28 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     expect(await store.nextScheduledStart(["etl"])).toBeUndefined();
   });
 
+  it("keeps the phases of the current attempt: claimed by the claim, the agent's steps merged, per epoch", async () => {
+    const { clock, store, run, claim } = await setUp();
+    clock.ms = T0 + MINUTE;
+    const queued = await run();
+    expect(queued.phases).toMatchObject({ queued: queued.scheduledStart, claimed: null, runtimeUp: null });
+    const [claimed] = await claim([], 1);
+    expect(claimed!.phases).toMatchObject({ queued: queued.scheduledStart, claimed: clock.at(MINUTE).toISOString(), imageReady: null });
+    await store.recordPhases(queued.id, 1, { imageReady: clock.at(MINUTE + 5).toISOString(), imageSource: "built" });
+    const merged = await store.recordPhases(queued.id, 1, { containerCreated: clock.at(MINUTE + 9).toISOString() });
+    expect(merged!.phases).toMatchObject({ claimed: clock.at(MINUTE).toISOString(), imageReady: clock.at(MINUTE + 5).toISOString(), imageSource: "built", containerCreated: clock.at(MINUTE + 9).toISOString(), containerStarted: null });
+    const running = await store.setFlowRunState(queued.id, { state: "Running", expectedVersion: merged!.version, epoch: 1 });
+    expect(running.phases!.runtimeUp).toBe(running.startedAt);
+    await expect(store.recordPhases(queued.id, 0, { cleanedUp: clock.at(MINUTE).toISOString() })).rejects.toMatchObject({ code: "BERTH_E_STALE_LEASE" });
+    expect(await store.recordPhases("no-such-run", 1, {})).toBeUndefined();
+    // Given back to the queue, the attempt's steps are no longer the run's; the next claim starts afresh.
+    const back = await store.setFlowRunState(queued.id, { state: "Scheduled", expectedVersion: running.version });
+    expect(back.phases).toMatchObject({ claimed: null, imageReady: null, imageSource: null, runtimeUp: null });
+    clock.ms = T0 + 2 * MINUTE;
+    const [again] = await claim([], 1);
+    expect(again!.phases).toMatchObject({ claimed: clock.at(2 * MINUTE).toISOString(), imageReady: null, containerCreated: null });
+  });
+
   it("counts runs by flow and state, and the due queue by label set with its oldest due time", async () => {
     const { clock, store, run, claim, finish } = await setUp();
     const other = (await store.registerFlow(flowInput({ name: "other-flow" }))).flow;
