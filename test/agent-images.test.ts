@@ -120,11 +120,11 @@ describe("an agent's images", () => {
     const fake = fakeEngine();
     const { spec } = await contextOn(server);
     fake.present.add(spec.image);
-    expect(await provider(server, fake).ensure(spec, lines().log)).toBe(spec.image);
+    expect(await provider(server, fake).ensure(spec, lines().log)).toEqual({ image: spec.image, source: "present" });
     expect({ pulls: fake.pulls, builds: fake.builds.length }).toEqual({ pulls: [], builds: 0 });
     fake.present.clear();
     fake.pullWorks = true;
-    await provider(server, fake).ensure(spec, lines().log);
+    expect(await provider(server, fake).ensure(spec, lines().log)).toEqual({ image: spec.image, source: "pulled" });
     expect({ pulls: fake.pulls, builds: fake.builds.length }).toEqual({ pulls: [spec.image], builds: 0 });
   });
 
@@ -232,7 +232,7 @@ describe("an agent's images", () => {
     const second = images.ensure(spec, lines().log);
     cancelled.abort();
     expect(isBerthError(await first, "BERTH_E_ABORTED")).toBe(true);
-    expect(await second).toBe(spec.image);
+    expect(await second).toEqual({ image: spec.image, source: "built" });
     expect(fake.builds).toHaveLength(1);
   });
 
@@ -241,7 +241,7 @@ describe("an agent's images", () => {
     const { spec } = await contextOn(server);
     fake.present.add(spec.image);
     const { seen, log } = lines();
-    expect(await provider(server, fake, { pullPolicy: "always" }).ensure(spec, log)).toBe(spec.image);
+    expect(await provider(server, fake, { pullPolicy: "always" }).ensure(spec, log)).toEqual({ image: spec.image, source: "present" });
     expect({ pulls: fake.pulls.length, builds: fake.builds.length }).toEqual({ pulls: 1, builds: 0 });
     expect(seen).toEqual([{ level: "warn", message: expect.stringMatching(new RegExp(`^could not pull ${spec.image} .*; running the image this host has$`)) }]);
   });

@@ -92,6 +92,7 @@ describe("server /metrics", () => {
       "berth_agents",
       "berth_claim_duration_seconds",
       "berth_claims_parked",
+      "berth_flow_run_phase_seconds",
       "berth_flow_run_queue_wait_seconds",
       "berth_flow_runs",
       "berth_flow_runs_created_total",
