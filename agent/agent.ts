@@ -105,6 +105,10 @@ export class Agent {
       leaseTimeoutMs: options.leaseTimeoutMs,
       afterBeat: () => void this.adoption.retry(),
       draining: () => this.state === "draining",
+      health: async () => {
+        const h = await this.health();
+        return { slotsUsed: h.slots.used, diskFreeBytes: h.disk.freeBytes, reasons: h.reasons.slice(0, 10).map((r) => r.slice(0, 500)) };
+      },
     });
     this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage, stopping: this.stopping.signal });
     this.adoption = new Adoption({

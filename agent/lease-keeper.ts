@@ -11,6 +11,7 @@ import { describeError } from "../wire/errors.js";
 import { cancelRuns } from "./cancel-watch.js";
 import type { EngineWatch } from "./engine-watch.js";
 import type { RunTable } from "./run-table.js";
+import type { AgentHealthReport } from "../wire/schema.js";
 
 export interface LeaseKeeperDeps {
   client: ApiClient;
@@ -25,6 +26,8 @@ export interface LeaseKeeperDeps {
   afterBeat?: () => void;
   /** True once the agent drains: it claims nothing more, and says so. */
   draining?: () => boolean;
+  /** What the agent says of itself with each heartbeat (slots, disk, why it is unhealthy). */
+  health?: () => Promise<AgentHealthReport>;
 }
 
 export class LeaseKeeper {
@@ -80,7 +83,9 @@ export class LeaseKeeper {
     let reply;
     try {
       const status = this.deps.draining?.() ? "draining" : engine.healthy ? "online" : "unhealthy";
-      reply = await client.heartbeatAgent(id, { status, runs: held });
+      // A report that cannot be made (a disk that cannot be read) must not keep the heartbeat from going.
+      const health = await this.deps.health?.().catch(() => undefined);
+      reply = await client.heartbeatAgent(id, { status, runs: held, ...(health ? { health } : {}) });
     } catch (err) {
       this.deps.log().warn(`heartbeat failed: ${describeError(err)}`);
       this.expireLeases();

@@ -23,6 +23,7 @@ export class AgentMetrics {
   readonly containerCreateSeconds: Histogram;
   readonly containerStartSeconds: Histogram;
   readonly runsFinished: Counter<"outcome">;
+  readonly logLines: Counter<"result">;
   readonly engineUp: Gauge;
   readonly diskFreeBytes: Gauge;
 
@@ -61,6 +62,12 @@ export class AgentMetrics {
       name: "berth_agent_runs_finished_total",
       help: "Flow runs this agent saw end, by outcome (Success, Failed, Cancelled, handed_back)",
       labelNames: ["outcome"],
+      registers,
+    });
+    this.logLines = new Counter({
+      name: "berth_agent_log_lines_total",
+      help: "Lines of containers' output the agent sent to the server as run logs, by result (shipped, dropped)",
+      labelNames: ["result"],
       registers,
     });
     this.engineUp = new Gauge({ name: "berth_agent_engine_up", help: "1 when the container engine answered the last check, else 0", registers });

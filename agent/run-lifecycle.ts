@@ -20,6 +20,8 @@ import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import type { AgentMetrics, RunOutcome } from "./metrics.js";
 import type { AgentPhases } from "../wire/schema.js";
+import { unframe } from "../shared/output-frames.js";
+import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 
@@ -66,6 +68,10 @@ export interface RunLifecycleDeps {
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
 class StaleAttempt extends Error {}
+
+/** How long after the container's exit its output may take to be read to the end, and how quiet it must be to be over. */
+const OUTPUT_AFTER_EXIT_MS = 10_000;
+const OUTPUT_QUIET_MS = 1_000;
 
 /** Longest an engine call on the cleanup path may take before it counts as failed. */
 const ENGINE_CALL_MS = 20_000;
@@ -234,6 +240,40 @@ export class RunLifecycle {
   }
 
   private async supervise(): Promise<void> {
+    // Everything the container prints becomes run logs; following ends by itself when the container stops.
+    const following = new AbortController();
+    const progress = { lastLineAt: performance.now() };
+    const output = shipOutput(
+      {
+        client: this.deps.client,
+        engine: this.deps.engine,
+        log: this.log,
+        metrics: this.deps.metrics,
+        flowRunId: this.flowRunId,
+        epoch: this.epoch,
+        serverDownForMs: this.deps.options.serverDownForMs,
+      },
+      this.containerId!,
+      following.signal,
+      progress,
+    );
+    try {
+      await this.superviseExit();
+    } finally {
+      // A container's log ends with it; a swarm service's stays open while the service exists. Once the
+      // container has stopped, the follow ends when its output has been quiet for a moment (or at the latest
+      // after OUTPUT_AFTER_EXIT_MS).
+      const exitedAt = performance.now();
+      const watch = setInterval(() => {
+        const now = performance.now();
+        if (now - Math.max(progress.lastLineAt, exitedAt) > OUTPUT_QUIET_MS || now - exitedAt > OUTPUT_AFTER_EXIT_MS) following.abort();
+      }, 100);
+      await output;
+      clearInterval(watch);
+    }
+  }
+
+  private async superviseExit(): Promise<void> {
     const timeoutMs = this.claim.flow.runTimeoutMs;
     if (timeoutMs) {
       const startedAt = Date.parse(this.claim.flowRun.startedAt ?? "") || Date.now();
@@ -453,7 +493,7 @@ export class RunLifecycle {
       await this.finish("Failed", "the flow run's container vanished (was the Docker engine restarted or the container removed?)", current.version);
       return;
     }
-    const output = this.containerId ? await this.deps.engine.containerOutput(this.containerId, 30).catch(() => "") : "";
+    const output = this.containerId ? unframe(await this.deps.engine.containerOutput(this.containerId, 30).catch(() => "")) : "";
     const tail = output.trim() === "" ? "(no output)" : output.trimEnd();
     const why = this.engineOutage ? "stopped while the Docker engine was unavailable (restarted?); it exited" : "exited";
     await this.finish("Failed", `the container ${why} with code ${exitCode} without reporting a final state; last output:\n${tail}`, current.version);

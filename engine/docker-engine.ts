@@ -6,7 +6,8 @@ import type { Readable } from "node:stream";
 import Docker from "dockerode";
 import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { BuildOutput } from "./build-output.js";
-import { demultiplex } from "./demux.js";
+import { demultiplex, outputLines } from "./demux.js";
+import type { OutputLine } from "../shared/output-frames.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
 import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerSpec } from "./port.js";
 import { followProgress } from "./progress.js";
@@ -267,6 +268,17 @@ export class DockerEngine implements ContainerEngine {
       if (statusOf(err) === 404) return "";
       throw this.fail(err, `reading the output of container ${short(id)}`, "BERTH_E_INTERNAL");
     }
+  }
+
+  async *followOutput(id: string, signal?: AbortSignal): AsyncGenerator<OutputLine> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = (await this.docker.getContainer(id).logs({ stdout: true, stderr: true, follow: true, timestamps: true, abortSignal: signal })) as NodeJS.ReadableStream;
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.fail(err, `following the output of container ${short(id)}`, "BERTH_E_INTERNAL", { signal });
+    }
+    yield* outputLines(stream as AsyncIterable<Buffer>);
   }
 
   async stopContainer(id: string, graceMs: number): Promise<void> {

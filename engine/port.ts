@@ -4,6 +4,7 @@
  * modules that import dockerode); tests of the agent and storage run against the real engine through them.
  */
 import type { Readable } from "node:stream";
+import type { OutputLine } from "../shared/output-frames.js";
 
 /** Labels put on everything berth creates, so that an agent can find what it owns after a restart. */
 export const OWNER_LABEL = "io.berth.managed";
@@ -138,6 +139,11 @@ export interface ContainerEngine {
   inspectContainer(id: string): Promise<ContainerInfo | undefined>;
   /** The last `tail` lines of stdout and stderr, interleaved. */
   containerOutput(id: string, tail: number): Promise<string>;
+  /**
+   * Every line the container wrote to stdout and stderr, from its start, in order, each with the engine's
+   * timestamp; follows it live and ends once the container has stopped. Nothing when it is already gone.
+   */
+  followOutput(id: string, signal?: AbortSignal): AsyncIterable<OutputLine>;
   /** SIGTERM, then SIGKILL after `graceMs`. No error if already stopped. */
   stopContainer(id: string, graceMs: number): Promise<void>;
   /** Force-removes; no error if already gone. */

@@ -21,7 +21,8 @@
 import Docker from "dockerode";
 import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { engineTarget, type EngineAddress } from "./address.js";
-import { demultiplex } from "./demux.js";
+import { demultiplex, outputLines } from "./demux.js";
+import type { OutputLine } from "../shared/output-frames.js";
 import { DockerEngine } from "./docker-engine.js";
 import { abortedError, statusOf, toBerthError } from "./errors.js";
 import { sleep } from "../shared/backoff.js";
@@ -188,6 +189,19 @@ export class SwarmEngine implements ContainerEngine {
       throw this.fail(err, `inspecting service ${id}`, "BERTH_E_INTERNAL");
     }
     return toInfo(service, await this.latestTask(service.ID));
+  }
+
+  async *followOutput(id: string, signal?: AbortSignal): AsyncGenerator<OutputLine> {
+    let stream: NodeJS.ReadableStream;
+    try {
+      stream = (await this.docker.getService(id).logs({ stdout: true, stderr: true, follow: true, timestamps: true, abortSignal: signal } as Docker.ContainerLogsOptions & {
+        follow: true;
+      })) as NodeJS.ReadableStream;
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw this.fail(err, `following the output of service ${id}`, "BERTH_E_INTERNAL", { signal });
+    }
+    yield* outputLines(stream as AsyncIterable<Buffer>);
   }
 
   /** Empty when the service is already gone: its output went with it. */

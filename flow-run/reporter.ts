@@ -57,10 +57,12 @@ export class RunReporter {
     this.warn = options.warn ?? ((m) => process.stderr.write(`${m}\n`));
   }
 
-  log(level: LogLevel, message: string, task?: string | null): void {
+  /** Queues a line; returns its number in the attempt (the agent's recovery of the output uses it too). */
+  log(level: LogLevel, message: string, task?: string | null): number {
     this.seq += 1;
     this.logs.push({ at: new Date().toISOString(), level, message: cutText(message, MAX_LOG_MESSAGE_LENGTH), task: task ?? null, seq: this.seq });
     this.schedule(this.logs.length >= this.maxBatch);
+    return this.seq;
   }
 
   taskState(run: TaskRun): void {

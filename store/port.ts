@@ -5,6 +5,7 @@
  * Every method is async so that networked stores (PostgreSQL) fit the same port as the embedded one.
  */
 import type {
+  AgentHealthReport,
   AgentPhases,
   AgentRecord,
   AgentRegister,
@@ -253,7 +254,8 @@ export interface StateStore {
    */
   registerAgent(input: AgentRegister): Promise<{ agent: StoredAgent; created: boolean }>;
   getAgent(id: string): Promise<StoredAgent | undefined>;
-  heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined>;
+  /** Records a heartbeat; with `health`, also what the agent says of itself (kept until its next report). */
+  heartbeatAgent(id: string, status: AgentRecord["status"], health?: AgentHealthReport): Promise<StoredAgent | undefined>;
   listAgents(): Promise<StoredAgent[]>;
   /**
    * Records that a claim of the agent is parked until `until` (on whichever server replica), so that every

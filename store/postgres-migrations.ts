@@ -191,6 +191,14 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE flow_runs ADD COLUMN phases TEXT;
   `,
+  // The stream of a line the agent collected from the container's output (stdout, stderr); NULL otherwise.
+  `
+  ALTER TABLE logs ADD COLUMN stream TEXT;
+  `,
+  // What the agent last said of its health (JSON: slots used, free disk, reasons, when).
+  `
+  ALTER TABLE agents ADD COLUMN health TEXT;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -11,6 +11,7 @@ import pg from "pg";
 import { clockKey, slotsAfter } from "../flows/schedules.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type {
+  AgentHealthReport,
   AgentPhases,
   AgentRecord,
   AgentRegister,
@@ -579,7 +580,7 @@ export class PostgresStore implements StateStore {
       const attempt = epoch ?? 0;
       for (const log of logs) {
         await db.run(
-          `INSERT INTO logs (flow_run_id, at, level, message, task, attempt, seq) VALUES (?, ?, ?, ?, ?, ?, ?)
+          `INSERT INTO logs (flow_run_id, at, level, message, task, attempt, seq, stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (flow_run_id, attempt, seq) WHERE seq IS NOT NULL DO NOTHING`,
           flowRunId,
           log.at,
@@ -588,6 +589,7 @@ export class PostgresStore implements StateStore {
           log.task ?? null,
           log.seq === undefined ? null : attempt,
           log.seq ?? null,
+          log.stream ?? null,
         );
       }
     });
@@ -653,8 +655,16 @@ export class PostgresStore implements StateStore {
     return row && toAgent(row);
   }
 
-  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined> {
-    const row = await this.db.get<AgentRow>("UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *", status, this.db.timestamp(), id);
+  async heartbeatAgent(id: string, status: AgentRecord["status"], health?: AgentHealthReport): Promise<StoredAgent | undefined> {
+    const now = this.db.timestamp();
+    const report = health ? JSON.stringify({ ...health, at: now }) : null;
+    const row = await this.db.get<AgentRow>(
+      "UPDATE agents SET status = ?, last_heartbeat_at = ?, health = COALESCE(?, health) WHERE id = ? RETURNING *",
+      status,
+      now,
+      report,
+      id,
+    );
     return row && toAgent(row);
   }
 

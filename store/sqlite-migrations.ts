@@ -236,6 +236,14 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE flow_runs ADD COLUMN phases TEXT;
   `,
+  // The stream of a line the agent collected from the container's output (stdout, stderr); NULL otherwise.
+  `
+  ALTER TABLE logs ADD COLUMN stream TEXT;
+  `,
+  // What the agent last said of its health (JSON: slots used, free disk, reasons, when).
+  `
+  ALTER TABLE agents ADD COLUMN health TEXT;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

@@ -79,6 +79,7 @@ export interface LogRow {
   level: string;
   message: string;
   task: string | null;
+  stream?: string | null;
 }
 
 export interface AgentRow {
@@ -91,6 +92,7 @@ export interface AgentRow {
   last_heartbeat_at: string;
   /** Until when a claim of the agent's is parked at some server replica; NULL when none is. */
   waiting_until?: string | null;
+  health?: string | null;
 }
 
 export function toFlow(row: FlowRow): FlowRecord {
@@ -171,7 +173,7 @@ export function toTaskRun(row: TaskRunRow): TaskRun {
 }
 
 export function toStoredLog(row: LogRow): StoredLog {
-  return { id: row.id, at: row.at, level: row.level as LogLevel, message: row.message, task: row.task };
+  return { id: row.id, at: row.at, level: row.level as LogLevel, message: row.message, task: row.task, stream: (row.stream ?? null) as StoredLog["stream"] };
 }
 
 export function toAgent(row: AgentRow): StoredAgent {
@@ -184,6 +186,7 @@ export function toAgent(row: AgentRow): StoredAgent {
     status: row.status as AgentRecord["status"],
     createdAt: row.created_at,
     lastHeartbeatAt: row.last_heartbeat_at,
+    health: row.health ? (JSON.parse(row.health) as AgentRecord["health"]) : null,
   };
 }
 

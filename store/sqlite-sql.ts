@@ -72,8 +72,8 @@ export const SQL = {
   taskRuns: "SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY updated_at, task_slug",
 
   // A numbered line already stored (the same run, attempt and seq) is ignored: appends are idempotent.
-  insertLog: "INSERT OR IGNORE INTO logs (flow_run_id, at, level, message, task, attempt, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
-  logsAfter: "SELECT id, at, level, message, task FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
+  insertLog: "INSERT OR IGNORE INTO logs (flow_run_id, at, level, message, task, attempt, seq, stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  logsAfter: "SELECT id, at, level, message, task, stream FROM logs WHERE flow_run_id = ? AND id > ? ORDER BY id LIMIT ?",
 
   insertAgent: `
     INSERT INTO agents (id, name, labels, concurrency, status, created_at, last_heartbeat_at, waiting_until)
@@ -84,7 +84,7 @@ export const SQL = {
   reregisterAgent: `
     UPDATE agents SET labels = @labels, concurrency = @concurrency, status = 'online', last_heartbeat_at = @now
     WHERE id = @id RETURNING *`,
-  heartbeatAgent: "UPDATE agents SET status = ?, last_heartbeat_at = ? WHERE id = ? RETURNING *",
+  heartbeatAgent: "UPDATE agents SET status = ?, last_heartbeat_at = ?, health = COALESCE(?, health) WHERE id = ? RETURNING *",
   allAgents: "SELECT * FROM agents ORDER BY created_at, rowid",
   markAgentWaiting: "UPDATE agents SET waiting_until = ? WHERE id = ?",
   clearAgentWaiting: "UPDATE agents SET waiting_until = NULL WHERE id = ? AND waiting_until = ?",

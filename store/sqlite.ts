@@ -10,6 +10,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { BerthError, describeError } from "../wire/errors.js";
 import type {
+  AgentHealthReport,
   AgentPhases,
   AgentRecord,
   AgentRegister,
@@ -359,7 +360,7 @@ export class SqliteStore implements StateStore {
       this.assertWritable(flowRunId, epoch);
       const attempt = epoch ?? 0;
       for (const log of logs) {
-        this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null, log.seq === undefined ? null : attempt, log.seq ?? null);
+        this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null, log.seq === undefined ? null : attempt, log.seq ?? null, log.stream ?? null);
       }
     });
   }
@@ -425,8 +426,10 @@ export class SqliteStore implements StateStore {
     return row && toAgent(row);
   }
 
-  async heartbeatAgent(id: string, status: AgentRecord["status"]): Promise<StoredAgent | undefined> {
-    const row = await this.immediate(() => this.stmt("heartbeatAgent").get(status, this.timestamp(), id) as AgentRow | undefined);
+  async heartbeatAgent(id: string, status: AgentRecord["status"], health?: AgentHealthReport): Promise<StoredAgent | undefined> {
+    const now = this.timestamp();
+    const report = health ? JSON.stringify({ ...health, at: now }) : null;
+    const row = await this.immediate(() => this.stmt("heartbeatAgent").get(status, now, report, id) as AgentRow | undefined);
     return row && toAgent(row);
   }
 

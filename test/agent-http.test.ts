@@ -54,6 +54,12 @@ describe.skipIf(!dockerAvailable)("agent /health and /metrics", () => {
       disk: { freeBytes: expect.any(Number), lowWatermarkBytes: 2 * 1024 ** 3 },
     });
 
+    // The agent says the same to the server with its heartbeats: berth agents shows its slots, disk and health.
+    const name = `http-${process.pid}`;
+    await until("the agent's first health report", async () => (await client.listAgents()).agents.find((a) => a.name === name)?.health != null);
+    const listed = await berth(["agents", "--api", server.url]);
+    expect(listed.stdout).toMatch(new RegExp(`${name}\\s+\\S+\\s+http\\s+online(?: \\(idle\\))?\\s+0/1\\s+[\\d.]+ [KMGT]iB\\s+ok\\s`));
+
     const created = await client.createFlowRun({ flowName: "Chaos Flow", labels: ["http"], parameters: { millis: 50 } });
     expect((await waitFinal(client, created.flowRun.id)).state).toBe("Success");
     // The container records Success; the agent counts the outcome once it has seen the container exit.
@@ -98,6 +104,9 @@ describe.skipIf(!dockerAvailable)("agent /health and /metrics", () => {
     const body = JSON.parse(health.text) as { status: string; reasons: string[] };
     expect(body.status).toBe("unhealthy");
     expect(body.reasons).toEqual([expect.stringMatching(/^free disk on .+ is .+, under the low watermark of 1000 TiB$/)]);
+    await until("the agent's health report", async () => (await client.listAgents()).agents.find((a) => a.name === `disk-${process.pid}`)?.health != null);
+    const listed = await berth(["agents", "--api", server.url]);
+    expect(listed.stdout).toMatch(new RegExp(`disk-${process.pid}.*under the low watermark of 1000 TiB`));
   }, 300_000);
 
   it("fails at once, saying why, when it cannot listen where it is told", async () => {

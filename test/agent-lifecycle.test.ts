@@ -35,6 +35,7 @@ function idleEngine(answers: () => boolean = () => true): ContainerEngine {
     waitContainer: refuse,
     inspectContainer: refuse,
     containerOutput: refuse,
+    followOutput: refuse,
     stopContainer: refuse,
     removeContainer: refuse,
     followContainerEvents: refuse,

@@ -1,19 +1,22 @@
 /**
  * How runs end when things go wrong or are stopped, for real: containers that die without reporting, flows
  * that cannot be loaded, images that are missing, cancellation of a running container, agent drain on
- * SIGTERM, concurrency, and storage pushed to and pulled from a real registry.
+ * SIGTERM, concurrency, every byte a container prints (and keeps printing as it is killed), and storage pushed
+ * to and pulled from a real registry.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdir, mkdtemp, symlink, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { containerGone, dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, berth, freePort, startAgent, startServer, TEST_TOKEN } from "./support/processes.js";
 import { tearDown, waitFinal, waitState } from "./support/runs.js";
-import { httpAnswers } from "./support/wait.js";
+import { httpAnswers, until } from "./support/wait.js";
+import type { StoredLog } from "../wire/schema.js";
 
 const fixture = (name: string) => path.join(REPO, "test", "fixtures", name);
 
@@ -95,6 +98,51 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     const tasks = await client.listTaskRuns(flowRun.id);
     expect(tasks.find((t) => t.taskName === "sleep")?.state).toBe("Cancelled");
     await containerGone(`berth-run-${flowRun.id}`);
+  });
+
+  it("every line the flow writes becomes run logs once: console, stdout and stderr writes, a child process", async () => {
+    await register("output-flow.ts");
+    await agent(["output"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Output Flow", labels: ["output"], parameters: {} });
+    expect((await waitFinal(client, flowRun.id)).state).toBe("Success");
+    // The agent ships the container's own output just after the exit.
+    const expected = ["console line from the task", "raw stdout line", "raw stderr line", "child process echo"];
+    let logs: StoredLog[] = [];
+    await until("every line in the run's logs", async () => {
+      logs = (await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs;
+      return expected.every((text) => logs.some((l) => l.message === text));
+    });
+    for (const text of expected) expect(logs.filter((l) => l.message === text), text).toHaveLength(1);
+    const byText = new Map(logs.map((l) => [l.message, l]));
+    expect(byText.get("console line from the task")).toMatchObject({ task: "speak", stream: null, level: "info" });
+    expect(byText.get("raw stdout line")).toMatchObject({ task: null, stream: "stdout" });
+    expect(byText.get("raw stderr line")).toMatchObject({ task: null, stream: "stderr", level: "warn" });
+    expect(byText.get("child process echo")).toMatchObject({ stream: "stdout" });
+    // No framing reaches a log line.
+    expect(logs.filter((l) => l.message.includes("\u001b"))).toEqual([]);
+    const shown = await cli(["logs", flowRun.id]);
+    expect(shown.stdout).toMatch(/info {2}\[stdout\] raw stdout line/);
+  });
+
+  it("a container killed mid-run loses nothing it printed: the agent ships what the runtime could not", async () => {
+    await register("output-flow.ts");
+    await agent(["killed"]);
+    const { flowRun } = await client.createFlowRun({ flowName: "Output Flow", labels: ["killed"], parameters: { mode: "hang" } });
+    // The raw line comes through the agent; by then the console line before it is in the container's output.
+    await until("the last raw words in the logs", async () => (await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs.some((l) => l.message === "last raw words before the kill"), { timeoutMs: 60_000 });
+    const before = (await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs;
+    expect(before.some((l) => l.message === "last console words before the kill"), "the runtime, blocked, cannot have shipped it").toBe(false);
+    await promisify(execFile)("docker", ["kill", `berth-run-${flowRun.id}`]);
+    expect((await waitFinal(client, flowRun.id)).state).toBe("Failed");
+    let logs: StoredLog[] = [];
+    await until("the recovered console line", async () => {
+      logs = (await client.getLogs(flowRun.id, { after: 0, limit: 1000 })).logs;
+      return logs.some((l) => l.message === "last console words before the kill");
+    });
+    for (const text of ["console line from the task", "raw stdout line", "child process echo", "last console words before the kill", "last raw words before the kill"]) {
+      expect(logs.filter((l) => l.message === text), text).toHaveLength(1);
+    }
+    expect(logs.find((l) => l.message === "last console words before the kill")).toMatchObject({ task: "speak", level: "info" });
   });
 
   it("a run over its flow's run timeout is failed by the agent, which stops its container", async () => {

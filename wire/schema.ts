@@ -378,6 +378,8 @@ export const LogLine = z.object({
    * lost reply is stored once. Lines without one are always stored.
    */
   seq: z.number().int().positive().optional(),
+  /** For output the agent collected from the container: the stream it was written to; null for console lines. */
+  stream: z.enum(["stdout", "stderr"]).nullable().optional(),
 });
 export type LogLine = z.infer<typeof LogLine>;
 
@@ -397,6 +399,15 @@ export const AgentRegister = z.object({
 });
 export type AgentRegister = z.infer<typeof AgentRegister>;
 
+/** What an agent says of itself with each heartbeat: the runs it holds, its free disk, why it is unhealthy. */
+export const AgentHealthReport = z.object({
+  slotsUsed: z.number().int().nonnegative(),
+  diskFreeBytes: z.number().int().nonnegative().nullable(),
+  /** Empty when healthy; otherwise one sentence each, as its /health says. */
+  reasons: z.array(z.string().max(500)).max(10),
+});
+export type AgentHealthReport = z.infer<typeof AgentHealthReport>;
+
 export const AgentRecord = z.object({
   id: Id,
   name: z.string(),
@@ -408,6 +419,8 @@ export const AgentRecord = z.object({
   lastHeartbeatAt: Timestamp,
   /** True while one of its claims is parked at the server: the agent is idle, waiting for work. */
   waiting: z.boolean().optional(),
+  /** As of its last heartbeat that said (agents that predate it say nothing: null). */
+  health: AgentHealthReport.extend({ at: Timestamp }).nullable().optional(),
 });
 export type AgentRecord = z.infer<typeof AgentRecord>;
 
@@ -418,6 +431,7 @@ export const AgentHeartbeat = z.object({
   status: z.enum(["online", "unhealthy", "draining", "stopped"]).default("online"),
   /** The runs the agent believes it holds: their leases are renewed, or they come back in lostRunIds. */
   runs: z.array(HeldRun).max(10_000).default([]),
+  health: AgentHealthReport.optional(),
 });
 export type AgentHeartbeat = z.infer<typeof AgentHeartbeat>;
 

@@ -2,6 +2,7 @@ import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../w
 import { BerthError } from "../../wire/errors.js";
 import { apiClient, print, type ApiOpts, type GlobalOptions } from "../context.js";
 import { shortTime, table } from "../format.js";
+import { formatBytes } from "../../shared/sizes.js";
 import { signalOnInterrupt } from "../process.js";
 
 
@@ -68,14 +69,25 @@ export async function agentsCommand(global: GlobalOptions, opts: ApiOpts): Promi
   if (agents.length === 0) return print("no agents have registered: start one with berth agent");
   print(
     table(
-      ["NAME", "ID", "LABELS", "STATUS", "CONCURRENCY", "LAST HEARTBEAT"],
-      agents.map((a) => [a.name, a.id, a.labels.join(",") || "-", a.waiting ? `${a.status} (idle)` : a.status, String(a.concurrency), shortTime(a.lastHeartbeatAt)]),
+      ["NAME", "ID", "LABELS", "STATUS", "SLOTS", "DISK FREE", "HEALTH", "LAST HEARTBEAT"],
+      agents.map((a) => [
+        a.name,
+        a.id,
+        a.labels.join(",") || "-",
+        a.waiting ? `${a.status} (idle)` : a.status,
+        a.health ? `${a.health.slotsUsed}/${a.concurrency}` : `-/${a.concurrency}`,
+        a.health?.diskFreeBytes != null ? formatBytes(a.health.diskFreeBytes) : "-",
+        // What the agent last said; a lost or stopped agent's word is stale, its status says so.
+        !a.health ? "-" : a.health.reasons.length === 0 ? "ok" : a.health.reasons.join("; "),
+        shortTime(a.lastHeartbeatAt),
+      ]),
     ),
   );
 }
 
 export function printLog(line: StoredLog): void {
-  const task = line.task ? ` [${line.task}]` : "";
+  // A console line names its task; a line the agent collected from the container, its stream.
+  const task = line.task ? ` [${line.task}]` : line.stream ? ` [${line.stream}]` : "";
   process.stdout.write(`${shortTime(line.at)} ${line.level.padEnd(5)}${task} ${line.message}\n`);
 }
 

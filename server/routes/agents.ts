@@ -50,8 +50,8 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
     },
     async (request) => {
       const { id } = request.params;
-      const { status, runs } = request.body;
-      const agent = await ctx.store.heartbeatAgent(id, status);
+      const { status, runs, health } = request.body;
+      const agent = await ctx.store.heartbeatAgent(id, status, health);
       if (!agent) throw agentNotFound(id);
       const renewal = runs.length === 0 ? { lostRunIds: [] } : await ctx.store.renewLeases(id, runs, ctx.options.leaseMs);
       const cancelling = await ctx.store.listFlowRuns({ agentId: id, state: "Cancelling", limit: 1000 });

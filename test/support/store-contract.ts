@@ -367,6 +367,20 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
 
+    it("keeps what an agent last said of its health, until it says something new", async () => {
+      const store = await fresh();
+      const { agent } = await store.registerAgent({ name: "healthy", labels: [], concurrency: 4 });
+      expect(agent.health).toBeNull();
+      const report = { slotsUsed: 3, diskFreeBytes: 12_345_678_901, reasons: ["free disk on /var/lib/docker is 1.2 GiB, under the low watermark of 2 GiB"] };
+      const beat = await store.heartbeatAgent(agent.id, "online", report);
+      expect(beat?.health).toEqual({ ...report, at: beat!.lastHeartbeatAt });
+      // A heartbeat without a report (a claim's, an older agent's) leaves the last one as it was.
+      await store.heartbeatAgent(agent.id, "online");
+      expect((await store.getAgent(agent.id))?.health).toEqual({ ...report, at: beat!.lastHeartbeatAt });
+      const healthy = await store.heartbeatAgent(agent.id, "online", { slotsUsed: 0, diskFreeBytes: null, reasons: [] });
+      expect((await store.listAgents())[0]?.health).toEqual({ slotsUsed: 0, diskFreeBytes: null, reasons: [], at: healthy!.lastHeartbeatAt });
+    });
+
     it("marks an agent waiting, and a claim's end clears only its own mark", async () => {
       const store = await fresh();
       const { agent } = await store.registerAgent({ name: "a1", labels: [], concurrency: 1 });
