@@ -35,6 +35,10 @@ export interface ServerOptions {
   bodyLimitBytes: number;
   /** Largest accepted build context in bytes. */
   buildContextLimitBytes: number;
+  /** Most log text (bytes of messages) kept per run. */
+  runLogLimitBytes: number;
+  /** Logs of runs ended longer ago are removed by the reaper; 0 keeps them. */
+  logRetentionMs: number;
   /** An agent silent for longer than this is shown as lost and no longer counted for pickup. */
   agentLostAfterMs: number;
   /** How long a claim, and each renewal by an agent heartbeat, holds a run for its agent. */
@@ -64,6 +68,8 @@ export function compileServerOptions(config: Config): ServerOptions {
     keyFile: server.keyFile ?? path.join(config.home, "server.key"),
     bodyLimitBytes: server.bodyLimit,
     buildContextLimitBytes: server.buildContextLimit,
+    runLogLimitBytes: server.runLogLimit,
+    logRetentionMs: server.logRetention,
     agentLostAfterMs: server.agentLostAfter,
     leaseMs: server.lease,
     reaperIntervalMs: server.reaperInterval,

@@ -67,6 +67,8 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   BERTH_SERVER_BODY_LIMIT: { path: ["server", "bodyLimit"] },
   BERTH_SERVER_BUILD_CONTEXT_LIMIT: { path: ["server", "buildContextLimit"] },
+  BERTH_SERVER_RUN_LOG_LIMIT: { path: ["server", "runLogLimit"] },
+  BERTH_SERVER_LOG_RETENTION: { path: ["server", "logRetention"] },
 };
 
 export function loadConfig(options: LoadConfigOptions): Config {

@@ -10,8 +10,8 @@ import { MIN_MEMORY_BYTES, parseByteSize } from "../shared/sizes.js";
 import { DEFAULT_CLAIM_WAIT_MS } from "../wire/schema.js";
 import { parseApiUrls } from "../shared/api-urls.js";
 
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
 /** "250ms", "30s", "5m", "1h" or a number of milliseconds → milliseconds. */
 export const Duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
@@ -119,6 +119,10 @@ export const ConfigSchema = z.strictObject({
       bodyLimit: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
       /** Largest build context (a flow's bundle and the files its image copies) accepted, in bytes. Default 128 MiB. */
       buildContextLimit: z.coerce.number().int().min(1024).max(512 * 1024 * 1024).default(128 * 1024 * 1024),
+      /** Most log text kept per run ("64m"); past it one truncation line is stored and later lines are dropped. Default 64m. */
+      runLogLimit: ByteSize.default(64 * 1024 ** 2),
+      /** Logs of runs that ended longer ago than this are removed by the reaper ("30d"); 0 keeps them. Default 0. */
+      logRetention: Duration.default(0),
     })
     .prefault({}),
   agent: z

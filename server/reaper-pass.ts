@@ -11,6 +11,7 @@
  *    container may still be running.
  * 4. Build contexts no flow version names, kept for longer than BUILD_CONTEXT_GRACE_MS (an upload whose
  *    registration never came) → removed.
+ * 5. With server.logRetention, the logs of runs that ended longer ago than that → removed.
  *
  * Every move is the store's compare-and-swap on the version the scan read: a run that changed meanwhile is
  * skipped, someone else has decided. Fencing makes rescheduling safe: the superseded attempt's writes are
@@ -39,7 +40,7 @@ export interface ReaperOptions {
   metrics: ServerMetrics;
   presence: AgentPresence;
   logger: FastifyBaseLogger;
-  timings: Pick<ServerOptions, "agentLostAfterMs" | "leaseMs" | "reaperIntervalMs" | "startTimeoutMs" | "runHeartbeatTimeoutMs" | "cancelTimeoutMs">;
+  timings: Pick<ServerOptions, "agentLostAfterMs" | "leaseMs" | "reaperIntervalMs" | "startTimeoutMs" | "runHeartbeatTimeoutMs" | "cancelTimeoutMs" | "logRetentionMs">;
   /** Milliseconds since the epoch; the same clock as the store's timestamps. */
   now: () => number;
   /** When the server started (ms): silence is only counted from then on, see reaper-pass.ts. */
@@ -53,6 +54,8 @@ export interface ReapReport {
   cancelled: string[];
   /** Digests of the build contexts removed as unused. */
   buildContextsRemoved: string[];
+  /** How many runs' logs were removed for their age. */
+  logsRemoved: number;
 }
 
 /** How long an uploaded build context may wait for the registration that names it. */
@@ -62,7 +65,7 @@ export const BUILD_CONTEXT_GRACE_MS = 60 * 60 * 1_000;
 const BATCH = 100;
 
 export class ReaperPass {
-  private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [] };
+  private readonly report: ReapReport = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [], logsRemoved: 0 };
   private readonly recoveries = new Map<string, Promise<RecoveryPolicy>>();
   private readonly agents = new Map<string, Promise<StoredAgent | undefined>>();
 
@@ -76,7 +79,17 @@ export class ReaperPass {
     await this.silent();
     await this.unconfirmedCancels();
     await this.unusedBuildContexts();
+    await this.oldLogs();
     return this.report;
+  }
+
+  /** Rule 5. */
+  private async oldLogs(): Promise<void> {
+    const { store, timings } = this.options;
+    if (timings.logRetentionMs <= 0) return;
+    const runs = await store.removeLogsOfRunsEndedBefore(new Date(this.now - timings.logRetentionMs), BATCH);
+    if (runs > 0) this.options.logger.info(`removed the logs of ${runs} run(s) that ended more than ${formatMs(timings.logRetentionMs)} ago (server.logRetention)`);
+    this.report.logsRemoved += runs;
   }
 
   /** Rule 1. */

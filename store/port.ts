@@ -231,9 +231,14 @@ export interface StateStore {
   /**
    * Throws BERTH_E_FLOW_RUN_NOT_FOUND for an unknown run, BERTH_E_STALE_LEASE (writing nothing) for a stale
    * epoch. A line with a `seq` already stored for the run and attempt (`epoch`, 0 without one) is not stored
-   * again.
+   * again. With `limitBytes`, at most that much message text is kept for the run (store/log-limits.ts).
    */
-  appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void>;
+  appendLogs(flowRunId: string, logs: LogLine[], epoch?: number, limitBytes?: number): Promise<void>;
+  /**
+   * Removes the logs of up to `limit` runs that ended before `before`, oldest first; returns how many runs'
+   * logs went. A run is looked at once: later calls pass over it.
+   */
+  removeLogsOfRunsEndedBefore(before: Date, limit: number): Promise<number>;
   /** Logs with id > `after`, oldest first. */
   listLogs(flowRunId: string, after: number, limit: number): Promise<StoredLog[]>;
 

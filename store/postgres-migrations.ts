@@ -199,6 +199,11 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE agents ADD COLUMN health TEXT;
   `,
+  // Bytes of log text kept for the run (bounded by server.runLogLimit); -1 once retention removed its logs.
+  `
+  ALTER TABLE flow_runs ADD COLUMN log_bytes BIGINT NOT NULL DEFAULT 0;
+  CREATE INDEX flow_runs_logs_kept ON flow_runs (ended_at) WHERE log_bytes >= 0 AND ended_at IS NOT NULL;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

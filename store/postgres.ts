@@ -49,6 +49,7 @@ import type {
   StoredToken,
 } from "./port.js";
 import { migratePostgres } from "./postgres-migrations.js";
+import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import { PG_TYPES, access, unavailable, type PgAccess } from "./postgres-sql.js";
 import {
@@ -572,16 +573,23 @@ export class PostgresStore implements StateStore {
     return (await this.db.all<TaskRunRow>("SELECT * FROM task_runs WHERE flow_run_id = ? ORDER BY updated_at, task_slug", flowRunId)).map(toTaskRun);
   }
 
-  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void> {
+  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number, limitBytes?: number): Promise<void> {
     await this.tx([], async (db) => {
       // FOR UPDATE: appends to one run commit one after the other, in the order of their ids, so that a
       // follower paging by id never passes a line that commits later with a smaller id.
       await assertWritable(db, flowRunId, epoch, "FOR UPDATE");
       const attempt = epoch ?? 0;
-      for (const log of logs) {
-        await db.run(
+      const used = Number((await db.get<{ log_bytes: string | number }>("SELECT log_bytes FROM flow_runs WHERE id = ?", flowRunId))?.log_bytes ?? 0);
+      const budget = logBudget(used, limitBytes, db.timestamp());
+      for (const wanted of logs) {
+        const admitted = budget.admit(wanted);
+        if (!admitted) break;
+        // A line sent again (a lost reply) is already kept: it cannot pass the limit.
+        if (admitted.truncates && wanted.seq !== undefined && (await db.get("SELECT 1 FROM logs WHERE flow_run_id = ? AND attempt = ? AND seq = ?", flowRunId, attempt, wanted.seq))) continue;
+        const { line: log, truncates } = admitted;
+        const inserted = await db.get<{ id: number }>(
           `INSERT INTO logs (flow_run_id, at, level, message, task, attempt, seq, stream) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (flow_run_id, attempt, seq) WHERE seq IS NOT NULL DO NOTHING`,
+           ON CONFLICT (flow_run_id, attempt, seq) WHERE seq IS NOT NULL DO NOTHING RETURNING id`,
           flowRunId,
           log.at,
           log.level,
@@ -591,7 +599,25 @@ export class PostgresStore implements StateStore {
           log.seq ?? null,
           log.stream ?? null,
         );
+        if (inserted) budget.stored(log, truncates);
+        if (truncates) break;
       }
+      if (budget.used !== used) await db.run("UPDATE flow_runs SET log_bytes = ? WHERE id = ?", budget.used, flowRunId);
+    });
+  }
+
+  async removeLogsOfRunsEndedBefore(before: Date, limit: number): Promise<number> {
+    return this.tx([], async (db) => {
+      const runs = await db.all<{ id: string }>(
+        "SELECT id FROM flow_runs WHERE log_bytes >= 0 AND ended_at IS NOT NULL AND ended_at < ? ORDER BY ended_at LIMIT ? FOR UPDATE SKIP LOCKED",
+        before.toISOString(),
+        limit,
+      );
+      for (const { id } of runs) {
+        await db.run("DELETE FROM logs WHERE flow_run_id = ?", id);
+        await db.run("UPDATE flow_runs SET log_bytes = ? WHERE id = ?", LOGS_REMOVED, id);
+      }
+      return runs.length;
     });
   }
 

@@ -244,6 +244,11 @@ export const MIGRATIONS: readonly Migration[] = [
   `
   ALTER TABLE agents ADD COLUMN health TEXT;
   `,
+  // Bytes of log text kept for the run (bounded by server.runLogLimit); -1 once retention removed its logs.
+  `
+  ALTER TABLE flow_runs ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX flow_runs_logs_kept ON flow_runs (ended_at) WHERE log_bytes >= 0 AND ended_at IS NOT NULL;
+  `,
 ];
 
 function cutDeepColumn(db: Database.Database, table: "flows" | "flow_runs", column: "environment" | "parameters"): void {

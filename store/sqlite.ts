@@ -65,6 +65,7 @@ import {
   type SqlAccess,
 } from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
+import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import * as trust from "./sqlite-trust.js";
 import { newFlowRow, toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
@@ -355,13 +356,38 @@ export class SqliteStore implements StateStore {
     return this.all<TaskRunRow>("taskRuns", flowRunId).map(toTaskRun);
   }
 
-  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number): Promise<void> {
+  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number, limitBytes?: number): Promise<void> {
     await this.immediate(() => {
       this.assertWritable(flowRunId, epoch);
       const attempt = epoch ?? 0;
-      for (const log of logs) {
-        this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null, log.seq === undefined ? null : attempt, log.seq ?? null, log.stream ?? null);
+      const used = this.sql.get<{ log_bytes: number }>("SELECT log_bytes FROM flow_runs WHERE id = ?", flowRunId)?.log_bytes ?? 0;
+      const budget = logBudget(used, limitBytes, this.timestamp());
+      for (const wanted of logs) {
+        const admitted = budget.admit(wanted);
+        if (!admitted) break;
+        // A line sent again (a lost reply) is already kept: it cannot pass the limit.
+        if (admitted.truncates && wanted.seq !== undefined && this.sql.get("SELECT 1 FROM logs WHERE flow_run_id = ? AND attempt = ? AND seq = ?", flowRunId, attempt, wanted.seq)) continue;
+        const { line: log, truncates } = admitted;
+        const { changes } = this.stmt("insertLog").run(flowRunId, log.at, log.level, log.message, log.task ?? null, log.seq === undefined ? null : attempt, log.seq ?? null, log.stream ?? null);
+        if (changes > 0) budget.stored(log, truncates);
+        if (truncates) break;
       }
+      if (budget.used !== used) this.sql.run("UPDATE flow_runs SET log_bytes = ? WHERE id = ?", budget.used, flowRunId);
+    });
+  }
+
+  async removeLogsOfRunsEndedBefore(before: Date, limit: number): Promise<number> {
+    return this.immediate(() => {
+      const runs = this.sql.all<{ id: string }>(
+        "SELECT id FROM flow_runs WHERE log_bytes >= 0 AND ended_at IS NOT NULL AND ended_at < ? ORDER BY ended_at LIMIT ?",
+        before.toISOString(),
+        limit,
+      );
+      for (const { id } of runs) {
+        this.sql.run("DELETE FROM logs WHERE flow_run_id = ?", id);
+        this.sql.run("UPDATE flow_runs SET log_bytes = ? WHERE id = ?", LOGS_REMOVED, id);
+      }
+      return runs.length;
     });
   }
 

@@ -48,7 +48,7 @@ async function harness(options: { config?: Record<string, number>; store?: State
   return { s, post, get, reap, agent, claimed, claim, running, fetch };
 }
 
-const nothing = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [] };
+const nothing = { rescheduled: [], failed: [], cancelled: [], buildContextsRemoved: [], logsRemoved: 0 };
 
 afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();

@@ -55,7 +55,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
     async (request) => {
       const scope = await redactionScope(ctx, request, request.params.id);
       const logs = await ctx.secrets.redactEach(request.body.logs, (line) => line.message, (line, message) => ({ ...line, message }), scope);
-      await ctx.store.appendLogs(request.params.id, logs, request.body.epoch);
+      await ctx.store.appendLogs(request.params.id, logs, request.body.epoch, ctx.options.runLogLimitBytes);
       ctx.notifier.notify(logsTopic(request.params.id));
       return { ok: true as const };
     },

@@ -367,6 +367,49 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listAgents()).map((a) => a.id)).toEqual([agent.id, second.id]);
     });
 
+    it("keeps at most the limit of a run's log text: one truncation line, then nothing; duplicates cost nothing", async () => {
+      const store = await fresh();
+      const { flow } = await store.registerFlow(flowInput());
+      const { flowRun } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+      const line = (message: string, seq?: number) => ({ at: "2030-01-01T00:00:00.000Z", level: "info" as const, message, task: null, ...(seq ? { seq } : {}) });
+      await store.appendLogs(flowRun.id, [line("a".repeat(40), 1), line("b".repeat(40), 2)], undefined, 100);
+      // Sent again (a lost reply): stored once, counted once.
+      await store.appendLogs(flowRun.id, [line("a".repeat(40), 1), line("b".repeat(40), 2), line("c".repeat(20), 3)], undefined, 100);
+      await store.appendLogs(flowRun.id, [line("d".repeat(10), 4), line("e"), line("f")], undefined, 100);
+      await store.appendLogs(flowRun.id, [line("g")], undefined, 100);
+      const messages = (await store.listLogs(flowRun.id, 0, 100)).map((l) => l.message);
+      expect(messages.slice(0, 3)).toEqual(["a".repeat(40), "b".repeat(40), "c".repeat(20)]);
+      expect(messages.slice(3)).toEqual([expect.stringMatching(/^logs truncated: this run's logs reached the server's limit of 100 B \(server.runLogLimit\); later lines were dropped$/)]);
+      // Without a limit (another server's setting), nothing is cut.
+      const { flowRun: free } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+      await store.appendLogs(free.id, [line("x".repeat(500))]);
+      expect(await store.listLogs(free.id, 0, 10)).toHaveLength(1);
+    });
+
+    it("removes the logs of runs that ended before a time, each run once, oldest first", async () => {
+      const clock = { ms: Date.parse("2030-01-01T00:00:00.000Z") };
+      const store = await fresh(() => new Date(clock.ms));
+      const { flow } = await store.registerFlow(flowInput());
+      const ended: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const { flowRun } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+        await store.appendLogs(flowRun.id, [{ at: new Date(clock.ms).toISOString(), level: "info", message: `line ${i}` }]);
+        await store.setFlowRunState(flowRun.id, { state: "Cancelled", expectedVersion: flowRun.version });
+        ended.push(flowRun.id);
+        clock.ms += 60_000;
+      }
+      const { flowRun: live } = await store.createFlowRun({ flow, parameters: {}, labels: [] });
+      await store.appendLogs(live.id, [{ at: new Date(clock.ms).toISOString(), level: "info", message: "still running" }]);
+      // Ended before minute 2: the first two; one per call here.
+      expect(await store.removeLogsOfRunsEndedBefore(new Date(Date.parse("2030-01-01T00:01:30.000Z")), 1)).toBe(1);
+      expect(await store.listLogs(ended[0]!, 0, 10)).toEqual([]);
+      expect(await store.listLogs(ended[1]!, 0, 10)).toHaveLength(1);
+      expect(await store.removeLogsOfRunsEndedBefore(new Date(Date.parse("2030-01-01T00:01:30.000Z")), 10)).toBe(1);
+      expect(await store.removeLogsOfRunsEndedBefore(new Date(Date.parse("2030-01-01T00:01:30.000Z")), 10)).toBe(0);
+      expect(await store.listLogs(ended[2]!, 0, 10)).toHaveLength(1);
+      expect(await store.listLogs(live.id, 0, 10)).toHaveLength(1);
+    });
+
     it("keeps what an agent last said of its health, until it says something new", async () => {
       const store = await fresh();
       const { agent } = await store.registerAgent({ name: "healthy", labels: [], concurrency: 4 });
