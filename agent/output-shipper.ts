@@ -1,8 +1,9 @@
 /**
  * Ships a run's container output to the server as run logs (see shared/output-frames.ts): unframed lines
  * (process.stdout.write, child processes, native modules) as they come, with their stream; framed console
- * lines once the container has stopped, so that what the runtime could not ship before it died is recovered
- * (the store keeps a numbered line once, so the others cost nothing but the request).
+ * lines once the container has stopped, if it did not exit by itself, so that what the runtime could not
+ * ship before it died is recovered (the store keeps a numbered line once, so the others cost nothing but the
+ * request).
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
@@ -34,7 +35,17 @@ export interface OutputProgress {
   lastLineAt: number;
 }
 
-export async function shipOutput(deps: OutputShipperDeps, containerId: string, signal: AbortSignal, progress: OutputProgress): Promise<void> {
+/**
+ * Follows the container's output until it ends (or `signal` aborts). `recover`, asked at the end, says whether
+ * the runtime may have left console lines unsent (the container did not exit by itself): then they are sent.
+ */
+export async function shipOutput(
+  deps: OutputShipperDeps,
+  containerId: string,
+  signal: AbortSignal,
+  progress: OutputProgress,
+  recover: () => boolean,
+): Promise<void> {
   const reader = new OutputReader();
   const kept: LogLine[] = [];
   let batch: LogLine[] = [];
@@ -81,6 +92,7 @@ export async function shipOutput(deps: OutputShipperDeps, containerId: string, s
     if (!signal.aborted) deps.log.warn(`stopped following the container's output: ${describeError(err)}`);
   }
   await flush();
+  if (!recover()) return;
   kept.push(...reader.unfinished());
   for (let i = 0; i < kept.length; i += 5_000) await send(kept.slice(i, i + 5_000));
 }

@@ -15,11 +15,21 @@ import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { FINAL_FLOW_RUN_STATES, IMAGE_FLOWS_DIR, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type ClaimedRun, type FlowRun, type FlowRunStateName, type Resources } from "../wire/schema.js";
+import {
+  EXIT_SUPERSEDED,
+  FINAL_FLOW_RUN_STATES,
+  IMAGE_FLOWS_DIR,
+  MAX_LOG_MESSAGE_LENGTH,
+  MAX_STATE_MESSAGE_LENGTH,
+  type AgentPhases,
+  type ClaimedRun,
+  type FlowRun,
+  type FlowRunStateName,
+  type Resources,
+} from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import type { AgentMetrics, RunOutcome } from "./metrics.js";
-import type { AgentPhases } from "../wire/schema.js";
 import { unframe } from "../shared/output-frames.js";
 import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
@@ -256,6 +266,9 @@ export class RunLifecycle {
       this.containerId!,
       following.signal,
       progress,
+      // The runtime sends every console line before it exits by itself (0: Success, 1: not, 75: superseded);
+      // any other end (a kill, a crash) may have left some unsent.
+      () => this.exitCode === undefined || ![0, 1, EXIT_SUPERSEDED].includes(this.exitCode),
     );
     try {
       await this.superviseExit();
@@ -282,6 +295,7 @@ export class RunLifecycle {
     }
     try {
       const exitCode = await this.waitForExit();
+      this.exitCode = exitCode;
       this.containerExited = true;
       await this.settle(exitCode);
     } finally {
@@ -399,6 +413,18 @@ export class RunLifecycle {
   };
   private logSending: Promise<void> = Promise.resolve();
 
+  /** Whether this attempt's outcome went to the metrics (a run the agent timed out is seen final twice). */
+  private outcomeCounted = false;
+
+  private countOutcome(outcome: RunOutcome): void {
+    if (this.outcomeCounted) return;
+    this.outcomeCounted = true;
+    this.deps.metrics.runsFinished.inc({ outcome });
+  }
+
+  /** The container's exit code, once it has exited (undefined while it runs, or if it vanished). */
+  private exitCode: number | undefined;
+
   /** This attempt's steps so far, as the agent saw them (sent to the server after the start and after cleanup). */
   private phases: AgentPhases = {};
   private phasesSending: Promise<void> = Promise.resolve();
@@ -477,7 +503,7 @@ export class RunLifecycle {
   private async settle(exitCode: number | undefined): Promise<void> {
     const current = await this.current();
     if (FINAL_FLOW_RUN_STATES.includes(current.state)) {
-      this.deps.metrics.runsFinished.inc({ outcome: current.state as RunOutcome });
+      this.countOutcome(current.state as RunOutcome);
       this.log.info({ state: current.state, exitCode }, "flow run finished");
       return;
     }
@@ -511,7 +537,7 @@ export class RunLifecycle {
         serverDownForMs: this.deps.options.serverDownForMs,
       });
       this.log.info({ state: outcome.run.state, applied: outcome.applied }, message.split("\n")[0]);
-      if (outcome.applied) this.deps.metrics.runsFinished.inc({ outcome: state === "Scheduled" ? "handed_back" : (state as RunOutcome) });
+      if (outcome.applied) this.countOutcome(state === "Scheduled" ? "handed_back" : (state as RunOutcome));
     } catch (err) {
       if (isBerthError(err, "BERTH_E_STALE_LEASE")) this.log.info("another attempt owns this flow run now; not recording");
       else this.log.error({ err, state }, "could not record the flow run's state");

@@ -10,6 +10,7 @@ import { ApiClient } from "../client/api-client.js";
 import { whileServerDown } from "../client/retry.js";
 import type { FlowRunSettings } from "../config/compile.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
+import { EXIT_SUPERSEDED } from "../wire/schema.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { setSecretResolver } from "../flows/task.js";
 import { storageFromSpec } from "../storage/from-spec.js";
@@ -27,8 +28,8 @@ export interface ExecuteOptions {
   write?: (line: string) => void;
 }
 
-/** Exit code of an attempt that stopped because another attempt owns its run. */
-export const EXIT_SUPERSEDED = 75;
+/** Exit code of an attempt that stopped because another attempt owns its run (the agent knows it too). */
+export { EXIT_SUPERSEDED };
 
 /** Runs the flow run; resolves with the process exit code (0 only on Success). */
 export async function executeFlowRun(options: ExecuteOptions): Promise<number> {

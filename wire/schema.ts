@@ -460,6 +460,9 @@ export const CancelWatchReply = z.object({
 });
 export type CancelWatchReply = z.infer<typeof CancelWatchReply>;
 
+/** Exit code of a flow-run container whose attempt stopped because another attempt owns its run. */
+export const EXIT_SUPERSEDED = 75;
+
 /** How long a claim waits for a matching run when the agent does not say (the agent's default, too). */
 export const DEFAULT_CLAIM_WAIT_MS = 20_000;
 
