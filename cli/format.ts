@@ -70,3 +70,18 @@ export function formatPhases(phases: RunPhases): string | undefined {
   }
   return parts.length === 0 ? undefined : parts.join(" · ");
 }
+
+/** How long after a run ends a follower waits for its agent to finish sending the container's output. */
+export const OUTPUT_SETTLE_MS = 10_000;
+
+/**
+ * Whether a final run's logs are complete: its agent ships the last of the container's output before it
+ * cleans up (phases.cleanedUp), so a follower waits for that, or OUTPUT_SETTLE_MS after it saw the run end
+ * (an agent that says nothing of its phases, or one that lost the run). A run that never had a container
+ * has nothing more to come.
+ */
+export function outputSettled(run: { phases?: RunPhases | undefined }, finalSeenAt: number, now = Date.now()): boolean {
+  const phases = run.phases;
+  if (!phases || phases.containerStarted === null || phases.cleanedUp !== null) return true;
+  return now - finalSeenAt >= OUTPUT_SETTLE_MS;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatPhases, parseEnvPairs, parseParams, table } from "../cli/format.js";
+import { OUTPUT_SETTLE_MS, formatPhases, outputSettled, parseEnvPairs, parseParams, table } from "../cli/format.js";
 
 describe("CLI argument parsing", () => {
   it("takes --param values as JSON when they are JSON, else as text", () => {
@@ -36,5 +36,22 @@ describe("formatPhases", () => {
   it("leaves out steps not reached, and says nothing for a run never claimed", () => {
     expect(formatPhases({ ...none, queued: at(0), claimed: at(10), runtimeUp: at(500) })).toBe("queued 10 ms");
     expect(formatPhases({ ...none, queued: at(0) })).toBeUndefined();
+  });
+});
+
+describe("outputSettled", () => {
+  const phases = (containerStarted: string | null, cleanedUp: string | null) => ({
+    queued: "2030-01-01T00:00:00.000Z", claimed: null, imageReady: null, imageSource: null, containerCreated: null,
+    containerStarted, runtimeUp: null, flowFinished: null, cleanedUp,
+  });
+  it("waits for the agent's cleanup of a run that had a container, at most OUTPUT_SETTLE_MS", () => {
+    const started = "2030-01-01T00:00:01.000Z";
+    expect(outputSettled({ phases: phases(started, null) }, 1_000, 1_000 + OUTPUT_SETTLE_MS - 1)).toBe(false);
+    expect(outputSettled({ phases: phases(started, null) }, 1_000, 1_000 + OUTPUT_SETTLE_MS)).toBe(true);
+    expect(outputSettled({ phases: phases(started, "2030-01-01T00:00:09.000Z") }, 1_000, 1_000)).toBe(true);
+  });
+  it("does not wait for a run that never had a container, or a server that says nothing of phases", () => {
+    expect(outputSettled({ phases: phases(null, null) }, 0, 0)).toBe(true);
+    expect(outputSettled({}, 0, 0)).toBe(true);
   });
 });

@@ -122,6 +122,12 @@ describe.skipIf(!dockerAvailable)("flow-run lifecycle on the local Docker engine
     expect(logs.filter((l) => l.message.includes("\u001b"))).toEqual([]);
     const shown = await cli(["logs", flowRun.id]);
     expect(shown.stdout).toMatch(/info {2}\[stdout\] raw stdout line/);
+    // run --watch waits for the agent to send the last of the output (it says so by its cleanup) before it ends.
+    const watched = await cli(["run", "Output Flow", "--label", "output", "--watch"]);
+    expect(watched.code, watched.stderr).toBe(0);
+    for (const text of ["[speak] console line from the task", "[stdout] raw stdout line", "[stderr] raw stderr line", "[stdout] child process echo"]) {
+      expect(watched.stdout.split("\n").filter((l) => l.endsWith(text)), text).toHaveLength(1);
+    }
   });
 
   it("a container killed mid-run loses nothing it printed: the agent ships what the runtime could not", async () => {

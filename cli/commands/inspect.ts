@@ -1,7 +1,7 @@
 import { FINAL_FLOW_RUN_STATES, FlowRunStateName, type StoredLog } from "../../wire/schema.js";
 import { BerthError } from "../../wire/errors.js";
 import { apiClient, print, type ApiOpts, type GlobalOptions } from "../context.js";
-import { shortTime, table } from "../format.js";
+import { outputSettled, shortTime, table } from "../format.js";
 import { formatBytes } from "../../shared/sizes.js";
 import { signalOnInterrupt } from "../process.js";
 
@@ -95,14 +95,20 @@ export async function logsCommand(global: GlobalOptions, runId: string, opts: Ap
   const api = apiClient(global, opts);
   const signal = signalOnInterrupt();
   let after = 0;
+  let finalSeenAt: number | undefined;
   for (;;) {
     const run = opts.follow ? await api.getFlowRun(runId, signal) : undefined;
     const final = !run || FINAL_FLOW_RUN_STATES.includes(run.state);
+    if (final) finalSeenAt ??= Date.now();
     const page = await api.getLogs(runId, { after, limit: 1000, waitMs: final ? 0 : 5000 }, signal);
     for (const line of page.logs) printLog(line);
     after = page.next;
-    if (final && page.logs.length < 1000) break;
     if (!opts.follow && page.logs.length < 1000) break;
+    if (final && page.logs.length < 1000) {
+      // Following: the agent may still be sending the last of the container's output.
+      if (!run || outputSettled(run, finalSeenAt!)) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
 }
 

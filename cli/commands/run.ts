@@ -5,7 +5,7 @@ import { FINAL_FLOW_RUN_STATES, type FlowRunCreate, type FlowRunStateEntry, type
 import { clientFor, defined, resolveConfig, type GlobalOptions } from "../context.js";
 import { EXIT, type ExitCode } from "../exit.js";
 import { Duration } from "../../config/schema.js";
-import { formatPhases, parseParams } from "../format.js";
+import { formatPhases, outputSettled, parseParams } from "../format.js";
 import { signalOnInterrupt } from "../process.js";
 import { printLog } from "./inspect.js";
 
@@ -93,9 +93,11 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
   let after = 0;
   let statesShown = 0;
   let pickupShown = "";
+  let finalSeenAt: number | undefined;
   for (;;) {
     signal.throwIfAborted();
     const final = FINAL_FLOW_RUN_STATES.includes(run.state);
+    if (final) finalSeenAt ??= Date.now();
     const page = await call(() => client.getLogs(run.id, { after, limit: 1000, waitMs: final ? 0 : 1000 }, signal));
     // The state history is complete even when a run moves faster than we poll; merge it with the logs by time.
     const states = await call(() => client.listFlowRunStates(run.id, signal));
@@ -111,7 +113,11 @@ export async function watchFlowRun(client: ApiClient, initial: FlowRunView, sign
       pickupShown = run.pickup;
       process.stdout.write(`waiting for an agent: ${run.pickup}\n`);
     }
-    if (final && page.logs.length === 0) break;
+    if (final && page.logs.length === 0) {
+      // The agent may still be sending the last of the container's output: until it says it is done.
+      if (outputSettled(run, finalSeenAt!)) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
   if (run.stateMessage && run.state !== "Success" && run.stateMessage.includes("\n")) process.stdout.write(`${run.stateMessage}\n`);
   const taskRuns = await call(() => client.listTaskRuns(run.id, signal));
