@@ -30,7 +30,12 @@ describe("the API under hostile input", () => {
     const flow = JSON.parse((await inject("POST", "/api/flows", {}, flowBody({ tasks: [{ slug: "k", name: "k", secret: "API_KEY" }] }))).body).flow;
     await inject("PUT", "/api/secrets/API_KEY", {}, { value: "fuzz-secret-value" });
     const runIds: string[] = [];
-    for (let i = 0; i < 3; i++) runIds.push(JSON.parse((await inject("POST", "/api/flow-runs", {}, { flowId: flow.id })).body).flowRun.id);
+    // Only the first is unlabelled, so that the agent claims it below and no fuzzed claim (an agent may claim)
+    // can take the others.
+    for (let i = 0; i < 3; i++) {
+      const labels = i === 0 ? [] : ["no-agent-has-this"];
+      runIds.push(JSON.parse((await inject("POST", "/api/flow-runs", {}, { flowId: flow.id, labels })).body).flowRun.id);
+    }
     const agentToken = JSON.parse((await inject("POST", "/api/tokens", {}, { role: "agent", name: "fuzz-agent" })).body).token as string;
     const agentId = JSON.parse((await inject("POST", "/api/agents", { authorization: `Bearer ${agentToken}` }, { name: "fuzz-agent" })).body).id as string;
     const claim = JSON.parse((await inject("POST", `/api/agents/${agentId}/claim`, { authorization: `Bearer ${agentToken}` }, { waitMs: 0 })).body).claims[0];
@@ -42,8 +47,9 @@ describe("the API under hostile input", () => {
       const runs = await s.store.listFlowRuns({ limit: 10_000 });
       return {
         flows: await s.store.listFlows(),
-        // A run's own token may heartbeat it (an empty body is a valid heartbeat): that moves only these times.
-        runs: runs.filter((r) => runIds.includes(r.id)).map(({ lastHeartbeatAt: _h, leaseExpiresAt: _l, ...run }) => run),
+        // A run's own token may heartbeat it (an empty body is a valid heartbeat), and report its phases: that
+        // moves only these.
+        runs: runs.filter((r) => runIds.includes(r.id)).map(({ lastHeartbeatAt: _h, leaseExpiresAt: _l, phases: _p, ...run }) => run),
         logs: await Promise.all(runIds.map((id) => s.store.listLogs(id, 0, 1000))),
         states: await Promise.all(runIds.map((id) => s.store.listFlowRunStates(id))),
         taskRuns: await Promise.all(runIds.map((id) => s.store.listTaskRuns(id))),
