@@ -16,6 +16,7 @@ import {
   AgentList,
   CancelWatchReply,
   ClaimReply,
+  KeptImages,
   ConcurrencyLimit,
   ConcurrencyLimitList,
   ScheduleList,
@@ -197,6 +198,11 @@ export class ApiClient {
    */
   heartbeatAgent(agentId: string, heartbeat: z.input<typeof AgentHeartbeat> = {}, signal?: AbortSignal): Promise<AgentHeartbeatReply> {
     return this.call({ method: "POST", path: `/api/agents/${enc(agentId)}/heartbeat`, body: heartbeat, response: AgentHeartbeatReply, signal });
+  }
+
+  /** The storage images the agent must keep when it collects garbage. */
+  keptImages(agentId: string, signal?: AbortSignal): Promise<KeptImages> {
+    return this.call({ method: "GET", path: `/api/agents/${enc(agentId)}/kept-images`, response: KeptImages, signal });
   }
 
   /** Waits up to `waitMs` for one of the agent's runs to be Cancelling that `known` does not list; answers with all of them. */

@@ -158,6 +158,12 @@ export interface StateStore {
    */
   claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]>;
 
+  /**
+   * The flow versions (ids) whose runs may still need their image: runs Scheduled, Submitted, Running or
+   * Cancelling, and runs created since `createdSince` (image garbage collection keeps them).
+   */
+  flowIdsInUse(createdSince: Date): Promise<string[]>;
+
   /** How many runs each flow has in each state, and the due Scheduled runs per label set (for /metrics). */
   runsSnapshot(): Promise<RunsSnapshot>;
 

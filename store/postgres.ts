@@ -50,7 +50,7 @@ import type {
 } from "./port.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
-import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
+import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import { PG_TYPES, access, unavailable, type PgAccess } from "./postgres-sql.js";
 import {
   newFlowRow,
@@ -319,6 +319,10 @@ export class PostgresStore implements StateStore {
       { now: this.db.timestamp(), agentLabels: [...agentLabels] },
     );
     return row?.scheduled_start;
+  }
+
+  async flowIdsInUse(createdSince: Date): Promise<string[]> {
+    return (await this.db.all<{ flow_id: string }>(FLOW_IDS_IN_USE, { since: createdSince.toISOString() })).map((r) => r.flow_id);
   }
 
   async runsSnapshot(): Promise<RunsSnapshot> {

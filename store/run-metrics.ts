@@ -24,6 +24,10 @@ export interface RunsSnapshot {
   queue: QueueDepth[];
 }
 
+/** Flow versions of runs that are not over, or are recent. */
+export const FLOW_IDS_IN_USE = `SELECT flow_id FROM flow_runs WHERE state IN ('Scheduled', 'Submitted', 'Running', 'Cancelling')
+  UNION SELECT flow_id FROM flow_runs WHERE created_at >= @since`;
+
 export const RUN_COUNTS = "SELECT flow_name, state, count(*) AS n FROM flow_runs GROUP BY flow_name, state";
 export const QUEUE_DEPTHS = `SELECT labels, count(*) AS n, min(scheduled_start) AS oldest FROM flow_runs
   WHERE state = 'Scheduled' AND scheduled_start <= @now GROUP BY labels`;

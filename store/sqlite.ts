@@ -66,7 +66,7 @@ import {
 } from "./sqlite-orchestration.js";
 import { migrate } from "./sqlite-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
-import { QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
+import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
 import * as trust from "./sqlite-trust.js";
 import { newFlowRow, toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
@@ -238,6 +238,10 @@ export class SqliteStore implements StateStore {
 
   async nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined> {
     return nextScheduledStart(this.sql, agentLabels);
+  }
+
+  async flowIdsInUse(createdSince: Date): Promise<string[]> {
+    return this.sql.all<{ flow_id: string }>(FLOW_IDS_IN_USE, { since: createdSince.toISOString() }).map((r) => r.flow_id);
   }
 
   async runsSnapshot(): Promise<RunsSnapshot> {

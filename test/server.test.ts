@@ -69,6 +69,7 @@ describe("health and OpenAPI", () => {
       "POST /api/flow-runs/{id}/phases",
         "POST /api/agents",
       "POST /api/agents/{id}/cancels",
+        "GET /api/agents/{id}/kept-images",
         "GET /api/agents",
         "POST /api/agents/{id}/heartbeat",
         "POST /api/agents/{id}/claim",

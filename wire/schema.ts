@@ -399,6 +399,13 @@ export const AgentRegister = z.object({
 });
 export type AgentRegister = z.infer<typeof AgentRegister>;
 
+/** The storage images an agent must keep when it collects garbage (GET /api/agents/:id/kept-images). */
+export const KeptImages = z.object({
+  /** The newest version's image of every flow, and the images of flow versions with runs not over or recent. */
+  images: z.array(z.string()),
+});
+export type KeptImages = z.infer<typeof KeptImages>;
+
 /** What an agent says of itself with each heartbeat: the runs it holds, its free disk, why it is unhealthy. */
 export const AgentHealthReport = z.object({
   slotsUsed: z.number().int().nonnegative(),

@@ -1,8 +1,11 @@
-import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister, CancelWatch, CancelWatchReply } from "../../wire/schema.js";
+import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister, CancelWatch, CancelWatchReply, KeptImages } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { cancelsTopic } from "../notifier.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
+
+/** A run created this recently keeps its flow version's image, even once it is over (it may be run again). */
+const RECENT_RUN_MS = 60 * 60_000;
 
 export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
@@ -66,6 +69,33 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
       }
       if (lostRunIds.length > 0) request.log.warn({ agentId: id, lostRunIds }, `agent ${agent.name} holds flow runs it has lost: it must stop them`);
       return { cancelRunIds, lostRunIds };
+    },
+  );
+
+  app.get(
+    "/api/agents/:id/kept-images",
+    {
+      config: { access: "agent-self" },
+      schema: {
+        summary: "The storage images an agent must keep when its disk runs low: every flow's current image, and those of runs not over or recent",
+        tags: ["agents"],
+        params: IdParams,
+        response: withErrors({ 200: KeptImages }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      if (!(await ctx.store.getAgent(id))) throw agentNotFound(id);
+      const inUse = new Set(await ctx.store.flowIdsInUse(new Date(ctx.presence.now() - RECENT_RUN_MS)));
+      const images = new Set<string>();
+      const named = new Set<string>();
+      // Newest version first within each name: the first seen of a name is its current version.
+      for (const flow of await ctx.store.listFlows()) {
+        const current = !named.has(flow.name);
+        named.add(flow.name);
+        if ((current || inUse.has(flow.id)) && flow.storage.type === "docker") images.add(flow.storage.image);
+      }
+      return { images: [...images].sort() };
     },
   );
 

@@ -100,6 +100,21 @@ export function orchestrationContract(fresh: (now?: () => Date) => Promise<State
     expect(again!.phases).toMatchObject({ claimed: clock.at(2 * MINUTE).toISOString(), imageReady: null, containerCreated: null });
   });
 
+  it("names the flow versions whose runs are not over, or were created since a time", async () => {
+    const { clock, store, flow, run, claim } = await setUp();
+    const other = (await store.registerFlow(flowInput())).flow;
+    const done = (await store.registerFlow(flowInput())).flow;
+    clock.ms = T0 + MINUTE;
+    const old = await run({ of: done });
+    await store.setFlowRunState(old.id, { state: "Cancelled", expectedVersion: old.version });
+    clock.ms = T0 + 10 * MINUTE;
+    await run();
+    const running = await run({ of: other });
+    expect((await claim([], 10)).map((r) => r.id)).toContain(running.id);
+    expect((await store.flowIdsInUse(new Date(T0 + 5 * MINUTE))).sort()).toEqual([flow.id, other.id].sort());
+    expect((await store.flowIdsInUse(new Date(T0))).sort()).toEqual([flow.id, other.id, done.id].sort());
+  });
+
   it("counts runs by flow and state, and the due queue by label set with its oldest due time", async () => {
     const { clock, store, run, claim, finish } = await setUp();
     const other = (await store.registerFlow(flowInput({ name: "other-flow" }))).flow;
