@@ -9,7 +9,7 @@ import { BuildOutput } from "./build-output.js";
 import { demultiplex, outputLines } from "./demux.js";
 import type { OutputLine } from "../shared/output-frames.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
-import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerSpec } from "./port.js";
+import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerSpec, ImageInfo } from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
@@ -303,6 +303,22 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
+  async listImages(labels: Record<string, string>): Promise<ImageInfo[]> {
+    try {
+      const list = await this.docker.listImages({ filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) } });
+      return list.map((i) => ({
+        id: i.Id,
+        tags: (i.RepoTags ?? []).filter((t) => t !== "<none>:<none>"),
+        digests: (i.RepoDigests ?? []).filter((d) => !d.startsWith("<none>@")),
+        labels: i.Labels ?? {},
+        createdAt: i.Created * 1000,
+        sizeBytes: i.Size,
+      }));
+    } catch (err) {
+      throw this.fail(err, "listing images", "BERTH_E_INTERNAL");
+    }
+  }
+
   async listContainers(labels: Record<string, string>): Promise<ContainerInfo[]> {
     try {
       const list = await this.docker.listContainers({
@@ -316,6 +332,7 @@ export class DockerEngine implements ContainerEngine {
           id: c.Id,
           name: (c.Names[0] ?? "").replace(/^\//, ""),
           image: c.Image,
+          imageId: c.ImageID,
           labels: c.Labels ?? {},
           state,
           exitCode: exited === undefined ? null : Number(exited),

@@ -84,11 +84,26 @@ export interface ContainerInfo {
   id: string;
   name: string;
   image: string;
+  /** The id of the image it runs, when the engine says (the reference in `image` may have moved since). */
+  imageId?: string | undefined;
   labels: Record<string, string>;
   state: "created" | "running" | "paused" | "restarting" | "removing" | "exited" | "dead";
   exitCode: number | null;
   /** When the engine started the container (RFC 3339 with nanoseconds), if it has. */
   startedAt?: string | undefined;
+}
+
+/** An image on the engine, as garbage collection weighs it. */
+export interface ImageInfo {
+  id: string;
+  /** Its references (repository:tag); empty for an untagged image. */
+  tags: string[];
+  /** Its references by digest (repository@sha256:…), for images pulled from a registry. */
+  digests: string[];
+  labels: Record<string, string>;
+  /** When it was made (ms since the epoch). */
+  createdAt: number;
+  sizeBytes: number;
 }
 
 /** The moments of a container's life that berth follows: its process began, its process ended, it was removed. */
@@ -149,6 +164,8 @@ export interface ContainerEngine {
   /** Force-removes; no error if already gone. */
   removeContainer(id: string): Promise<void>;
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
+  /** Images carrying all these labels. */
+  listImages(labels: Record<string, string>): Promise<ImageInfo[]>;
   /**
    * A bridge network by this name, created (with `labels`) when missing; answers with its gateway, the
    * address the host has on it. Optional: engines that cannot make networks leave it out.

@@ -31,3 +31,13 @@ export function registryHost(ref: string): string {
 export function toTag(version: string): string {
   return version.replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 128);
 }
+
+/**
+ * A reference as the engine lists it among an image's tags: Docker Hub's host and `library/` dropped,
+ * `:latest` added when no tag or digest is given ("docker.io/library/node" → "node:latest").
+ */
+export function canonicalRef(ref: string): string {
+  const hub = /^(?:docker\.io|index\.docker\.io|registry-1\.docker\.io)\/(?:library\/)?/;
+  const { repository, tag } = parseImageRef(ref.replace(hub, ""));
+  return ref.includes("@") ? `${repository}@${tag}` : `${repository}:${tag}`;
+}

@@ -26,7 +26,7 @@ import type { OutputLine } from "../shared/output-frames.js";
 import { DockerEngine } from "./docker-engine.js";
 import { abortedError, statusOf, toBerthError } from "./errors.js";
 import { sleep } from "../shared/backoff.js";
-import type { BuildOptions, ContainerEngine, ContainerEventsOptions, ContainerInfo, ContainerSpec } from "./port.js";
+import type { BuildOptions, ContainerEngine, ContainerEventsOptions, ContainerInfo, ContainerSpec, ImageInfo } from "./port.js";
 import type { Readable } from "node:stream";
 
 /** How often a task's state is read while the agent waits for it to start or to end. */
@@ -119,6 +119,11 @@ export class SwarmEngine implements ContainerEngine {
   }
   removeImage(ref: string): Promise<void> {
     return this.images.removeImage(ref);
+  }
+
+  /** This engine's images: on a swarm, each node keeps its own (see the README on several nodes). */
+  listImages(labels: Record<string, string>): Promise<ImageInfo[]> {
+    return this.images.listImages(labels);
   }
   tagImage(source: string, target: string): Promise<void> {
     return this.images.tagImage(source, target);
