@@ -29,6 +29,7 @@ import { BerthError, describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
 import { runCancelWatch } from "./cancel-watch.js";
+import { IMAGE_GC_INTERVAL_MS, ImageGc, type Removal } from "./image-gc.js";
 import { ClaimLoopProgress, runClaimLoop } from "./claim-loop.js";
 import { AgentHttp, type AgentHealth } from "./http.js";
 import { AgentMetrics } from "./metrics.js";
@@ -77,6 +78,10 @@ export class Agent {
   readonly metrics: AgentMetrics;
   private readonly progress = new ClaimLoopProgress();
   private readonly http: AgentHttp;
+  private readonly imageGc: ImageGc;
+  private imageGcTimer: NodeJS.Timeout | undefined;
+  /** The berth runtime image, once this agent has made or found it (image GC keeps it). */
+  private knownBerthImage: string | undefined;
   /** The port /health and /metrics are served on, once listening (agent.http). */
   httpPort: number | undefined;
   private log: Logger;
@@ -94,6 +99,19 @@ export class Agent {
     this.ended = new Promise<void>((resolve) => (this.markEnded = resolve));
     this.metrics = new AgentMetrics({ slots: options.concurrency, slotsUsed: () => this.runs.size });
     this.http = new AgentHttp(() => this.health(), this.metrics, () => this.log);
+    this.imageGc = new ImageGc({
+      engine: deps.engine,
+      keptImages: async () => (await deps.client.keptImages(this.id!, this.stopping.signal)).images,
+      berthImage: () => this.knownBerthImage,
+      freeBytes: () => freeBytes(options.disk.path),
+      lowWatermarkBytes: options.disk.lowWatermarkBytes,
+      highWatermarkBytes: options.disk.highWatermarkBytes,
+      log: () => this.log,
+      onRemoved: ({ image, kind }) => {
+        this.metrics.imagesRemoved.inc({ kind });
+        this.metrics.imageBytesRemoved.inc({ kind }, image.sizeBytes);
+      },
+    });
     this.engineWatch = new EngineWatch(deps.engine, () => this.log, this.stopping.signal, () => void this.leases.beat());
     this.leases = new LeaseKeeper({
       client: deps.client,
@@ -110,7 +128,7 @@ export class Agent {
         return { slotsUsed: h.slots.used, diskFreeBytes: h.disk.freeBytes, reasons: h.reasons.slice(0, 10).map((r) => r.slice(0, 500)) };
       },
     });
-    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: deps.berthImage, stopping: this.stopping.signal });
+    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: () => this.berthImage(), stopping: this.stopping.signal });
     this.adoption = new Adoption({
       client: deps.client,
       engine: deps.engine,
@@ -168,6 +186,22 @@ export class Agent {
     this.stopping.abort();
     this.runs.wake();
     this.finish();
+  }
+
+  /** The berth runtime image (made or found once), remembered so that image garbage collection keeps it. */
+  private async berthImage(): Promise<string> {
+    this.knownBerthImage = await this.deps.berthImage();
+    return this.knownBerthImage;
+  }
+
+  /** One pass of image garbage collection (the agent makes one every minute); a failure is logged, not thrown. */
+  async collectImages(): Promise<Removal[]> {
+    try {
+      return await this.imageGc.collect();
+    } catch (err) {
+      this.log.warn(`image garbage collection failed: ${describeError(err)}`);
+      return [];
+    }
   }
 
   /** What /health answers: ok only when the engine answers, the claim loop turns and the disk has room. */
@@ -235,6 +269,8 @@ export class Agent {
       );
     }
     this.leases.start();
+    this.imageGcTimer = setInterval(() => void this.collectImages(), IMAGE_GC_INTERVAL_MS);
+    this.imageGcTimer.unref();
     void runCancelWatch({
       client: this.deps.client,
       log: () => this.log,
@@ -276,6 +312,7 @@ export class Agent {
     if (this.current === "stopped") return;
     this.setState("stopped", "agent stopped");
     this.stopped.abort();
+    clearInterval(this.imageGcTimer);
     void this.http.close();
     this.leases.stop();
     void this.leases.sayStopped();
@@ -321,7 +358,7 @@ export class Agent {
         logger: this.log,
         agentId: this.id!,
         options: this.options,
-        berthImage: this.deps.berthImage,
+        berthImage: () => this.berthImage(),
         images: this.images,
         metrics: this.metrics,
         engineBack: () => this.engineWatch.whenBack(),

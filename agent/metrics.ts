@@ -24,6 +24,8 @@ export class AgentMetrics {
   readonly containerStartSeconds: Histogram;
   readonly runsFinished: Counter<"outcome">;
   readonly logLines: Counter<"result">;
+  readonly imagesRemoved: Counter<"kind">;
+  readonly imageBytesRemoved: Counter<"kind">;
   readonly engineUp: Gauge;
   readonly diskFreeBytes: Gauge;
 
@@ -68,6 +70,18 @@ export class AgentMetrics {
       name: "berth_agent_log_lines_total",
       help: "Lines of containers' output the agent sent to the server as run logs, by result (shipped, dropped)",
       labelNames: ["result"],
+      registers,
+    });
+    this.imagesRemoved = new Counter({
+      name: "berth_agent_images_removed_total",
+      help: "Images the agent removed to free disk, by kind (storage, runtime)",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.imageBytesRemoved = new Counter({
+      name: "berth_agent_image_removed_bytes_total",
+      help: "Bytes of the images the agent removed to free disk, by kind (storage, runtime)",
+      labelNames: ["kind"],
       registers,
     });
     this.engineUp = new Gauge({ name: "berth_agent_engine_up", help: "1 when the container engine answered the last check, else 0", registers });

@@ -82,16 +82,15 @@ export async function startServer(options: ServerOptions, logger: Logger): Promi
 /** A Docker agent on the local engine (or `givenEngine`), not yet started: call `run()` (or `start()`). */
 export async function createAgent(options: AgentOptions, logger: Logger, givenEngine?: ContainerEngine): Promise<Agent> {
   const { Agent } = await import("../agent/agent.js");
-  const { ensureBerthImage } = await import("../images/index.js");
+  const { berthImageKeeper } = await import("../images/index.js");
   const engine = givenEngine ?? (options.backend === "swarm" ? await swarmEngine() : await localEngine());
-  let berthImage: Promise<string> | undefined;
   const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
   return new Agent(
     {
       client,
       engine,
       logger,
-      berthImage: () => (berthImage ??= ensureBerthImage(engine, { log: (line) => logger.info(line) })),
+      berthImage: berthImageKeeper(engine, { log: (line) => logger.info(line) }),
     },
     options,
   );

@@ -148,7 +148,7 @@ export interface AgentOptions {
   /** Where /health and /metrics are served; none when undefined. */
   http: { host: string; port: number } | undefined;
   /** The path whose filesystem's free space /health watches, and the least free space that is healthy. */
-  disk: { path: string; lowWatermarkBytes: number };
+  disk: { path: string; lowWatermarkBytes: number; highWatermarkBytes: number };
 }
 
 export function compileAgentOptions(config: Config): AgentOptions {
@@ -187,7 +187,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     },
     http: agent.http,
     // Docker's data root where the agent sees it (an agent on the host); else its home, usually on the same disk.
-    disk: { path: agent.diskPath ?? (existsSync(DOCKER_DATA_ROOT) ? DOCKER_DATA_ROOT : config.home), lowWatermarkBytes: agent.diskLowWatermark },
+    disk: { path: agent.diskPath ?? (existsSync(DOCKER_DATA_ROOT) ? DOCKER_DATA_ROOT : config.home), lowWatermarkBytes: agent.diskLowWatermark, highWatermarkBytes: Math.max(agent.diskHighWatermark, agent.diskLowWatermark) },
   };
 }
 

@@ -62,6 +62,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_HTTP: { path: ["agent", "http"] },
   BERTH_AGENT_DISK_PATH: { path: ["agent", "diskPath"] },
   BERTH_AGENT_DISK_LOW_WATERMARK: { path: ["agent", "diskLowWatermark"] },
+  BERTH_AGENT_DISK_HIGH_WATERMARK: { path: ["agent", "diskHighWatermark"] },
   BERTH_SERVER_DOWN_FOR: { path: ["serverDownFor"] },
   // Before serverDownFor applied to clients too, it was the agent's: the old name still works.
   BERTH_AGENT_SERVER_DOWN_FOR: { path: ["serverDownFor"] },

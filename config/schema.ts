@@ -177,8 +177,10 @@ export const ConfigSchema = z.strictObject({
       http: ListenAddress.optional(),
       /** Whose filesystem's free space the agent watches. Default: /var/lib/docker when the agent sees it, else home. */
       diskPath: z.string().min(1).optional(),
-      /** Below this much free space on diskPath the agent reports itself unhealthy ("2g"). Default 2g. */
+      /** Below this much free space on diskPath the agent reports itself unhealthy and removes unneeded images ("2g"). Default 2g. */
       diskLowWatermark: ByteSize.default(2 * 1024 ** 3),
+      /** Image garbage collection goes on until this much is free ("4g"). Default 4g. */
+      diskHighWatermark: ByteSize.default(4 * 1024 ** 3),
     })
     .superRefine((agent, ctx) => {
       // An agent held to allowed images builds none (a build runs the flow author's Dockerfile steps).

@@ -73,6 +73,22 @@ export async function readDockerfile(packageRoot: string): Promise<string> {
 }
 
 /** sha256 (12 hex digits) of the base image reference, the Dockerfile and the berth package's identity. */
+/**
+ * The berth image for a long-running process (an agent): made or found once, then checked to be still there
+ * at each use (image garbage collection by another agent on the engine may remove it), and made again if
+ * not. A failure is not remembered: the next use tries again.
+ */
+export function berthImageKeeper(engine: ContainerEngine, options: BerthImageOptions = {}): () => Promise<string> {
+  let made: string | undefined;
+  let making: Promise<string> | undefined;
+  return async () => {
+    if (made !== undefined && (await engine.imageExists(made))) return made;
+    making ??= ensureBerthImage(engine, options).finally(() => (making = undefined));
+    made = await making;
+    return made;
+  };
+}
+
 export async function berthImageHash(packageRoot: string, baseImage: string, dockerfile: string): Promise<string> {
   const hash = createHash("sha256").update(`base\0${baseImage}\0`);
   hash.update(`file\0Dockerfile\0${Buffer.byteLength(dockerfile)}\0`).update(dockerfile);

@@ -11,6 +11,8 @@ import { compileAgentOptions } from "../config/compile.js";
 import { defaultConfig } from "../config/load.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { BerthError } from "../wire/errors.js";
+import { flowBody, uniqueName } from "./support/fixtures.js";
+import { samples } from "./support/prometheus.js";
 import { test as it, type TestServer } from "./support/server.js";
 import { until } from "./support/wait.js";
 
@@ -24,6 +26,7 @@ function idleEngine(answers: () => boolean = () => true): ContainerEngine {
       if (!answers()) throw new BerthError("BERTH_E_DOCKER_UNAVAILABLE", "no engine here");
     },
     listContainers: async () => [],
+    listImages: async () => [],
     imageExists: refuse,
     pullImage: refuse,
     buildImage: refuse,
@@ -42,13 +45,13 @@ function idleEngine(answers: () => boolean = () => true): ContainerEngine {
   } as ContainerEngine;
 }
 
-async function agentOn(server: TestServer, engine = idleEngine()) {
+async function agentOn(server: TestServer, engine = idleEngine(), agentConfig: Record<string, unknown> = {}) {
   await server.app.listen({ host: "127.0.0.1", port: 0 });
   const address = server.app.server.address();
   const url = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
   const lines: { state?: string; from?: string; msg: string }[] = [];
   const logger = pino({ level: "info" }, new Writable({ write: (chunk: Buffer, _e, done) => (lines.push(JSON.parse(chunk.toString())), done()) }));
-  const options = compileAgentOptions(defaultConfig({ apiUrl: url, agent: { name: "lifecycle", heartbeatInterval: "50ms", claimWait: "200ms", drainTimeout: "2s" } }));
+  const options = compileAgentOptions(defaultConfig({ apiUrl: url, agent: { name: "lifecycle", heartbeatInterval: "50ms", claimWait: "200ms", drainTimeout: "2s", ...agentConfig } }));
   const agent = new Agent({ client: new ApiClient({ baseUrl: url }), engine, logger, berthImage: () => Promise.reject(new Error("unused")) }, options);
   const transitions = () => lines.filter((l) => l.state !== undefined).map((l) => `${l.from} → ${l.state}`);
   return { agent, client: new ApiClient({ baseUrl: url }), transitions };
@@ -124,5 +127,32 @@ describe("the agent's lifetime", () => {
     await until("the server to hear it stopped", async () => (await client.listAgents()).agents[0]?.status === "stopped");
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect((await client.listAgents()).agents[0]?.status).toBe("stopped");
+  });
+
+  it("collects images when its disk runs low: an old flow version's image goes, the current one stays, counted in /metrics", async ({ server }) => {
+    const name = uniqueName();
+    const ref = (tag: string) => `registry.test/${name}:${tag}`;
+    const removed: string[] = [];
+    const image = (tag: string, createdAt: number) => ({ id: `sha256:${tag}`, tags: [ref(tag)], digests: [], labels: { "io.berth.storage": "docker" }, createdAt, sizeBytes: 1000 });
+    const engine = Object.assign(idleEngine(), {
+      listImages: async (labels: Record<string, string>) => ("io.berth.storage" in labels ? [image("v1", 1), image("v2", 2)].filter((i) => !removed.includes(i.tags[0]!)) : []),
+      removeImage: async (r: string) => void removed.push(r),
+    });
+    // Every disk is under this watermark: the agent collects whatever it may.
+    const { agent, client } = await agentOn(server, engine, { diskLowWatermark: "1000000g", diskHighWatermark: "1000000g" });
+    for (const tag of ["v1", "v2"]) await client.registerFlow(flowBody({ name, storage: { type: "docker", image: ref(tag), flows: { [name]: `/opt/berth/flows/${name}.mjs` } } }));
+    await agent.start();
+    try {
+      const result = await agent.collectImages();
+      expect(result.map((r) => r.image.tags)).toEqual([[ref("v1")]]);
+      expect(removed).toEqual([ref("v1")]);
+      const scraped = samples(await agent.metrics.registry.metrics()).filter((s) => s.name.startsWith("berth_agent_image"));
+      expect(scraped).toEqual([
+        { name: "berth_agent_images_removed_total", labels: { kind: "storage" }, value: 1 },
+        { name: "berth_agent_image_removed_bytes_total", labels: { kind: "storage" }, value: 1000 },
+      ]);
+    } finally {
+      await agent.stop();
+    }
   });
 });
