@@ -29,7 +29,8 @@ import { BerthError, describeError } from "../wire/errors.js";
 import type { ClaimedRun } from "../wire/schema.js";
 import { Adoption } from "./adoption.js";
 import { runCancelWatch } from "./cancel-watch.js";
-import { IMAGE_GC_INTERVAL_MS, ImageGc, type Removal } from "./image-gc.js";
+import { HOUSEKEEPING_INTERVAL_MS, ImageGc, type Removal } from "./image-gc.js";
+import { OrphanCollector } from "./orphans.js";
 import { ClaimLoopProgress, runClaimLoop } from "./claim-loop.js";
 import { AgentHttp, type AgentHealth } from "./http.js";
 import { AgentMetrics } from "./metrics.js";
@@ -79,7 +80,9 @@ export class Agent {
   private readonly progress = new ClaimLoopProgress();
   private readonly http: AgentHttp;
   private readonly imageGc: ImageGc;
-  private imageGcTimer: NodeJS.Timeout | undefined;
+  private readonly orphans: OrphanCollector;
+  /** Every HOUSEKEEPING_INTERVAL_MS: image garbage collection, and containers left by agents gone for good. */
+  private housekeepingTimer: NodeJS.Timeout | undefined;
   /** The berth runtime image, once this agent has made or found it (image GC keeps it). */
   private knownBerthImage: string | undefined;
   /** The port /health and /metrics are served on, once listening (agent.http). */
@@ -111,6 +114,14 @@ export class Agent {
         this.metrics.imagesRemoved.inc({ kind });
         this.metrics.imageBytesRemoved.inc({ kind }, image.sizeBytes);
       },
+    });
+    this.orphans = new OrphanCollector({
+      client: deps.client,
+      engine: deps.engine,
+      agentId: () => this.id!,
+      log: () => this.log,
+      signal: this.stopping.signal,
+      onRemoved: () => this.metrics.orphansRemoved.inc(),
     });
     this.engineWatch = new EngineWatch(deps.engine, () => this.log, this.stopping.signal, () => void this.leases.beat());
     this.leases = new LeaseKeeper({
@@ -194,6 +205,16 @@ export class Agent {
     return this.knownBerthImage;
   }
 
+  /** Removes the containers that agents gone for good left on this engine; a failure is logged, not thrown. */
+  async removeOrphans(): Promise<string[]> {
+    try {
+      return await this.orphans.collect();
+    } catch (err) {
+      if (!this.stopping.signal.aborted) this.log.warn(`could not look for containers left by other agents: ${describeError(err)}`);
+      return [];
+    }
+  }
+
   /** One pass of image garbage collection (the agent makes one every minute); a failure is logged, not thrown. */
   async collectImages(): Promise<Removal[]> {
     try {
@@ -269,8 +290,12 @@ export class Agent {
       );
     }
     this.leases.start();
-    this.imageGcTimer = setInterval(() => void this.collectImages(), IMAGE_GC_INTERVAL_MS);
-    this.imageGcTimer.unref();
+    void this.removeOrphans();
+    this.housekeepingTimer = setInterval(() => {
+      void this.collectImages();
+      void this.removeOrphans();
+    }, HOUSEKEEPING_INTERVAL_MS);
+    this.housekeepingTimer.unref();
     void runCancelWatch({
       client: this.deps.client,
       log: () => this.log,
@@ -312,7 +337,7 @@ export class Agent {
     if (this.current === "stopped") return;
     this.setState("stopped", "agent stopped");
     this.stopped.abort();
-    clearInterval(this.imageGcTimer);
+    clearInterval(this.housekeepingTimer);
     void this.http.close();
     this.leases.stop();
     void this.leases.sayStopped();

@@ -1,5 +1,5 @@
 /**
- * Image garbage collection on the agent's engine, every IMAGE_GC_INTERVAL_MS while the agent runs.
+ * Image garbage collection on the agent's engine, every HOUSEKEEPING_INTERVAL_MS while the agent runs.
  *
  * When free disk under agent.diskPath falls below the low watermark, the agent removes berth's images that
  * nothing needs, oldest first, until free disk is back over the high watermark:
@@ -37,8 +37,8 @@ export interface Removal {
   reason: string;
 }
 
-/** How often the agent looks at its free disk to collect images. */
-export const IMAGE_GC_INTERVAL_MS = 60_000;
+/** How often the agent looks at its free disk to collect images (and for containers left by other agents). */
+export const HOUSEKEEPING_INTERVAL_MS = 60_000;
 
 const REASONS: Record<ImageKind, string> = {
   storage: "a storage image of no current flow version and of no run that is not over or recent",

@@ -26,6 +26,7 @@ export class AgentMetrics {
   readonly logLines: Counter<"result">;
   readonly imagesRemoved: Counter<"kind">;
   readonly imageBytesRemoved: Counter<"kind">;
+  readonly orphansRemoved: Counter;
   readonly engineUp: Gauge;
   readonly diskFreeBytes: Gauge;
 
@@ -82,6 +83,11 @@ export class AgentMetrics {
       name: "berth_agent_image_removed_bytes_total",
       help: "Bytes of the images the agent removed to free disk, by kind (storage, runtime)",
       labelNames: ["kind"],
+      registers,
+    });
+    this.orphansRemoved = new Counter({
+      name: "berth_agent_orphan_containers_removed_total",
+      help: "Containers left on the agent's engine by agents gone for good, of runs that are over, that it removed",
       registers,
     });
     this.engineUp = new Gauge({ name: "berth_agent_engine_up", help: "1 when the container engine answered the last check, else 0", registers });

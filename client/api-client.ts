@@ -17,6 +17,8 @@ import {
   CancelWatchReply,
   ClaimReply,
   KeptImages,
+  OrphanQuery,
+  OrphanReply,
   ConcurrencyLimit,
   ConcurrencyLimitList,
   ScheduleList,
@@ -203,6 +205,11 @@ export class ApiClient {
   /** The storage images the agent must keep when it collects garbage. */
   keptImages(agentId: string, signal?: AbortSignal): Promise<KeptImages> {
     return this.call({ method: "GET", path: `/api/agents/${enc(agentId)}/kept-images`, response: KeptImages, signal });
+  }
+
+  /** Which containers other agents left on this agent's engine may be removed. */
+  orphans(agentId: string, query: OrphanQuery, signal?: AbortSignal): Promise<OrphanReply> {
+    return this.call({ method: "POST", path: `/api/agents/${enc(agentId)}/orphans`, body: query, response: OrphanReply, signal });
   }
 
   /** Waits up to `waitMs` for one of the agent's runs to be Cancelling that `known` does not list; answers with all of them. */

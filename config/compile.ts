@@ -41,6 +41,8 @@ export interface ServerOptions {
   logRetentionMs: number;
   /** An agent silent for longer than this is shown as lost and no longer counted for pickup. */
   agentLostAfterMs: number;
+  /** An agent silent for longer than this is gone for good: its leftover containers of finished runs may be removed. */
+  agentGoneAfterMs: number;
   /** How long a claim, and each renewal by an agent heartbeat, holds a run for its agent. */
   leaseMs: number;
   /** How often the reaper looks for lost runs; 0 never (call reapOnce yourself). */
@@ -71,6 +73,7 @@ export function compileServerOptions(config: Config): ServerOptions {
     runLogLimitBytes: server.runLogLimit,
     logRetentionMs: server.logRetention,
     agentLostAfterMs: server.agentLostAfter,
+    agentGoneAfterMs: server.agentGoneAfter,
     leaseMs: server.lease,
     reaperIntervalMs: server.reaperInterval,
     schedulerIntervalMs: server.schedulerInterval,

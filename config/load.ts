@@ -36,6 +36,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_SERVER_START_TIMEOUT: { path: ["server", "startTimeout"] },
   BERTH_SERVER_RUN_HEARTBEAT_TIMEOUT: { path: ["server", "runHeartbeatTimeout"] },
   BERTH_SERVER_CANCEL_TIMEOUT: { path: ["server", "cancelTimeout"] },
+  BERTH_SERVER_AGENT_GONE_AFTER: { path: ["server", "agentGoneAfter"] },
   BERTH_SERVER_REAPER_INTERVAL: { path: ["server", "reaperInterval"] },
   BERTH_SERVER_SCHEDULER_INTERVAL: { path: ["server", "schedulerInterval"] },
   BERTH_AGENT_NAME: { path: ["agent", "name"] },

@@ -103,6 +103,8 @@ export const ConfigSchema = z.strictObject({
       keyFile: z.string().min(1).optional(),
       /** An agent not heard from for this long is lost. Default 60s. */
       agentLostAfter: Duration.default(60_000),
+      /** An agent not heard from for this long is gone for good: other agents on its engine remove its containers of runs that are over. Default 10m. */
+      agentGoneAfter: PositiveDuration.default(10 * 60_000),
       /** A claim's lease; agents renew it with every heartbeat. Default 30s. */
       lease: Duration.default(30_000),
       /** A claimed run not Running after this long goes back to Scheduled. Default 60s. */

@@ -70,6 +70,7 @@ describe("health and OpenAPI", () => {
         "POST /api/agents",
       "POST /api/agents/{id}/cancels",
         "GET /api/agents/{id}/kept-images",
+        "POST /api/agents/{id}/orphans",
         "GET /api/agents",
         "POST /api/agents/{id}/heartbeat",
         "POST /api/agents/{id}/claim",

@@ -406,6 +406,31 @@ export const KeptImages = z.object({
 });
 export type KeptImages = z.infer<typeof KeptImages>;
 
+/**
+ * Containers on an agent's engine that other agents made (POST /api/agents/:id/orphans): the server answers
+ * which may be removed, those of runs that are over whose agent is gone for good.
+ */
+export const OrphanQuery = z.object({
+  containers: z
+    .array(
+      z.object({
+        /** The engine's id of the container. */
+        container: z.string().min(1).max(200),
+        /** Its labels: the agent that made it, and its run. */
+        agentId: Id,
+        flowRunId: Id,
+      }),
+    )
+    .max(1000),
+});
+export type OrphanQuery = z.infer<typeof OrphanQuery>;
+
+export const OrphanReply = z.object({
+  /** The containers to remove, each with why. */
+  remove: z.array(z.object({ container: z.string(), reason: z.string() })),
+});
+export type OrphanReply = z.infer<typeof OrphanReply>;
+
 /** What an agent says of itself with each heartbeat: the runs it holds, its free disk, why it is unhealthy. */
 export const AgentHealthReport = z.object({
   slotsUsed: z.number().int().nonnegative(),

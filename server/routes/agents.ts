@@ -1,7 +1,8 @@
-import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister, CancelWatch, CancelWatchReply, KeptImages } from "../../wire/schema.js";
+import { AgentRecord, AgentHeartbeat, AgentHeartbeatReply, AgentList, AgentRegister, CancelWatch, CancelWatchReply, FINAL_FLOW_RUN_STATES, KeptImages, OrphanQuery, OrphanReply } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { cancelsTopic } from "../notifier.js";
+import { formatMs } from "../../shared/text.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 
 /** A run created this recently keeps its flow version's image, even once it is over (it may be run again). */
@@ -96,6 +97,44 @@ export function registerAgentRoutes(app: ZodApp, ctx: ServerContext): void {
         if ((current || inUse.has(flow.id)) && flow.storage.type === "docker") images.add(flow.storage.image);
       }
       return { images: [...images].sort() };
+    },
+  );
+
+  app.post(
+    "/api/agents/:id/orphans",
+    {
+      config: { access: "agent-self" },
+      schema: {
+        summary: "Which of the containers other agents left on this agent's engine may be removed: those of runs that are over whose agent is gone for good",
+        tags: ["agents"],
+        params: IdParams,
+        body: OrphanQuery.strict(),
+        response: withErrors({ 200: OrphanReply }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      if (!(await ctx.store.getAgent(id))) throw agentNotFound(id);
+      const now = ctx.presence.now();
+      // Only agents and runs this server knows: a container of another berth on the same engine is not ours to remove.
+      const gone = new Map<string, string | undefined>();
+      const goneFor = async (agentId: string): Promise<string | undefined> => {
+        if (!gone.has(agentId)) {
+          const agent = agentId === id ? undefined : await ctx.store.getAgent(agentId);
+          const quietMs = agent ? now - Date.parse(agent.lastHeartbeatAt) : 0;
+          gone.set(agentId, agent && quietMs > ctx.options.agentGoneAfterMs ? `agent ${agent.name} was last heard ${formatMs(quietMs)} ago` : undefined);
+        }
+        return gone.get(agentId);
+      };
+      const remove: OrphanReply["remove"] = [];
+      for (const { container, agentId, flowRunId } of request.body.containers) {
+        const agentGone = await goneFor(agentId);
+        if (agentGone === undefined) continue;
+        const run = await ctx.store.getFlowRun(flowRunId);
+        if (!run || !FINAL_FLOW_RUN_STATES.includes(run.state)) continue;
+        remove.push({ container, reason: `${agentGone} and its run ${flowRunId} is ${run.state}` });
+      }
+      return { remove };
     },
   );
 
