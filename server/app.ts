@@ -4,9 +4,10 @@
  * Closing it stops the reaper and answers every parked long-poll at once, so `app.close()` is prompt; the
  * store belongs to the caller and is not closed here.
  */
+import { apiSchemas } from "../wire/openapi-names.js";
 import fastifySwagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
+import { createJsonSchemaTransform, createJsonSchemaTransformObject, serializerCompiler, validatorCompiler, type ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import { MAX_JSON_DEPTH, tooDeep } from "../shared/json-limits.js";
 import type { StateStore } from "../store/port.js";
@@ -96,7 +97,9 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
       components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
       security: [{ bearer: [] }],
     },
-    transform: jsonSchemaTransform,
+    // Named types (components/schemas) for clients generated from the document: wire/openapi-names.ts.
+    transform: createJsonSchemaTransform({ schemaRegistry: apiSchemas }),
+    transformObject: createJsonSchemaTransformObject({ schemaRegistry: apiSchemas }),
   });
 
   const serverKey = options.serverKey ?? randomBytes(32);
