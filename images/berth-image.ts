@@ -14,7 +14,7 @@ import { BerthError, describeError } from "../wire/errors.js";
 import type { ImageLogOptions } from "./options.js";
 import { ensureNodeBaseImage } from "./node-base.js";
 import type { ContainerEngine } from "../engine/port.js";
-import { productionDependencies, readManifest } from "./production-deps.js";
+import { IMAGE_PACKAGE_DIR, productionClosure, readManifest, type InstalledPackage } from "./production-deps.js";
 import { toTag } from "../engine/refs.js";
 import { packageIdentity, packageRoot } from "../shared/package.js";
 import { prebuiltDockerfile } from "./prebuilt-dockerfile.js";
@@ -40,14 +40,14 @@ export async function ensureBerthImage(engine: ContainerEngine, options: BerthIm
     ...(signal ? { signal } : {}),
   });
   const manifest = await readManifest(root);
-  const dockerfile = await readDockerfile(root);
-  const hash = await berthImageHash(root, base, dockerfile);
+  const inputs = await berthImageInputs(root);
+  const hash = await berthImageHash(inputs, base);
   const name = options.imageName ?? "berth";
   const ref = `${name}:${toTag(manifest.version ?? "0.0.0")}-${hash}`;
   if (await engine.imageExists(ref)) return ref;
 
   log?.(`building the berth image ${ref} from ${base}`);
-  const context = await berthImageContext(root, dockerfile);
+  const context = await berthImageContext(inputs);
   await engine.buildImage({
     context: context.pack(signal),
     tag: ref,
@@ -72,7 +72,6 @@ export async function readDockerfile(packageRoot: string): Promise<string> {
   return prebuiltDockerfile(text, file);
 }
 
-/** sha256 (12 hex digits) of the base image reference, the Dockerfile and the berth package's identity. */
 /**
  * The berth image for a long-running process (an agent): made or found once, then checked to be still there
  * at each use (image garbage collection by another agent on the engine may remove it), and made again if
@@ -89,23 +88,57 @@ export function berthImageKeeper(engine: ContainerEngine, options: BerthImageOpt
   };
 }
 
-export async function berthImageHash(packageRoot: string, baseImage: string, dockerfile: string): Promise<string> {
+/** What the berth image is made of: the package, its derived Dockerfile and its production dependencies. */
+export interface BerthImageInputs {
+  root: string;
+  dockerfile: string;
+  closure: InstalledPackage[];
+}
+
+/** The image's build context keeps dependencies installed outside berth's own directory under this, as from /. */
+const OUTSIDE = "outside";
+
+export async function berthImageInputs(packageRoot: string): Promise<BerthImageInputs> {
+  const root = path.resolve(packageRoot);
+  const closure = await productionClosure(root);
+  let dockerfile = await readDockerfile(root);
+  // Installed from npm, berth's dependencies are usually next to it (hoisted): the image puts them where Node
+  // finds them from berth, as on the host.
+  if (closure.some((p) => !p.imageDir.startsWith(`${IMAGE_PACKAGE_DIR}/`))) {
+    dockerfile += `\n# berth's dependencies that npm installed next to it, where Node finds them from berth\nCOPY ${OUTSIDE}/ /\n`;
+  }
+  return { root, dockerfile, closure };
+}
+
+/**
+ * sha256 (12 hex digits) of the base image reference, the Dockerfile, the berth package's identity and where
+ * each of its dependencies goes at which version: the same inputs give the same tag, other installs another.
+ */
+export async function berthImageHash(inputs: BerthImageInputs, baseImage: string): Promise<string> {
+  const { root, dockerfile, closure } = inputs;
   const hash = createHash("sha256").update(`base\0${baseImage}\0`);
   hash.update(`file\0Dockerfile\0${Buffer.byteLength(dockerfile)}\0`).update(dockerfile);
-  hash.update(`package\0${await packageIdentity(packageRoot)}`);
+  hash.update(`package\0${await packageIdentity(root)}\0`);
+  for (const p of closure) hash.update(`dependency\0${p.imageDir}\0${p.name}@${p.version}\0`);
   return hash.digest("hex").slice(0, 12);
 }
 
-/** The build context: the derived Dockerfile, package.json, dist/ and the production node_modules, nothing else. */
-export async function berthImageContext(packageRoot: string, dockerfile: string): Promise<TarTree> {
+/**
+ * The build context: the derived Dockerfile, package.json, dist/ and the production dependencies, nothing
+ * else; those in berth's own node_modules under node_modules/, the others under outside/ as from /.
+ */
+export async function berthImageContext(inputs: BerthImageInputs): Promise<TarTree> {
+  const { root, dockerfile, closure } = inputs;
   const tree = new TarTree();
   tree.data("Dockerfile", dockerfile);
-  await tree.hostFile("package.json", path.join(packageRoot, "package.json"));
-  await tree.hostTree("dist", path.join(packageRoot, "dist"));
+  await tree.hostFile("package.json", path.join(root, "package.json"));
+  await tree.hostTree("dist", path.join(root, "dist"));
   tree.dir("node_modules");
-  for (const dependency of await productionDependencies(packageRoot)) {
+  for (const p of closure) {
+    const inside = p.imageDir.startsWith(`${IMAGE_PACKAGE_DIR}/`);
+    const at = inside ? p.imageDir.slice(IMAGE_PACKAGE_DIR.length + 1) : `${OUTSIDE}${p.imageDir}`;
     // A package's own node_modules holds nested dependencies, which the closure lists (and adds) separately.
-    await tree.hostTree(dependency, path.join(packageRoot, dependency), { skip: (rel) => rel === "node_modules" });
+    await tree.hostTree(at, p.hostDir, { skip: (rel) => rel === "node_modules" });
   }
   return tree;
 }

@@ -17,6 +17,6 @@ export {
   type NodeBuildOptions,
 } from "./node-build.js";
 export { DEFAULT_DEBIAN_MIRROR } from "./debootstrap.js";
-export { ensureBerthImage, berthImageKeeper, berthImageContext, berthImageHash, readDockerfile, type BerthImageOptions } from "./berth-image.js";
+export { ensureBerthImage, berthImageKeeper, berthImageContext, berthImageHash, berthImageInputs, readDockerfile, type BerthImageOptions } from "./berth-image.js";
 export { prebuiltDockerfile } from "./prebuilt-dockerfile.js";
 export { REGISTRY_CONFIG_PATH, REGISTRY_PORT, ensureRegistryImage, importRegistryImage, registryImageRef } from "./registry.js";
