@@ -3,9 +3,11 @@
  * real engine, on images this suite makes (scoped by its label, so that no other suite's image is touched).
  */
 import { execFileSync } from "node:child_process";
+import os from "node:os";
 import { PassThrough } from "node:stream";
 import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
+import { freeBytes } from "../agent/disk.js";
 import { ImageGc, type Removal } from "../agent/image-gc.js";
 import type { ContainerEngine, ContainerInfo, ImageInfo } from "../engine/port.js";
 import { canonicalRef } from "../engine/refs.js";
@@ -29,7 +31,7 @@ function fakeEngine(free: { bytes: number }, images: ImageInfo[], containers: Pa
   return { engine, removed };
 }
 
-function collector(engine: ContainerEngine, free: { bytes: number }, kept: string[], current?: string, watermarks = { low: 100, high: 300 }) {
+function collector(engine: ContainerEngine, free: { bytes: number } | (() => Promise<number>), kept: string[], current?: string, watermarks = { low: 100, high: 300 }) {
   const warnings: string[] = [];
   const log = pino({ level: "warn" }, new PassThrough().on("data", (line: Buffer) => warnings.push(String(JSON.parse(line.toString()).msg))));
   const reported: Removal[] = [];
@@ -37,7 +39,7 @@ function collector(engine: ContainerEngine, free: { bytes: number }, kept: strin
     engine,
     keptImages: async () => kept,
     berthImage: () => current,
-    freeBytes: async () => free.bytes,
+    freeBytes: typeof free === "function" ? free : async () => free.bytes,
     lowWatermarkBytes: watermarks.low,
     highWatermarkBytes: watermarks.high,
     log: () => log,
@@ -189,8 +191,11 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("image garbage collec
     await build("berth:new", { "io.berth.image": "berth" });
     // Created, never started (the image has no program): a container that uses busy:1 all the same.
     execFileSync("docker", ["create", "--label", `${TEST_LABEL}=${id}`, `${repo}/busy:1`, "/nothing"], { stdio: "ignore" });
-    const free = { bytes: 0 };
-    const { gc } = collector(scoped, free, [`${repo}/flow:v2`], undefined, { low: 1e15, high: 1e15 });
+    // The watermarks are set to this disk's free space: under the low one now, and the few bytes these images
+    // free never reach the high one, so everything that may go goes.
+    const disk = () => freeBytes(os.tmpdir());
+    const now = await disk();
+    const { gc } = collector(scoped, disk, [`${repo}/flow:v2`], undefined, { low: now + 1024 ** 3, high: now + 2 * 1024 ** 3 });
     const removed = await gc.collect();
     expect(removed.map((r) => [r.kind, r.image.tags]).sort()).toEqual([
       ["runtime", [`${repo}/berth:old`]],
