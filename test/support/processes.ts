@@ -24,8 +24,8 @@ export interface CliResult {
 }
 
 /** Runs one berth command to completion (bounded by timeoutMs). */
-export async function berth(args: string[], options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [CLI, ...args], {
+export async function berth(args: string[], options: { env?: Record<string, string>; timeoutMs?: number; cwd?: string; cli?: string } = {}): Promise<CliResult> {
+  const child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
     cwd: options.cwd ?? REPO,
     env: { ...process.env, BERTH_LOG_FORMAT: "json", BERTH_API_TOKEN: TEST_TOKEN, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -46,9 +46,10 @@ export class BerthProcess {
   output = "";
   private waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
 
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = spawn(process.execPath, [CLI, ...args], {
-      cwd: REPO,
+  /** `cli` and `cwd`: another berth than the clone's (an installed package), run from another directory. */
+  constructor(args: string[], env: Record<string, string> = {}, options: { cli?: string; cwd?: string } = {}) {
+    this.child = spawn(process.execPath, [options.cli ?? CLI, ...args], {
+      cwd: options.cwd ?? REPO,
       env: { ...process.env, BERTH_LOG_FORMAT: "json", BERTH_API_TOKEN: TEST_TOKEN, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
