@@ -25,10 +25,23 @@ export async function executeFlowFileCommand(location: string, opts: { param?: s
   const { storage } = storageFromSpec({ type: "local", directory: path.dirname(absolute), flows: {} }, { inContainer: false });
   const flow = await storage.getFlow(absolute);
   let final: FlowState | undefined;
+  // As PID 1 of a container, Node ignores SIGTERM unless it listens: `docker stop` would wait out its grace
+  // period. The first signal cancels the flow (its tasks see their signal), a second one ends the process.
+  const stopping = new AbortController();
+  let stoppedBy: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy !== undefined) process.exit(signal === "SIGINT" ? 130 : 143);
+    stoppedBy = signal;
+    process.stderr.write(`berth execute: ${signal}: cancelling the flow (send it again to stop at once)\n`);
+    stopping.abort();
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   const Base = getDefaultFlowRunnerClass();
   class RecordingRunner extends Base {
     override async run(options: RunOptions = {}): Promise<FlowState> {
-      final = await super.run({ ...options, parameters: { ...parameters, ...(options.parameters ?? {}) } });
+      const signal = options.signal ? AbortSignal.any([options.signal, stopping.signal]) : stopping.signal;
+      final = await super.run({ ...options, signal, parameters: { ...parameters, ...(options.parameters ?? {}) } });
       return final;
     }
   }
@@ -41,7 +54,7 @@ export async function executeFlowFileCommand(location: string, opts: { param?: s
   }
   const state = final as FlowState | undefined;
   process.stdout.write(`flow "${flow.name}": ${state?.name ?? "not run"}${state?.message ? ` (${state.message})` : ""}\n`);
-  process.exit(state?.name === "Success" ? 0 : 1);
+  process.exit(stoppedBy !== undefined ? (stoppedBy === "SIGINT" ? 130 : 143) : state?.name === "Success" ? 0 : 1);
 }
 
 export async function healthcheckCommand(locations: string[]): Promise<void> {
