@@ -70,7 +70,8 @@ export interface SerializedFlow {
   labels: string[];
   environment: EnvironmentSpec;
   parameters: ParameterSpec[];
-  tasks: { slug: string; name: string; secret?: string }[];
+  /** Each task, with the slugs of the tasks it waits for (`upstream`, left out when none): the flow's DAG. */
+  tasks: { slug: string; name: string; secret?: string; upstream?: string[] }[];
   runTimeoutMs: number | null;
   recovery: RecoveryPolicy;
   schedule: ClockSpec[];
@@ -269,7 +270,12 @@ export class Flow {
       labels: this.labels,
       environment: serializeEnvironment(this.environment),
       parameters: this.parameters(),
-      tasks: this.graph.nodes.map((n) => (n.task.secret === undefined ? { slug: n.slug, name: n.name } : { slug: n.slug, name: n.name, secret: n.task.secret })),
+      tasks: this.graph.nodes.map((n) => ({
+        slug: n.slug,
+        name: n.name,
+        ...(n.task.secret === undefined ? {} : { secret: n.task.secret }),
+        ...(n.upstream.length === 0 ? {} : { upstream: n.upstream.map((i) => this.graph.nodes[i]!.slug) }),
+      })),
       runTimeoutMs: this.runTimeoutMs,
       recovery: this.recovery,
       schedule: structuredClone(this.schedule),

@@ -206,7 +206,11 @@ const FlowFields = z.object({
   contentHash: z.string().min(1).max(200),
   parameters: z.array(ParameterSpec).max(1000).default([]),
   /** A task made by `Secret("NAME")` names the secret it reads: a run may read only its flow's secrets. */
-  tasks: z.array(z.object({ slug: z.string().min(1), name: z.string().min(1), secret: SecretName.optional() })).max(100_000).default([]),
+  /** Each task; `upstream` names (by slug) the tasks it waits for, so clients can draw the flow's DAG. */
+  tasks: z
+    .array(z.object({ slug: z.string().min(1), name: z.string().min(1), secret: SecretName.optional(), upstream: z.array(z.string().min(1)).max(10_000).optional() }))
+    .max(100_000)
+    .default([]),
   /** What to do when a run's attempt is lost; default { onLost: "fail", maxAttempts: 3 }. */
   recovery: RecoveryPolicy.prefault({}),
   /** A run taking longer is stopped by its agent and Failed; default null (no limit). */

@@ -18,6 +18,7 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
     },
     async (request, reply) => {
       checkSchedule(request.body);
+      checkTaskGraph(request.body);
       // The store refuses a version naming a build context it does not keep (an agent could not build it).
       const registered = await ctx.store.registerFlow(request.body);
       if (registered.created) {
@@ -40,6 +41,20 @@ export function registerFlowRoutes(app: ZodApp, ctx: ServerContext): void {
     { config: { access: "flow-read" }, schema: { summary: "One flow version", tags: ["flows"], params: IdParams, response: withErrors({ 200: FlowRecord }) } },
     async (request) => requireFlow(ctx.store, request.params.id),
   );
+}
+
+/** A task's `upstream` may name only the flow's own tasks, and never itself. */
+function checkTaskGraph(flow: FlowCreate): void {
+  const slugs = new Set(flow.tasks.map((t) => t.slug));
+  flow.tasks.forEach((task, i) => {
+    for (const upstream of task.upstream ?? []) {
+      if (slugs.has(upstream) && upstream !== task.slug) continue;
+      const problem = upstream === task.slug ? `task "${task.slug}" waits for itself` : `task "${task.slug}" waits for "${upstream}", which is not a task of this flow`;
+      throw new BerthError("BERTH_E_VALIDATION", `invalid body for POST /api/flows: tasks.${i}.upstream: ${problem}`, {
+        details: { issues: [{ in: "body", path: `tasks.${i}.upstream`, message: problem }] },
+      });
+    }
+  });
 }
 
 /** Each clock must make runs that could run: a valid cron or interval, and parameters the flow takes. */
