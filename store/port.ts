@@ -84,6 +84,13 @@ export interface FlowRunFilter {
   state?: FlowRunStateName | undefined;
   /** Runs claimed by this agent. */
   agentId?: string | undefined;
+  /** Runs carrying this label. */
+  label?: string | undefined;
+  /** Runs created at or after this instant (ISO-8601), and before this one. */
+  createdSince?: string | undefined;
+  createdBefore?: string | undefined;
+  /** The page after this run (its id), in the same order: for paging through more runs than `limit`. */
+  after?: string | undefined;
   /** At most this many, newest first; default 100. */
   limit?: number | undefined;
 }

@@ -247,6 +247,23 @@ export class PostgresStore implements StateStore {
       where.push(`${column} = @${key}`);
       params[key] = filter[key];
     }
+    if (filter.label !== undefined) {
+      where.push("labels::jsonb @> jsonb_build_array(@label::text)");
+      params.label = filter.label;
+    }
+    if (filter.createdSince !== undefined) {
+      where.push("created_at >= @createdSince");
+      params.createdSince = new Date(filter.createdSince).toISOString();
+    }
+    if (filter.createdBefore !== undefined) {
+      where.push("created_at < @createdBefore");
+      params.createdBefore = new Date(filter.createdBefore).toISOString();
+    }
+    if (filter.after !== undefined) {
+      // Older than the cursor run in (created_at, seq) order; an unknown cursor gives an empty page.
+      where.push("EXISTS (SELECT 1 FROM flow_runs cursor WHERE cursor.id = @after AND (flow_runs.created_at, flow_runs.seq) < (cursor.created_at, cursor.seq))");
+      params.after = filter.after;
+    }
     const sql = `SELECT * FROM flow_runs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, seq DESC LIMIT @limit`;
     return (await this.db.all<FlowRunRow>(sql, params)).map(toFlowRun);
   }

@@ -176,6 +176,24 @@ export class SqliteStore implements StateStore {
       where.push(`${column} = @${key}`);
       params[key] = filter[key];
     }
+    if (filter.label !== undefined) {
+      where.push("EXISTS (SELECT 1 FROM json_each(flow_runs.labels) WHERE value = @label)");
+      params.label = filter.label;
+    }
+    if (filter.createdSince !== undefined) {
+      where.push("created_at >= @createdSince");
+      params.createdSince = new Date(filter.createdSince).toISOString();
+    }
+    if (filter.createdBefore !== undefined) {
+      where.push("created_at < @createdBefore");
+      params.createdBefore = new Date(filter.createdBefore).toISOString();
+    }
+    if (filter.after !== undefined) {
+      // Older than the cursor run in (created_at, rowid) order; an unknown cursor gives an empty page.
+      where.push(`EXISTS (SELECT 1 FROM flow_runs cursor WHERE cursor.id = @after
+                    AND (flow_runs.created_at < cursor.created_at OR (flow_runs.created_at = cursor.created_at AND flow_runs.rowid < cursor.rowid)))`);
+      params.after = filter.after;
+    }
     const sql = `SELECT * FROM flow_runs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
                  ORDER BY created_at DESC, rowid DESC LIMIT @limit`;
     return (this.prepare(sql).all(params) as FlowRunRow[]).map(toFlowRun);

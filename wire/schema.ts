@@ -544,6 +544,13 @@ export const FlowRunListQuery = z.strictObject({
   flowId: Id.optional(),
   flowName: Name.optional(),
   state: FlowRunStateName.optional(),
+  /** Runs carrying this label. */
+  label: Label.optional(),
+  /** Runs created at or after this instant, and before this one (ISO-8601 with an offset). */
+  createdSince: z.iso.datetime({ offset: true }).optional(),
+  createdBefore: z.iso.datetime({ offset: true }).optional(),
+  /** The next page: the runs after this one (the last run of the page before), in the same order. */
+  after: Id.optional(),
   limit: z.coerce.number().int().positive().max(1000).default(100),
 });
 /** What a client may send (all optional). */

@@ -148,6 +148,33 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect((await store.listFlowRuns({ agentId: "agent-1" })).map((r) => r.id)).toEqual([claimed?.id]);
     });
 
+    it("lists runs by label and creation time, and pages through them after a cursor run", async () => {
+      const { store, flow } = await storeWithFlow();
+      const make = async (labels: string[]) => (await store.createFlowRun({ flow, parameters: {}, labels })).flowRun;
+      const runs = [];
+      for (let i = 0; i < 7; i++) runs.push(await make(i % 2 === 0 ? ["etl", "gpu"] : ["etl"]));
+      const ids = (list: { id: string }[]) => list.map((r) => r.id);
+      const newestFirst = ids(runs).reverse();
+      const mine = { flowId: flow.id };
+      expect(ids(await store.listFlowRuns({ ...mine, label: "gpu" }))).toEqual(newestFirst.filter((_, i) => (6 - i) % 2 === 0));
+      expect(await store.listFlowRuns({ ...mine, label: "nobody" })).toEqual([]);
+      // Pages of three: every run once, in order, however many share a creation instant.
+      const pages: string[] = [];
+      let after: string | undefined;
+      for (;;) {
+        const page = await store.listFlowRuns({ ...mine, limit: 3, ...(after ? { after } : {}) });
+        pages.push(...ids(page));
+        if (page.length < 3) break;
+        after = page.at(-1)!.id;
+      }
+      expect(pages).toEqual(newestFirst);
+      expect(await store.listFlowRuns({ ...mine, after: "no-such-run" })).toEqual([]);
+      const created = runs.map((r) => r.createdAt);
+      const since = created[3]!;
+      expect(ids(await store.listFlowRuns({ ...mine, createdSince: since }))).toEqual(newestFirst.filter((id) => runs.find((r) => r.id === id)!.createdAt >= since));
+      expect(ids(await store.listFlowRuns({ ...mine, createdBefore: since }))).toEqual(newestFirst.filter((id) => runs.find((r) => r.id === id)!.createdAt < since));
+    });
+
     it("changes state by compare-and-swap and refuses a stale writer", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
