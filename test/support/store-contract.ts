@@ -151,7 +151,7 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
     it("lists runs by label and creation time, and pages through them after a cursor run", async () => {
       const { store, flow } = await storeWithFlow();
       const make = async (labels: string[]) => (await store.createFlowRun({ flow, parameters: {}, labels })).flowRun;
-      const runs = [];
+      const runs: FlowRun[] = [];
       for (let i = 0; i < 7; i++) runs.push(await make(i % 2 === 0 ? ["etl", "gpu"] : ["etl"]));
       const ids = (list: { id: string }[]) => list.map((r) => r.id);
       const newestFirst = ids(runs).reverse();
