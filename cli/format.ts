@@ -47,7 +47,7 @@ export function shortTime(iso: string | null | undefined): string {
 }
 
 /** One step of a run's timeline between two of its phases, as the summary line names it. */
-const PHASE_STEPS: [label: string, from: keyof RunPhases, to: keyof RunPhases][] = [
+export const PHASE_STEPS: [label: string, from: keyof RunPhases, to: keyof RunPhases][] = [
   ["queued", "queued", "claimed"],
   ["image", "claimed", "imageReady"],
   ["create", "imageReady", "containerCreated"],

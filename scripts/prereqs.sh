@@ -2,8 +2,8 @@
 # Installs and starts what berth needs on a Debian machine, saying what it does:
 # the Docker engine (Debian's docker.io) running, busybox-static (for the offline Node.js base image),
 # debootstrap (for the offline Node.js build image), docker-registry (a real registry for push/pull tests),
-# docker-compose, PostgreSQL (the tests start throwaway clusters), Prometheus's promtool and server (unpacked,
-# for the metrics tests), and the npm dependencies, built.
+# docker-compose, PostgreSQL (the tests start throwaway clusters), Chromium (the web UI's browser tests),
+# Prometheus's promtool and server (unpacked, for the metrics tests), and the npm dependencies, built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +18,9 @@ command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # PostgreSQL's server binaries, for the tests' throwaway clusters (no system service is used).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# Chromium for the web UI's browser tests (driven by playwright-core, which downloads no browser), and a font.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 if [ "${#missing[@]}" -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

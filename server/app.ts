@@ -4,6 +4,7 @@
  * Closing it stops the reaper and answers every parked long-poll at once, so `app.close()` is prompt; the
  * store belongs to the caller and is not closed here.
  */
+import { registerUiRoutes } from "./routes/ui.js";
 import { apiSchemas } from "../wire/openapi-names.js";
 import fastifySwagger from "@fastify/swagger";
 import Fastify, { LogController, type FastifyBaseLogger } from "fastify";
@@ -167,6 +168,7 @@ export async function buildServer(options: BuildServerOptions): Promise<ZodApp> 
   registerScheduleRoutes(app, ctx);
   registerConcurrencyRoutes(app, ctx);
   registerTrustRoutes(app, ctx);
+  await registerUiRoutes(app);
   await app.ready();
   reaper.start();
   scheduler.start();

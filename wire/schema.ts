@@ -65,7 +65,8 @@ export const JSON_SIZE_LIMITS = { parameters: 1024 * 1024, metadata: 64 * 1024, 
 function jsonOfAtMost<S extends z.ZodType>(schema: S, maxBytes: number): S {
   return schema.superRefine((value, ctx) => {
     if (value === undefined) return;
-    const bytes = Buffer.byteLength(JSON.stringify(value) ?? "");
+    // TextEncoder, not Buffer: these schemas also type the web UI, which runs in a browser.
+    const bytes = new TextEncoder().encode(JSON.stringify(value) ?? "").length;
     if (bytes > maxBytes) ctx.addIssue({ code: "custom", message: `is ${bytes} bytes of JSON; at most ${maxBytes} are allowed` });
   }) as unknown as S;
 }
@@ -580,6 +581,7 @@ export const FlowRunStateEntry = z.object({
 });
 export type FlowRunStateEntry = z.infer<typeof FlowRunStateEntry>;
 export const FlowRunStateHistory = z.object({ states: z.array(FlowRunStateEntry) });
+export type FlowRunStateHistory = z.infer<typeof FlowRunStateHistory>;
 export type TaskRunList = z.infer<typeof TaskRunList>;
 
 /** Query of GET /api/flow-runs/:id/logs. With waitMs > 0 and nothing newer than `after`, the server long-polls. */
