@@ -30,5 +30,6 @@ say "registering examples/custom-environment.ts (builds its storage image; --no-
 berth register examples/custom-environment.ts --no-push
 say "running it and watching"
 berth run "Custom Environment Example" --watch
+say "the web UI: http://127.0.0.1:4200/ (paste the token it asks for from .berth/admin.token)"
 say "done. Try: berth runs, berth flows, berth agents (run 'npm link' once to put berth on your PATH)."
 say "berth is still up; stop it with: kill \$(cat .berth/up.pid)"
