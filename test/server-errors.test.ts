@@ -118,12 +118,12 @@ describe("bad input gets a 4xx with the error shape, and changes nothing", () =>
     const err = await expectError(app, { method: "GET", url: "/api/nothing?x=1" }, 404, "BERTH_E_NOT_FOUND");
     expect(err.message).toBe("no route GET /api/nothing");
     await expectError(app, { method: "DELETE", url: "/api/flows" }, 404, "BERTH_E_NOT_FOUND");
-    await expectError(app, { method: "GET", url: "/" }, 404, "BERTH_E_NOT_FOUND");
+    await expectError(app, { method: "GET", url: "/nothing" }, 404, "BERTH_E_NOT_FOUND");
   });
 });
 
 describe("authentication", () => {
-  it("requires the bearer token everywhere but /health and /openapi.json", async ({ startServer }) => {
+  it("requires the bearer token everywhere but /health, /openapi.json and the web UI's files", async ({ startServer }) => {
     const { app } = await startServer({ config: { apiToken: "s3cret" } });
     const err = await expectError(app, { method: "GET", url: "/api/flows" }, 401, "BERTH_E_UNAUTHORIZED");
     expect(err.message).toContain("BERTH_API_TOKEN");
@@ -134,6 +134,7 @@ describe("authentication", () => {
     expect((await call(app, { method: "GET", url: "/api/flows", headers: { authorization: "Bearer s3cret" } })).status).toBe(200);
     expect((await call(app, { method: "GET", url: "/health" })).status).toBe(200);
     expect((await call(app, { method: "GET", url: "/openapi.json" })).status).toBe(200);
+    expect((await app.inject({ method: "GET", url: "/" })).statusCode).toBe(200);
   });
 
   it("is off without a token", async ({ server }) => {
