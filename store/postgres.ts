@@ -51,6 +51,7 @@ import type {
 import { migratePostgres } from "./postgres-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
+import { runListWhere, type RunListDialect } from "./run-list.js";
 import { PG_TYPES, access, unavailable, type PgAccess } from "./postgres-sql.js";
 import {
   newFlowRow,
@@ -78,7 +79,6 @@ export interface PostgresStoreOptions {
   poolSize?: number;
 }
 
-const DEFAULT_LIST_LIMIT = 100;
 const FINAL_STATES = FINAL_FLOW_RUN_STATES.map((s) => `'${s}'`).join(", ");
 const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 
@@ -135,6 +135,9 @@ interface Candidate {
   labels: string;
   flow_name: string;
 }
+
+/** How runs are listed here: labels are a JSON array, and runs created at one instant are ordered by seq. */
+const RUN_LIST: RunListDialect = { hasLabel: "labels::jsonb @> jsonb_build_array(@label::text)", tieBreak: "seq" };
 
 export class PostgresStore implements StateStore {
   readonly description: string;
@@ -239,32 +242,8 @@ export class PostgresStore implements StateStore {
   }
 
   async listFlowRuns(filter: FlowRunFilter): Promise<FlowRun[]> {
-    const where: string[] = [];
-    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIST_LIMIT };
-    const columns = { flowId: "flow_id", flowName: "flow_name", state: "state", agentId: "agent_id" } as const;
-    for (const [key, column] of Object.entries(columns) as [keyof typeof columns, string][]) {
-      if (filter[key] === undefined) continue;
-      where.push(`${column} = @${key}`);
-      params[key] = filter[key];
-    }
-    if (filter.label !== undefined) {
-      where.push("labels::jsonb @> jsonb_build_array(@label::text)");
-      params.label = filter.label;
-    }
-    if (filter.createdSince !== undefined) {
-      where.push("created_at >= @createdSince");
-      params.createdSince = new Date(filter.createdSince).toISOString();
-    }
-    if (filter.createdBefore !== undefined) {
-      where.push("created_at < @createdBefore");
-      params.createdBefore = new Date(filter.createdBefore).toISOString();
-    }
-    if (filter.after !== undefined) {
-      // Older than the cursor run in (created_at, seq) order; an unknown cursor gives an empty page.
-      where.push("EXISTS (SELECT 1 FROM flow_runs cursor WHERE cursor.id = @after AND (flow_runs.created_at, flow_runs.seq) < (cursor.created_at, cursor.seq))");
-      params.after = filter.after;
-    }
-    const sql = `SELECT * FROM flow_runs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at DESC, seq DESC LIMIT @limit`;
+    const { where, params } = runListWhere(filter, RUN_LIST);
+    const sql = `SELECT * FROM flow_runs ${where} ORDER BY created_at DESC, seq DESC LIMIT @limit`;
     return (await this.db.all<FlowRunRow>(sql, params)).map(toFlowRun);
   }
 

@@ -67,6 +67,7 @@ import {
 import { migrate } from "./sqlite-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
+import { runListWhere, type RunListDialect } from "./run-list.js";
 import * as trust from "./sqlite-trust.js";
 import { newFlowRow, toAgent, toFlow, toFlowRun, toStoredLog, toTaskRun } from "./sqlite-rows.js";
 import type { AgentRow, FlowRow, FlowRunRow, LogRow, TaskRunRow } from "./sqlite-rows.js";
@@ -80,12 +81,14 @@ export interface SqliteStoreOptions {
 }
 
 const MEMORY = ":memory:";
-const DEFAULT_LIST_LIMIT = 100;
 
 /** Opens (creating if needed) the database file at `pathOrMemory`, or a private in-memory one for ":memory:". */
 export async function openSqliteStore(pathOrMemory: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
   return new SqliteStore(pathOrMemory, options);
 }
+
+/** How runs are listed here: labels are a JSON array, and runs created at one instant are ordered by rowid. */
+const RUN_LIST: RunListDialect = { hasLabel: "EXISTS (SELECT 1 FROM json_each(flow_runs.labels) WHERE value = @label)", tieBreak: "rowid" };
 
 export class SqliteStore implements StateStore {
   readonly description: string;
@@ -168,33 +171,8 @@ export class SqliteStore implements StateStore {
   }
 
   async listFlowRuns(filter: FlowRunFilter): Promise<FlowRun[]> {
-    const where: string[] = [];
-    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIST_LIMIT };
-    const columns = { flowId: "flow_id", flowName: "flow_name", state: "state", agentId: "agent_id" } as const;
-    for (const [key, column] of Object.entries(columns) as [keyof typeof columns, string][]) {
-      if (filter[key] === undefined) continue;
-      where.push(`${column} = @${key}`);
-      params[key] = filter[key];
-    }
-    if (filter.label !== undefined) {
-      where.push("EXISTS (SELECT 1 FROM json_each(flow_runs.labels) WHERE value = @label)");
-      params.label = filter.label;
-    }
-    if (filter.createdSince !== undefined) {
-      where.push("created_at >= @createdSince");
-      params.createdSince = new Date(filter.createdSince).toISOString();
-    }
-    if (filter.createdBefore !== undefined) {
-      where.push("created_at < @createdBefore");
-      params.createdBefore = new Date(filter.createdBefore).toISOString();
-    }
-    if (filter.after !== undefined) {
-      // Older than the cursor run in (created_at, rowid) order; an unknown cursor gives an empty page.
-      where.push(`EXISTS (SELECT 1 FROM flow_runs cursor WHERE cursor.id = @after
-                    AND (flow_runs.created_at < cursor.created_at OR (flow_runs.created_at = cursor.created_at AND flow_runs.rowid < cursor.rowid)))`);
-      params.after = filter.after;
-    }
-    const sql = `SELECT * FROM flow_runs ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""}
+    const { where, params } = runListWhere(filter, RUN_LIST);
+    const sql = `SELECT * FROM flow_runs ${where}
                  ORDER BY created_at DESC, rowid DESC LIMIT @limit`;
     return (this.prepare(sql).all(params) as FlowRunRow[]).map(toFlowRun);
   }
