@@ -75,6 +75,8 @@ describe.skipIf(!dockerAvailable)("the web UI", () => {
     await page.locator('h1 [data-state="Success"]').waitFor({ timeout: 120_000 });
     await page.waitForFunction(`document.querySelectorAll('g.node[data-state="Success"]').length === 6`, undefined, { timeout: 30_000 });
     await page.getByTestId("logs").getByText("report: 6 rows").waitFor({ timeout: 30_000 });
+    // New log lines scroll the log box, never the page away from the DAG.
+    expect(await page.evaluate("window.scrollY")).toBe(0);
     await page.getByTestId("phases").waitFor();
     await shot("run");
     // The DAG's edges: six tasks, six dependencies.

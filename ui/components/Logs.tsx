@@ -15,7 +15,8 @@ export function Logs({ runId, following }: { runId: string; following: boolean }
   const [level, setLevel] = useState("debug");
   const followingRef = useRef(following);
   followingRef.current = following;
-  const bottom = useRef<HTMLDivElement>(null);
+  const box = useRef<HTMLPreElement>(null);
+  const pinned = useRef(true);
 
   useEffect(() => {
     const controller = new AbortController();
@@ -43,7 +44,10 @@ export function Logs({ runId, following }: { runId: string; following: boolean }
     return () => controller.abort();
   }, [runId]);
 
-  useEffect(() => bottom.current?.scrollIntoView({ block: "nearest" }), [lines.length]);
+  // Follow the newest line inside the log box (never by scrolling the page), unless the reader scrolled up.
+  useEffect(() => {
+    if (box.current && pinned.current) box.current.scrollTop = box.current.scrollHeight;
+  }, [lines.length]);
 
   const tasks = [...new Set(lines.map((l) => l.task).filter((t): t is string => !!t))].sort();
   const minLevel = LEVELS.indexOf(level as (typeof LEVELS)[number]);
@@ -77,14 +81,21 @@ export function Logs({ runId, following }: { runId: string; following: boolean }
         </span>
       </div>
       {error && <p class="error">logs: {error}</p>}
-      <pre class="log-lines" data-testid="logs">
+      <pre
+        class="log-lines"
+        data-testid="logs"
+        ref={box}
+        onScroll={(e) => {
+          const el = e.currentTarget;
+          pinned.current = el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+        }}
+      >
         {shown.map((l) => (
           <div key={l.id} class={`log log-${l.level}`}>
             <span class="log-at">{l.at.slice(11, 23)}</span> <span class="log-level">{l.level.padEnd(5)}</span>{" "}
             {l.task && <span class="log-task">[{l.task}]</span>} {l.stream && <span class="log-stream">[{l.stream}]</span>} {l.message}
           </div>
         ))}
-        <div ref={bottom} />
       </pre>
     </section>
   );
