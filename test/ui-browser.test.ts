@@ -10,7 +10,8 @@ import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
-import { dockerAvailable } from "./support/docker.js";
+import { FLOW_RUN_LABEL, OWNER_LABEL } from "../engine/port.js";
+import { dockerAvailable, engine } from "./support/docker.js";
 import { BerthProcess, REPO, TEST_TOKEN, berth, startAgent, startServer } from "./support/processes.js";
 
 export const CHROMIUM = process.env.BERTH_CHROMIUM ?? "/usr/bin/chromium";
@@ -49,6 +50,13 @@ describe.skipIf(!dockerAvailable)("the web UI", () => {
   afterAll(async () => {
     await browser?.close();
     await agent?.stop();
+    // A test that failed half-way may leave a run's container behind: remove this server's runs' containers.
+    if (client) {
+      const ours = new Set((await client.listFlowRuns({ limit: 1000 })).flowRuns.map((r) => r.id));
+      for (const c of await engine.listContainers({ [OWNER_LABEL]: "true" })) {
+        if (ours.has(c.labels[FLOW_RUN_LABEL] ?? "")) await engine.removeContainer(c.id);
+      }
+    }
     await server?.proc.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
