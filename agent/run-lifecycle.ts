@@ -12,7 +12,7 @@ import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import { whileServerDown } from "../client/retry.js";
 import { writeFlowRunState } from "../client/state-writes.js";
-import { flowRunEnvironment, type AgentOptions } from "../config/compile.js";
+import { flowRunEnvironment, type AgentOptions, type RunDescription } from "../config/compile.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import {
@@ -26,6 +26,7 @@ import {
   type FlowRun,
   type FlowRunStateName,
   type Resources,
+  type StorageSpec,
 } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
@@ -451,7 +452,10 @@ export class RunLifecycle {
       image,
       cmd: ["berth", "execute", "flow-run"],
       // berth's own variables come last: a user's --env cannot redirect a run to another server or run.
-      env: { ...options.env, ...flowRunEnvironment({ ...options.flowRun, apiToken: this.claim.runToken, flowRunId: flowRun.id, epoch: this.epoch }) },
+      env: {
+        ...options.env,
+        ...flowRunEnvironment({ ...options.flowRun, apiToken: this.claim.runToken, flowRunId: flowRun.id, epoch: this.epoch, run: this.description() }),
+      },
       labels: {
         [OWNER_LABEL]: "true",
         [AGENT_LABEL]: this.deps.agentId,
@@ -497,6 +501,15 @@ export class RunLifecycle {
       since = performance.now();
       return started(await this.deps.engine.runContainer(spec));
     }
+  }
+
+  /** The run as its container needs it, so that the container does not have to ask the server (config/flow-run-env.ts). */
+  private description(): RunDescription {
+    const { flowRun, flow } = this.claim;
+    const location = flow.storage.flows[flow.name];
+    const flows = location === undefined ? {} : { [flow.name]: location };
+    const storage: StorageSpec = flow.storage.type === "docker" ? { type: "docker", image: flow.storage.image, flows } : { ...flow.storage, flows };
+    return { flowId: flow.id, flowName: flow.name, version: this.version, parameters: flowRun.parameters, storage };
   }
 
   /** After the container stopped: if it did not record a final state, record one from what we know. */

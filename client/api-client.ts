@@ -7,9 +7,8 @@
  * once another attempt owns the run. Leave it out for writes on a user's behalf (they are not fenced).
  */
 import type { z } from "zod";
-import { BerthError, describeError } from "../wire/errors.js";
-import { parseApiUrls } from "../shared/api-urls.js";
-import { currentUrl, getBytes, head, putBytes, requestJson, type HttpOptions, type JsonRequest } from "./http.js";
+import { getBytes, head, putBytes } from "./http.js";
+import { RunClient, enc } from "./run-client.js";
 import {
   AgentRecord,
   AgentHeartbeatReply,
@@ -53,51 +52,19 @@ import type {
   FlowCreate,
   FlowRunCreate,
   FlowRunListQuery,
-  LogLine,
   LogsQuery,
-  StateChange,
   TaskRun,
   FlowRunStateEntry,
   SecretInfo,
   TokenCreate,
 } from "../wire/schema.js";
 
-export interface ApiClientOptions {
-  /** The server's URL, for example "http://127.0.0.1:4200"; several, comma-separated, for replicas. */
-  baseUrl: string;
-  /** Sent as `Authorization: Bearer <token>`; default: none. */
-  token?: string | undefined;
-  /** Per-request timeout in ms, on top of any long-poll wait; default 30000. */
-  timeoutMs?: number | undefined;
-  /** The fetch to use; default: the global one. */
-  fetch?: typeof fetch | undefined;
-}
+export type { ApiClientOptions } from "./run-client.js";
 
 
-export class ApiClient {
-  /** Every server this client may use, in order. */
-  readonly baseUrls: readonly string[];
-  private readonly http: HttpOptions;
-
-  constructor(options: ApiClientOptions) {
-    let baseUrls: string[];
-    try {
-      baseUrls = parseApiUrls(options.baseUrl);
-    } catch (err) {
-      throw new BerthError(
-        "BERTH_E_CONFIG",
-        `invalid API URL "${options.baseUrl}" (${describeError(err)}): use e.g. http://127.0.0.1:4200, or several separated by commas`,
-        { cause: err },
-      );
-    }
-    this.baseUrls = baseUrls;
-    this.http = { baseUrls, at: { index: 0 }, token: options.token, timeoutMs: options.timeoutMs ?? 30_000, fetch: options.fetch ?? globalThis.fetch };
-  }
-
-  /** The server requests go to now (the first, until it cannot be reached). */
-  get baseUrl(): string {
-    return currentUrl(this.http);
-  }
+export class ApiClient extends RunClient {
+  /** The answers' schemas: every answer this client reads is checked against the wire contract. */
+  protected override readonly replies = { flowRecord: FlowRecord, flowRunView: FlowRunView, flowRun: FlowRun, flowRunHeartbeat: FlowRunHeartbeatReply, ok: Ok, runSecrets: RunSecrets };
 
   health(signal?: AbortSignal): Promise<Health> {
     return this.call({ method: "GET", path: "/health", response: Health, signal });
@@ -113,9 +80,6 @@ export class ApiClient {
     return this.call({ method: "GET", path: "/api/flows", response: FlowList, signal });
   }
 
-  getFlow(id: string, signal?: AbortSignal): Promise<FlowRecord> {
-    return this.call({ method: "GET", path: `/api/flows/${enc(id)}`, response: FlowRecord, signal });
-  }
 
   /** Creates a Scheduled run; with a repeated idempotencyKey, returns the existing run and `created: false`. */
   createFlowRun(input: z.input<typeof FlowRunCreate>, signal?: AbortSignal): Promise<FlowRunCreated> {
@@ -127,30 +91,12 @@ export class ApiClient {
     return this.call({ method: "GET", path: "/api/flow-runs", query: { ...query }, response: FlowRunList, signal });
   }
 
-  getFlowRun(id: string, signal?: AbortSignal): Promise<FlowRunView> {
-    return this.call({ method: "GET", path: `/api/flow-runs/${enc(id)}`, response: FlowRunView, signal });
-  }
 
-  /**
-   * Compare-and-swap: fails with BERTH_E_STALE_VERSION when `expectedVersion` is not the run's version, and
-   * first with BERTH_E_STALE_LEASE when `change.epoch` is given and is not the run's epoch.
-   */
-  setFlowRunState(id: string, change: StateChange, signal?: AbortSignal): Promise<FlowRun> {
-    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/state`, body: change, response: FlowRun, signal });
-  }
 
   cancelFlowRun(id: string, signal?: AbortSignal): Promise<FlowRun> {
     return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/cancel`, response: FlowRun, signal });
   }
 
-  /**
-   * Reports the run's container alive; the answer carries the run's state (Cancelling means stop) and epoch.
-   * With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run.
-   */
-  heartbeatFlowRun(id: string, epoch?: number, signal?: AbortSignal): Promise<FlowRunHeartbeatReply> {
-    const body = epoch === undefined ? {} : { epoch };
-    return this.call({ method: "POST", path: `/api/flow-runs/${enc(id)}/heartbeat`, body, response: FlowRunHeartbeatReply, signal });
-  }
 
   /** Reports steps of an attempt (the agent's): image ready, container created and started, cleaned up. */
   reportPhases(id: string, report: PhasesReport, signal?: AbortSignal): Promise<FlowRun> {
@@ -166,17 +112,7 @@ export class ApiClient {
     return (await this.call({ method: "GET", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, response: TaskRunList, signal })).taskRuns;
   }
 
-  /** With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run. */
-  async updateTaskRuns(flowRunId: string, taskRuns: TaskRun[], epoch?: number, signal?: AbortSignal): Promise<void> {
-    const body = epoch === undefined ? { taskRuns } : { taskRuns, epoch };
-    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/task-runs`, body, response: Ok, signal });
-  }
 
-  /** With `epoch`, fails with BERTH_E_STALE_LEASE (recording nothing) once another attempt owns the run. */
-  async appendLogs(flowRunId: string, logs: LogLine[], epoch?: number, signal?: AbortSignal): Promise<void> {
-    const body = epoch === undefined ? { logs } : { logs, epoch };
-    await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/logs`, body, response: Ok, signal });
-  }
 
   /** Logs after `after`, oldest first; with `waitMs`, the server holds the request until there are some. */
   getLogs(flowRunId: string, query: LogsQuery = {}, signal?: AbortSignal): Promise<LogsPage> {
@@ -287,10 +223,6 @@ export class ApiClient {
     await this.call({ method: "DELETE", path: `/api/secrets/${enc(name)}`, response: Ok, signal });
   }
 
-  /** The values of secrets the run's flow reads, with the run's own token. */
-  async runSecrets(flowRunId: string, names: string[], signal?: AbortSignal): Promise<Record<string, string>> {
-    return (await this.call({ method: "POST", path: `/api/flow-runs/${enc(flowRunId)}/secrets`, body: { names }, response: RunSecrets, signal })).secrets;
-  }
 
   /** Whether the server keeps the build context with this digest. */
   hasBuildContext(sha256: string, signal?: AbortSignal): Promise<boolean> {
@@ -314,9 +246,6 @@ export class ApiClient {
     return getBytes(this.http, { path: `/api/build-contexts/${enc(sha256)}`, accept: "application/x-tar", signal, extraMs: transferMs(size ?? 0) });
   }
 
-  private call<S extends z.ZodType>(req: JsonRequest<S>): Promise<z.output<S>> {
-    return requestJson(this.http, req);
-  }
 }
 
 /** Time allowed for moving `bytes`, on top of the request timeout: 30 s per 10 MB, so a slow link is not cut off. */
@@ -324,6 +253,3 @@ function transferMs(bytes: number): number {
   return Math.ceil(bytes / 10_000_000) * 30_000;
 }
 
-function enc(id: string): string {
-  return encodeURIComponent(id);
-}

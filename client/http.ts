@@ -1,12 +1,17 @@
 /**
  * The client's transport: one JSON request over global fetch, bounded by a timeout and the caller's signal,
- * with every failure turned into a BerthError a user can act on. No dependencies beyond zod: this module is
- * loaded inside every flow-run container at startup.
+ * with every failure turned into a BerthError a user can act on. It loads no zod (it only takes the caller's
+ * schemas): this module is loaded inside every flow-run container at startup.
  */
 import type { z } from "zod";
 import { BerthError, isErrorCode } from "../wire/errors.js";
-import { ErrorBodySchema } from "../wire/schema.js";
 import { formatMs } from "../shared/text.js";
+
+/** What the client needs of a fetch: global fetch, or client/transport.ts's keep-alive one. */
+export type Transport = (
+  url: URL,
+  init: { method: string; headers: Record<string, string>; body: string | Buffer | null; signal: AbortSignal },
+) => Promise<{ status: number; headers: { get(name: string): string | null }; arrayBuffer(): Promise<ArrayBuffer> }>;
 
 export interface HttpOptions {
   /** One or more servers (replicas): requests go to the current one, and move on when it cannot be reached. */
@@ -15,7 +20,7 @@ export interface HttpOptions {
   at: { index: number };
   token?: string | undefined;
   timeoutMs: number;
-  fetch: typeof fetch;
+  fetch: Transport;
 }
 
 export interface JsonRequest<S extends z.ZodType> {
@@ -23,7 +28,8 @@ export interface JsonRequest<S extends z.ZodType> {
   path: string;
   query?: Record<string, string | number | undefined> | undefined;
   body?: unknown;
-  response: S;
+  /** The answer's schema; without one the answer is trusted as the caller's type (the flow-run container). */
+  response: S | undefined;
   signal?: AbortSignal | undefined;
   /** Added to the timeout: a long-poll legitimately holds the request this much longer. */
   waitMs?: number | undefined;
@@ -144,8 +150,8 @@ function notJson(http: HttpOptions, { status, contentType, what, body }: Answer,
   );
 }
 
-/** The JSON of a 2xx answer, in the shape `schema` expects; any other answer becomes its error. */
-function readJson<S extends z.ZodType>(http: HttpOptions, answer: Answer, schema: S): z.output<S> {
+/** The JSON of a 2xx answer, in the shape `schema` expects (when given); any other answer becomes its error. */
+function readJson<S extends z.ZodType>(http: HttpOptions, answer: Answer, schema: S | undefined): z.output<S> {
   if (answer.status < 200 || answer.status >= 300) throw failure(http, answer);
   const text = answer.body.toString("utf8");
   let json: unknown;
@@ -154,6 +160,7 @@ function readJson<S extends z.ZodType>(http: HttpOptions, answer: Answer, schema
   } catch (err) {
     throw notJson(http, answer, err);
   }
+  if (schema === undefined) return json as z.output<S>;
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
     throw new BerthError(
@@ -210,13 +217,13 @@ export async function getBytes(http: HttpOptions, req: BytesTransfer & { accept:
 }
 
 function errorFromBody(baseUrl: string, what: string, status: number, json: unknown): BerthError {
-  const body = ErrorBodySchema.safeParse(json);
-  if (!body.success) {
+  const error = (json as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+  if (typeof error !== "object" || error === null || typeof error.code !== "string" || typeof error.message !== "string") {
     return new BerthError("BERTH_E_BAD_RESPONSE", `the server at ${baseUrl} answered ${what} with HTTP ${status} and no berth error body`, {
       details: { status, body: json },
     });
   }
-  const { code, message, details } = body.data.error;
+  const { code, message, details } = error as { code: string; message: string; details?: unknown };
   if (isErrorCode(code)) return new BerthError(code, message, { details });
   // A newer server's code: keep its words rather than lose them.
   return new BerthError("BERTH_E_INTERNAL", `${code}: ${message}`, { details: { code, status, details } });

@@ -1,8 +1,9 @@
 import { whileServerDown } from "./retry.js";
 import { isBerthError, BerthError } from "../wire/errors.js";
 import { cutText } from "../shared/text.js";
-import { FINAL_FLOW_RUN_STATES, MAX_STATE_MESSAGE_LENGTH, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
-import type { ApiClient } from "./api-client.js";
+import { FINAL_FLOW_RUN_STATES, MAX_STATE_MESSAGE_LENGTH } from "../wire/constants.js";
+import type { FlowRun, FlowRunStateName } from "../wire/schema.js";
+import type { RunClient } from "./run-client.js";
 
 export interface StateWriteOutcome {
   /** The run after the write, or as found when the write no longer applied. */
@@ -26,7 +27,7 @@ export interface StateWriteOptions {
  * A stale *epoch* is never retried: it means another attempt owns the run.
  */
 export async function writeFlowRunState(
-  client: ApiClient,
+  client: RunClient,
   flowRunId: string,
   write: { state: FlowRunStateName; message?: string | undefined },
   knownVersion: number,

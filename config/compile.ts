@@ -1,17 +1,18 @@
 /**
  * The one step from a Config to what each part of berth runs with: the server's options, the agent's
  * options, and the environment of a flow-run container (which the container reads back with
- * `readFlowRunSettings`). Every default lives in config/schema.ts and nowhere else; this only renames into
+ * `readFlowRunSettings`, config/flow-run-env.ts). Every default lives in config/schema.ts (the flow-run
+ * container's own, which it reads without the schema, in config/flow-run-env.ts) and nowhere else; this only renames into
  * `...Ms` fields and resolves what depends on other settings (an agent's name, its containers' network).
  */
 import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { z } from "zod";
-import { BerthError } from "../wire/errors.js";
-import { defaultConfig } from "./load.js";
-import { ApiUrls, type Config, type PullPolicy } from "./schema.js";
+import type { Config, PullPolicy } from "./schema.js";
 import { allLoopback } from "../shared/api-urls.js";
+import type { FlowRunSettings } from "./flow-run-env.js";
+
+export { flowRunEnvironment, readFlowRunSettings, type FlowRunSettings, type RunDescription } from "./flow-run-env.js";
 
 /** What `buildServer` and `berth server` run with. */
 export interface ServerOptions {
@@ -88,21 +89,6 @@ export function homeTokenFile(home: string): string {
   return path.join(home, "admin.token");
 }
 
-/** What a flow-run container is told by its agent, through its environment. */
-export interface FlowRunSettings {
-  /** The API as the container reaches it. */
-  apiUrl: string;
-  /** The run's own token, minted by its claim: never the agent's. */
-  apiToken: string | undefined;
-  flowRunId: string;
-  /** The attempt's lease epoch: every write the container makes carries it (fencing). */
-  epoch: number | undefined;
-  /** How often the container reports itself alive. */
-  heartbeatIntervalMs: number;
-  /** How long the container's writes wait out an unreachable server. */
-  serverDownForMs: number;
-}
-
 /** What a Docker agent runs with. */
 export interface AgentOptions {
   /** Shown in `berth agents`; the agent keeps its id (and its containers) across restarts by this name. */
@@ -147,7 +133,7 @@ export interface AgentOptions {
   /** How long the agent's writes wait out an unreachable server. */
   serverDownForMs: number;
   /** What every flow-run container of this agent is told, but for the run's id, epoch and token. */
-  flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch" | "apiToken">;
+  flowRun: Omit<FlowRunSettings, "flowRunId" | "epoch" | "apiToken" | "run">;
   /** Where /health and /metrics are served; none when undefined. */
   http: { host: string; port: number } | undefined;
   /** The path whose filesystem's free space /health watches, and the least free space that is healthy. */
@@ -201,68 +187,3 @@ export function defaultNetwork(apiUrl: string): string | undefined {
   return allLoopback(apiUrl, (host) => host === "localhost" || host === "[::1]" || host.startsWith("127.")) ? "host" : undefined;
 }
 
-/** The variables a flow-run container's settings travel in. */
-const FLOW_RUN_ENV = {
-  apiUrl: "BERTH_API_URL",
-  apiToken: "BERTH_API_TOKEN",
-  flowRunId: "BERTH_FLOW_RUN_ID",
-  epoch: "BERTH_FLOW_RUN_EPOCH",
-  heartbeatIntervalMs: "BERTH_RUN_HEARTBEAT_INTERVAL_MS",
-  serverDownForMs: "BERTH_SERVER_DOWN_FOR_MS",
-} as const satisfies Record<keyof FlowRunSettings, string>;
-
-/** The environment an agent gives a flow-run container. */
-export function flowRunEnvironment(settings: FlowRunSettings): Record<string, string> {
-  const env: Record<string, string> = {
-    [FLOW_RUN_ENV.apiUrl]: settings.apiUrl,
-    [FLOW_RUN_ENV.flowRunId]: settings.flowRunId,
-    [FLOW_RUN_ENV.heartbeatIntervalMs]: String(settings.heartbeatIntervalMs),
-    [FLOW_RUN_ENV.serverDownForMs]: String(settings.serverDownForMs),
-  };
-  if (settings.epoch !== undefined) env[FLOW_RUN_ENV.epoch] = String(settings.epoch);
-  if (settings.apiToken) env[FLOW_RUN_ENV.apiToken] = settings.apiToken;
-  return env;
-}
-
-const Millis = z.coerce.number().int().nonnegative();
-const FlowRunEnv = z.object({
-  [FLOW_RUN_ENV.apiUrl]: ApiUrls,
-  [FLOW_RUN_ENV.apiToken]: z.string().optional(),
-  [FLOW_RUN_ENV.flowRunId]: z.string().min(1),
-  [FLOW_RUN_ENV.epoch]: z.coerce.number().int().nonnegative().optional(),
-  [FLOW_RUN_ENV.heartbeatIntervalMs]: Millis.refine((ms) => ms > 0, "must be more than 0").optional(),
-  [FLOW_RUN_ENV.serverDownForMs]: Millis.optional(),
-});
-
-/** What a container started by hand (or by an agent of an earlier berth) runs with: the configuration's defaults. */
-const REQUIRED_FLOW_RUN_ENV = [FLOW_RUN_ENV.apiUrl, FLOW_RUN_ENV.flowRunId];
-
-/**
- * A flow-run container's settings, read back from its environment. BERTH_API_URL and BERTH_FLOW_RUN_ID are
- * required (a clear error names what is missing); the timings default to the configuration's defaults.
- */
-export function readFlowRunSettings(env: Record<string, string | undefined>): FlowRunSettings {
-  const missing = REQUIRED_FLOW_RUN_ENV.filter((name) => !env[name]);
-  if (missing.length > 0) {
-    throw new BerthError(
-      "BERTH_E_CONFIG",
-      `berth execute flow-run needs ${missing.join(" and ")} in its environment: it runs in a container an agent starts, which sets them`,
-    );
-  }
-  const present = Object.fromEntries(Object.values(FLOW_RUN_ENV).flatMap((name) => (env[name] ? [[name, env[name]]] : [])));
-  const parsed = FlowRunEnv.safeParse(present);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new BerthError("BERTH_E_CONFIG", `berth execute flow-run: its environment is not what an agent sets (${problems})`);
-  }
-  const v = parsed.data;
-  const defaults = compileAgentOptions(defaultConfig()).flowRun;
-  return {
-    apiUrl: v[FLOW_RUN_ENV.apiUrl],
-    apiToken: v[FLOW_RUN_ENV.apiToken],
-    flowRunId: v[FLOW_RUN_ENV.flowRunId],
-    epoch: v[FLOW_RUN_ENV.epoch],
-    heartbeatIntervalMs: v[FLOW_RUN_ENV.heartbeatIntervalMs] ?? defaults.heartbeatIntervalMs,
-    serverDownForMs: v[FLOW_RUN_ENV.serverDownForMs] ?? defaults.serverDownForMs,
-  };
-}

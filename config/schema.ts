@@ -9,6 +9,7 @@ import { z } from "zod";
 import { MIN_MEMORY_BYTES, parseByteSize } from "../shared/sizes.js";
 import { DEFAULT_CLAIM_WAIT_MS } from "../wire/schema.js";
 import { parseApiUrls } from "../shared/api-urls.js";
+import { FLOW_RUN_DEFAULTS } from "./flow-run-env.js";
 
 const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -83,7 +84,7 @@ export const ConfigSchema = z.strictObject({
   /** Where berth keeps its files (SQLite database, logs). Default ~/.berth. */
   home: z.string().default(path.join(os.homedir(), ".berth")),
   /** How long agents, flow-run containers and `berth run --watch` wait out an unreachable server. Default 5m. */
-  serverDownFor: Duration.default(300_000),
+  serverDownFor: Duration.default(FLOW_RUN_DEFAULTS.serverDownForMs),
   server: z
     .strictObject({
       /** Default 127.0.0.1. */
@@ -154,7 +155,7 @@ export const ConfigSchema = z.strictObject({
       /** How often the agent reports itself alive and renews its leases. Default 10s. */
       heartbeatInterval: Duration.default(10_000),
       /** How often a flow-run container reports itself alive; keep it well under server.runHeartbeatTimeout. Default 10s. */
-      runHeartbeatInterval: Duration.default(10_000),
+      runHeartbeatInterval: Duration.default(FLOW_RUN_DEFAULTS.heartbeatIntervalMs),
       /** How long a stopping agent waits for its flow runs. Default 60s. */
       drainTimeout: Duration.default(60_000),
       /** SIGTERM-to-SIGKILL grace for flow-run containers. Default 10s. */

@@ -1,16 +1,18 @@
 /**
  * `berth execute flow-run`: the entry point of every flow-run container.
  *
- * Loads the run and its flow's storage description from the server, loads the flow from storage (so a
- * custom environment class that exists only in storage is the one that runs), then calls
+ * Takes the run and its flow's storage from its agent (through its environment; from the server when the
+ * agent could not give them), loads the flow from storage (so a custom environment class that exists only
+ * in storage is the one that runs), then calls
  * `environment.setup(storage)` and `environment.execute(storage, flowLocation)`. The default flow runner is
  * swapped for one that reports to the server. A flow that cannot be loaded ends Failed, saying why.
  */
-import { ApiClient } from "../client/api-client.js";
+import { RunClient } from "../client/run-client.js";
 import { whileServerDown } from "../client/retry.js";
-import type { FlowRunSettings } from "../config/compile.js";
+import { keepAliveTransport } from "../client/transport.js";
+import type { FlowRunSettings, RunDescription } from "../config/flow-run-env.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
-import { EXIT_SUPERSEDED } from "../wire/schema.js";
+import { EXIT_SUPERSEDED } from "../wire/constants.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../flows/defaults.js";
 import { setSecretResolver } from "../flows/task.js";
 import { storageFromSpec } from "../storage/from-spec.js";
@@ -35,9 +37,10 @@ export { EXIT_SUPERSEDED };
 export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   const { settings } = options;
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const client = new ApiClient({ baseUrl: settings.apiUrl, ...(settings.apiToken ? { token: settings.apiToken } : {}) });
+  const client = new RunClient({ baseUrl: settings.apiUrl, fetch: keepAliveTransport(), ...(settings.apiToken ? { token: settings.apiToken } : {}) });
   const waitOut = { forMs: settings.serverDownForMs, onRetry: (err: unknown) => write(`berth: ${describeError(err)}; retrying`) };
-  const flowRun = await whileServerDown(() => client.getFlowRun(settings.flowRunId), waitOut);
+  const run = settings.run ?? (await describeRun(client, settings.flowRunId, waitOut));
+  const flowRun = { id: settings.flowRunId, version: run.version, parameters: run.parameters };
   let context: RunContext | undefined;
   const reporter = new RunReporter({ client, flowRunId: flowRun.id, warn: write, epoch: settings.epoch, onFenced: () => context?.fence() });
   context = new RunContext(client, reporter, flowRun, settings.epoch, settings.serverDownForMs);
@@ -56,7 +59,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     return value;
   });
   try {
-    await runInEnvironment(context, settings.serverDownForMs);
+    await runInEnvironment(run);
   } catch (err) {
     if (context.finalState === undefined && !context.fenced) {
       const message = isBerthError(err) ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
@@ -85,18 +88,24 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   return context.finalState === "Success" ? 0 : 1;
 }
 
-async function runInEnvironment(context: RunContext, serverDownForMs: number): Promise<void> {
-  const flowSpec = await whileServerDown(() => context.client.getFlow(context.flowRun.flowId), { forMs: serverDownForMs });
-  const { storage, locate } = storageFromSpec(flowSpec.storage, { inContainer: true });
-  const location = locate(flowSpec.name);
+/** The run and its flow's storage, from the server: for a container whose agent did not give them. */
+async function describeRun(client: RunClient, flowRunId: string, waitOut: { forMs: number; onRetry: (err: unknown) => void }): Promise<RunDescription> {
+  const flowRun = await whileServerDown(() => client.getFlowRun(flowRunId), waitOut);
+  const flow = await whileServerDown(() => client.getFlow(flowRun.flowId), waitOut);
+  return { flowId: flow.id, flowName: flow.name, version: flowRun.version, parameters: flowRun.parameters, storage: flow.storage };
+}
+
+async function runInEnvironment(run: RunDescription): Promise<void> {
+  const { storage, locate } = storageFromSpec(run.storage, { inContainer: true });
+  const location = locate(run.flowName);
   if (!location) {
-    throw new BerthError("BERTH_E_FLOW_FILE", `the storage of flow "${flowSpec.name}" does not list it (flows: ${Object.keys(flowSpec.storage.flows).join(", ") || "none"})`);
+    throw new BerthError("BERTH_E_FLOW_FILE", `the storage of flow "${run.flowName}" does not list it (flows: ${Object.keys(run.storage.flows).join(", ") || "none"})`);
   }
   let flow;
   try {
     flow = await storage.getFlow(location);
   } catch (err) {
-    throw new BerthError("BERTH_E_FLOW_FILE", `could not load flow "${flowSpec.name}" from storage at ${location}: ${describeError(err)}`, { cause: err });
+    throw new BerthError("BERTH_E_FLOW_FILE", `could not load flow "${run.flowName}" from storage at ${location}: ${describeError(err)}`, { cause: err });
   }
   const environment = flow.environment;
   await environment.setup(storage);

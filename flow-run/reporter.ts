@@ -9,14 +9,15 @@
  *   stored once; accepted chunks leave the queue as they are accepted, so a failure part-way resends only
  *   what was not taken.
  */
-import type { ApiClient } from "../client/api-client.js";
+import type { RunClient } from "../client/run-client.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { cutText } from "../shared/text.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import { MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, type LogLevel, type LogLine, type TaskRun } from "../wire/schema.js";
+import { MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH } from "../wire/constants.js";
+import type { LogLevel, LogLine, TaskRun } from "../wire/schema.js";
 
 export interface ReporterOptions {
-  client: ApiClient;
+  client: RunClient;
   flowRunId: string;
   /** How often buffered lines are sent (default 250 ms). */
   flushIntervalMs?: number;

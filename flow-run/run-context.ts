@@ -3,10 +3,18 @@
  * is a compare-and-swap on the run's version; a write that loses to a concurrent writer (for example a user
  * cancelling) re-reads the run and tries again only if the transition still makes sense.
  */
-import type { ApiClient } from "../client/api-client.js";
+import type { RunClient } from "../client/run-client.js";
 import { BerthError, isBerthError } from "../wire/errors.js";
 import { writeFlowRunState } from "../client/state-writes.js";
-import { FINAL_FLOW_RUN_STATES, type FlowRun, type FlowRunStateName } from "../wire/schema.js";
+import { FINAL_FLOW_RUN_STATES } from "../wire/constants.js";
+import type { FlowRunStateName } from "../wire/schema.js";
+
+/** The run as its container knows it: which it is, its version when the container started, its parameters. */
+export interface RunInfo {
+  id: string;
+  version: number;
+  parameters: Record<string, unknown>;
+}
 import type { RunReporter } from "./reporter.js";
 
 export class RunContext {
@@ -20,9 +28,9 @@ export class RunContext {
   private readonly abortController = new AbortController();
 
   constructor(
-    readonly client: ApiClient,
+    readonly client: RunClient,
     readonly reporter: RunReporter,
-    readonly flowRun: FlowRun,
+    readonly flowRun: RunInfo,
     /** This attempt's lease epoch (absent when run by hand, without an agent). */
     readonly epoch: number | undefined,
     /** How long state writes (and the last reports) wait out an unreachable server. */

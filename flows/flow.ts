@@ -4,18 +4,10 @@
  * checks that need the whole graph, such as an input nothing is bound to.
  */
 import { BerthError } from "../wire/errors.js";
-import {
-  CATCH_UP,
-  PlacementConstraint,
-  RecoveryPolicy,
-  Resources,
-  RUN_AS,
-  type CatchUp,
-  type ClockSpec,
-  type EnvironmentSpec,
-  type ParameterSpec,
-  type RunAs,
-} from "../wire/schema.js";
+// Checked by hand against the wire's bounds (wire/constants.ts), not with the wire schema: a flow's module is
+// loaded in every flow-run container, and loading zod there costs more CPU than a trivial run.
+import { CATCH_UP, MAX_ATTEMPTS, ON_LOST, PLACEMENT_CONSTRAINT, PLACEMENT_CONSTRAINT_HELP, RESOURCE_BOUNDS, RUN_AS } from "../wire/constants.js";
+import type { CatchUp, ClockSpec, EnvironmentSpec, ParameterSpec, RecoveryPolicy, Resources, RunAs } from "../wire/schema.js";
 import { parseByteSize } from "../shared/sizes.js";
 import { slugify } from "../shared/slug.js";
 import type { Environment } from "../environments/environment.js";
@@ -134,11 +126,7 @@ export class Flow {
       throw definition(`flow "${name}": runTimeout must be a positive whole number of milliseconds, not ${String(timeout)}`);
     }
     this.runTimeoutMs = timeout ?? null;
-    const recovery = RecoveryPolicy.safeParse(options.recovery ?? {});
-    if (!recovery.success) {
-      throw definition(`flow "${name}": recovery ${recovery.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-    }
-    this.recovery = recovery.data;
+    this.recovery = checkedRecovery(name, options.recovery);
   }
 
   /** Defines a flow functionally: `build(f)` adds tasks with `f.add(task, inputs?, { upstream? })`. */
@@ -301,11 +289,11 @@ function checkedPlacement(name: string, placement: unknown): string[] {
   if (!Array.isArray(placement)) throw definition(`flow "${name}": placement must be an array of constraints such as "node.labels.zone==a"`);
   if (placement.length > 32) throw definition(`flow "${name}": placement has ${placement.length} constraints; at most 32`);
   return placement.map((constraint: unknown) => {
-    const parsed = PlacementConstraint.safeParse(constraint);
-    if (!parsed.success) {
-      throw definition(`flow "${name}": placement constraint ${JSON.stringify(constraint) ?? String(constraint)} is not valid: ${parsed.error.issues[0]?.message ?? "not a string"}`);
+    if (typeof constraint !== "string" || constraint.length > 256 || !PLACEMENT_CONSTRAINT.test(constraint)) {
+      const why = typeof constraint !== "string" ? "not a string" : constraint.length > 256 ? "longer than 256 characters" : PLACEMENT_CONSTRAINT_HELP;
+      throw definition(`flow "${name}": placement constraint ${JSON.stringify(constraint) ?? String(constraint)} is not valid: ${why}`);
     }
-    return parsed.data.trim();
+    return constraint.trim();
   });
 }
 
@@ -336,14 +324,36 @@ function checkedResources(name: string, options: ResourceOptions | undefined): R
     if (bytes === undefined) throw definition(`flow "${name}": resources.memory ${JSON.stringify(options.memory)} is not a size: write it like 512m or 2g`);
     memoryBytes = bytes;
   }
-  const parsed = Resources.safeParse({ memoryBytes, cpus: options.cpus ?? null, pids: options.pids ?? null });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const field = issue.path[0] === "memoryBytes" ? "memory" : String(issue.path[0]);
-    const given = field === "memory" ? options.memory : (options as Record<string, unknown>)[field];
-    throw definition(`flow "${name}": resources.${field} ${JSON.stringify(given)} ${boundOf(field)}`);
+  const resources: Resources = { memoryBytes, cpus: options.cpus ?? null, pids: options.pids ?? null };
+  const within = (value: unknown, bounds: { min: number; max: number }, whole: boolean) =>
+    value === null || (typeof value === "number" && Number.isFinite(value) && (!whole || Number.isInteger(value)) && value >= bounds.min && value <= bounds.max);
+  const wrong = !within(memoryBytes, RESOURCE_BOUNDS.memoryBytes, true)
+    ? "memory"
+    : !within(resources.cpus, RESOURCE_BOUNDS.cpus, false)
+      ? "cpus"
+      : !within(resources.pids, RESOURCE_BOUNDS.pids, true)
+        ? "pids"
+        : undefined;
+  if (wrong !== undefined) {
+    const given = wrong === "memory" ? options.memory : (options as Record<string, unknown>)[wrong];
+    throw definition(`flow "${name}": resources.${wrong} ${JSON.stringify(given)} ${boundOf(wrong)}`);
   }
-  return parsed.data;
+  return resources;
+}
+
+/** The recovery option, checked and with its defaults. */
+function checkedRecovery(name: string, options: Partial<RecoveryPolicy> | undefined): RecoveryPolicy {
+  if (options === undefined) return { onLost: "fail", maxAttempts: MAX_ATTEMPTS.default };
+  if (typeof options !== "object" || options === null) throw definition(`flow "${name}": recovery must be an object like { onLost: "reschedule", maxAttempts: 3 }`);
+  const onLost = options.onLost ?? "fail";
+  if (!(ON_LOST as readonly unknown[]).includes(onLost)) {
+    throw definition(`flow "${name}": recovery onLost: ${JSON.stringify(onLost) ?? String(onLost)} is not one of ${ON_LOST.map((o) => `"${o}"`).join(", ")}`);
+  }
+  const maxAttempts = options.maxAttempts ?? MAX_ATTEMPTS.default;
+  if (typeof maxAttempts !== "number" || !Number.isInteger(maxAttempts) || maxAttempts < MAX_ATTEMPTS.min || maxAttempts > MAX_ATTEMPTS.max) {
+    throw definition(`flow "${name}": recovery maxAttempts: ${JSON.stringify(maxAttempts) ?? String(maxAttempts)} must be a whole number from ${MAX_ATTEMPTS.min} to ${MAX_ATTEMPTS.max}`);
+  }
+  return { onLost, maxAttempts };
 }
 
 function boundOf(field: string): string {

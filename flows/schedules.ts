@@ -21,9 +21,9 @@
  */
 import { createHash } from "node:crypto";
 import { Cron, type CronOptions } from "croner";
-import type { z } from "zod";
 import { BerthError } from "../wire/errors.js";
-import { ClockSpec, type ClockSpecInput } from "../wire/schema.js";
+import { JSON_SIZE_LIMITS, LABEL } from "../wire/constants.js";
+import type { ClockSpec, ClockSpecInput } from "../wire/schema.js";
 
 /** Most clocks one flow may have (the wire's bound). */
 export const MAX_CLOCKS = 20;
@@ -159,13 +159,47 @@ function everyMs(what: string, every: unknown): number {
   return ms;
 }
 
-/** A spec from an SDK class, checked by validateClockSpec (the clearer messages) and by the wire schema. */
+/**
+ * A spec from an SDK class, checked by validateClockSpec and by the same bounds as the wire schema's ClockSpec
+ * (which the server applies again at registration). Written out rather than parsed with the wire schema: this
+ * runs in every flow-run container, as the flow's module is loaded, and loading zod there costs more CPU than
+ * the whole trivial run.
+ */
 function compileSpec(what: string, input: ClockSpecInput): ClockSpec {
-  const problem = validateClockSpec(input as ClockSpec);
+  const problem = validateClockSpec({ ...input, timezone: (input as { timezone?: string }).timezone ?? "UTC" } as ClockSpec) ?? wireProblem(input);
   if (problem) throw definition(`${what}: ${problem}`);
-  const parsed = ClockSpec.safeParse(input);
-  if (!parsed.success) throw definition(`${what}: ${zodProblem(parsed.error, input)}`);
-  return parsed.data;
+  const runFields = {
+    startAt: input.startAt ?? null,
+    endAt: input.endAt ?? null,
+    parameters: structuredClone(input.parameters ?? {}),
+    labels: input.labels ? [...input.labels] : null,
+  };
+  return input.type === "cron"
+    ? { type: "cron", cron: input.cron.trim(), timezone: input.timezone ?? "UTC", ...runFields }
+    : { type: "interval", everyMs: input.everyMs, ...runFields };
+}
+
+/** The wire schema's bounds (wire/schema.ts ClockSpec) that validateClockSpec does not check. */
+function wireProblem(input: ClockSpecInput): string | undefined {
+  if (input.type === "cron") {
+    if (input.cron.trim().length > 200) return `cron ${preview(input.cron)}: is longer than 200 characters`;
+    if (input.timezone !== undefined && (typeof input.timezone !== "string" || input.timezone.length > 100)) return `timezone ${preview(input.timezone)}: is not a time zone name`;
+  }
+  const { parameters, labels } = input;
+  if (parameters !== undefined) {
+    if (typeof parameters !== "object" || parameters === null || Array.isArray(parameters)) return `parameters ${preview(parameters)}: must be an object of JSON values`;
+    const bytes = Buffer.byteLength(JSON.stringify(parameters));
+    if (bytes > JSON_SIZE_LIMITS.metadata) return `parameters: is ${bytes} bytes of JSON; at most ${JSON_SIZE_LIMITS.metadata} are allowed`;
+  }
+  if (labels !== undefined && labels !== null) {
+    if (!Array.isArray(labels)) return `labels ${preview(labels)}: must be an array of labels`;
+    if (labels.length > 100) return `labels: has ${labels.length} labels; at most 100 are allowed`;
+    for (const [i, label] of (labels as unknown[]).entries()) {
+      if (typeof label !== "string" || label.length < 1 || label.length > 200) return `labels.${i} ${preview(label)}: a label is 1 to 200 characters`;
+      if (!LABEL.test(label)) return `labels.${i} ${preview(label)}: labels have no spaces, commas or control characters`;
+    }
+  }
+  return undefined;
 }
 
 // -- Checks the server makes too ---------------------------------------------------------------------------
@@ -436,14 +470,6 @@ function readOffset(timezone: string, t: number): number {
 
 function definition(message: string): BerthError {
   return new BerthError("BERTH_E_FLOW_DEFINITION", message);
-}
-
-function zodProblem(error: z.ZodError, input: unknown): string {
-  const issue = error.issues[0];
-  if (!issue) return "is invalid";
-  let value: unknown = input;
-  for (const step of issue.path) value = typeof value === "object" && value !== null ? (value as Record<PropertyKey, unknown>)[step] : undefined;
-  return `${issue.path.map(String).join(".") || "value"} ${preview(value)}: ${issue.message}`;
 }
 
 /** A value as a message shows it: JSON, cut short. */

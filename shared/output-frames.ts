@@ -13,7 +13,8 @@
  * Following the output again (after an agent restart) numbers every line the same way, so nothing is stored
  * twice either.
  */
-import { MAX_LOG_MESSAGE_LENGTH, type LogLevel, type LogLine } from "../wire/schema.js";
+import { MAX_LOG_MESSAGE_LENGTH } from "../wire/constants.js";
+import type { LogLevel, LogLine } from "../wire/schema.js";
 import { cutText } from "./text.js";
 
 /** Where the agent's numbers for unframed lines start: far above any console line's. */

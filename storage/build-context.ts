@@ -14,7 +14,8 @@ import path from "node:path";
 import type { Readable } from "node:stream";
 import { TarTree } from "../shared/tar-tree.js";
 import { BerthError, describeError } from "../wire/errors.js";
-import { IMAGE_FLOWS_DIR, type BuildContextRef } from "../wire/schema.js";
+import { IMAGE_FLOWS_DIR } from "../wire/constants.js";
+import type { BuildContextRef } from "../wire/schema.js";
 import type { DockerStorage } from "./docker-storage.js";
 
 export interface PreparedContext {

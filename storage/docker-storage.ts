@@ -1,6 +1,6 @@
-import { IMAGE_FLOWS_DIR, type BuildContextRef, type StorageSpec } from "../wire/schema.js";
+import { IMAGE_FLOWS_DIR } from "../wire/constants.js";
+import type { BuildContextRef, StorageSpec } from "../wire/schema.js";
 import { brand, hasBrand } from "../shared/brand.js";
-import { buildDockerStorage } from "./docker-build.js";
 import { Storage, type BuildContext, type BuildOutcome } from "./storage.js";
 
 export interface DockerStorageOptions {
@@ -81,6 +81,8 @@ export class DockerStorage extends Storage {
   }
 
   async build(context: BuildContext = {}): Promise<BuildOutcome> {
+    // Loaded when a build happens (at registration), not with every flow module in every run's container.
+    const { buildDockerStorage } = await import("./docker-build.js");
     return buildDockerStorage(this, context);
   }
 

@@ -1,4 +1,5 @@
-import { IMAGE_FLOWS_DIR, type StorageSpec } from "../wire/schema.js";
+import { IMAGE_FLOWS_DIR } from "../wire/constants.js";
+import type { StorageSpec } from "../wire/schema.js";
 import { DockerStorage } from "./docker-storage.js";
 import { LocalStorage } from "./local-storage.js";
 import type { Storage } from "./storage.js";

@@ -22,45 +22,48 @@
  * - environment: the object that, inside the run's container, sets up and executes the flow from storage.
  */
 import { z } from "zod";
+import {
+  CATCH_UP,
+  MAX_ATTEMPTS,
+  ON_LOST,
+  PLACEMENT_CONSTRAINT,
+  PLACEMENT_CONSTRAINT_HELP,
+  RESOURCE_BOUNDS,
+  RUN_AS,
+  DEFAULT_CLAIM_WAIT_MS, JSON_SIZE_LIMITS, LABEL, FLOW_RUN_STATES, LOG_LEVELS, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, TASK_RUN_STATES } from "./constants.js";
 
-export const FLOW_RUN_STATES = ["Scheduled", "Submitted", "Running", "Success", "Failed", "Cancelling", "Cancelled"] as const;
+export {
+  CATCH_UP,
+  RUN_AS,
+  DEFAULT_CLAIM_WAIT_MS,
+  EXIT_SUPERSEDED,
+  FINAL_FLOW_RUN_STATES,
+  FLOW_RUN_STATES,
+  IMAGE_FLOWS_DIR,
+  JSON_SIZE_LIMITS,
+  LABEL,
+  LOG_LEVELS,
+  MAX_LOG_MESSAGE_LENGTH,
+  MAX_STATE_MESSAGE_LENGTH,
+  TASK_RUN_STATES,
+} from "./constants.js";
+
 export const FlowRunStateName = z.enum(FLOW_RUN_STATES);
 export type FlowRunStateName = z.infer<typeof FlowRunStateName>;
-export const FINAL_FLOW_RUN_STATES: readonly FlowRunStateName[] = ["Success", "Failed", "Cancelled"];
-
-export const TASK_RUN_STATES = [
-  "Pending",
-  "Running",
-  "Retrying",
-  "Success",
-  "Failed",
-  "TriggerFailed",
-  "TimedOut",
-  "Cancelled",
-] as const;
 export const TaskRunStateName = z.enum(TASK_RUN_STATES);
 export type TaskRunStateName = z.infer<typeof TaskRunStateName>;
 
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 export const LogLevel = z.enum(LOG_LEVELS);
 export type LogLevel = z.infer<typeof LogLevel>;
 
 const Id = z.string().min(1).max(100);
-export const Label = z.string().min(1).max(200).regex(/^[^\s,\p{Cc}]+$/u, "labels have no spaces, commas or control characters");
+export const Label = z.string().min(1).max(200).regex(LABEL, "labels have no spaces, commas or control characters");
 export const Labels = z.array(Label).max(100);
 const Name = z.string().trim().min(1).max(200);
 const Timestamp = z.string(); // ISO-8601
 /** A secret's name, as `berth secret set NAME` and `Secret("NAME")` write it. */
 export const SecretName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/, "a secret's name is 1 to 128 letters, digits, _ . or -, starting with a letter or _");
 const JsonRecord = z.record(z.string(), z.unknown());
-
-/**
- * Free-form JSON a user gives (run parameters, environment metadata, parameter defaults) is bounded in size
- * here, and in depth (64 levels) as the server reads a request (shared/json-limits.ts), so that no stored
- * value can make a later read or response fail. The size bounds apply to what a request sends (the `...Input`
- * schemas), never to what the server answers: a value stored before a bound existed must still be served.
- */
-export const JSON_SIZE_LIMITS = { parameters: 1024 * 1024, metadata: 64 * 1024, parameterDefault: 64 * 1024 } as const;
 
 function jsonOfAtMost<S extends z.ZodType>(schema: S, maxBytes: number): S {
   return schema.superRefine((value, ctx) => {
@@ -70,9 +73,6 @@ function jsonOfAtMost<S extends z.ZodType>(schema: S, maxBytes: number): S {
     if (bytes > maxBytes) ctx.addIssue({ code: "custom", message: `is ${bytes} bytes of JSON; at most ${maxBytes} are allowed` });
   }) as unknown as S;
 }
-
-/** Where flows live inside a storage image (and where an agent mounts a LocalStorage directory). */
-export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
 
 /** A sha256 digest in hex: the identity of a build context on the server. */
 export const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, "a sha256 digest: 64 lowercase hex digits");
@@ -134,15 +134,13 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 export const RecoveryPolicy = z.object({
   /** A Running run whose container went silent: "fail" it (default), or "reschedule" it while attempts remain. */
-  onLost: z.enum(["fail", "reschedule"]).default("fail"),
+  onLost: z.enum(ON_LOST).default("fail"),
   /** Claims a run may have in all, counting the first; default 3. */
-  maxAttempts: z.number().int().min(1).max(100).default(3),
+  maxAttempts: z.number().int().min(MAX_ATTEMPTS.min).max(MAX_ATTEMPTS.max).default(MAX_ATTEMPTS.default),
 });
 export type RecoveryPolicy = z.infer<typeof RecoveryPolicy>;
 export const DEFAULT_RECOVERY: RecoveryPolicy = { onLost: "fail", maxAttempts: 3 };
 
-/** What the scheduler does with slots that passed while the server was down (see server/scheduler.ts). */
-export const CATCH_UP = ["none", "latest", "all"] as const;
 export const CatchUp = z.enum(CATCH_UP);
 export type CatchUp = z.infer<typeof CatchUp>;
 
@@ -179,16 +177,14 @@ export type ClockSpec = z.infer<typeof ClockSpec>;
 export type ClockSpecInput = z.input<typeof ClockSpec>;
 
 /** A flow version's fields, as the server stores and serves them. */
-/** Who a flow's code runs as in its container. */
-export const RUN_AS = ["user", "root"] as const;
 export const RunAs = z.enum(RUN_AS);
 export type RunAs = z.infer<typeof RunAs>;
 
 /** What a flow's run container may use; null fields take the agent's limits. */
 export const Resources = z.object({
-  memoryBytes: z.number().int().min(6 * 1024 ** 2).max(2 ** 50).nullable().default(null),
-  cpus: z.number().min(0.01).max(1024).nullable().default(null),
-  pids: z.number().int().min(16).max(4_194_304).nullable().default(null),
+  memoryBytes: z.number().int().min(RESOURCE_BOUNDS.memoryBytes.min).max(RESOURCE_BOUNDS.memoryBytes.max).nullable().default(null),
+  cpus: z.number().min(RESOURCE_BOUNDS.cpus.min).max(RESOURCE_BOUNDS.cpus.max).nullable().default(null),
+  pids: z.number().int().min(RESOURCE_BOUNDS.pids.min).max(RESOURCE_BOUNDS.pids.max).nullable().default(null),
 });
 export type Resources = z.infer<typeof Resources>;
 
@@ -196,7 +192,7 @@ export type Resources = z.infer<typeof Resources>;
 export const PlacementConstraint = z
   .string()
   .max(256)
-  .regex(/^\s*node\.[A-Za-z0-9_.-]+\s*(==|!=)\s*[^\s\x00-\x1f]+\s*$/, 'a placement constraint reads "node.ATTRIBUTE==VALUE" or "node.ATTRIBUTE!=VALUE", for example "node.labels.zone==a"');
+  .regex(PLACEMENT_CONSTRAINT, PLACEMENT_CONSTRAINT_HELP);
 
 const FlowFields = z.object({
   name: Name,
@@ -345,9 +341,6 @@ export type FlowRunCreated = z.infer<typeof FlowRunCreated>;
 /** The writer's lease epoch: a write that carries one is refused (BERTH_E_STALE_LEASE) unless it is the run's. */
 const Epoch = z.number().int().nonnegative();
 
-/** The longest state or task-run message the server stores; writers cut longer ones (shared/text.ts). */
-export const MAX_STATE_MESSAGE_LENGTH = 20_000;
-
 export const StateChange = z.object({
   state: FlowRunStateName,
   message: z.string().max(MAX_STATE_MESSAGE_LENGTH).optional(),
@@ -369,9 +362,6 @@ export type TaskRun = z.infer<typeof TaskRun>;
 
 export const TaskRunsUpdate = z.object({ taskRuns: z.array(TaskRun).min(1).max(10_000), epoch: Epoch.optional() });
 export type TaskRunsUpdate = z.infer<typeof TaskRunsUpdate>;
-
-/** The longest log message the server stores; senders cut longer ones rather than lose them. */
-export const MAX_LOG_MESSAGE_LENGTH = 100_000;
 
 export const LogLine = z.object({
   at: Timestamp,
@@ -496,12 +486,6 @@ export const CancelWatchReply = z.object({
   cancelRunIds: z.array(Id),
 });
 export type CancelWatchReply = z.infer<typeof CancelWatchReply>;
-
-/** Exit code of a flow-run container whose attempt stopped because another attempt owns its run. */
-export const EXIT_SUPERSEDED = 75;
-
-/** How long a claim waits for a matching run when the agent does not say (the agent's default, too). */
-export const DEFAULT_CLAIM_WAIT_MS = 20_000;
 
 export const ClaimRequest = z.object({
   max: z.number().int().positive().max(100).default(1),

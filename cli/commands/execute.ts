@@ -1,22 +1,9 @@
 import path from "node:path";
-import { readFlowRunSettings } from "../../config/compile.js";
 import { getDefaultFlowRunnerClass, setDefaultFlowRunnerClass } from "../../flows/defaults.js";
 import type { FlowRunner, RunOptions } from "../../flows/runner.js";
 import type { FlowState } from "../../flows/state.js";
-import { healthcheck, reportHealthcheck } from "../../storage/healthcheck.js";
 import { storageFromSpec } from "../../storage/from-spec.js";
 import { parseParams } from "../format.js";
-
-export async function executeFlowRunCommand(): Promise<void> {
-  const settings = readFlowRunSettings(process.env);
-  const { executeFlowRun } = await import("../../flow-run/execute.js");
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once("SIGTERM", stop);
-  process.once("SIGINT", stop);
-  const code = await executeFlowRun({ settings, signal: controller.signal });
-  process.exit(code);
-}
 
 /** Runs a bundled flow module in this process, with no server, through its environment. */
 export async function executeFlowFileCommand(location: string, opts: { param?: string[] }): Promise<void> {
@@ -58,6 +45,8 @@ export async function executeFlowFileCommand(location: string, opts: { param?: s
 }
 
 export async function healthcheckCommand(locations: string[]): Promise<void> {
+  // Loaded here, not with the module: it checks with the wire schema (zod), which `execute flow-file` does not need.
+  const { healthcheck, reportHealthcheck } = await import("../../storage/healthcheck.js");
   const results = await healthcheck(locations.map((l) => path.resolve(l)));
   const code = reportHealthcheck(results, (line) => process.stdout.write(`${line}\n`));
   process.exit(code);
