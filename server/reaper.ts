@@ -6,6 +6,11 @@
  * Passes never overlap: a tick that finds one under way is skipped, and `reapOnce` (what tests call, with
  * their own clock) waits for it. `stop()` clears the timer and waits for the pass under way, so the store can
  * be closed right after.
+ *
+ * A pass that fails (the store unreachable: a database restarting) means the server could not hear anyone
+ * either: heartbeats and lease renewals were refused meanwhile. So silence is counted afresh from the first
+ * pass that succeeds after it, as after the server's own start: an outage never makes a container or an
+ * agent look lost.
  */
 import { describeError } from "../wire/errors.js";
 import { ReaperPass, type ReaperOptions, type ReapReport } from "./reaper-pass.js";
@@ -16,8 +21,14 @@ export class Reaper {
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<ReapReport> | undefined;
   private stopped = false;
+  /** Since when the server has heard everyone (its start, or the store's return after an outage). */
+  private hearingSince: number;
+  /** Set when a pass failed: the next pass counts silence from its own time. */
+  private outage = false;
 
-  constructor(private readonly options: ReaperOptions) {}
+  constructor(private readonly options: ReaperOptions) {
+    this.hearingSince = options.startedAt;
+  }
 
   /** Arms the interval; a no-op when reaperIntervalMs is 0 or after stop(). */
   start(): void {
@@ -31,10 +42,24 @@ export class Reaper {
   async reapOnce(now: number = this.options.now()): Promise<ReapReport> {
     // Only waiting for it to end: its failure belongs to whoever started it.
     while (this.pass) await this.pass.catch(() => undefined);
-    const pass = new ReaperPass(this.options, now).run();
+    const outage = this.outage;
+    // After a failed pass, the store must answer before the outage counts as over (a pass that acts on
+    // nothing, as the next one does, would not ask it).
+    const pass = outage
+      ? this.options.store.listAgents().then(() => new ReaperPass({ ...this.options, startedAt: now }, now).run())
+      : new ReaperPass({ ...this.options, startedAt: this.hearingSince }, now).run();
     this.pass = pass;
     try {
-      return await pass;
+      const report = await pass;
+      if (outage) {
+        this.outage = false;
+        this.hearingSince = now;
+        this.options.logger.info("the store answers again: silence is counted from now, as heartbeats could not be recorded meanwhile");
+      }
+      return report;
+    } catch (err) {
+      this.outage = true;
+      throw err;
     } finally {
       if (this.pass === pass) this.pass = undefined;
     }

@@ -219,6 +219,41 @@ describe("the start grace", () => {
   });
 });
 
+describe("the outage grace", () => {
+  it("counts no silence from while the store was failing: after a failed pass, as after a start", async () => {
+    clock = T0;
+    const real = await openSqliteStore(":memory:", { now: () => new Date(clock) });
+    let broken = false;
+    // Every call fails while the database is down, whoever makes it.
+    const flaky = new Proxy(real, {
+      get(target, key, receiver) {
+        const value: unknown = Reflect.get(target, key, receiver);
+        if (typeof value !== "function" || key === "close") return value;
+        return (...args: unknown[]) => (broken ? Promise.reject(new Error("the database is restarting")) : (value as (...a: unknown[]) => unknown).apply(target, args));
+      },
+    });
+    const h = await harness({ store: flaky });
+    const { run, agent } = await h.claimed({ onLost: "reschedule" });
+    const started = await h.running(run);
+    clock = T0 + 10_000;
+    await h.post(`/api/flow-runs/${run.id}/heartbeat`, { epoch: 1 });
+    await h.post(`/api/agents/${agent.id}/heartbeat`, { runs: [{ id: run.id, epoch: 1 }] });
+    // The store fails from 31 s to 100 s: nobody's heartbeat could be recorded meanwhile.
+    broken = true;
+    await expect(h.reap(T0 + 31_000)).rejects.toThrow("restarting");
+    await expect(h.reap(T0 + 90_000)).rejects.toThrow("restarting");
+    broken = false;
+    // Back at 100 s: the container was last heard 90 s ago, past the 45 s timeout, yet it could not have been heard.
+    expect(await h.reap(T0 + 100_000)).toEqual(nothing);
+    expect(await h.reap(T0 + 140_000)).toEqual(nothing);
+    // Heard again after the outage, it stays; then silent for 45 s after the return, it is lost.
+    await h.post(`/api/flow-runs/${run.id}/heartbeat`, { epoch: 1 });
+    await h.post(`/api/agents/${agent.id}/heartbeat`, { runs: [{ id: run.id, epoch: 1 }] });
+    expect(await h.fetch(run.id)).toMatchObject({ state: "Running", epoch: started.epoch });
+    expect(await h.reap(T0 + 186_000)).toEqual({ ...nothing, rescheduled: [run.id] });
+  });
+});
+
 describe("the reaper's writes", () => {
   it("skip a run that changed meanwhile (compare-and-swap)", async () => {
     clock = T0;
