@@ -9,7 +9,7 @@ import type { ApiClient } from "../client/api-client.js";
 import { whileServerDown } from "../client/retry.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo } from "../engine/port.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import type { ClaimedRun } from "../wire/schema.js";
+import type { AgentClaim } from "./flow-cache.js";
 import type { RunLifecycle } from "./run-lifecycle.js";
 import type { RunTable } from "./run-table.js";
 
@@ -23,7 +23,7 @@ export interface AdoptionDeps {
   serverDownForMs: number;
   /** Aborted when the agent stops: a wait for the server ends with it. */
   signal: AbortSignal;
-  lifecycle: (claim: ClaimedRun, epoch: number) => RunLifecycle;
+  lifecycle: (claim: AgentClaim, epoch: number) => RunLifecycle;
 }
 
 export class Adoption {
@@ -67,7 +67,7 @@ export class Adoption {
         this.pending.delete(flowRunId);
         continue;
       }
-      let claim: ClaimedRun;
+      let claim: AgentClaim;
       try {
         const flowRun = await read(() => this.deps.client.getFlowRun(flowRunId));
         const flow = await read(() => this.deps.client.getFlow(flowRun.flowId));

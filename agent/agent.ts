@@ -26,7 +26,7 @@ import type { AgentOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { BerthError, describeError } from "../wire/errors.js";
-import type { ClaimedRun } from "../wire/schema.js";
+import { FlowCache, type AgentClaim } from "./flow-cache.js";
 import { Adoption } from "./adoption.js";
 import { runCancelWatch } from "./cancel-watch.js";
 import { HOUSEKEEPING_INTERVAL_MS, ImageGc, type Removal } from "./image-gc.js";
@@ -68,6 +68,8 @@ export class Agent {
   private current: AgentState = "starting";
   id: string | undefined;
   private readonly runs = new RunTable();
+  /** Flow versions this agent holds: its claims ask the server not to send them again. */
+  private readonly flows = new FlowCache();
   /** Aborted when the agent stops claiming: ends long-polls and backoff sleeps at once. */
   private readonly stopping = new AbortController();
   /** Aborted once the agent has stopped: ends the cancel watch, which outlives claiming (a draining agent's runs can be cancelled). */
@@ -316,6 +318,7 @@ export class Agent {
       progress: this.progress,
       stopping: this.stopping.signal,
       launch: (claim, startTimeoutMs) => this.launch(claim, startTimeoutMs),
+      flows: this.flows,
       register: () => this.register(),
     });
   }
@@ -374,7 +377,7 @@ export class Agent {
     }
   }
 
-  private lifecycle(claim: ClaimedRun, epoch?: number, startTimeoutMs?: number): RunLifecycle {
+  private lifecycle(claim: AgentClaim, epoch?: number, startTimeoutMs?: number): RunLifecycle {
     return new RunLifecycle(
       claim,
       {
@@ -394,7 +397,7 @@ export class Agent {
     );
   }
 
-  private launch(claim: ClaimedRun, startTimeoutMs: number | undefined): void {
+  private launch(claim: AgentClaim, startTimeoutMs: number | undefined): void {
     // The same run claimed again (its lease lapsed while this agent still held it): the old attempt is over.
     const previous = this.runs.get(claim.flowRun.id);
     if (previous) void previous.abandon(`superseded by attempt ${claim.flowRun.epoch} of the same run`).catch(() => undefined);

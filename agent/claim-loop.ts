@@ -8,7 +8,7 @@ import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import type { ClaimedRun } from "../wire/schema.js";
+import type { AgentClaim, FlowCache } from "./flow-cache.js";
 import type { EngineWatch } from "./engine-watch.js";
 import type { RunTable } from "./run-table.js";
 
@@ -34,12 +34,16 @@ export interface ClaimLoopDeps {
   /** Aborted when the agent stops claiming: ends a parked long-poll and backoff sleeps at once. */
   stopping: AbortSignal;
   /** `startTimeoutMs`: the server's, from the claim's reply. */
-  launch: (claim: ClaimedRun, startTimeoutMs: number | undefined) => void;
+  launch: (claim: AgentClaim, startTimeoutMs: number | undefined) => void;
+  /** The flow versions the agent holds: claims of their runs come without them. */
+  flows: FlowCache;
   register: () => Promise<void>;
 }
 
 export async function runClaimLoop(deps: ClaimLoopDeps): Promise<void> {
   let failures = 0;
+  /** Cleared for a server that predates ClaimRequest.knownFlows. */
+  let knownFlows = true;
   const { progress } = deps;
   const waitFor = async (what: "slot" | "engine", wait: Promise<void>) => {
     progress.waitingFor = what;
@@ -62,12 +66,25 @@ export async function runClaimLoop(deps: ClaimLoopDeps): Promise<void> {
     }
     try {
       deps.log().debug({ free }, "waiting for a claim");
-      const { claims, startTimeoutMs } = await deps.client.claim(deps.agentId(), { max: free, waitMs: deps.claimWaitMs }, deps.stopping);
+      const request = { max: free, waitMs: deps.claimWaitMs, ...(knownFlows ? { knownFlows: deps.flows.ids() } : {}) };
+      const { claims, startTimeoutMs } = await deps.client.claim(deps.agentId(), request, deps.stopping);
       failures = 0;
       progress.turnedAt = Date.now();
-      for (const claim of claims) deps.launch(claim, startTimeoutMs);
+      for (const claim of await deps.flows.completeAll(claims, deps.client, (claim, err) => {
+        // Only if the server left out a flow this agent did not list: the run is never started, so its start
+        // timeout hands it back to the queue.
+        deps.log().error({ flowRunId: claim.flowRun.id, err }, "claimed a run without its flow, and could not read the flow; leaving it to the server's start timeout");
+      })) {
+        deps.launch(claim, startTimeoutMs);
+      }
     } catch (err) {
       if (!deps.claiming()) break;
+      if (knownFlows && isBerthError(err, "BERTH_E_VALIDATION") && err.message.includes("knownFlows")) {
+        // A server older than this agent: its claims carry every flow.
+        deps.log().info("the server does not take knownFlows: every claim will carry its flow");
+        knownFlows = false;
+        continue;
+      }
       if (isBerthError(err, "BERTH_E_AGENT_NOT_FOUND")) {
         deps.log().warn("the server no longer knows this agent; registering again");
         await deps.register().catch((e: unknown) => deps.log().error({ err: e }, "re-registration failed"));

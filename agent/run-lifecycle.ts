@@ -22,7 +22,6 @@ import {
   MAX_LOG_MESSAGE_LENGTH,
   MAX_STATE_MESSAGE_LENGTH,
   type AgentPhases,
-  type ClaimedRun,
   type FlowRun,
   type FlowRunStateName,
   type Resources,
@@ -35,6 +34,7 @@ import { unframe } from "../shared/output-frames.js";
 import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
+import type { AgentClaim } from "./flow-cache.js";
 
 /**
  * What every flow-run container gets: an unprivileged user (a uid of its own, not the host's 1000, whether or
@@ -128,7 +128,7 @@ export class RunLifecycle {
   readonly epoch: number;
 
   constructor(
-    readonly claim: ClaimedRun,
+    readonly claim: AgentClaim,
     private readonly deps: RunLifecycleDeps,
     epoch?: number,
   ) {

@@ -55,7 +55,7 @@ describe("ApiClient against a listening server", () => {
     expect((await client.listFlowRuns({ flowName: flow.name, state: "Scheduled", limit: 10 })).flowRuns.map((r) => r.id)).toEqual([flowRun.id]);
 
     const { claims } = await client.claim(agent.id, { waitMs: 0 });
-    expect(claims.map((c) => [c.flowRun.id, c.flow.id])).toEqual([[flowRun.id, flow.id]]);
+    expect(claims.map((c) => [c.flowRun.id, c.flow?.id])).toEqual([[flowRun.id, flow.id]]);
     const running = await client.setFlowRunState(flowRun.id, { state: "Running", expectedVersion: 1 });
     expect(running.state).toBe("Running");
     expect(await client.heartbeatFlowRun(flowRun.id)).toEqual({ state: "Running", epoch: 1 });

@@ -35,6 +35,9 @@ export const EXIT_SUPERSEDED = 75;
 /** How long a claim waits for a matching run when the agent does not say (the agent's default, too). */
 export const DEFAULT_CLAIM_WAIT_MS = 20_000;
 
+/** The most flow versions a claim may say its agent holds (and so the most an agent keeps). */
+export const MAX_KNOWN_FLOWS = 500;
+
 /** What a label may not contain: spaces, commas or control characters. */
 export const LABEL = /^[^\s,\p{Cc}]+$/u;
 

@@ -30,9 +30,10 @@ import {
   PLACEMENT_CONSTRAINT_HELP,
   RESOURCE_BOUNDS,
   RUN_AS,
-  DEFAULT_CLAIM_WAIT_MS, JSON_SIZE_LIMITS, LABEL, FLOW_RUN_STATES, LOG_LEVELS, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, TASK_RUN_STATES } from "./constants.js";
+  DEFAULT_CLAIM_WAIT_MS, JSON_SIZE_LIMITS, LABEL, MAX_KNOWN_FLOWS, FLOW_RUN_STATES, LOG_LEVELS, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, TASK_RUN_STATES } from "./constants.js";
 
 export {
+  MAX_KNOWN_FLOWS,
   CATCH_UP,
   RUN_AS,
   DEFAULT_CLAIM_WAIT_MS,
@@ -491,12 +492,18 @@ export const ClaimRequest = z.object({
   max: z.number().int().positive().max(100).default(1),
   /** How long to wait for a matching run before answering with none (long-poll). */
   waitMs: z.number().int().nonnegative().max(60_000).default(DEFAULT_CLAIM_WAIT_MS),
+  /**
+   * Flows (by id: one id per flow version) the agent holds already: a claimed run of one of them comes without
+   * its flow, which can be large (a 10,000-task flow is about 460 KiB).
+   */
+  knownFlows: z.array(Id).max(MAX_KNOWN_FLOWS).default([]),
 });
 export type ClaimRequest = z.infer<typeof ClaimRequest>;
 
 export const ClaimedRun = z.object({
   flowRun: FlowRun,
-  flow: FlowRecord,
+  /** The run's flow version; absent when the claim listed it in `knownFlows`. */
+  flow: FlowRecord.optional(),
   /**
    * The token of this run at this epoch, for its container and nothing else: it can read and write this run
    * only, and dies when the run is final or claimed again. Absent from servers that predate it.

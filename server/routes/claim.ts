@@ -22,6 +22,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
     async (request, reply) => {
       const { id } = request.params;
       const { max, waitMs } = request.body;
+      const knownFlows = new Set(request.body.knownFlows);
       const known = await ctx.store.getAgent(id);
       if (!known) throw agentNotFound(id);
       // A claim is proof of life; an agent that had said it stopped is evidently back. Its row is written only
@@ -83,8 +84,13 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       const claimedAt = ctx.presence.now();
       for (const flowRun of runs) {
         ctx.metrics.claimed(flowRun, claimedAt);
-        const flow = await ctx.store.getFlow(flowRun.flowId);
-        if (flow) claims.push({ flowRun, flow, runToken: ctx.runTokens.mint(flowRun.id, flowRun.epoch) });
+        const runToken = ctx.runTokens.mint(flowRun.id, flowRun.epoch);
+        // The agent has this flow version already: a large flow would cost more than the rest of the claim.
+        if (knownFlows.has(flowRun.flowId)) claims.push({ flowRun, runToken });
+        else {
+          const flow = await ctx.store.getFlow(flowRun.flowId);
+          if (flow) claims.push({ flowRun, flow, runToken });
+        }
         request.log.info({ agentId: id, flowRunId: flowRun.id }, "flow run claimed");
       }
       return { claims, startTimeoutMs: ctx.options.startTimeoutMs };
