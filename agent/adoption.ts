@@ -7,10 +7,11 @@
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
 import { whileServerDown } from "../client/retry.js";
-import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo } from "../engine/port.js";
+import { AGENT_LABEL, EPOCH_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo } from "../engine/port.js";
 import { describeError, isBerthError } from "../wire/errors.js";
 import type { AgentClaim } from "./flow-cache.js";
 import type { RunLifecycle } from "./run-lifecycle.js";
+import { runOfContainer } from "./warm-pool.js";
 import type { RunTable } from "./run-table.js";
 
 export interface AdoptionDeps {
@@ -42,7 +43,8 @@ export class Adoption {
   async adoptAll(): Promise<void> {
     const owned = await this.deps.engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.deps.agentId() });
     for (const info of owned) {
-      const flowRunId = info.labels[FLOW_RUN_LABEL];
+      // A warm container has no run label: once handed a run, it bears the run's container name.
+      const flowRunId = runOfContainer(info);
       if (flowRunId && !this.deps.runs.has(flowRunId)) this.pending.set(flowRunId, info);
     }
     await this.retry();
@@ -83,7 +85,8 @@ export class Adoption {
         continue;
       }
       this.pending.delete(flowRunId);
-      const epoch = Number(info.labels[EPOCH_LABEL] ?? claim.flowRun.epoch);
+      // A warm container's attempt is not on a label: the run's, while this agent holds it; else it is over.
+      const epoch = Number(info.labels[EPOCH_LABEL] ?? (claim.flowRun.agentId === this.deps.agentId() ? claim.flowRun.epoch : -1));
       const lifecycle = this.deps.lifecycle(claim, epoch);
       this.deps.runs.track(lifecycle, lifecycle.adopt(info));
       adopted.push(flowRunId);

@@ -27,6 +27,7 @@ import type { ContainerEngine } from "../engine/port.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { BerthError, describeError } from "../wire/errors.js";
 import { FlowCache, type AgentClaim } from "./flow-cache.js";
+import { WarmPool } from "./warm-pool.js";
 import { Adoption } from "./adoption.js";
 import { runCancelWatch } from "./cancel-watch.js";
 import { HOUSEKEEPING_INTERVAL_MS, ImageGc, type Removal } from "./image-gc.js";
@@ -83,6 +84,8 @@ export class Agent {
   private readonly http: AgentHttp;
   private readonly imageGc: ImageGc;
   private readonly orphans: OrphanCollector;
+  /** Started, idle containers to hand runs to (`--warm-pool`); empty unless enabled. */
+  private readonly warmPool: WarmPool;
   /** Every HOUSEKEEPING_INTERVAL_MS: image garbage collection, and containers left by agents gone for good. */
   private housekeepingTimer: NodeJS.Timeout | undefined;
   /** The berth runtime image, once this agent has made or found it (image GC keeps it). */
@@ -125,6 +128,7 @@ export class Agent {
       signal: this.stopping.signal,
       onRemoved: () => this.metrics.orphansRemoved.inc(),
     });
+    this.warmPool = new WarmPool({ engine: deps.engine, agentId: () => this.id!, size: options.warmPool.size, ttlMs: options.warmPool.ttlMs, log: () => this.log });
     this.engineWatch = new EngineWatch(deps.engine, () => this.log, this.stopping.signal, () => void this.leases.beat());
     this.leases = new LeaseKeeper({
       client: deps.client,
@@ -279,6 +283,8 @@ export class Agent {
     if (this.current !== "starting") return;
     await this.adoption.adoptAll();
     if (this.current !== "starting") return;
+    // Idle warm containers from before a restart wait for runs nobody will send them: the pool starts empty.
+    if (this.warmPool.enabled) await this.warmPool.removeLeftovers().catch((err: unknown) => this.log.warn(`could not remove idle warm containers: ${describeError(err)}`));
     this.setState("running", `agent "${this.options.name}" is claiming flow runs`, {
       labels: this.options.labels,
       concurrency: this.options.concurrency,
@@ -296,6 +302,10 @@ export class Agent {
     this.housekeepingTimer = setInterval(() => {
       void this.collectImages();
       void this.removeOrphans();
+      if (this.warmPool.enabled) {
+        this.warmPool.prune();
+        void this.warmPool.removeLeftovers().catch(() => undefined);
+      }
     }, HOUSEKEEPING_INTERVAL_MS);
     this.housekeepingTimer.unref();
     void runCancelWatch({
@@ -333,6 +343,7 @@ export class Agent {
     const drained = this.runs.settled().then(() => false);
     const timedOut = await Promise.race([drained, sleep(this.options.drainTimeoutMs).then(() => true)]);
     if (timedOut) this.log.warn({ running: this.runningFlowRuns }, "drain timed out; leaving containers running");
+    await this.warmPool.close();
     this.finish();
   }
 
@@ -392,6 +403,7 @@ export class Agent {
         engineBack: () => this.engineWatch.whenBack(),
         startTimeoutMs,
         stopping: this.stopping.signal,
+        warmPool: this.warmPool,
       },
       epoch,
     );

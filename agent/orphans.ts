@@ -8,7 +8,8 @@
  */
 import type { Logger } from "pino";
 import type { ApiClient } from "../client/api-client.js";
-import { AGENT_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
+import { AGENT_LABEL, OWNER_LABEL, type ContainerEngine } from "../engine/port.js";
+import { runOfContainer } from "./warm-pool.js";
 import { describeError } from "../wire/errors.js";
 
 export interface OrphanCollectorDeps {
@@ -38,12 +39,15 @@ export class OrphanCollector {
     const { engine, client, log } = this.deps;
     const mine = this.deps.agentId();
     const theirs = (await engine.listContainers({ [OWNER_LABEL]: "true" }))
-      .filter((c) => c.labels[AGENT_LABEL] !== undefined && c.labels[AGENT_LABEL] !== mine && c.labels[FLOW_RUN_LABEL] !== undefined)
+      .flatMap((c) => {
+        const flowRunId = runOfContainer(c);
+        return c.labels[AGENT_LABEL] !== undefined && c.labels[AGENT_LABEL] !== mine && flowRunId !== undefined ? [{ ...c, flowRunId }] : [];
+      })
       .slice(0, PER_PASS);
     if (theirs.length === 0) return [];
     const { remove } = await client.orphans(
       mine,
-      { containers: theirs.map((c) => ({ container: c.id, agentId: c.labels[AGENT_LABEL]!, flowRunId: c.labels[FLOW_RUN_LABEL]! })) },
+      { containers: theirs.map((c) => ({ container: c.id, agentId: c.labels[AGENT_LABEL]!, flowRunId: c.flowRunId })) },
       this.deps.signal,
     );
     const names = new Map(theirs.map((c) => [c.id, c.name]));
@@ -63,3 +67,4 @@ export class OrphanCollector {
     return removed;
   }
 }
+

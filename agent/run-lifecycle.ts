@@ -13,6 +13,7 @@ import type { ApiClient } from "../client/api-client.js";
 import { whileServerDown } from "../client/retry.js";
 import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions, type RunDescription } from "../config/compile.js";
+import { RUN_VARIABLES } from "../config/flow-run-env.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import {
@@ -35,6 +36,7 @@ import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 import type { AgentClaim } from "./flow-cache.js";
+import { RUN_NAME_PREFIX, shapeKey, type WarmPool } from "./warm-pool.js";
 
 /**
  * What every flow-run container gets: an unprivileged user (a uid of its own, not the host's 1000, whether or
@@ -75,6 +77,8 @@ export interface RunLifecycleDeps {
   startTimeoutMs?: number | undefined;
   /** The agent's: aborted when it stops. A run whose image was not ready by then is handed back. */
   stopping: AbortSignal;
+  /** Idle started containers to hand runs to (`--warm-pool`); none by default. */
+  warmPool?: WarmPool | undefined;
 }
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
@@ -98,7 +102,7 @@ function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
 export function containerName(flowRunId: string): string {
-  return `berth-run-${flowRunId}`;
+  return `${RUN_NAME_PREFIX}${flowRunId}`;
 }
 
 export class RunLifecycle {
@@ -456,6 +460,7 @@ export class RunLifecycle {
         ...options.env,
         ...flowRunEnvironment({ ...options.flowRun, apiToken: this.claim.runToken, flowRunId: flowRun.id, epoch: this.epoch, run: this.description() }),
       },
+      // (A warm container's spec is this one's, less the run: see warm().)
       labels: {
         [OWNER_LABEL]: "true",
         [AGENT_LABEL]: this.deps.agentId,
@@ -486,21 +491,21 @@ export class RunLifecycle {
       this.reportPhases(this.phases);
       return id;
     };
-    try {
-      return started(await this.deps.engine.runContainer(spec));
-    } catch (err) {
-      if (!isBerthError(err, "BERTH_E_CONFLICT")) throw err;
-      // Another attempt at this run holds the deterministic name. An earlier one is over: replace it. A later
-      // one owns the run now: this attempt is the stale one, and must not stop it.
-      const holder = await this.deps.engine.inspectContainer(spec.name);
-      const theirs = Number(holder?.labels[EPOCH_LABEL] ?? -1);
-      if (holder && theirs > this.epoch) {
-        throw new StaleAttempt(`attempt ${theirs} of this run already has a container (${holder.name}); this is attempt ${this.epoch}`);
-      }
-      await this.deps.engine.removeContainer(spec.name);
-      since = performance.now();
-      return started(await this.deps.engine.runContainer(spec));
+    const warm = await this.warm(spec);
+    if (warm !== undefined) {
+      this.phases.containerCreated = new Date().toISOString();
+      return started(warm);
     }
+    // Another attempt at this run may hold the deterministic name. An earlier one is over: it is replaced. A
+    // later one owns the run now: this attempt is the stale one, and must not stop it.
+    let first = true;
+    return started(
+      await this.claimName(spec.name, () => {
+        if (!first) since = performance.now();
+        first = false;
+        return this.deps.engine.runContainer(spec);
+      }),
+    );
   }
 
   /** The run as its container needs it, so that the container does not have to ask the server (config/flow-run-env.ts). */
@@ -510,6 +515,56 @@ export class RunLifecycle {
     const flows = location === undefined ? {} : { [flow.name]: location };
     const storage: StorageSpec = flow.storage.type === "docker" ? { type: "docker", image: flow.storage.image, flows } : { ...flow.storage, flows };
     return { flowId: flow.id, flowName: flow.name, version: this.version, parameters: flowRun.parameters, storage };
+  }
+
+  /**
+   * With a warm pool: hands the run to an idle warm container of its shape, if there is one (its id), and
+   * has the pool make more of that shape. Any trouble handing it over removes that container, and the run
+   * starts cold as without a pool.
+   */
+  private async warm(spec: ContainerSpec): Promise<string | undefined> {
+    const { warmPool: pool, engine } = this.deps;
+    if (!pool?.enabled || !engine.imageId || !engine.sendInput || !engine.renameContainer) return undefined;
+    const imageId = await engine.imageId(spec.image).catch(() => undefined);
+    if (imageId === undefined) return undefined;
+    const key = shapeKey(spec, imageId);
+    const env = spec.env ?? {};
+    const run = Object.fromEntries(RUN_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
+    const shared = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
+    const id = pool.take(key, imageId);
+    pool.fill(key, imageId, { ...spec, env: shared }, this.claim.flow.name);
+    if (id === undefined) return undefined;
+    try {
+      await this.claimName(spec.name, () => engine.renameContainer!(id, spec.name));
+      await engine.sendInput(id, `${JSON.stringify(run)}\n`);
+      this.runLog("info", `started in warm container ${id.slice(0, 12)}`);
+      return id;
+    } catch (err) {
+      if (err instanceof StaleAttempt) throw err;
+      this.log.warn(`could not hand the run to a warm container (${describeError(err)}); starting a new one`);
+      await engine.removeContainer(id).catch(() => undefined);
+      return undefined;
+    }
+  }
+
+  /**
+   * Runs `take` (which gives a container the run's deterministic name); when another attempt's container
+   * holds the name, an earlier one is removed and `take` tried again, and a later one makes this attempt the
+   * stale one (a warm container's name carries no epoch label: it counts as earlier).
+   */
+  private async claimName<T>(name: string, take: () => Promise<T>): Promise<T> {
+    try {
+      return await take();
+    } catch (err) {
+      if (!isBerthError(err, "BERTH_E_CONFLICT")) throw err;
+      const holder = await this.deps.engine.inspectContainer(name);
+      const theirs = Number(holder?.labels[EPOCH_LABEL] ?? -1);
+      if (holder && theirs > this.epoch) {
+        throw new StaleAttempt(`attempt ${theirs} of this run already has a container (${holder.name}); this is attempt ${this.epoch}`);
+      }
+      await this.deps.engine.removeContainer(name);
+      return take();
+    }
   }
 
   /** After the container stopped: if it did not record a final state, record one from what we know. */

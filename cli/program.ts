@@ -49,6 +49,7 @@ program
   .option("--allow-root", 'run flows that ask for it (runAs: "root") as root; without it they fail')
   .option("--allow-local-dir <path>", "a host directory under which LocalStorage flows may be mounted, besides <home>/flows (repeatable)", collect)
   .option("--http <host:port>", "serve the agent's /health and /metrics on this address, like 127.0.0.1:9464 (default none)")
+  .option("--warm-pool <n>", "keep up to N started, idle containers per recently used image, each waiting for one run (default 0: none)")
   .action(async (opts) => (await import("./commands/agent.js")).agentCommand(program.opts(), opts));
 
 program

@@ -120,6 +120,8 @@ export interface AgentOptions {
   stopGraceMs: number;
   /** Leave finished containers for inspection. */
   keepContainers: boolean;
+  /** Idle started containers per hot shape (0: none), and how long each waits for a run. */
+  warmPool: { size: number; ttlMs: number };
   /** Limits of every flow-run container: memory in bytes and CPUs (none when undefined), and processes. */
   limits: { memoryBytes: number | undefined; cpus: number | undefined; pids: number };
   /** Glob patterns of the storage images the agent runs; none for any. */
@@ -162,6 +164,7 @@ export function compileAgentOptions(config: Config): AgentOptions {
     drainTimeoutMs: agent.drainTimeout,
     stopGraceMs: agent.stopGrace,
     keepContainers: agent.keepContainers,
+    warmPool: { size: agent.warmPool, ttlMs: agent.warmPoolTtl },
     limits: { memoryBytes: agent.memory, cpus: agent.cpus, pids: agent.pidsLimit },
     allowRoot: agent.allowRoot,
     allowImages: agent.allowImages,

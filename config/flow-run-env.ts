@@ -45,6 +45,12 @@ export const FLOW_RUN_DEFAULTS = { heartbeatIntervalMs: 10_000, serverDownForMs:
 /** The longest run description an agent puts in a container's environment (Linux allows 128 KiB per variable). */
 export const MAX_RUN_DESCRIPTION_BYTES = 64 * 1024;
 
+/**
+ * Set on a warm container (agent/warm-pool.ts): how long it waits for its run on standard input, in ms.
+ * The run's own variables (below) then come on that input.
+ */
+export const WARM_TTL_ENV = "BERTH_WARM_TTL_MS";
+
 /** The variables a flow-run container's settings travel in. */
 const FLOW_RUN_ENV = {
   apiUrl: "BERTH_API_URL",
@@ -72,6 +78,9 @@ export function flowRunEnvironment(settings: FlowRunSettings): Record<string, st
   }
   return env;
 }
+
+/** The variables that belong to one run (the rest are the agent's, the same for all its runs). */
+export const RUN_VARIABLES: readonly string[] = [FLOW_RUN_ENV.flowRunId, FLOW_RUN_ENV.apiToken, FLOW_RUN_ENV.epoch, FLOW_RUN_ENV.run];
 
 /** What a container started by hand (or by an agent of an earlier berth) runs with: the configuration's defaults. */
 const REQUIRED_FLOW_RUN_ENV = [FLOW_RUN_ENV.apiUrl, FLOW_RUN_ENV.flowRunId];

@@ -45,6 +45,7 @@ const ENV_PATHS: Record<string, { path: string[]; list?: boolean; boolean?: bool
   BERTH_AGENT_NETWORK: { path: ["agent", "network"] },
   BERTH_AGENT_PULL_POLICY: { path: ["agent", "pullPolicy"] },
   BERTH_AGENT_BACKEND: { path: ["agent", "backend"] },
+  BERTH_AGENT_WARM_POOL: { path: ["agent", "warmPool"] },
   BERTH_AGENT_BUILD_ON_PULL_FAILURE: { path: ["agent", "buildOnPullFailure"], boolean: true },
   BERTH_AGENT_BUILD_TIMEOUT: { path: ["agent", "buildTimeout"] },
   BERTH_AGENT_CONTAINER_API_URL: { path: ["agent", "containerApiUrl"] },

@@ -184,9 +184,19 @@ export const ConfigSchema = z.strictObject({
       diskLowWatermark: ByteSize.default(2 * 1024 ** 3),
       /** Image garbage collection goes on until this much is free ("4g"). Default 4g. */
       diskHighWatermark: ByteSize.default(4 * 1024 ** 3),
+      /**
+       * Started, idle flow-run containers kept per recently used container shape, each waiting for one run.
+       * Default 0: none (every run starts a new container). Docker backend only.
+       */
+      warmPool: z.coerce.number().int().min(0).max(32).default(0),
+      /** How long an idle warm container waits for a run before it exits (and is replaced when still wanted). Default 10m. */
+      warmPoolTtl: PositiveDuration.default(10 * 60_000),
     })
     .superRefine((agent, ctx) => {
       // An agent held to allowed images builds none (a build runs the flow author's Dockerfile steps).
+      if (agent.warmPool > 0 && agent.backend === "swarm") {
+        ctx.addIssue({ code: "custom", path: ["warmPool"], message: "warm containers run on one Docker engine: a swarm's tasks cannot be handed a run (use --backend docker, or no --warm-pool)" });
+      }
       if (agent.allowImages.length > 0 && agent.pullPolicy === "never") {
         ctx.addIssue({ code: "custom", path: ["pullPolicy"], message: 'pull policy "never" builds every image here, which --allow-image rules out: use "if-not-present" or "always"' });
       }

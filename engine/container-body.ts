@@ -28,6 +28,8 @@ export function createBody(spec: ContainerSpec): Record<string, unknown> {
     Image: spec.image,
     ...(spec.cmd ? { Cmd: spec.cmd } : {}),
     ...(spec.user !== undefined ? { User: spec.user } : {}),
+    // Open for one writer: once it detaches, the container's standard input ends.
+    ...(spec.openStdin ? { OpenStdin: true, StdinOnce: true } : {}),
     Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
     Labels: spec.labels ?? {},
     ...(ports.length > 0 ? { ExposedPorts: Object.fromEntries(ports.map((p) => [`${p.containerPort}/tcp`, {}])) } : {}),

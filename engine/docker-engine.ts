@@ -76,6 +76,15 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
+  async imageId(ref: string): Promise<string | undefined> {
+    try {
+      return ((await this.docker.getImage(ref).inspect()) as { Id: string }).Id;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.fail(err, `inspecting image ${ref}`, "BERTH_E_INTERNAL");
+    }
+  }
+
   async pullImage(ref: string, signal?: AbortSignal): Promise<void> {
     const notFound = (error: string, cause?: unknown): BerthError =>
       new BerthError("BERTH_E_IMAGE_NOT_FOUND", `cannot pull image ${ref} from ${registryHost(ref)}: ${error}`, {
@@ -246,6 +255,7 @@ export class DockerEngine implements ContainerEngine {
         id: info.Id,
         name: info.Name.replace(/^\//, ""),
         image: info.Config.Image,
+        imageId: info.Image,
         labels: info.Config.Labels ?? {},
         state,
         exitCode: state === "exited" || state === "dead" ? info.State.ExitCode : null,
@@ -316,6 +326,29 @@ export class DockerEngine implements ContainerEngine {
       }));
     } catch (err) {
       throw this.fail(err, "listing images", "BERTH_E_INTERNAL");
+    }
+  }
+
+  async sendInput(id: string, data: string): Promise<void> {
+    try {
+      const stream = (await this.docker.getContainer(id).attach({ stream: true, stdin: true, stdout: false, stderr: false, hijack: true })) as NodeJS.ReadWriteStream;
+      await new Promise<void>((resolve, reject) => {
+        stream.once("error", reject);
+        // Ending our side detaches; the engine then closes the container's standard input (StdinOnce).
+        stream.end(data, () => resolve());
+      });
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+    } catch (err) {
+      throw this.fail(err, `writing to container ${short(id)}`, "BERTH_E_INTERNAL");
+    }
+  }
+
+  async renameContainer(id: string, name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).rename({ name });
+    } catch (err) {
+      if (statusOf(err) === 409) throw new BerthError("BERTH_E_CONFLICT", `cannot rename container ${short(id)} to ${name}: another container has that name`, { cause: err });
+      throw this.fail(err, `renaming container ${short(id)} to ${name}`, "BERTH_E_INTERNAL");
     }
   }
 

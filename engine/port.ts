@@ -71,6 +71,11 @@ export interface ContainerSpec {
   signal?: AbortSignal;
   /** Called once the container (a swarm's service) is created, before it is started: timings per step. */
   onCreated?: () => void;
+  /**
+   * Keep the container's standard input open for one `sendInput` (a warm container waits there for its run).
+   * Engines without sendInput ignore it.
+   */
+  openStdin?: boolean;
 }
 
 export interface PortBinding {
@@ -136,6 +141,8 @@ export interface ContainerEngine {
   /** Throws BerthError BERTH_E_DOCKER_UNAVAILABLE, naming the socket and what to do, when the engine does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
   imageExists(ref: string): Promise<boolean>;
+  /** The id of the image `ref` names now, or undefined when there is none. Engines that cannot say leave it out. */
+  imageId?(ref: string): Promise<string | undefined>;
   /** Throws BERTH_E_IMAGE_NOT_FOUND (naming the image and registry) when the pull fails. */
   pullImage(ref: string, signal?: AbortSignal): Promise<void>;
   /** Throws BERTH_E_IMAGE_BUILD with the failing step and the output tail when the build fails. */
@@ -163,6 +170,13 @@ export interface ContainerEngine {
   stopContainer(id: string, graceMs: number): Promise<void>;
   /** Force-removes; no error if already gone. */
   removeContainer(id: string): Promise<void>;
+  /**
+   * Writes `data` to the standard input of a running container made with `openStdin`, then closes it: the
+   * container reads it to its end. Engines that cannot (Swarm) leave it out.
+   */
+  sendInput?(id: string, data: string): Promise<void>;
+  /** Renames a container (running or not). Engines that cannot leave it out. */
+  renameContainer?(id: string, name: string): Promise<void>;
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;
   /** Images carrying all these labels. */
   listImages(labels: Record<string, string>): Promise<ImageInfo[]>;

@@ -25,6 +25,7 @@ export interface AgentFlags {
   allowRoot?: boolean;
   allowImage?: string[];
   http?: string;
+  warmPool?: string;
 }
 
 export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Promise<void> {
@@ -48,6 +49,7 @@ export async function agentCommand(global: GlobalOptions, opts: AgentFlags): Pro
       allowRoot: opts.allowRoot,
       allowImages: opts.allowImage,
       http: opts.http,
+      warmPool: opts.warmPool,
     }),
   });
   const logger = createRootLogger({ level: config.logLevel, format: process.env.BERTH_LOG_FORMAT, name: "agent" });
