@@ -97,7 +97,7 @@ export class LeaseKeeper {
     for (const { id: flowRunId } of held) {
       const lifecycle = runs.get(flowRunId);
       if (!lifecycle) continue;
-      if (lost.has(flowRunId)) void lifecycle.abandon("the server says another attempt owns this flow run now").catch(() => undefined);
+      if (lost.has(flowRunId)) void lifecycle.lost("the server says another attempt owns this flow run now").catch(() => undefined);
       else lifecycle.leaseRenewedAt = now;
     }
     cancelRuns(runs, reply.cancelRunIds, this.deps.log(), true);

@@ -246,6 +246,28 @@ export class RunLifecycle {
     if (this.containerId) await this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs);
   }
 
+  /**
+   * The server no longer renews this attempt's lease. When the attempt's own container has just ended the
+   * run (the heartbeat left as it wrote its final state), the container is exiting by itself: it is given the
+   * stop grace to do so before it is stopped, and its outcome is counted as usual. Otherwise another attempt
+   * owns the run, or the server ended it: stop at once.
+   */
+  async lost(why: string): Promise<void> {
+    const current = await this.deps.client.getFlowRun(this.flowRunId).catch(() => undefined);
+    const endedHere = current !== undefined && current.epoch === this.epoch && current.agentId === this.deps.agentId && FINAL_FLOW_RUN_STATES.includes(current.state);
+    if (!endedHere || !this.containerId || this.containerExited) return this.abandon(why);
+    // The reaper fails a silent run as this agent's attempt too: a container that does not exit is stopped.
+    this.log.info(`the run is ${current.state}: waiting for its container to exit`);
+    clearTimeout(this.exitTimer);
+    this.exitTimer = setTimeout(() => {
+      if (!this.containerExited && this.containerId) void this.deps.engine.stopContainer(this.containerId, this.deps.options.stopGraceMs).catch(() => undefined);
+    }, this.deps.options.stopGraceMs);
+    this.exitTimer.unref();
+  }
+
+  /** Stops a container whose run ended here but which did not exit by itself (see lost()). */
+  private exitTimer: NodeJS.Timeout | undefined;
+
   /** The run belongs to another attempt now, or its lease could not be renewed: stop at once. */
   async abandon(why: string): Promise<void> {
     this.stopReason = "lease";
@@ -302,6 +324,7 @@ export class RunLifecycle {
       const exitCode = await this.waitForExit();
       this.exitCode = exitCode;
       this.containerExited = true;
+      clearTimeout(this.exitTimer);
       await this.settle(exitCode);
     } finally {
       clearTimeout(this.runTimer);
@@ -532,7 +555,9 @@ export class RunLifecycle {
     const run = Object.fromEntries(RUN_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
     const shared = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
     const id = pool.take(key, imageId);
-    pool.fill(key, imageId, { ...spec, env: shared }, this.claim.flow.name);
+    // The pool's containers are nobody's run yet: none of this run's callbacks or signals.
+    const { onCreated: _onCreated, startSignal: _startSignal, signal: _signal, ...template } = spec;
+    pool.fill(key, imageId, { ...template, env: shared }, this.claim.flow.name);
     if (id === undefined) return undefined;
     try {
       await this.claimName(spec.name, () => engine.renameContainer!(id, spec.name));
