@@ -284,7 +284,7 @@ export class Agent {
     await this.adoption.adoptAll();
     if (this.current !== "starting") return;
     // Idle warm containers from before a restart wait for runs nobody will send them: the pool starts empty.
-    if (this.warmPool.enabled) await this.warmPool.removeLeftovers().catch((err: unknown) => this.log.warn(`could not remove idle warm containers: ${describeError(err)}`));
+    if (this.warmPool.enabled) await this.warmPool.removeLeftovers(true).catch((err: unknown) => this.log.warn(`could not remove idle warm containers: ${describeError(err)}`));
     this.setState("running", `agent "${this.options.name}" is claiming flow runs`, {
       labels: this.options.labels,
       concurrency: this.options.concurrency,
@@ -304,7 +304,7 @@ export class Agent {
       void this.removeOrphans();
       if (this.warmPool.enabled) {
         this.warmPool.prune();
-        void this.warmPool.removeLeftovers().catch(() => undefined);
+        void this.warmPool.removeLeftovers(false).catch(() => undefined);
       }
     }, HOUSEKEEPING_INTERVAL_MS);
     this.housekeepingTimer.unref();

@@ -135,16 +135,18 @@ export class WarmPool {
   }
 
   /**
-   * Removes this agent's idle warm containers left from before a restart (they wait for runs nobody will
-   * send them), and any warm container that exited unused.
+   * As the agent starts (`running` true): removes its idle warm containers left from before a restart (they
+   * wait for runs nobody will send them). Later, only warm containers that exited unused: a running one may be
+   * on its way into the pool, or out of it to its run.
    */
-  async removeLeftovers(): Promise<void> {
+  async removeLeftovers(running: boolean): Promise<void> {
     const mine = new Set([...this.idle.values()].flat().map((w) => w.id));
     const found = await this.options.engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId() });
     for (const info of found) {
       if (info.labels[WARM_LABEL] === undefined || mine.has(info.id)) continue;
       // Named after a run once assigned: those are runs (adoption follows them), not idle containers.
       if (!info.name.startsWith("berth-warm-")) continue;
+      if (!running && (info.state === "running" || info.state === "created")) continue;
       await this.remove(info.id, info.state === "running" ? "left idle by an earlier run of this agent" : "it exited unused");
     }
   }

@@ -1,0 +1,96 @@
+/**
+ * The warm pool's bookkeeping, on a fake engine: its size bound with containers still being made, which
+ * leftovers it removes when (never a container on its way to a run), and a flow's former shape retired.
+ */
+import pino from "pino";
+import { describe, expect, it } from "vitest";
+import { WARM_LABEL, WarmPool } from "../agent/warm-pool.js";
+import { AGENT_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
+
+function fakeEngine(listed: ContainerInfo[] = []) {
+  const made: ContainerSpec[] = [];
+  const removed: string[] = [];
+  let release: () => void = () => {};
+  let gate = Promise.resolve();
+  const engine = {
+    sendInput: async () => {},
+    renameContainer: async () => {},
+    runContainer: async (spec: ContainerSpec) => {
+      const id = `c${made.push(spec)}`;
+      await gate;
+      return id;
+    },
+    removeContainer: async (id: string) => void removed.push(id),
+    listContainers: async () => listed,
+  } as unknown as ContainerEngine;
+  return {
+    engine,
+    made,
+    removed,
+    hold: () => (gate = new Promise<void>((r) => (release = r))),
+    release: () => release(),
+  };
+}
+
+const spec: ContainerSpec = { name: "x", image: "img:1", cmd: ["berth", "execute", "flow-run"], env: { BERTH_API_URL: "http://127.0.0.1:1" } };
+const pool = (engine: ContainerEngine, size = 2) => new WarmPool({ engine, agentId: () => "agent-12345678", size, ttlMs: 60_000, log: () => pino({ level: "silent" }) });
+const settle = () => new Promise((r) => setTimeout(r, 20));
+
+describe("WarmPool", () => {
+  it("never makes more than its size per shape, counting those being made", async () => {
+    const f = fakeEngine();
+    const p = pool(f.engine, 2);
+    f.hold();
+    p.fill("k1", "sha:1", spec, "Flow A");
+    p.fill("k1", "sha:1", spec, "Flow A");
+    p.fill("k1", "sha:1", spec, "Flow A");
+    expect(f.made).toHaveLength(2);
+    f.release();
+    await settle();
+    p.fill("k1", "sha:1", spec, "Flow A");
+    expect(f.made).toHaveLength(2);
+    expect(p.idleCount).toBe(2);
+    // Made as idle containers of this agent: the run's name and variables are not theirs.
+    expect(f.made[0]).toMatchObject({ openStdin: true, labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: "agent-12345678", [WARM_LABEL]: "k1" } });
+    expect(f.made[0]!.name).toMatch(/^berth-warm-agent-12-/);
+    expect(f.made[0]!.env).toMatchObject({ BERTH_WARM_TTL_MS: "60000" });
+    // One taken: one made in its place.
+    expect(p.take("k1", "sha:1")).toBe("c1");
+    p.fill("k1", "sha:1", spec, "Flow A");
+    expect(f.made).toHaveLength(3);
+  });
+
+  it("gives a container only for its image, and retires a flow's former shape", async () => {
+    const f = fakeEngine();
+    const p = pool(f.engine, 1);
+    p.fill("v1", "sha:1", spec, "Flow A");
+    await settle();
+    expect(p.take("v1", "sha:other")).toBeUndefined();
+    expect(f.removed).toEqual(["c1"]);
+    p.fill("v1", "sha:1", spec, "Flow A");
+    await settle();
+    p.fill("v2", "sha:2", { ...spec, image: "img:2" }, "Flow A");
+    await settle();
+    expect(f.removed).toEqual(["c1", "c2"]);
+    expect(p.take("v1", "sha:1")).toBeUndefined();
+    expect(p.take("v2", "sha:2")).toBe("c3");
+  });
+
+  it("removes leftovers: at start every idle one, later only those that exited unused", async () => {
+    const warm = (id: string, state: ContainerInfo["state"], name = `berth-warm-agent-12-${id}`): ContainerInfo => ({
+      id,
+      name,
+      image: "img:1",
+      labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: "agent-12345678", [WARM_LABEL]: "k1" },
+      state,
+      exitCode: state === "exited" ? 0 : null,
+    });
+    const listed = [warm("running-1", "running"), warm("created-1", "created"), warm("exited-1", "exited"), warm("assigned", "running", "berth-run-r1")];
+    const later = fakeEngine(listed);
+    await pool(later.engine).removeLeftovers(false);
+    expect(later.removed).toEqual(["exited-1"]);
+    const atStart = fakeEngine(listed);
+    await pool(atStart.engine).removeLeftovers(true);
+    expect(atStart.removed).toEqual(["running-1", "created-1", "exited-1"]);
+  });
+});
