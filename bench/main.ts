@@ -11,6 +11,7 @@
  * (f) what an image costs a run: created → started with the image present, pulled from a registry on
  *     127.0.0.1, and built by the agent from the registered build context;
  * (g) cancel: a Running run cancelled → its container stopped, against `docker stop -t 0` of the same flow.
+ * (i)-(l) what one run costs, under load and warm, and claims of large flows: see per-run.ts.
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
@@ -33,6 +34,7 @@ import { runCancelBench } from "./cancel.js";
 import { runClaimBench } from "./claims.js";
 import { runEngineBench } from "./engine.js";
 import { runImageBench } from "./images.js";
+import { runClaimPayloadBench, runCpuBench, runLoadBench, runWarmBench, type PerRunBenchContext } from "./per-run.js";
 import { runScheduleBench } from "./schedule.js";
 
 const RUNS = Number(process.env.BERTH_BENCH_RUNS ?? 25);
@@ -220,6 +222,31 @@ async function main(): Promise<void> {
     process.stdout.write(
       `  p50 ${fmt(percentile(cancels.berth, 50))}, ${(percentile(cancels.berth, 50) / percentile(cancels.dockerStop, 50)).toFixed(2)}× docker stop -t 0   (target p50 < 1 s; before the cancel watch: 6.9 s)\n\n`,
     );
+
+    const perRun: PerRunBenchContext = { engine, client, config, logger, serverUrl: server.url, image, flowName: "Trivial Flow", flowLocation, dir };
+    const loadRuns = Number(process.env.BERTH_BENCH_LOAD_RUNS ?? 100);
+    const load = await runLoadBench(perRun, loadRuns, 8);
+    const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+    process.stdout.write(`(i) load: ${load.runs} trivial runs created at once, one agent, ${load.parallel} at a time → every run Success and its container removed\n`);
+    process.stdout.write(`  berth (cold containers)                      ${secs(load.berthMs).padStart(10)}   ${(load.berthMs / load.dockerMs).toFixed(2)}× docker run   (target ≤ 1.1×; before: 1.72×)\n`);
+    process.stdout.write(`  berth (warm pool of ${load.parallel})                        ${secs(load.warmMs).padStart(10)}   ${(load.warmMs / load.dockerMs).toFixed(2)}× docker run\n`);
+    process.stdout.write(`  docker run --rm, -P${load.parallel} (same image, same flow)    ${secs(load.dockerMs).padStart(10)}\n\n`);
+
+    const cpu = await runCpuBench(perRun);
+    const cpuRow = (name: string, values: number[]) => `  ${name.padEnd(44)} p50 ${percentile(values, 50).toFixed(3).padStart(7)} CPU-s\n`;
+    process.stdout.write(`(j) CPU of the process in a run's container, per trivial run (user + system), ${cpu.flowRun.length} rounds\n`);
+    process.stdout.write(cpuRow("berth execute flow-run (reports to the server)", cpu.flowRun));
+    process.stdout.write(cpuRow("berth execute flow-file (same image, no server)", cpu.flowFile));
+    process.stdout.write(`  ratio (p50): ${(percentile(cpu.flowRun, 50) / percentile(cpu.flowFile, 50)).toFixed(2)}×   (target ≤ 1.2×; before: 1.64×)\n\n`);
+
+    const warm = await runWarmBench(perRun, RUNS);
+    process.stdout.write(`(k) warm pool: flow run created → …, ${warm.success.length} runs, idle agent, pool of 1\n`);
+    process.stdout.write(row("Running recorded (the flow's code starts)", warm.running));
+    process.stdout.write(row("Success recorded", warm.success));
+    process.stdout.write(row("docker run --rm (same image, same flow)", dockerRun));
+    process.stdout.write(
+      `  Running p50 ${fmt(percentile(warm.running, 50))} (target ≤ 15 ms); Success ${(percentile(warm.success, 50) / percentile(dockerRun, 50)).toFixed(2)}× docker run --rm (target ≤ 0.25×)\n\n`,
+    );
   } finally {
     await agent.stop();
     await server.close();
@@ -235,6 +262,17 @@ async function main(): Promise<void> {
   process.stdout.write(`  without a limit                              ${claims.unlimited.toFixed(0).padStart(6)} claims/s\n`);
   process.stdout.write(`  behind a concurrency limit of ${String(claims.limit).padEnd(15)}${claims.limited.toFixed(0).padStart(6)} claims/s\n`);
   process.stdout.write(`  the limit costs ${((1 - claims.limited / claims.unlimited) * 100).toFixed(1)}%   (target < 20%)\n\n`);
+
+  const payloadDir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-claims-"));
+  try {
+    const payload = await runClaimPayloadBench(payloadDir, pino({ level: "warn" }));
+    process.stdout.write(`(l) claims of large flows: ${payload.runs.toLocaleString("en")} queued runs drained by ${payload.claimers} claimers over HTTP, one run per claim, SQLite\n`);
+    process.stdout.write(`  2-task flow                                  ${payload.small.toFixed(0).padStart(6)} claims/s\n`);
+    process.stdout.write(`  10,000-task flow (agents hold it: knownFlows) ${payload.big.toFixed(0).padStart(5)} claims/s   ${(payload.big / payload.small).toFixed(2)}× the 2-task flow (target within 20%)\n`);
+    process.stdout.write(`  10,000-task flow, sent with every claim      ${payload.bigWithout.toFixed(0).padStart(6)} claims/s   (${payload.withoutRuns} runs)\n\n`);
+  } finally {
+    await rm(payloadDir, { recursive: true, force: true });
+  }
 
   const auth = await runAuthBench();
   const open = auth.perRequestUs.open;

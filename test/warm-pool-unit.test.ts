@@ -40,7 +40,7 @@ describe("WarmPool", () => {
   it("never makes more than its size per shape, counting those being made", async () => {
     const f = fakeEngine();
     const p = pool(f.engine, 2);
-    f.hold();
+    void f.hold();
     p.fill("k1", "sha:1", spec, "Flow A");
     p.fill("k1", "sha:1", spec, "Flow A");
     p.fill("k1", "sha:1", spec, "Flow A");
