@@ -66,10 +66,15 @@ export class ImageProvider {
    * Makes sure the storage's image is on this host; resolves with its reference and how it got there.
    * `signal` is the run's: it stops this run's pull or its wait for a build, never a build other runs wait for.
    */
-  async ensure(storage: DockerSpec, log: RunLog, signal?: AbortSignal): Promise<{ image: string; source: ImageSource }> {
+  async ensure(storage: DockerSpec, log: RunLog, signal?: AbortSignal): Promise<{ image: string; source: ImageSource; imageId?: string }> {
     const { engine, options } = this.deps;
     const image = storage.image;
-    if (options.pullPolicy !== "always" && (await engine.imageExists(image))) return { image, source: "present" };
+    if (options.pullPolicy !== "always") {
+      // The image's id, where the engine gives it, serves a warm pool (one inspect, not two).
+      const imageId = engine.imageId ? await engine.imageId(image) : undefined;
+      if (imageId !== undefined) return { image, source: "present", imageId };
+      if (!engine.imageId && (await engine.imageExists(image))) return { image, source: "present" };
+    }
     if (options.pullPolicy !== "never") {
       try {
         await engine.pullImage(image, signal);

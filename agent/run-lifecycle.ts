@@ -30,7 +30,7 @@ import {
 } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
 import type { ImageProvider, RunLog } from "./images.js";
-import type { AgentMetrics, RunOutcome } from "./metrics.js";
+import type { AgentMetrics, ImageSource, RunOutcome } from "./metrics.js";
 import { unframe } from "../shared/output-frames.js";
 import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
@@ -87,6 +87,9 @@ class StaleAttempt extends Error {}
 /** How long after the container's exit its output may take to be read to the end, and how quiet it must be to be over. */
 const OUTPUT_AFTER_EXIT_MS = 10_000;
 const OUTPUT_QUIET_MS = 1_000;
+
+/** How long after a run is handed to a warm container the pool makes the next one of its shape. */
+const WARM_REFILL_DELAY_MS = 250;
 
 /** Longest an engine call on the cleanup path may take before it counts as failed. */
 const ENGINE_CALL_MS = 20_000;
@@ -165,11 +168,12 @@ export class RunLifecycle {
         );
       }
       const preparingSince = performance.now();
-      const { image, source } = await this.preparing(async () =>
+      const { image, source, imageId } = await this.preparing(async (): Promise<{ image: string; source: ImageSource; imageId?: string }> =>
         storage.type === "docker"
           ? this.deps.images.ensure(storage, this.runLog, this.preparation.signal)
           : { image: await this.deps.berthImage(), source: "present" as const },
       );
+      this.imageId = imageId;
       this.deps.metrics.imageSeconds.observe({ source }, (performance.now() - preparingSince) / 1000);
       this.phases = { imageReady: new Date().toISOString(), imageSource: source };
       if (this.abandoned) return;
@@ -264,6 +268,9 @@ export class RunLifecycle {
     }, this.deps.options.stopGraceMs);
     this.exitTimer.unref();
   }
+
+  /** The id of the run's image, when preparing it told (a warm pool matches containers by it). */
+  private imageId: string | undefined;
 
   /** Stops a container whose run ended here but which did not exit by itself (see lost()). */
   private exitTimer: NodeJS.Timeout | undefined;
@@ -548,28 +555,37 @@ export class RunLifecycle {
   private async warm(spec: ContainerSpec): Promise<string | undefined> {
     const { warmPool: pool, engine } = this.deps;
     if (!pool?.enabled || !engine.imageId || !engine.sendInput || !engine.renameContainer) return undefined;
-    const imageId = await engine.imageId(spec.image).catch(() => undefined);
+    const imageId = this.imageId ?? (await engine.imageId(spec.image).catch(() => undefined));
     if (imageId === undefined) return undefined;
     const key = shapeKey(spec, imageId);
     const env = spec.env ?? {};
     const run = Object.fromEntries(RUN_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
     const shared = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
     const id = pool.take(key, imageId);
-    // The pool's containers are nobody's run yet: none of this run's callbacks or signals.
+    // The pool's containers are nobody's run yet: none of this run's callbacks or signals. They are made a
+    // moment later, so that making one does not slow the start of this run (the engine and the CPUs are shared).
     const { onCreated: _onCreated, startSignal: _startSignal, signal: _signal, ...template } = spec;
-    pool.fill(key, imageId, { ...template, env: shared }, this.claim.flow.name);
+    const refill = setTimeout(() => pool.fill(key, imageId, { ...template, env: shared }, this.claim.flow.name), id === undefined ? 0 : WARM_REFILL_DELAY_MS);
+    refill.unref();
     if (id === undefined) return undefined;
-    try {
-      await this.claimName(spec.name, () => engine.renameContainer!(id, spec.name));
-      await engine.sendInput(id, `${JSON.stringify(run)}\n`);
-      this.runLog("info", `started in warm container ${id.slice(0, 12)}`);
-      return id;
-    } catch (err) {
-      if (err instanceof StaleAttempt) throw err;
-      this.log.warn(`could not hand the run to a warm container (${describeError(err)}); starting a new one`);
+    // The run and the name go at once. A run that did not reach the container starts cold instead; a name
+    // held by a later attempt makes this one stale (and the server refuses the container's writes).
+    const [sent, named] = await Promise.allSettled([
+      engine.sendInput(id, `${JSON.stringify(run)}\n`),
+      this.claimName(spec.name, () => engine.renameContainer!(id, spec.name)),
+    ]);
+    if (sent.status === "rejected" || (named.status === "rejected" && named.reason instanceof StaleAttempt)) {
       await engine.removeContainer(id).catch(() => undefined);
+      if (named.status === "rejected" && named.reason instanceof StaleAttempt) throw named.reason;
+      this.log.warn(`could not hand the run to a warm container (${describeError((sent as PromiseRejectedResult).reason)}); starting a new one`);
       return undefined;
     }
+    if (named.status === "rejected") {
+      // It runs: only a restarted agent would not find it by its name (its run then ends by the server's reaper).
+      this.log.warn(`the warm container running this flow run could not be renamed ${spec.name}: ${describeError(named.reason)}`);
+    }
+    this.runLog("info", `started in warm container ${id.slice(0, 12)}`);
+    return id;
   }
 
   /**
