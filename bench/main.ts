@@ -266,7 +266,7 @@ async function main(): Promise<void> {
   const payloadDir = await mkdtemp(path.join(os.tmpdir(), "berth-bench-claims-"));
   try {
     const payload = await runClaimPayloadBench(payloadDir, pino({ level: "warn" }));
-    process.stdout.write(`(l) claims of large flows: ${payload.runs.toLocaleString("en")} queued runs drained by ${payload.claimers} claimers over HTTP, one run per claim, SQLite\n`);
+    process.stdout.write(`(l) claims of large flows: ${payload.runs.toLocaleString("en")} queued runs drained by ${payload.claimers} claimers over HTTP, one run per claim, SQLite, median of 3\n`);
     process.stdout.write(`  2-task flow                                  ${payload.small.toFixed(0).padStart(6)} claims/s\n`);
     process.stdout.write(`  10,000-task flow (agents hold it: knownFlows) ${payload.big.toFixed(0).padStart(5)} claims/s   ${(payload.big / payload.small).toFixed(2)}× the 2-task flow (target within 20%)\n`);
     process.stdout.write(`  10,000-task flow, sent with every claim      ${payload.bigWithout.toFixed(0).padStart(6)} claims/s   (${payload.withoutRuns} runs)\n\n`);

@@ -109,9 +109,12 @@ async function claimCell(url: string, claimers: number, labels: string[], total:
   const started = performance.now();
   await Promise.all(
     agents.map(async (agent) => {
+      // As agents claim: listing the flow versions they hold, which the answers then leave out.
+      const knownFlows = new Set<string>();
       while (claimed < total) {
         const t0 = performance.now();
-        const reply = await api<{ claims: unknown[] }>(url, "POST", `/api/agents/${agent.id}/claim`, { max: 1, waitMs: 0 });
+        const reply = await api<{ claims: Array<{ flowRun: { flowId: string } }> }>(url, "POST", `/api/agents/${agent.id}/claim`, { max: 1, waitMs: 0, knownFlows: [...knownFlows] });
+        for (const claim of reply.claims) knownFlows.add(claim.flowRun.flowId);
         latencies.push(performance.now() - t0);
         claimed += reply.claims.length;
         if (reply.claims.length === 0 && ++empty > claimers * 3) throw new Error(`claims found nothing with ${total - claimed} runs left to claim`);
