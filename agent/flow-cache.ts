@@ -20,10 +20,6 @@ export class FlowCache {
     return [...this.flows.keys()];
   }
 
-  get size(): number {
-    return this.flows.size;
-  }
-
   /**
    * The claims of one answer with their flows: the one each carries (kept for the next claims), else the
    * agent's copy. All are looked up before any is kept, so no copy listed in the request is dropped before

@@ -94,7 +94,7 @@ export class WarmPool {
       const warm = list.shift()!;
       // Its own timer ends it at ttlMs: one close to it may be exiting already.
       if (warm.imageId === imageId && now - warm.createdAt < this.options.ttlMs - 1_000) return warm.id;
-      this.discard(warm.id, warm.imageId === imageId ? "its time to live is (nearly) over" : "its image is no longer the run's");
+      void this.remove(warm.id, warm.imageId === imageId ? "its time to live is (nearly) over" : "its image is no longer the run's");
     }
     return undefined;
   }
@@ -108,7 +108,7 @@ export class WarmPool {
     for (const [other, name] of this.flowOf) {
       if (name !== flowName || other === key) continue;
       this.flowOf.delete(other);
-      for (const warm of this.idle.get(other) ?? []) this.discard(warm.id, `flow "${flowName}" runs another image now`);
+      for (const warm of this.idle.get(other) ?? []) void this.remove(warm.id, `flow "${flowName}" runs another image now`);
       this.idle.delete(other);
     }
     this.flowOf.set(key, flowName);
@@ -167,7 +167,7 @@ export class WarmPool {
       const [oldest, list] = this.idle.entries().next().value as [string, WarmContainer[]];
       this.idle.delete(oldest);
       this.flowOf.delete(oldest);
-      for (const warm of list) this.discard(warm.id, "its shape is no longer among the most recently used");
+      for (const warm of list) void this.remove(warm.id, "its shape is no longer among the most recently used");
     }
   }
 
@@ -192,10 +192,6 @@ export class WarmPool {
     } finally {
       this.making.set(key, (this.making.get(key) ?? 1) - 1);
     }
-  }
-
-  private discard(id: string, why: string): void {
-    void this.remove(id, why);
   }
 
   private async remove(id: string, why: string): Promise<void> {

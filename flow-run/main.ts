@@ -7,7 +7,7 @@
  * on one line). It exits without running anything when its time to live passes or its input ends first.
  */
 import { readFlowRunSettings, WARM_TTL_ENV } from "../config/flow-run-env.js";
-import { describeError, isBerthError } from "../wire/errors.js";
+import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { executeFlowRun } from "./execute.js";
 
 export async function main(): Promise<never> {
@@ -76,10 +76,10 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
   try {
     parsed = JSON.parse(line);
   } catch (err) {
-    throw new Error(`a warm container's run must come as one line of JSON on its standard input: ${(err as Error).message}`);
+    throw new BerthError("BERTH_E_CONFIG", `a warm container's run must come as one line of JSON on its standard input: ${(err as Error).message}`);
   }
   if (typeof parsed !== "object" || parsed === null || Object.values(parsed).some((v) => typeof v !== "string")) {
-    throw new Error("a warm container's run must come as a JSON object of variables (strings)");
+    throw new BerthError("BERTH_E_CONFIG", "a warm container's run must come as a JSON object of variables (strings)");
   }
   return parsed as Record<string, string>;
 }

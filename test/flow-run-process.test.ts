@@ -100,6 +100,21 @@ const settings = (claim: Awaited<ReturnType<typeof claimedRun>>["claim"], run?: 
   });
 
 describe("berth execute flow-run", () => {
+  it("as a warm container, says what is wrong with a run it cannot read from its input, and runs nothing", { timeout: 60_000 }, async () => {
+    const child = spawn(process.execPath, [CLI, "execute", "flow-run"], {
+      env: { PATH: process.env.PATH ?? "", BERTH_API_URL: client.baseUrl, BERTH_WARM_TTL_MS: "30000" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    child.stdin.end("{not json\n");
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(1);
+    expect(output).toMatch(/^berth: a warm container's run must come as one line of JSON on its standard input: /m);
+    expect(output).not.toContain("unexpected error");
+  });
+
+
   it("runs the flow its agent described, without asking for the run or the flow, and loads no zod, commander or undici", { timeout: 60_000 }, async () => {
     const { flow, claim } = await claimedRun();
     const runsRead = await requests("GET", "/api/flow-runs/:id");
