@@ -114,6 +114,9 @@ export class SqliteStore implements StateStore {
       if (!memory) this.db.pragma("journal_mode = WAL");
       this.db.pragma("synchronous = FULL");
       this.db.pragma("foreign_keys = ON");
+      // Statement journals and the transient tables of `IN (SELECT … json_each(…))` live in memory, not in
+      // temporary files: each claim would otherwise create, write and delete files (a third of its cost).
+      this.db.pragma("temp_store = MEMORY");
     } catch (err) {
       throw new BerthError("BERTH_E_CONFIG", `cannot open the SQLite database at ${pathOrMemory}: ${describeError(err)}`, {
         cause: err,
