@@ -10,6 +10,11 @@ export class LimitCounts {
     private readonly flowActive: Map<string, number>,
   ) {}
 
+  /** No limit at all is set: then none can refuse a run. */
+  get none(): boolean {
+    return this.labelMax.size === 0 && this.flowMax.size === 0;
+  }
+
   get anyFull(): boolean {
     return this.fullLabels.length > 0 || this.fullFlows.length > 0;
   }
@@ -40,7 +45,10 @@ export class LimitCounts {
 /** Candidates are read in pages of at most this many, earliest start first. */
 const CLAIM_PAGE = 64;
 
-/** A claim of `max` runs reads pages of twice that (8 at least): enough when no limit refuses, more when one does. */
-export function claimPage(max: number): number {
-  return Math.min(CLAIM_PAGE, Math.max(8, 2 * max));
+/**
+ * A claim of `max` runs reads pages of twice that (8 at least) where limits may refuse some, and of just `max`
+ * where there are none: every row read costs a lookup of the run, and a one-run claim needs one.
+ */
+export function claimPage(max: number, limits: LimitCounts): number {
+  return Math.min(CLAIM_PAGE, limits.none ? max : Math.max(8, 2 * max));
 }

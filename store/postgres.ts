@@ -855,13 +855,12 @@ async function takeOverSchedule(db: PgAccess, flowName: string, schedule: readon
 const LABELLED_RULE = `labels <> '[]' AND NOT EXISTS (
   SELECT 1 FROM jsonb_array_elements_text(flow_runs.labels::jsonb) AS l(value) WHERE NOT (l.value = ANY(@agentLabels::text[])))`;
 
+// No filter for full limits: as on SQLite (store/sqlite-orchestration.ts), none is full on this path.
 function candidatesSql(rule: string): string {
   return `
     SELECT id, seq, scheduled_start, labels, flow_name FROM flow_runs
     WHERE state = 'Scheduled' AND scheduled_start <= @now AND ${rule}
       AND (scheduled_start, seq) > (@afterStart, @afterSeq::bigint)
-      AND NOT (flow_name = ANY(@fullFlows::text[]))
-      AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(flow_runs.labels::jsonb) AS l(value) WHERE l.value = ANY(@fullLabels::text[]))
     ORDER BY scheduled_start, seq LIMIT @page
     FOR UPDATE SKIP LOCKED`;
 }
@@ -937,8 +936,8 @@ async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly st
       ? ["[]"]
       : (await db.all<{ labels: string }>(LABEL_SETS)).map((row) => row.labels).filter((labels) => labelsMatch(JSON.parse(labels) as string[], agentLabels));
   // Each page's rows are locked until the claim commits: read no more than the claim is likely to need.
-  const page = claimPage(max);
-  const params = { now, fullFlows: limits.fullFlows, fullLabels: limits.fullLabels, page };
+  const page = claimPage(max, limits);
+  const params = { now, page };
   // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
   const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", seq: 0 }, more: true }));
   for (;;) {

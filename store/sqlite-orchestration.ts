@@ -34,13 +34,14 @@ const LABEL_RULE = {
       SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value NOT IN (SELECT value FROM json_each(@agentLabels)))`,
 };
 
+// No filter for full limits here: a claim takes this path only when none is full (else groupHeads), and one
+// that fills up during the claim is checked run by run (LimitCounts.allows). Such filters cost more than the
+// rest of the query: every execution built their lists.
 function candidatesSql(rule: string, from = "flow_runs"): string {
   return `
     SELECT id, rowid AS rid, scheduled_start, labels, flow_name FROM ${from}
     WHERE state = 'Scheduled' AND scheduled_start <= @now AND ${rule}
       AND (scheduled_start, rowid) > (@afterStart, @afterRowid)
-      AND flow_name NOT IN (SELECT value FROM json_each(@fullFlows))
-      AND NOT EXISTS (SELECT 1 FROM json_each(flow_runs.labels) AS l WHERE l.value IN (SELECT value FROM json_each(@fullLabels)))
     ORDER BY scheduled_start, rowid LIMIT @page`;
 }
 
@@ -125,8 +126,8 @@ export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly
   }
   // The label sets the agent may take: each is read from its own place in the index, never past others'.
   const sets = agentLabels.length === 0 ? ["[]"] : labelSetsFor(sql, agentLabels);
-  const page = claimPage(max);
-  const params = { now, fullFlows: JSON.stringify(limits.fullFlows), fullLabels: JSON.stringify(limits.fullLabels), page };
+  const page = claimPage(max, limits);
+  const params = { now, page };
   // A merge of the sets' pages, earliest start first; a set's next page is read when its last one is used up.
   const queues = sets.map((labels) => ({ labels, buffer: [] as Candidate[], after: { start: "", rowid: 0 }, more: true }));
   for (;;) {

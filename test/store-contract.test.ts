@@ -74,7 +74,7 @@ describe("sqlite specifics", () => {
     const file = path.join(dir, "plan.db");
     await (await openSqliteStore(file)).close();
     const db = new Database(file, { readonly: true });
-    const params = { now: new Date().toISOString(), labels: "[]", afterStart: "", afterRowid: 0, fullFlows: "[]", fullLabels: "[]", page: 64 };
+    const params = { now: new Date().toISOString(), labels: "[]", afterStart: "", afterRowid: 0, page: 64 };
     const planOf = (sql: string, used: Record<string, unknown>) => (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(used) as { detail: string }[]).map((row) => row.detail).join("\n");
     try {
       const claim = planOf(CANDIDATES_OF_SET, params);
