@@ -5,7 +5,7 @@
  * lock up front, so that several connections (or processes) on one file still hand each run out once.
  */
 import { randomUUID } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { close as closeFile, fdatasync, mkdirSync, open as openFile } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { BerthError, describeError } from "../wire/errors.js";
@@ -78,6 +78,11 @@ export interface SqliteStoreOptions {
   now?: () => Date;
   /** How long a write waits for another connection's lock before failing, in ms; default 5000. */
   busyTimeoutMs?: number;
+  /**
+   * Syncs the log (the WAL file, open at `fd`) to disk and calls back; default fs.fdatasync. Tests hold or
+   * fail it to see that no write is acknowledged before its sync.
+   */
+  syncLog?: (fd: number, done: (err: NodeJS.ErrnoException | null) => void) => void;
 }
 
 const MEMORY = ":memory:";
@@ -106,13 +111,18 @@ export class SqliteStore implements StateStore {
   constructor(pathOrMemory: string, options: SqliteStoreOptions = {}) {
     this.now = options.now ?? (() => new Date());
     const memory = pathOrMemory === MEMORY || pathOrMemory === "";
+    this.logPath = memory ? undefined : `${path.resolve(pathOrMemory)}-wal`;
+    this.syncFile = options.syncLog ?? fdatasync;
     this.description = memory ? "sqlite::memory:" : `sqlite:${path.resolve(pathOrMemory)}`;
     try {
       if (!memory) mkdirSync(path.dirname(path.resolve(pathOrMemory)), { recursive: true });
       this.db = new Database(memory ? MEMORY : pathOrMemory);
       this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
       if (!memory) this.db.pragma("journal_mode = WAL");
-      this.db.pragma("synchronous = FULL");
+      // A commit appends to the log (the WAL) without syncing it; the log is synced afterwards, off the event
+      // loop, and the writes it holds are acknowledged only then (afterSync). As durable as synchronous = FULL,
+      // which would block every request for each sync.
+      this.db.pragma(memory ? "synchronous = FULL" : "synchronous = NORMAL");
       this.db.pragma("foreign_keys = ON");
       // Statement journals and the transient tables of `IN (SELECT … json_each(…))` live in memory, not in
       // temporary files: each claim would otherwise create, write and delete files (a third of its cost).
@@ -507,10 +517,14 @@ export class SqliteStore implements StateStore {
   }
 
   async close(): Promise<void> {
-    // Writes already asked for are committed (or refused) before the database closes.
+    // Writes already asked for are committed (or refused), and synced, before the database closes.
     if (this.db.open) this.commitPending();
+    await new Promise<void>((resolve) => this.afterSync(() => resolve()));
     this.statements.clear();
     if (this.db.open) this.db.close();
+    const fd = this.logFd;
+    this.logFd = undefined;
+    if (fd !== undefined) await new Promise<void>((resolve) => closeFile(fd, () => resolve()));
   }
 
   /**
@@ -518,7 +532,8 @@ export class SqliteStore implements StateStore {
    * the same turn of the event loop: group commit. Under load, one fsync then serves many writes (a claim from
    * each waiting agent, the logs of many runs) instead of one each; alone, a write waits only for the end of
    * the turn. Each write runs in a savepoint of its own, in the order asked: one that throws is rolled back
-   * alone and rejects alone, and a write is acknowledged only once the commit that holds it is done.
+   * alone and rejects alone, and a write is acknowledged only once the commit that holds it is done and the
+   * log synced to disk (afterSync).
    */
   private immediate<T>(fn: () => T): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -538,6 +553,10 @@ export class SqliteStore implements StateStore {
   private commitPending(): void {
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
+    if (this.syncFailure) {
+      for (const write of batch) write.reject(this.syncFailure);
+      return;
+    }
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
       this.db
@@ -561,10 +580,54 @@ export class SqliteStore implements StateStore {
       for (const write of batch) write.reject(err);
       return;
     }
-    batch.forEach((write, i) => {
-      const outcome = outcomes[i]!;
-      if ("error" in outcome) write.reject(outcome.error);
-      else write.resolve(outcome.value);
+    this.afterSync((err) => {
+      batch.forEach((write, i) => {
+        const outcome = outcomes[i]!;
+        if (err) write.reject(err);
+        else if ("error" in outcome) write.reject(outcome.error);
+        else write.resolve(outcome.value);
+      });
+    });
+  }
+
+  /** The log to sync after commits; none for a database in memory. */
+  private readonly logPath: string | undefined;
+  private readonly syncFile: NonNullable<SqliteStoreOptions["syncLog"]>;
+  private logFd: number | undefined;
+  private syncing = false;
+  private syncWaiters: Array<(err?: Error) => void> = [];
+  /** Set once a sync failed: what the log holds is then unknown, and no later write is acknowledged. */
+  private syncFailure: Error | undefined;
+
+  /** Calls `done` once everything committed so far is on disk: at once in memory, else after a sync. */
+  private afterSync(done: (err?: Error) => void): void {
+    if (this.logPath === undefined) return done();
+    if (this.syncFailure) return done(this.syncFailure);
+    this.syncWaiters.push(done);
+    if (!this.syncing) this.syncLog();
+  }
+
+  /** One sync at a time, each for every commit made before it began: group commit for the syncs too. */
+  private syncLog(): void {
+    const waiters = this.syncWaiters.splice(0);
+    if (waiters.length === 0) return;
+    this.syncing = true;
+    const finish = (err: NodeJS.ErrnoException | null) => {
+      this.syncing = false;
+      // As PostgreSQL does after a failed fsync: what reached the disk is unknown, so nothing more is
+      // acknowledged until a restart recovers the database from what is on disk.
+      this.syncFailure ??= err
+        ? new BerthError("BERTH_E_UNAVAILABLE", `cannot sync the SQLite log ${this.logPath} to disk (${err.message}): the write is not saved; restart the server`, { cause: err })
+        : undefined;
+      for (const waiter of waiters) waiter(this.syncFailure);
+      this.syncLog();
+    };
+    if (this.logFd !== undefined) return this.syncFile(this.logFd, finish);
+    // Opened for writing only because some systems sync no file opened read-only; it exists once a commit did.
+    openFile(this.logPath!, "r+", (err, fd) => {
+      if (err) return finish(err);
+      this.logFd = fd;
+      this.syncFile(fd, finish);
     });
   }
 

@@ -1,0 +1,119 @@
+/**
+ * SQLite commits without syncing, then syncs the log off the event loop: a write must not be acknowledged
+ * before the sync that makes it durable, and a failed sync must leave no write acknowledged after it.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { openSqliteStore, type SqliteStoreOptions } from "../store/sqlite.js";
+import { isBerthError } from "../wire/errors.js";
+import { flowInput } from "./support/fixtures.js";
+
+const dir = mkdtempSync(path.join(tmpdir(), "berth-sqlite-sync-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let files = 0;
+
+type Done = (err: NodeJS.ErrnoException | null) => void;
+
+/** A log sync the test finishes by hand; it records every sync asked for. */
+function heldSync(): { syncLog: NonNullable<SqliteStoreOptions["syncLog"]>; held: Done[] } {
+  const held: Done[] = [];
+  return { syncLog: (_fd, done) => held.push(done), held };
+}
+
+const turns = (n: number) => new Promise<void>((resolve) => (function next(left: number) { if (left === 0) resolve(); else setImmediate(() => next(left - 1)); })(n));
+
+/** Waits until `ready` holds (a sync is asked for once the log file is open: a thread-pool round trip). */
+async function until(ready: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 5000; !ready(); ) {
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
+function settled<T>(promise: Promise<T>): () => boolean {
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  return () => done;
+}
+
+describe("sqlite log sync", () => {
+  it("acknowledges a write only once a sync begun after its commit has finished, one sync for many writes", async () => {
+    const sync = heldSync();
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), { syncLog: sync.syncLog });
+    try {
+      const registering = store.registerFlow(flowInput({ name: "held" }));
+      const registered = settled(registering);
+      await until(() => sync.held.length > 0);
+      await turns(20);
+      expect(sync.held).toHaveLength(1);
+      expect(registered()).toBe(false);
+      sync.held.shift()!(null);
+      const { flow } = await registering;
+
+      // Writes committed while a sync is under way wait for the next one, which serves them all.
+      const first = store.createFlowRun({ flow, parameters: {}, labels: [] });
+      await turns(5);
+      expect(sync.held).toHaveLength(1);
+      const later = Array.from({ length: 5 }, () => store.createFlowRun({ flow, parameters: {}, labels: [] }));
+      const laterSettled = later.map(settled);
+      await turns(5);
+      expect(sync.held).toHaveLength(1);
+      sync.held.shift()!(null);
+      await first;
+      await turns(5);
+      expect(laterSettled.some((s) => s())).toBe(false);
+      expect(sync.held).toHaveLength(1);
+      sync.held.shift()!(null);
+      expect(await Promise.all(later)).toHaveLength(5);
+      expect(sync.held).toHaveLength(0);
+    } finally {
+      const closing = store.close();
+      for (const done of sync.held.splice(0)) done(null);
+      await closing;
+    }
+  });
+
+  it("after a failed sync, refuses every write as unavailable and writes nothing more", async () => {
+    let fail = false;
+    const file = path.join(dir, `sync-${files++}.db`);
+    const store = await openSqliteStore(file, {
+      syncLog: (fd, done) => (fail ? setImmediate(() => done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }))) : done(null)),
+    });
+    const { flow } = await store.registerFlow(flowInput({ name: "failing" }));
+    fail = true;
+    const refused = await store.createFlowRun({ flow, parameters: {}, labels: [] }).catch((err: unknown) => err);
+    expect(isBerthError(refused, "BERTH_E_UNAVAILABLE")).toBe(true);
+    expect((refused as Error).message).toMatch(/cannot sync the SQLite log .*EIO.*restart the server/);
+    fail = false;
+    // The failure sticks even when the disk would answer again: what reached it before is unknown.
+    const after = await store.createFlowRun({ flow, parameters: {}, labels: ["after"] }).catch((err: unknown) => err);
+    expect(isBerthError(after, "BERTH_E_UNAVAILABLE")).toBe(true);
+    await store.close();
+
+    const reopened = await openSqliteStore(file);
+    try {
+      expect(await reopened.listFlowRuns({ label: "after", limit: 10 })).toEqual([]);
+    } finally {
+      await reopened.close();
+    }
+  });
+
+  it("syncs before it closes", async () => {
+    const sync = heldSync();
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), { syncLog: sync.syncLog });
+    const writing = store.registerFlow(flowInput({ name: "closing" }));
+    await turns(5);
+    const closing = store.close();
+    const closed = settled(closing);
+    await until(() => sync.held.length > 0);
+    await turns(10);
+    expect(closed()).toBe(false);
+    while (!closed()) {
+      for (const done of sync.held.splice(0)) done(null);
+      await turns(5);
+    }
+    await Promise.all([writing, closing]);
+  });
+});
