@@ -3,8 +3,8 @@
  * and rules (store/sqlite-rows.ts maps both), and passes the same contract suite. Each write that checks
  * before it writes runs in one transaction; where two writers could both pass the check (claims counting
  * concurrency limits, a flow's versions and schedule), the transaction first takes an advisory lock, so that
- * those writers go one at a time, whichever replica they are on. A claim's candidates are taken FOR UPDATE
- * SKIP LOCKED, so that it never waits on a row another writer (a cancel) holds.
+ * those writers go one at a time, whichever replica they are on (claims only while a limit is set). A claim's
+ * candidates are taken FOR UPDATE SKIP LOCKED, so that it never waits on a row another writer holds.
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
@@ -84,6 +84,8 @@ const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 
 /** Advisory lock keys: one for claims (limits are counted across them), one per flow name (versions, schedule). */
 const CLAIM_LOCK = "berth:claims";
+/** Whether any concurrency limit is set: a label's, or any version's of a flow. */
+const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) AS limited`;
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
@@ -304,9 +306,30 @@ export class PostgresStore implements StateStore {
     return undefined;
   }
 
+  /**
+   * Claims count concurrency limits one at a time, under the claim lock. Where no limit is set at all, they
+   * need not: SKIP LOCKED keeps them off each other's runs. Those hold the claim lock shared, so that setting a
+   * limit (which takes it alone) waits for the ones under way, and a claim that finds a limit once it holds
+   * the lock goes the way of limits. Which way the last claim went is the guess for the next.
+   */
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
-    return this.tx([CLAIM_LOCK], (db) => claimRuns(db, agentId, agentLabels, max, leaseMs));
+    if (!this.limitsSeen) {
+      const claimed = await this.tx([], async (db) => {
+        await db.run("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", CLAIM_LOCK);
+        if ((await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited) return undefined;
+        return claimRuns(db, agentId, agentLabels, max, leaseMs);
+      });
+      if (claimed) return claimed;
+      this.limitsSeen = true;
+    }
+    return this.tx([CLAIM_LOCK], async (db) => {
+      this.limitsSeen = (await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited ?? false;
+      return claimRuns(db, agentId, agentLabels, max, leaseMs);
+    });
   }
+
+  /** Whether the last claim found a concurrency limit set (see claimFlowRuns). */
+  private limitsSeen = false;
 
   async nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined> {
     const rule = agentLabels.length === 0 ? "labels = '[]'" : LABELLED_RULE;
