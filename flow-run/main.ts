@@ -13,14 +13,15 @@ import { executeFlowRun } from "./execute.js";
 export async function main(): Promise<never> {
   let code: number;
   try {
-    let env: Record<string, string | undefined> = process.env;
     const warmTtl = process.env[WARM_TTL_ENV];
     if (warmTtl) {
       const assignment = await waitForRun(Number(warmTtl));
       if (assignment === undefined) process.exit(0);
-      env = { ...env, ...assignment };
+      // Into the process's environment, as a cold container has them: flows may read BERTH_FLOW_RUN_ID and
+      // BERTH_FLOW_RUN_EPOCH there.
+      Object.assign(process.env, assignment);
     }
-    const settings = readFlowRunSettings(env);
+    const settings = readFlowRunSettings(process.env);
     const controller = new AbortController();
     const stop = () => controller.abort();
     process.once("SIGTERM", stop);

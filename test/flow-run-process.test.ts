@@ -13,7 +13,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../client/api-client.js";
-import { flowRunEnvironment, type RunDescription } from "../config/flow-run-env.js";
+import { RUN_VARIABLES, flowRunEnvironment, type RunDescription } from "../config/flow-run-env.js";
 import { flowBody, uniqueName } from "./support/fixtures.js";
 import { CLI, REPO } from "./support/processes.js";
 import { startTestServer, type TestServer } from "./support/server.js";
@@ -114,6 +114,45 @@ describe("berth execute flow-run", () => {
     expect(output).not.toContain("unexpected error");
   });
 
+
+  it("as a warm container, runs the run its input gives it with the run's variables in its environment, as a cold one does", { timeout: 60_000 }, async () => {
+    const { bundleFlowFile } = (await import(pathToFileURL(path.join(REPO, "dist", "storage", "bundle.js")).href)) as typeof import("../storage/bundle.js");
+    const source = path.join(dir, "env-flow.ts");
+    await writeFile(
+      source,
+      [
+        `import { Flow, task } from "berth";`,
+        `const say = task(() => console.log(\`env id=\${process.env.BERTH_FLOW_RUN_ID} epoch=\${process.env.BERTH_FLOW_RUN_EPOCH}\`), { name: "say" });`,
+        `const flow = new Flow("Env Flow");`,
+        `say.bind({}, { flow });`,
+        `export default flow;`,
+      ].join("\n"),
+    );
+    const module = path.join(dir, "env-flow.mjs");
+    await writeFile(module, await bundleFlowFile(source, { target: "host" }));
+    const storage = { type: "docker" as const, image: "berth-test/none:1", flows: { "Env Flow": module } };
+    const { flow } = await client.registerFlow(flowBody({ name: "Env Flow", storage, tasks: [{ slug: "say", name: "say" }] }));
+    const agent = await client.registerAgent({ name: uniqueName("flow-run-warm") });
+    const { flowRun } = await client.createFlowRun({ flowId: flow.id, parameters: {} });
+    const claim = (await client.claim(agent.id, { waitMs: 0 })).claims.find((c) => c.flowRun.id === flowRun.id)!;
+    const env = settings(claim, { flowId: flow.id, flowName: flow.name, version: claim.flowRun.version, parameters: {}, storage });
+    // As an agent hands a run to a warm container: its own variables on standard input, the rest in the environment.
+    const given = Object.fromEntries(Object.entries(env).filter(([name]) => RUN_VARIABLES.includes(name)));
+    const rest = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
+    const child = spawn(process.execPath, [CLI, "execute", "flow-run"], {
+      env: { PATH: process.env.PATH ?? "", ...rest, BERTH_WARM_TTL_MS: "30000" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    child.stdin.end(`${JSON.stringify(given)}\n`);
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code, output).toBe(0);
+    expect((await client.getFlowRun(flowRun.id)).state).toBe("Success");
+    const lines = (await client.getLogs(flowRun.id, { after: 0, limit: 100 })).logs.map((l) => l.message);
+    expect(lines).toContain(`env id=${flowRun.id} epoch=${claim.flowRun.epoch}`);
+  });
 
   it("runs the flow its agent described, without asking for the run or the flow, and loads no zod, commander or undici", { timeout: 60_000 }, async () => {
     const { flow, claim } = await claimedRun();
