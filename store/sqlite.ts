@@ -111,18 +111,19 @@ export class SqliteStore implements StateStore {
   constructor(pathOrMemory: string, options: SqliteStoreOptions = {}) {
     this.now = options.now ?? (() => new Date());
     const memory = pathOrMemory === MEMORY || pathOrMemory === "";
-    this.logPath = memory ? undefined : `${path.resolve(pathOrMemory)}-wal`;
     this.syncFile = options.syncLog ?? fdatasync;
     this.description = memory ? "sqlite::memory:" : `sqlite:${path.resolve(pathOrMemory)}`;
     try {
       if (!memory) mkdirSync(path.dirname(path.resolve(pathOrMemory)), { recursive: true });
       this.db = new Database(memory ? MEMORY : pathOrMemory);
       this.db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-      if (!memory) this.db.pragma("journal_mode = WAL");
+      const wal = !memory && this.db.pragma("journal_mode = WAL", { simple: true }) === "wal";
       // A commit appends to the log (the WAL) without syncing it; the log is synced afterwards, off the event
       // loop, and the writes it holds are acknowledged only then (afterSync). As durable as synchronous = FULL,
-      // which would block every request for each sync.
-      this.db.pragma(memory ? "synchronous = FULL" : "synchronous = NORMAL");
+      // which would block every request for each sync. Where the file system refuses WAL, commits sync as
+      // they go.
+      this.logPath = wal ? `${path.resolve(pathOrMemory)}-wal` : undefined;
+      this.db.pragma(wal ? "synchronous = NORMAL" : "synchronous = FULL");
       this.db.pragma("foreign_keys = ON");
       // Statement journals and the transient tables of `IN (SELECT … json_each(…))` live in memory, not in
       // temporary files: each claim would otherwise create, write and delete files (a third of its cost).
@@ -590,7 +591,7 @@ export class SqliteStore implements StateStore {
     });
   }
 
-  /** The log to sync after commits; none for a database in memory. */
+  /** The log to sync after commits; none for a database in memory (or one not in WAL mode). */
   private readonly logPath: string | undefined;
   private readonly syncFile: NonNullable<SqliteStoreOptions["syncLog"]>;
   private logFd: number | undefined;
