@@ -37,9 +37,15 @@ interface Replica {
   let timeline: ContainerTimeline;
   let scenarioStart = 0;
 
+  // Leases of 10 s, not the chaos suite's 3 s: the database's restart below takes its own start time on top of
+  // the outage (two seconds and more on a busy machine), and agents that lose their leases meanwhile would
+  // rightly stop their runs, which is not what this suite is about.
+  const serverEnv = { ...SERVER_ENV, BERTH_SERVER_LEASE: "10s" };
+  const agentEnv = { ...AGENT_ENV, BERTH_AGENT_LEASE_TIMEOUT: "10s" };
+
   const startReplica = async (port?: number): Promise<Replica> => {
     port ??= await freePort();
-    const proc = new BerthProcess(["server", "--port", String(port), "--db", db], { ...SERVER_ENV, BERTH_SERVER_KEY: key });
+    const proc = new BerthProcess(["server", "--port", String(port), "--db", db], { ...serverEnv, BERTH_SERVER_KEY: key });
     await proc.waitFor(/listening on/);
     return { proc, url: `http://127.0.0.1:${port}`, port };
   };
@@ -61,7 +67,7 @@ interface Replica {
     const registered = await berth(["register", path.join(REPO, "test", "fixtures", "chaos-flow.ts"), "--api", apiUrls([b, a])]);
     expect(registered.code, registered.stderr).toBe(0);
     for (const [n, order] of [[a, b], [b, a]].entries()) {
-      agents.push(await startAgent(apiUrls(order), ["replicas"], `chaos-replica-agent-${n}-${process.pid}`, ["--concurrency", "3"], AGENT_ENV));
+      agents.push(await startAgent(apiUrls(order), ["replicas"], `chaos-replica-agent-${n}-${process.pid}`, ["--concurrency", "3"], agentEnv));
     }
   }, 900_000);
 
@@ -114,8 +120,9 @@ interface Replica {
     await waitState(client, ids[0]!, "Running", 60_000);
     const crashedAt = Date.now();
     await clusterOf().kill();
-    // Down for a second and a half: containers log and heartbeat every second, so their writes meet the outage
-    // (and are answered 503, to be sent again), while the agents' 3 s lease timeout is not reached.
+    // Down for a second and a half, then the database's own start: containers log and heartbeat every second,
+    // so their writes meet the outage (and are answered 503, to be sent again), while the agents' 10 s lease
+    // timeout is not reached.
     await new Promise((r) => setTimeout(r, 1_500));
     await clusterOf().start();
     note(`PostgreSQL crash and restart: back after ${Date.now() - crashedAt} ms`);
