@@ -269,7 +269,6 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
 
 async function main(): Promise<void> {
   out(`berth scale bench: ${os.cpus().length} cores, node ${process.version}, depths ${DEPTHS.join(", ")}, ${CLAIMS} claims per cell`);
-
   const dir = await mkdtemp(path.join(os.tmpdir(), "berth-scale-"));
   const cluster = STORES.includes("postgres") ? await startPostgres() : undefined;
   try {
