@@ -15,7 +15,8 @@ if berth flows >/dev/null 2>&1; then
   say "a berth server already answers at $BERTH_API_URL; using it"
 else
   say "starting berth up (server + agent) in the background; log: .berth/up.log"
-  BERTH_LOG_FORMAT=pretty BERTH_HOME="$PWD/.berth" nohup node dist/cli/main.js up >.berth/up.log 2>&1 &
+  # In berth's home (BERTH_HOME, default ~/.berth), where every berth command on this machine finds its token.
+  BERTH_LOG_FORMAT=pretty nohup node dist/cli/main.js up >.berth/up.log 2>&1 &
   echo $! >.berth/up.pid
   for _ in $(seq 1 300); do
     if grep -q "berth is up" .berth/up.log 2>/dev/null; then break; fi
@@ -30,6 +31,6 @@ say "registering examples/custom-environment.ts (builds its storage image; --no-
 berth register examples/custom-environment.ts --no-push
 say "running it and watching"
 berth run "Custom Environment Example" --watch
-say "the web UI: http://127.0.0.1:4200/ (paste the token it asks for from .berth/admin.token)"
+say "the web UI: http://127.0.0.1:4200/ (paste the token it asks for from ${BERTH_HOME:-$HOME/.berth}/admin.token)"
 say "done. Try: berth runs, berth flows, berth agents (run 'npm link' once to put berth on your PATH)."
 say "berth is still up; stop it with: kill \$(cat .berth/up.pid)"
