@@ -554,24 +554,25 @@ export class RunLifecycle {
    */
   private async warm(spec: ContainerSpec): Promise<string | undefined> {
     const { warmPool: pool, engine } = this.deps;
-    if (!pool?.enabled || !engine.imageId || !engine.sendInput || !engine.renameContainer) return undefined;
+    if (!pool?.enabled || !engine.imageId || !engine.renameContainer) return undefined;
     const imageId = this.imageId ?? (await engine.imageId(spec.image).catch(() => undefined));
     if (imageId === undefined) return undefined;
     const key = shapeKey(spec, imageId);
     const env = spec.env ?? {};
     const run = Object.fromEntries(RUN_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])));
     const shared = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
-    const id = pool.take(key, imageId);
+    const taken = pool.take(key, imageId);
     // The pool's containers are nobody's run yet: none of this run's callbacks or signals. They are made a
     // moment later, so that making one does not slow the start of this run (the engine and the CPUs are shared).
     const { onCreated: _onCreated, startSignal: _startSignal, signal: _signal, ...template } = spec;
-    const refill = setTimeout(() => pool.fill(key, imageId, { ...template, env: shared }, this.claim.flow.name), id === undefined ? 0 : WARM_REFILL_DELAY_MS);
+    const refill = setTimeout(() => pool.fill(key, imageId, { ...template, env: shared }, this.claim.flow.name), taken === undefined ? 0 : WARM_REFILL_DELAY_MS);
     refill.unref();
-    if (id === undefined) return undefined;
+    if (taken === undefined) return undefined;
+    const { id, input } = taken;
     // The run and the name go at once. A run that did not reach the container starts cold instead; a name
     // held by a later attempt makes this one stale (and the server refuses the container's writes).
     const [sent, named] = await Promise.allSettled([
-      engine.sendInput(id, `${JSON.stringify(run)}\n`),
+      input.send(`${JSON.stringify(run)}\n`),
       this.claimName(spec.name, () => engine.renameContainer!(id, spec.name)),
     ]);
     if (sent.status === "rejected" || (named.status === "rejected" && named.reason instanceof StaleAttempt)) {

@@ -1,9 +1,11 @@
 /**
  * Warm containers (`berth agent --warm-pool N`): up to N started, idle flow-run containers per recently used
  * container shape (image and everything else a run's container is made with, bar the run itself), each
- * waiting on its standard input for one run (flow-run/main.ts). A claimed run of that shape is handed to one:
- * the agent renames it after the run, as a cold start would name it, and writes the run's variables (its run
- * token among them) to it. The container serves that one run and is removed after it like any other.
+ * waiting on its standard input for one run (flow-run/main.ts). The agent attaches to that input as soon as
+ * the container has started, and holds it. A claimed run of that shape is handed to one: the agent renames it
+ * after the run, as a cold start would name it, and writes the run's variables (its run token among them) to
+ * the input it holds, so that the run reaches the container without a new connection to the engine. The
+ * container serves that one run and is removed after it like any other.
  *
  * - A warm container is used only for a run whose image id is the one it runs: a new flow version, or a tag
  *   that moved, never gets an older image's container. Once a flow's run comes with another shape (a new
@@ -14,7 +16,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
-import { AGENT_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
+import { AGENT_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerInput, type ContainerSpec } from "../engine/port.js";
 import { WARM_TTL_ENV } from "../config/flow-run-env.js";
 import { describeError } from "../wire/errors.js";
 
@@ -46,7 +48,12 @@ interface WarmContainer {
   id: string;
   imageId: string;
   createdAt: number;
+  /** Its standard input, attached once it started: where its run is written. */
+  input: ContainerInput;
 }
+
+/** An idle container taken out of the pool for a run. */
+export type TakenContainer = Pick<WarmContainer, "id" | "input">;
 
 /** What makes two runs' containers interchangeable: everything in their spec but the run's own variables. */
 export function shapeKey(spec: ContainerSpec, imageId: string): string {
@@ -69,7 +76,7 @@ export class WarmPool {
   constructor(private readonly options: WarmPoolOptions) {}
 
   get enabled(): boolean {
-    return this.options.size > 0 && this.options.engine.sendInput !== undefined && this.options.engine.renameContainer !== undefined;
+    return this.options.size > 0 && this.options.engine.openInput !== undefined && this.options.engine.renameContainer !== undefined;
   }
 
   /** Idle containers now, in all. */
@@ -83,7 +90,7 @@ export class WarmPool {
    * An idle container of this shape, taken out of the pool (undefined when there is none). Expired ones and
    * any of another image are removed on the way.
    */
-  take(key: string, imageId: string): string | undefined {
+  take(key: string, imageId: string): TakenContainer | undefined {
     const list = this.idle.get(key);
     if (!list) return undefined;
     // Most recent shape last.
@@ -93,8 +100,8 @@ export class WarmPool {
     while (list.length > 0) {
       const warm = list.shift()!;
       // Its own timer ends it at ttlMs: one close to it may be exiting already.
-      if (warm.imageId === imageId && now - warm.createdAt < this.options.ttlMs - 1_000) return warm.id;
-      void this.remove(warm.id, warm.imageId === imageId ? "its time to live is (nearly) over" : "its image is no longer the run's");
+      if (warm.imageId === imageId && now - warm.createdAt < this.options.ttlMs - 1_000) return { id: warm.id, input: warm.input };
+      void this.remove(warm, warm.imageId === imageId ? "its time to live is (nearly) over" : "its image is no longer the run's");
     }
     return undefined;
   }
@@ -108,7 +115,7 @@ export class WarmPool {
     for (const [other, name] of this.flowOf) {
       if (name !== flowName || other === key) continue;
       this.flowOf.delete(other);
-      for (const warm of this.idle.get(other) ?? []) void this.remove(warm.id, `flow "${flowName}" runs another image now`);
+      for (const warm of this.idle.get(other) ?? []) void this.remove(warm, `flow "${flowName}" runs another image now`);
       this.idle.delete(other);
     }
     this.flowOf.set(key, flowName);
@@ -131,7 +138,7 @@ export class WarmPool {
     await Promise.allSettled([...this.inFlight]);
     const all = [...this.idle.values()].flat();
     this.idle.clear();
-    await Promise.all(all.map((warm) => this.remove(warm.id, "the agent is stopping")));
+    await Promise.all(all.map((warm) => this.remove(warm, "the agent is stopping")));
   }
 
   /**
@@ -147,7 +154,7 @@ export class WarmPool {
       // Named after a run once assigned: those are runs (adoption follows them), not idle containers.
       if (!info.name.startsWith("berth-warm-")) continue;
       if (!running && (info.state === "running" || info.state === "created")) continue;
-      await this.remove(info.id, info.state === "running" ? "left idle by an earlier run of this agent" : "it exited unused");
+      await this.remove({ id: info.id }, info.state === "running" ? "left idle by an earlier run of this agent" : "it exited unused");
     }
   }
 
@@ -156,7 +163,7 @@ export class WarmPool {
     const now = Date.now();
     for (const [key, list] of this.idle) {
       const kept = list.filter((warm) => now - warm.createdAt < this.options.ttlMs);
-      for (const warm of list) if (!kept.includes(warm)) void this.remove(warm.id, "its time to live is over");
+      for (const warm of list) if (!kept.includes(warm)) void this.remove(warm, "its time to live is over");
       if (kept.length === 0) this.idle.delete(key);
       else this.idle.set(key, kept);
     }
@@ -167,7 +174,7 @@ export class WarmPool {
       const [oldest, list] = this.idle.entries().next().value as [string, WarmContainer[]];
       this.idle.delete(oldest);
       this.flowOf.delete(oldest);
-      for (const warm of list) void this.remove(warm.id, "its shape is no longer among the most recently used");
+      for (const warm of list) void this.remove(warm, "its shape is no longer among the most recently used");
     }
   }
 
@@ -182,11 +189,18 @@ export class WarmPool {
         labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId(), [WARM_LABEL]: key },
         openStdin: true,
       });
+      let input: ContainerInput;
+      try {
+        input = await this.options.engine.openInput!(id);
+      } catch (err) {
+        await this.remove({ id }, `its input could not be attached (${describeError(err)})`);
+        throw err;
+      }
       if (this.stopped || !this.idle.has(key)) {
-        await this.remove(id, "the pool no longer wants it");
+        await this.remove({ id, input }, "the pool no longer wants it");
         return;
       }
-      this.idle.get(key)!.push({ id, imageId, createdAt: Date.now() });
+      this.idle.get(key)!.push({ id, imageId, createdAt: Date.now(), input });
     } catch (err) {
       this.options.log().warn(`could not make a warm container: ${describeError(err)}`);
     } finally {
@@ -194,7 +208,8 @@ export class WarmPool {
     }
   }
 
-  private async remove(id: string, why: string): Promise<void> {
+  private async remove({ id, input }: { id: string; input?: ContainerInput }, why: string): Promise<void> {
+    input?.close();
     this.options.log().debug({ containerId: id.slice(0, 12) }, `removing a warm container: ${why}`);
     await this.options.engine.removeContainer(id).catch((err: unknown) => {
       this.options.log().warn({ containerId: id.slice(0, 12) }, `could not remove a warm container: ${describeError(err)}`);

@@ -2,14 +2,14 @@
  * The ContainerEngine over dockerode: the only module in berth that imports it. Every engine failure leaves
  * here as a BerthError (see errors.ts); every long call takes an AbortSignal.
  */
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import Docker from "dockerode";
-import { BerthError, isBerthError, type ErrorCode } from "../wire/errors.js";
+import { BerthError, describeError, isBerthError, type ErrorCode } from "../wire/errors.js";
 import { BuildOutput } from "./build-output.js";
 import { demultiplex, outputLines } from "./demux.js";
 import type { OutputLine } from "../shared/output-frames.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
-import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerSpec, ImageInfo } from "./port.js";
+import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerInput, ContainerSpec, ImageInfo } from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
@@ -329,18 +329,36 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
-  async sendInput(id: string, data: string): Promise<void> {
+  async openInput(id: string): Promise<ContainerInput> {
+    let stream: Duplex;
     try {
-      const stream = (await this.docker.getContainer(id).attach({ stream: true, stdin: true, stdout: false, stderr: false, hijack: true })) as NodeJS.ReadWriteStream;
-      await new Promise<void>((resolve, reject) => {
-        stream.once("error", reject);
-        // Ending our side detaches; the engine then closes the container's standard input (StdinOnce).
-        stream.end(data, () => resolve());
-      });
-      (stream as unknown as { destroy?: () => void }).destroy?.();
+      stream = (await this.docker.getContainer(id).attach({ stream: true, stdin: true, stdout: false, stderr: false, hijack: true })) as Duplex;
     } catch (err) {
-      throw this.fail(err, `writing to container ${short(id)}`, "BERTH_E_INTERNAL");
+      throw this.fail(err, `attaching to the input of container ${short(id)}`, "BERTH_E_INTERNAL");
     }
+    // Lost when the container exits (its time to live) or the engine goes: then nothing can be sent.
+    let lost: Error | undefined;
+    const onLost = (err?: Error) => {
+      lost ??= err ?? new Error("the attachment ended");
+    };
+    stream.on("error", onLost);
+    stream.once("close", () => onLost());
+    stream.once("end", () => onLost());
+    return {
+      send: (data) =>
+        new Promise<void>((resolve, reject) => {
+          const failed = (err: unknown) => reject(new BerthError("BERTH_E_INTERNAL", `writing to container ${short(id)}: ${describeError(err)}`, { cause: err }));
+          if (lost) return failed(lost);
+          stream.once("error", failed);
+          // Ending our side detaches; the engine then closes the container's standard input (StdinOnce).
+          stream.end(data, () => {
+            stream.off("error", failed);
+            stream.destroy();
+            resolve();
+          });
+        }),
+      close: () => stream.destroy(),
+    };
   }
 
   async renameContainer(id: string, name: string): Promise<void> {

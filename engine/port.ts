@@ -72,8 +72,8 @@ export interface ContainerSpec {
   /** Called once the container (a swarm's service) is created, before it is started: timings per step. */
   onCreated?: () => void;
   /**
-   * Keep the container's standard input open for one `sendInput` (a warm container waits there for its run).
-   * Engines without sendInput ignore it.
+   * Keep the container's standard input open for one `openInput` (a warm container waits there for its run).
+   * Engines without openInput ignore it.
    */
   openStdin?: boolean;
 }
@@ -137,6 +137,14 @@ export interface ContainerEventsOptions {
   signal: AbortSignal;
 }
 
+/** A container's standard input, attached and held open (ContainerEngine.openInput). */
+export interface ContainerInput {
+  /** Writes `data` and closes the input: the container reads it to its end. Rejects once the attachment is lost. */
+  send(data: string): Promise<void>;
+  /** Drops the attachment without sending (the container then reads an empty input). */
+  close(): void;
+}
+
 export interface ContainerEngine {
   /** Throws BerthError BERTH_E_DOCKER_UNAVAILABLE, naming the socket and what to do, when the engine does not answer. */
   ping(signal?: AbortSignal): Promise<void>;
@@ -171,10 +179,11 @@ export interface ContainerEngine {
   /** Force-removes; no error if already gone. */
   removeContainer(id: string): Promise<void>;
   /**
-   * Writes `data` to the standard input of a running container made with `openStdin`, then closes it: the
-   * container reads it to its end. Engines that cannot (Swarm) leave it out.
+   * Attaches to the standard input of a running container made with `openStdin`, and keeps it open until
+   * one `send`: a warm container's run then reaches it over a connection made long before. Engines that
+   * cannot (Swarm) leave it out.
    */
-  sendInput?(id: string, data: string): Promise<void>;
+  openInput?(id: string): Promise<ContainerInput>;
   /** Renames a container (running or not). Engines that cannot leave it out. */
   renameContainer?(id: string, name: string): Promise<void>;
   listContainers(labels: Record<string, string>): Promise<ContainerInfo[]>;

@@ -13,7 +13,7 @@ function fakeEngine(listed: ContainerInfo[] = []) {
   let release: () => void = () => {};
   let gate = Promise.resolve();
   const engine = {
-    sendInput: async () => {},
+    openInput: async () => ({ send: async () => {}, close: () => {} }),
     renameContainer: async () => {},
     runContainer: async (spec: ContainerSpec) => {
       const id = `c${made.push(spec)}`;
@@ -55,7 +55,7 @@ describe("WarmPool", () => {
     expect(f.made[0]!.name).toMatch(/^berth-warm-agent-12-/);
     expect(f.made[0]!.env).toMatchObject({ BERTH_WARM_TTL_MS: "60000" });
     // One taken: one made in its place.
-    expect(p.take("k1", "sha:1")).toBe("c1");
+    expect(p.take("k1", "sha:1")?.id).toBe("c1");
     p.fill("k1", "sha:1", spec, "Flow A");
     expect(f.made).toHaveLength(3);
   });
@@ -73,7 +73,7 @@ describe("WarmPool", () => {
     await settle();
     expect(f.removed).toEqual(["c1", "c2"]);
     expect(p.take("v1", "sha:1")).toBeUndefined();
-    expect(p.take("v2", "sha:2")).toBe("c3");
+    expect(p.take("v2", "sha:2")?.id).toBe("c3");
   });
 
   it("removes leftovers: at start every idle one, later only those that exited unused", async () => {
@@ -92,5 +92,39 @@ describe("WarmPool", () => {
     const atStart = fakeEngine(listed);
     await pool(atStart.engine).removeLeftovers(true);
     expect(atStart.removed).toEqual(["running-1", "created-1", "exited-1"]);
+  });
+
+  it("keeps each idle container's input attached until it is handed a run, and pools none whose input cannot be attached", async () => {
+    const f = fakeEngine();
+    const attached: string[] = [];
+    const closed: string[] = [];
+    const sent: string[] = [];
+    let failFor: string | undefined;
+    Object.assign(f.engine, {
+      openInput: async (id: string) => {
+        if (id === failFor) throw new Error("the engine hung up");
+        attached.push(id);
+        return { send: async (data: string) => void sent.push(`${id}:${data}`), close: () => void closed.push(id) };
+      },
+    });
+    const p = pool(f.engine, 1);
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await settle();
+    // Attached once made, before any run: the run then travels over it.
+    expect(attached).toEqual(["c1"]);
+    const taken = p.take("k1", "sha:1")!;
+    await taken.input.send("run\n");
+    expect(sent).toEqual(["c1:run\n"]);
+    failFor = "c2";
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await settle();
+    expect(p.idleCount).toBe(0);
+    expect(f.removed).toEqual(["c2"]);
+    // An idle one's input is let go when it is removed.
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await settle();
+    await p.close();
+    expect(closed).toEqual(["c3"]);
+    expect(f.removed).toEqual(["c2", "c3"]);
   });
 });
