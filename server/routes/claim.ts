@@ -37,7 +37,7 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       const gone = disconnectSignal(reply);
       // Until when this claim is parked, marked on the agent's row so that every replica sees it waiting.
       let waitingUntil: string | undefined;
-      let runs: FlowRun[];
+      let runs: FlowRun[] = [];
       try {
         runs =
           (await longPoll({
@@ -71,9 +71,12 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
         // Failing to clear the mark must not lose what was claimed: it runs out by itself at waitingUntil.
         if (waitingUntil !== undefined) {
           ctx.metrics.claimsParked.dec();
-          await ctx.store.clearAgentWaiting(id, waitingUntil).catch((err: unknown) => {
+          const cleared = ctx.store.clearAgentWaiting(id, waitingUntil).catch((err: unknown) => {
             request.log.warn({ agentId: id, err }, "could not clear the agent's waiting mark; it expires by itself");
           });
+          // A woken claim answers without waiting for the write (and its sync): the runs it took are
+          // committed already, and the mark is only presence, cleared where it still is this claim's.
+          if (runs.length === 0) await cleared;
         }
       }
       if (gone.aborted && runs.length > 0) {
