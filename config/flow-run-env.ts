@@ -52,7 +52,7 @@ export const MAX_RUN_DESCRIPTION_BYTES = 64 * 1024;
 export const WARM_TTL_ENV = "BERTH_WARM_TTL_MS";
 
 /** The variables a flow-run container's settings travel in. */
-const FLOW_RUN_ENV = {
+export const FLOW_RUN_ENV = {
   apiUrl: "BERTH_API_URL",
   apiToken: "BERTH_API_TOKEN",
   flowRunId: "BERTH_FLOW_RUN_ID",

@@ -10,6 +10,7 @@
 import { RunClient } from "../client/run-client.js";
 import { whileServerDown } from "../client/retry.js";
 import { keepAliveTransport } from "../client/transport.js";
+import type { Transport } from "../client/http.js";
 import type { FlowRunSettings, RunDescription } from "../config/flow-run-env.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { EXIT_SUPERSEDED } from "../wire/constants.js";
@@ -28,6 +29,8 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Diagnostics for the container's own output. */
   write?: (line: string) => void;
+  /** The HTTP transport to the server (a warm container's, with its connection open); default: a new one. */
+  transport?: Transport;
 }
 
 /** Exit code of an attempt that stopped because another attempt owns its run (the agent knows it too). */
@@ -37,7 +40,7 @@ export { EXIT_SUPERSEDED };
 export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
   const { settings } = options;
   const write = options.write ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const client = new RunClient({ baseUrl: settings.apiUrl, fetch: keepAliveTransport(), ...(settings.apiToken ? { token: settings.apiToken } : {}) });
+  const client = new RunClient({ baseUrl: settings.apiUrl, fetch: options.transport ?? keepAliveTransport(), ...(settings.apiToken ? { token: settings.apiToken } : {}) });
   const waitOut = { forMs: settings.serverDownForMs, onRetry: (err: unknown) => write(`berth: ${describeError(err)}; retrying`) };
   const run = settings.run ?? (await describeRun(client, settings.flowRunId, waitOut));
   const flowRun = { id: settings.flowRunId, version: run.version, parameters: run.parameters };

@@ -5,8 +5,12 @@
  * A warm container (agent/warm-pool.ts) starts it before there is a run: with BERTH_WARM_TTL_MS set, it
  * loads berth, then waits on its standard input for the one run it will serve (the run's variables, as JSON
  * on one line). It exits without running anything when its time to live passes or its input ends first.
+ * While it waits it readies what the run's first moments need (warmUp): no run's code, no run's data.
  */
-import { readFlowRunSettings, WARM_TTL_ENV } from "../config/flow-run-env.js";
+import { keepAliveTransport } from "../client/transport.js";
+import type { Transport } from "../client/http.js";
+import { FLOW_RUN_ENV, readFlowRunSettings, WARM_TTL_ENV } from "../config/flow-run-env.js";
+import { parseApiUrls } from "../shared/api-urls.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { executeFlowRun } from "./execute.js";
 
@@ -14,8 +18,11 @@ export async function main(): Promise<never> {
   let code: number;
   try {
     const warmTtl = process.env[WARM_TTL_ENV];
+    const transport = keepAliveTransport();
     if (warmTtl) {
+      const stopWarming = warmUp(transport, process.env[FLOW_RUN_ENV.apiUrl]);
       const assignment = await waitForRun(Number(warmTtl));
+      stopWarming();
       if (assignment === undefined) process.exit(0);
       // Into the process's environment, as a cold container has them: flows may read BERTH_FLOW_RUN_ID and
       // BERTH_FLOW_RUN_EPOCH there.
@@ -26,7 +33,7 @@ export async function main(): Promise<never> {
     const stop = () => controller.abort();
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
-    code = await executeFlowRun({ settings, signal: controller.signal });
+    code = await executeFlowRun({ settings, signal: controller.signal, transport });
   } catch (err) {
     const detail = isBerthError(err) || !process.env.BERTH_DEBUG ? "" : `\n${(err as Error)?.stack ?? ""}`;
     process.stderr.write(`berth: ${isBerthError(err) ? "" : "unexpected error: "}${describeError(err)}${detail}\n`);
@@ -83,4 +90,35 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
     throw new BerthError("BERTH_E_CONFIG", "a warm container's run must come as a JSON object of variables (strings)");
   }
   return parsed as Record<string, string>;
+}
+
+/** How often a waiting warm container asks its server for /health: well within the server's keep-alive (72 s). */
+const KEEP_WARM_MS = 30_000;
+
+/**
+ * What a warm container does while it waits, so that its run starts sooner: it opens its connection to the
+ * server (asking /health, again now and then so that the server keeps it open), and defines a throwaway flow,
+ * which compiles what loading the run's flow will call (defining tasks parses their functions' parameters).
+ * Nothing of it is anyone's run, and nothing is printed. Stops with the returned function.
+ */
+function warmUp(transport: Transport, apiUrl: string | undefined): () => void {
+  void Promise.all([import("../flows/flow.js"), import("../flows/task.js")])
+    .then(([{ Flow }, { task }]) => new Flow("berth warm-up").addTask(task(({ value }: { value?: number }) => value ?? 0, { name: "warm-up" })))
+    .catch(() => undefined);
+  let url: URL;
+  try {
+    url = new URL(`${parseApiUrls(apiUrl ?? "")[0]}/health`);
+  } catch {
+    return () => {};
+  }
+  const ask = (): void => {
+    transport(url, { method: "GET", headers: {}, body: null, signal: AbortSignal.timeout(5_000) }).then(
+      (reply) => reply.arrayBuffer(),
+      () => undefined,
+    );
+  };
+  ask();
+  const timer = setInterval(ask, KEEP_WARM_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }

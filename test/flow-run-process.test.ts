@@ -115,6 +115,26 @@ describe("berth execute flow-run", () => {
   });
 
 
+  it("as a warm container, opens its connection to the server while it waits, printing nothing, and exits quietly when its input ends empty", { timeout: 60_000 }, async () => {
+    const before = await requests("GET", "/health");
+    const child = spawn(process.execPath, [CLI, "execute", "flow-run"], {
+      env: { PATH: process.env.PATH ?? "", BERTH_API_URL: client.baseUrl, BERTH_WARM_TTL_MS: "30000" },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (output += d.toString()));
+    const exited = once(child, "exit");
+    const deadline = Date.now() + 20_000;
+    while ((await requests("GET", "/health")) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect(await requests("GET", "/health")).toBe(before + 1);
+    expect(child.exitCode).toBeNull();
+    child.stdin.end();
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+    expect(output).toBe("");
+  });
+
   it("as a warm container, runs the run its input gives it with the run's variables in its environment, as a cold one does", { timeout: 60_000 }, async () => {
     const { bundleFlowFile } = (await import(pathToFileURL(path.join(REPO, "dist", "storage", "bundle.js")).href)) as typeof import("../storage/bundle.js");
     const source = path.join(dir, "env-flow.ts");
