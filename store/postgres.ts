@@ -86,6 +86,8 @@ const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 const CLAIM_LOCK = "berth:claims";
 /** Whether any concurrency limit is set: a label's, or any version's of a flow. */
 const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) AS limited`;
+/** The counts of a claim that found no limit set. */
+const NO_LIMITS = new LimitCounts(new Map(), new Map(), new Map(), new Map());
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
@@ -188,7 +190,10 @@ export class PostgresStore implements StateStore {
   // Flows.
 
   async registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }> {
-    return this.tx([flowLock(input.name)], async (db) => {
+    // A flow with a limit of its own waits, as setting a label's limit does, for the claims under way that
+    // found no limit set (claimFlowRuns).
+    const locks = input.maxConcurrentRuns == null ? [flowLock(input.name)] : [flowLock(input.name), CLAIM_LOCK];
+    return this.tx(locks, async (db) => {
       const context = input.storage.type === "docker" ? input.storage.context : undefined;
       if (context) {
         // FOR SHARE: no removal of unused contexts can slip in between this check and the insert.
@@ -316,8 +321,10 @@ export class PostgresStore implements StateStore {
     if (!this.limitsSeen) {
       const claimed = await this.tx([], async (db) => {
         await db.run("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", CLAIM_LOCK);
+        // A statement of its own, after the lock: its snapshot then holds any limit set before the lock was had.
         if ((await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited) return undefined;
-        return claimRuns(db, agentId, agentLabels, max, leaseMs);
+        // No limit is set, and none can be while the lock is held: there are no counts to read.
+        return claimRuns(db, agentId, agentLabels, max, leaseMs, NO_LIMITS);
       });
       if (claimed) return claimed;
       this.limitsSeen = true;
@@ -934,10 +941,10 @@ async function readLimits(db: PgAccess): Promise<LimitCounts> {
   return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
 }
 
-async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
+async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number, known?: LimitCounts): Promise<FlowRun[]> {
   const now = db.timestamp();
   const leaseExpiresAt = db.timestamp(leaseMs);
-  const limits = await readLimits(db);
+  const limits = known ?? (await readLimits(db));
   const claimed: FlowRun[] = [];
   const take = async (candidate: Candidate): Promise<boolean> => {
     const labels = JSON.parse(candidate.labels) as string[];
