@@ -2,7 +2,7 @@ import { whileServerDown } from "./retry.js";
 import { isBerthError, BerthError } from "../wire/errors.js";
 import { cutText } from "../shared/text.js";
 import { FINAL_FLOW_RUN_STATES, MAX_STATE_MESSAGE_LENGTH } from "../wire/constants.js";
-import type { FlowRun, FlowRunStateName } from "../wire/schema.js";
+import type { FlowRun, FlowRunStateName, LogLine, TaskRun } from "../wire/schema.js";
 import type { RunClient } from "./run-client.js";
 
 export interface StateWriteOutcome {
@@ -29,7 +29,7 @@ export interface StateWriteOptions {
 export async function writeFlowRunState(
   client: RunClient,
   flowRunId: string,
-  write: { state: FlowRunStateName; message?: string | undefined },
+  write: { state: FlowRunStateName; message?: string | undefined; taskRuns?: TaskRun[] | undefined; logs?: LogLine[] | undefined },
   knownVersion: number,
   options: StateWriteOptions = {},
 ): Promise<StateWriteOutcome> {
@@ -44,6 +44,8 @@ export async function writeFlowRunState(
           // A message the server cannot store would cost the state itself: cut it instead.
           ...(write.message === undefined ? {} : { message: cutText(write.message, MAX_STATE_MESSAGE_LENGTH) }),
           ...(options.epoch === undefined ? {} : { epoch: options.epoch }),
+          ...(write.taskRuns?.length ? { taskRuns: write.taskRuns } : {}),
+          ...(write.logs?.length ? { logs: write.logs } : {}),
         }),
       );
       return { run, applied: true };

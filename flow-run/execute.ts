@@ -67,7 +67,7 @@ export async function executeFlowRun(options: ExecuteOptions): Promise<number> {
     if (context.finalState === undefined && !context.fenced) {
       const message = isBerthError(err) ? err.message : `Unexpected error raised during flow run: ${describeError(err)}`;
       reporter.log("error", message);
-      await reporter.drain(settings.serverDownForMs);
+      // The line travels with the state (or goes before it).
       await context.setState("Failed", message).catch((e) => write(`berth: could not record the failure: ${describeError(e)}`));
     }
   } finally {

@@ -13,7 +13,7 @@ import type { RunClient } from "../client/run-client.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { cutText } from "../shared/text.js";
 import { describeError, isBerthError } from "../wire/errors.js";
-import { MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH } from "../wire/constants.js";
+import { MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, STATE_REPORT_MAX } from "../wire/constants.js";
 import type { LogLevel, LogLine, TaskRun } from "../wire/schema.js";
 
 export interface ReporterOptions {
@@ -36,6 +36,15 @@ const CHUNK_LINES = 2_000;
 const CHUNK_BYTES = 2 * 1024 * 1024;
 
 type Outcome = "sent" | "retry" | "fenced";
+
+/** What a flow-run state write carries of the reporter's queue. */
+export interface StateReport {
+  taskRuns: TaskRun[];
+  logs: LogLine[];
+}
+
+/** Most bytes of log lines (estimated) a state write carries: a state write stays small. */
+const STATE_REPORT_BYTES = 256 * 1024;
 
 export class RunReporter {
   private logs: LogLine[] = [];
@@ -123,6 +132,36 @@ export class RunReporter {
   close(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /**
+   * Takes everything buffered out of the queue, once any send under way is over, for a flow-run state write
+   * to carry (StateChange) instead of requests of its own; undefined, leaving the queue as it is, when it is
+   * too much for one state write (drain() first). The caller gives it back (giveBack) if the write fails.
+   */
+  async takeForStateWrite(): Promise<StateReport | undefined> {
+    while (this.flushing) await this.flushing;
+    // From here on nothing awaits: no send can start between the check and the taking.
+    if (this.fenced || this.logs.length > STATE_REPORT_MAX || this.taskRuns.size > STATE_REPORT_MAX) return undefined;
+    let bytes = 0;
+    for (const line of this.logs) bytes += line.message.length * 3 + 200;
+    if (bytes > STATE_REPORT_BYTES) return undefined;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const report = { taskRuns: [...this.taskRuns.values()], logs: this.logs };
+    this.taskRuns.clear();
+    this.logs = [];
+    return report;
+  }
+
+  /** Queues again what a state write did not deliver: before anything buffered since, bar newer task states. */
+  giveBack(report: StateReport): void {
+    if (report.taskRuns.length === 0 && report.logs.length === 0) return;
+    const newer = this.taskRuns;
+    this.taskRuns = new Map(report.taskRuns.map((t) => [t.taskSlug, t]));
+    for (const [slug, t] of newer) this.taskRuns.set(slug, t);
+    this.logs = [...report.logs, ...this.logs];
+    this.schedule(false);
   }
 
   private async send(): Promise<void> {

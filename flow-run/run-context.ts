@@ -15,7 +15,7 @@ export interface RunInfo {
   version: number;
   parameters: Record<string, unknown>;
 }
-import type { RunReporter } from "./reporter.js";
+import type { RunReporter, StateReport } from "./reporter.js";
 
 export class RunContext {
   version: number;
@@ -76,24 +76,45 @@ export class RunContext {
 
   /**
    * Writes a state; returns false when it no longer applies (the run ended elsewhere, or this attempt was
-   * superseded). Waits out a server restart.
+   * superseded). Waits out a server restart. The task states and log lines not yet reported travel with it,
+   * and are recorded before it; a final state waits for any that are too many to travel with it.
    */
   async setState(state: FlowRunStateName, message?: string): Promise<boolean> {
     if (this.fenced) return false;
-    let outcome;
-    try {
-      outcome = await writeFlowRunState(this.client, this.id, { state, message }, this.version, {
+    let report = await this.reporter.takeForStateWrite();
+    if (report === undefined && FINAL_FLOW_RUN_STATES.includes(state)) {
+      // Once a run is final its followers stop reading: everything it printed goes first.
+      await this.reporter.drain(this.serverDownForMs);
+      report = await this.reporter.takeForStateWrite();
+    }
+    const write = (carry: StateReport | undefined) =>
+      writeFlowRunState(this.client, this.id, { state, message, ...carry }, this.version, {
         epoch: this.epoch,
         serverDownForMs: this.serverDownForMs,
         onConflict: (current) => {
           if (current.state === "Cancelling") this.cancel("the run was cancelled");
         },
       });
+    let outcome;
+    try {
+      try {
+        outcome = await write(report);
+      } catch (err) {
+        // Not recorded: the reporter sends it on its own (or learns that this attempt is fenced).
+        if (report) this.reporter.giveBack(report);
+        // What it carried must not cost the state (a server with a smaller body limit refuses it): once more
+        // without; the reporter splits or drops what the server will not take.
+        if (!report || !isBerthError(err) || err.status < 400 || err.status >= 500 || isBerthError(err, "BERTH_E_STALE_LEASE")) throw err;
+        report = undefined;
+        if (FINAL_FLOW_RUN_STATES.includes(state)) await this.reporter.drain(this.serverDownForMs);
+        outcome = await write(undefined);
+      }
     } catch (err) {
       if (!isBerthError(err, "BERTH_E_STALE_LEASE")) throw err;
       this.fence();
       return false;
     }
+    if (!outcome.applied && report) this.reporter.giveBack(report);
     this.version = outcome.run.version;
     if (FINAL_FLOW_RUN_STATES.includes(outcome.run.state)) this.finalState = outcome.run.state;
     return outcome.applied;

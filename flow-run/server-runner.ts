@@ -24,8 +24,7 @@ export function serverFlowRunnerClass(context: RunContext): typeof FlowRunner {
               context.started = true;
               return;
             }
-            // Every log line and task state first: once the run is final, followers stop reading.
-            await context.reporter.drain(context.serverDownForMs);
+            // Every log line and task state goes with the final state (context.setState), or before it.
             if (state === "Cancelled" && !(await context.cancelledByUser())) {
               // Stopped from outside (SIGTERM from the Docker engine or an operator), not cancelled: that is a failure.
               await context.setState("Failed", `the flow run's container was stopped before the flow finished (${context.stopReason ?? "signal"})`);

@@ -159,6 +159,7 @@ describe("berth execute flow-run", () => {
     // As an agent hands a run to a warm container: its own variables on standard input, the rest in the environment.
     const given = Object.fromEntries(Object.entries(env).filter(([name]) => RUN_VARIABLES.includes(name)));
     const rest = Object.fromEntries(Object.entries(env).filter(([name]) => !RUN_VARIABLES.includes(name)));
+    const logWrites = await requests("POST", "/api/flow-runs/:id/logs");
     const child = spawn(process.execPath, [CLI, "execute", "flow-run"], {
       env: { PATH: process.env.PATH ?? "", ...rest, BERTH_WARM_TTL_MS: "30000" },
       stdio: ["pipe", "pipe", "pipe"],
@@ -172,12 +173,16 @@ describe("berth execute flow-run", () => {
     expect((await client.getFlowRun(flowRun.id)).state).toBe("Success");
     const lines = (await client.getLogs(flowRun.id, { after: 0, limit: 100 })).logs.map((l) => l.message);
     expect(lines).toContain(`env id=${flowRun.id} epoch=${claim.flowRun.epoch}`);
+    // The line the flow printed came with its final state, not in a request of its own.
+    expect(await requests("POST", "/api/flow-runs/:id/logs")).toBe(logWrites);
   });
 
   it("runs the flow its agent described, without asking for the run or the flow, and loads no zod, commander or undici", { timeout: 60_000 }, async () => {
     const { flow, claim } = await claimedRun();
     const runsRead = await requests("GET", "/api/flow-runs/:id");
     const flowsRead = await requests("GET", "/api/flows/:id");
+    const writes = async () => [await requests("POST", "/api/flow-runs/:id/state"), await requests("POST", "/api/flow-runs/:id/task-runs"), await requests("POST", "/api/flow-runs/:id/logs")];
+    const [statesBefore, taskRunsBefore, logsBefore] = await writes();
     const description: RunDescription = {
       flowId: flow.id,
       flowName: flow.name,
@@ -192,6 +197,8 @@ describe("berth execute flow-run", () => {
     expect((await client.listTaskRuns(run.id)).map((t) => [t.taskSlug, t.state])).toEqual([["one", "Success"]]);
     expect(await requests("GET", "/api/flow-runs/:id")).toBe(runsRead + 1); // this test's own read, just above
     expect(await requests("GET", "/api/flows/:id")).toBe(flowsRead);
+    // Two requests in all: Running, then Success with the task's states.
+    expect(await writes()).toEqual([statesBefore! + 2, taskRunsBefore, logsBefore]);
 
     // It did load the flow and berth (the check below would pass for a process that loaded nothing).
     expect(loaded.some((url) => url.endsWith("/dist/flow-run/execute.js"))).toBe(true);

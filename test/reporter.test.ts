@@ -6,6 +6,7 @@
 import { describe, expect } from "vitest";
 import { ApiClient } from "../client/api-client.js";
 import { RunReporter } from "../flow-run/reporter.js";
+import { RunContext } from "../flow-run/run-context.js";
 import { MAX_STATE_MESSAGE_LENGTH } from "../wire/schema.js";
 import { flowInput } from "./support/fixtures.js";
 import { test as it, type TestServer } from "./support/server.js";
@@ -47,6 +48,48 @@ async function running(server: TestServer) {
 }
 
 describe("the run reporter", () => {
+  it("hands its queue to a state write, takes back what was not delivered in order, and keeps too much for one write", async ({ server }) => {
+    const transport = { down: false, loseReplies: 0, requests: 0 };
+    const { id, epoch } = await running(server);
+    const reporter = new RunReporter({ client: clientFor(server, transport), flowRunId: id, epoch, warn: () => {}, maxBatch: 10_000 });
+    reporter.taskState({ taskSlug: "t", taskName: "t", state: "Running", attempt: 1 });
+    reporter.log("info", "first");
+    const report = (await reporter.takeForStateWrite())!;
+    expect(report.logs.map((l) => l.message)).toEqual(["first"]);
+    expect(report.taskRuns.map((t) => t.state)).toEqual(["Running"]);
+    // Taken: nothing left to send on its own.
+    await reporter.drain(1_000);
+    expect(transport.requests).toBe(0);
+    // Meanwhile the task moved on and another line came; the write failed, so its part comes back first.
+    reporter.taskState({ taskSlug: "t", taskName: "t", state: "Success", attempt: 1 });
+    reporter.log("info", "second");
+    reporter.giveBack(report);
+    await reporter.drain(1_000);
+    expect((await server.store.listLogs(id, 0, 10)).map((l) => l.message)).toEqual(["first", "second"]);
+    expect((await server.store.listTaskRuns(id)).map((t) => t.state)).toEqual(["Success"]);
+    // More than one state write should carry stays queued, for drain().
+    for (let i = 0; i < 2_001; i++) reporter.log("info", `line ${i}`);
+    expect(await reporter.takeForStateWrite()).toBeUndefined();
+    expect(reporter.empty).toBe(false);
+  });
+
+  it("records a final state whose report a server with a small body limit refuses, and the lines before it", async ({ startServer }) => {
+    const server = await startServer({ config: { bodyLimitBytes: 64 * 1024 } });
+    const transport = { down: false, loseReplies: 0, requests: 0 };
+    const { id, epoch } = await running(server);
+    const client = clientFor(server, transport);
+    const reporter = new RunReporter({ client, flowRunId: id, epoch, warn: () => {}, maxBatch: 10_000 });
+    const context = new RunContext(client, reporter, { id, version: 1, parameters: {} }, epoch, 1_000);
+    expect(await context.setState("Running")).toBe(true);
+    // About 75 KB: small enough to travel with the state, too large for this server's limit.
+    for (let i = 1; i <= 15; i++) reporter.log("info", `line ${i} ${"y".repeat(5_000)}`);
+    expect(await context.setState("Success")).toBe(true);
+    expect((await server.store.getFlowRun(id))?.state).toBe("Success");
+    const logs = await server.store.listLogs(id, 0, 100);
+    expect(logs.map((l) => l.message.split(" ").slice(0, 2).join(" "))).toEqual(Array.from({ length: 15 }, (_, i) => `line ${i + 1}`));
+    expect(reporter.dropped).toBe(0);
+  });
+
   it("cuts a message too long to store, and loses no log line over it", async ({ server }) => {
     const transport = { down: false, loseReplies: 0, requests: 0 };
     const { id, epoch } = await running(server);

@@ -249,6 +249,29 @@ describe("flow-run state", () => {
     expect((await get(`/api/flow-runs/${run.id}`)).body).toMatchObject({ state: "Success", version: 4 });
   });
 
+  it("records the task states and log lines a state write carries, before the state, and none when the write is refused", async () => {
+    const { run } = await claimedRun();
+    const line = (seq: number, message: string) => ({ at: new Date().toISOString(), level: "info", message, seq });
+    const task = (state: string) => ({ taskSlug: "one", taskName: "one", state, attempt: 1 });
+    const logs = async () => (await get(`/api/flow-runs/${run.id}/logs?after=0`)).body.logs.map((l: { message: string }) => l.message);
+    const taskRuns = async () => (await get(`/api/flow-runs/${run.id}/task-runs`)).body.taskRuns.map((t: { state: string }) => t.state);
+
+    // Refused (a stale version, a stale epoch): nothing of what it carried is recorded.
+    await expectError(s.app, { method: "POST", url: `/api/flow-runs/${run.id}/state`, payload: { state: "Running", expectedVersion: 0, epoch: 1, logs: [line(1, "early")], taskRuns: [task("Pending")] } }, 409, "BERTH_E_STALE_VERSION");
+    await expectError(s.app, { method: "POST", url: `/api/flow-runs/${run.id}/state`, payload: { state: "Running", expectedVersion: 1, epoch: 0, logs: [line(1, "early")] } }, 409, "BERTH_E_STALE_LEASE");
+    expect(await logs()).toEqual([]);
+    expect(await taskRuns()).toEqual([]);
+
+    await post(`/api/flow-runs/${run.id}/state`, { state: "Running", expectedVersion: 1, epoch: 1, logs: [line(1, "starting")], taskRuns: [task("Pending")] });
+    expect(await logs()).toEqual(["starting"]);
+    expect(await taskRuns()).toEqual(["Pending"]);
+    // Sent again (a lost reply): each line is stored once, and the task keeps one state.
+    const done = await post(`/api/flow-runs/${run.id}/state`, { state: "Success", expectedVersion: 2, epoch: 1, logs: [line(1, "starting"), line(2, "done")], taskRuns: [task("Success")] });
+    expect(done.body).toMatchObject({ state: "Success", version: 3 });
+    expect(await logs()).toEqual(["starting", "done"]);
+    expect(await taskRuns()).toEqual(["Success"]);
+  });
+
   it("refuses transitions the table does not allow", async () => {
     const flow = await registerFlow();
     const run = await createRun({ flowId: flow.id });

@@ -25,6 +25,8 @@ export const IMAGE_FLOWS_DIR = "/opt/berth/flows";
 
 /** The longest state or task-run message the server stores; writers cut longer ones (shared/text.ts). */
 export const MAX_STATE_MESSAGE_LENGTH = 20_000;
+/** Most task states, and most log lines, a flow-run state write may carry (StateChange). */
+export const STATE_REPORT_MAX = 2_000;
 
 /** The longest log message the server stores; senders cut longer ones rather than lose them. */
 export const MAX_LOG_MESSAGE_LENGTH = 100_000;

@@ -30,7 +30,7 @@ import {
   PLACEMENT_CONSTRAINT_HELP,
   RESOURCE_BOUNDS,
   RUN_AS,
-  DEFAULT_CLAIM_WAIT_MS, JSON_SIZE_LIMITS, LABEL, MAX_KNOWN_FLOWS, FLOW_RUN_STATES, LOG_LEVELS, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, TASK_RUN_STATES } from "./constants.js";
+  DEFAULT_CLAIM_WAIT_MS, JSON_SIZE_LIMITS, LABEL, MAX_KNOWN_FLOWS, FLOW_RUN_STATES, LOG_LEVELS, MAX_LOG_MESSAGE_LENGTH, MAX_STATE_MESSAGE_LENGTH, STATE_REPORT_MAX, TASK_RUN_STATES } from "./constants.js";
 
 export {
   MAX_KNOWN_FLOWS,
@@ -342,15 +342,6 @@ export type FlowRunCreated = z.infer<typeof FlowRunCreated>;
 /** The writer's lease epoch: a write that carries one is refused (BERTH_E_STALE_LEASE) unless it is the run's. */
 const Epoch = z.number().int().nonnegative();
 
-export const StateChange = z.object({
-  state: FlowRunStateName,
-  message: z.string().max(MAX_STATE_MESSAGE_LENGTH).optional(),
-  expectedVersion: z.number().int().nonnegative(),
-  /** Sent by the run's own attempt; users' writes (cancel, CLI) leave it out and are not fenced. */
-  epoch: Epoch.optional(),
-});
-export type StateChange = z.infer<typeof StateChange>;
-
 export const TaskRun = z.object({
   taskSlug: z.string().min(1).max(500),
   taskName: z.string().min(1).max(500),
@@ -381,6 +372,22 @@ export type LogLine = z.infer<typeof LogLine>;
 
 export const LogsAppend = z.object({ logs: z.array(LogLine).min(1).max(10_000), epoch: Epoch.optional() });
 export type LogsAppend = z.infer<typeof LogsAppend>;
+
+export const StateChange = z.object({
+  state: FlowRunStateName,
+  message: z.string().max(MAX_STATE_MESSAGE_LENGTH).optional(),
+  expectedVersion: z.number().int().nonnegative(),
+  /** Sent by the run's own attempt; users' writes (cancel, CLI) leave it out and are not fenced. */
+  epoch: Epoch.optional(),
+  /**
+   * Task states and log lines the attempt has not reported yet, recorded before the state when the write is
+   * accepted (as POST …/task-runs and …/logs would record them): a run's last report and its final state,
+   * or its first lines and Running, travel in one request. Nothing of them is recorded when the write is refused.
+   */
+  taskRuns: z.array(TaskRun).max(STATE_REPORT_MAX).optional(),
+  logs: z.array(LogLine).max(STATE_REPORT_MAX).optional(),
+});
+export type StateChange = z.infer<typeof StateChange>;
 
 export const StoredLog = LogLine.omit({ seq: true }).extend({ id: z.number().int(), task: z.string().nullable() });
 export type StoredLog = z.infer<typeof StoredLog>;

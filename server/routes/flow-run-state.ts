@@ -4,6 +4,7 @@ import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
 import { assertTransition, isFinalState } from "../states.js";
 import { writeState } from "../write-state.js";
+import { logsTopic } from "../notifier.js";
 import { IdParams, flowRunNotFound, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
 
 const CANCEL_ATTEMPTS = 10;
@@ -14,7 +15,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     {
       config: { access: "run-write" },
       schema: {
-        summary: "Change a flow run's state (compare-and-swap on version, fenced by epoch when given)",
+        summary: "Change a flow run's state (compare-and-swap on version, fenced by epoch when given), with the attempt's unreported task states and log lines",
         tags: ["flow runs"],
         params: IdParams,
         body: StateChange.strict(),
@@ -23,14 +24,29 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
     },
     async (request) => {
       const { id } = request.params;
-      const { state, expectedVersion, epoch } = request.body;
-      const message = request.body.message === undefined ? undefined : await ctx.secrets.redact(request.body.message, await redactionScope(ctx, request, id));
+      const { state, expectedVersion, epoch, taskRuns = [], logs = [] } = request.body;
+      const reported = taskRuns.length > 0 || logs.length > 0;
+      const scope = request.body.message !== undefined || reported ? await redactionScope(ctx, request, id) : undefined;
+      const message = request.body.message === undefined ? undefined : await ctx.secrets.redact(request.body.message, scope);
       const run = await requireFlowRun(ctx.store, id);
       // A superseded attempt learns that first: it must stop, whereas a stale version only means re-read.
       if (epoch !== undefined && isStaleEpoch(epoch, run.epoch)) throw staleLease(id, run.epoch, epoch);
       // A stale writer learns that next: its idea of the current state is what is out of date.
       if (run.version !== expectedVersion) throw staleVersion(id, expectedVersion, run.version);
       assertTransition(id, run.state, state);
+      if (reported) {
+        // Before the state: once a run is final, its followers stop reading. A retry of this request records
+        // them again harmlessly (task states replace by slug, numbered lines are stored once).
+        const [runs, lines] = await Promise.all([
+          ctx.secrets.redactEach(taskRuns, (t) => t.message, (t, m) => ({ ...t, message: m }), scope),
+          ctx.secrets.redactEach(logs, (l) => l.message, (l, m) => ({ ...l, message: m }), scope),
+        ]);
+        await Promise.all([
+          runs.length > 0 && ctx.store.upsertTaskRuns(id, runs, epoch),
+          lines.length > 0 && ctx.store.appendLogs(id, lines, epoch, ctx.options.runLogLimitBytes),
+        ]);
+        if (logs.length > 0) ctx.notifier.notify(logsTopic(id));
+      }
       return writeState(ctx, id, { state, message, expectedVersion, epoch });
     },
   );
