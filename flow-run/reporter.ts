@@ -53,6 +53,9 @@ export class RunReporter {
   private seq = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  /** Set while a state write carries what was queued (takeForStateWrite): nothing is sent meanwhile. */
+  private held: Promise<void> | undefined;
+  private release: () => void = () => {};
   private fenced = false;
   failedFlushes = 0;
   /** Log lines and task states given up on: refused by the server, or still undelivered when drain() ended. */
@@ -96,7 +99,7 @@ export class RunReporter {
 
   /** Sends everything buffered; resolves when it has been sent (or has failed and stays queued). */
   async flush(): Promise<void> {
-    while (this.flushing) await this.flushing;
+    while (this.flushing || this.held) await (this.flushing ?? this.held);
     if (this.empty || this.fenced) return;
     this.flushing = this.send().finally(() => {
       this.flushing = undefined;
@@ -137,10 +140,11 @@ export class RunReporter {
   /**
    * Takes everything buffered out of the queue, once any send under way is over, for a flow-run state write
    * to carry (StateChange) instead of requests of its own; undefined, leaving the queue as it is, when it is
-   * too much for one state write (drain() first). The caller gives it back (giveBack) if the write fails.
+   * too much for one state write (drain() first). Until `stateWriteDone`, nothing is sent: what is logged
+   * meanwhile waits, so that no line reaches the server ahead of those the state write carries.
    */
   async takeForStateWrite(): Promise<StateReport | undefined> {
-    while (this.flushing) await this.flushing;
+    while (this.flushing || this.held) await (this.flushing ?? this.held);
     // From here on nothing awaits: no send can start between the check and the taking.
     if (this.fenced || this.logs.length > STATE_REPORT_MAX || this.taskRuns.size > STATE_REPORT_MAX) return undefined;
     let bytes = 0;
@@ -151,17 +155,24 @@ export class RunReporter {
     const report = { taskRuns: [...this.taskRuns.values()], logs: this.logs };
     this.taskRuns.clear();
     this.logs = [];
+    this.held = new Promise<void>((resolve) => (this.release = resolve));
     return report;
   }
 
-  /** Queues again what a state write did not deliver: before anything buffered since, bar newer task states. */
-  giveBack(report: StateReport): void {
-    if (report.taskRuns.length === 0 && report.logs.length === 0) return;
-    const newer = this.taskRuns;
-    this.taskRuns = new Map(report.taskRuns.map((t) => [t.taskSlug, t]));
-    for (const [slug, t] of newer) this.taskRuns.set(slug, t);
-    this.logs = [...report.logs, ...this.logs];
-    this.schedule(false);
+  /**
+   * After the state write that carried `report`: sending resumes, and what it did not deliver is queued again,
+   * before anything logged since (bar task states that moved on meanwhile).
+   */
+  stateWriteDone(report: StateReport, delivered: boolean): void {
+    if (!delivered) {
+      const newer = this.taskRuns;
+      this.taskRuns = new Map(report.taskRuns.map((t) => [t.taskSlug, t]));
+      for (const [slug, t] of newer) this.taskRuns.set(slug, t);
+      this.logs = [...report.logs, ...this.logs];
+    }
+    this.held = undefined;
+    this.release();
+    if (!this.empty) this.schedule(false);
   }
 
   private async send(): Promise<void> {

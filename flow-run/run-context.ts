@@ -6,6 +6,7 @@
 import type { RunClient } from "../client/run-client.js";
 import { BerthError, isBerthError } from "../wire/errors.js";
 import { writeFlowRunState } from "../client/state-writes.js";
+import { isServerDown } from "../client/retry.js";
 import { FINAL_FLOW_RUN_STATES } from "../wire/constants.js";
 import type { FlowRunStateName } from "../wire/schema.js";
 
@@ -99,13 +100,15 @@ export class RunContext {
     try {
       try {
         outcome = await write(report);
+        // Not applied (the run ended elsewhere): what it carried goes on its own.
+        if (report) this.reporter.stateWriteDone(report, outcome.applied);
       } catch (err) {
         // Not recorded: the reporter sends it on its own (or learns that this attempt is fenced).
-        if (report) this.reporter.giveBack(report);
-        // What it carried must not cost the state (a server with a smaller body limit refuses it): once more
-        // without; the reporter splits or drops what the server will not take.
-        if (!report || !isBerthError(err) || err.status < 400 || err.status >= 500 || isBerthError(err, "BERTH_E_STALE_LEASE")) throw err;
-        report = undefined;
+        if (report) this.reporter.stateWriteDone(report, false);
+        // What it carried must not cost the state (a server with a smaller body limit, a line its database
+        // cannot store): once more without it; the reporter splits, retries or drops what the server will
+        // not take. An unreachable server or a superseded attempt would refuse that too.
+        if (!report || isServerDown(err) || isBerthError(err, "BERTH_E_STALE_LEASE")) throw err;
         if (FINAL_FLOW_RUN_STATES.includes(state)) await this.reporter.drain(this.serverDownForMs);
         outcome = await write(undefined);
       }
@@ -114,7 +117,6 @@ export class RunContext {
       this.fence();
       return false;
     }
-    if (!outcome.applied && report) this.reporter.giveBack(report);
     this.version = outcome.run.version;
     if (FINAL_FLOW_RUN_STATES.includes(outcome.run.state)) this.finalState = outcome.run.state;
     return outcome.applied;

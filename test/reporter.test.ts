@@ -48,7 +48,7 @@ async function running(server: TestServer) {
 }
 
 describe("the run reporter", () => {
-  it("hands its queue to a state write, takes back what was not delivered in order, and keeps too much for one write", async ({ server }) => {
+  it("hands its queue to a state write, sends nothing while it is out, takes back what it did not deliver in order, and keeps too much for one write", async ({ server }) => {
     const transport = { down: false, loseReplies: 0, requests: 0 };
     const { id, epoch } = await running(server);
     const reporter = new RunReporter({ client: clientFor(server, transport), flowRunId: id, epoch, warn: () => {}, maxBatch: 10_000 });
@@ -57,13 +57,17 @@ describe("the run reporter", () => {
     const report = (await reporter.takeForStateWrite())!;
     expect(report.logs.map((l) => l.message)).toEqual(["first"]);
     expect(report.taskRuns.map((t) => t.state)).toEqual(["Running"]);
-    // Taken: nothing left to send on its own.
-    await reporter.drain(1_000);
-    expect(transport.requests).toBe(0);
-    // Meanwhile the task moved on and another line came; the write failed, so its part comes back first.
+    expect(reporter.empty).toBe(true);
+    // Meanwhile the task moved on and another line came: held back while the state write is out, even when
+    // a flush is asked for, so that nothing overtakes what the state write carries.
     reporter.taskState({ taskSlug: "t", taskName: "t", state: "Success", attempt: 1 });
     reporter.log("info", "second");
-    reporter.giveBack(report);
+    const flushed = reporter.flush();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(transport.requests).toBe(0);
+    // The write failed: its part comes back first, and sending resumes.
+    reporter.stateWriteDone(report, false);
+    await flushed;
     await reporter.drain(1_000);
     expect((await server.store.listLogs(id, 0, 10)).map((l) => l.message)).toEqual(["first", "second"]);
     expect((await server.store.listTaskRuns(id)).map((t) => t.state)).toEqual(["Success"]);
@@ -88,6 +92,27 @@ describe("the run reporter", () => {
     const logs = await server.store.listLogs(id, 0, 100);
     expect(logs.map((l) => l.message.split(" ").slice(0, 2).join(" "))).toEqual(Array.from({ length: 15 }, (_, i) => `line ${i + 1}`));
     expect(reporter.dropped).toBe(0);
+  });
+
+  it("records a final state whose report the server failed to store, and the lines once the server takes them", async ({ server }) => {
+    const transport = { down: false, loseReplies: 0, requests: 0 };
+    const { id, epoch } = await running(server);
+    const client = clientFor(server, transport);
+    const reporter = new RunReporter({ client, flowRunId: id, epoch, warn: () => {} });
+    const context = new RunContext(client, reporter, { id, version: 1, parameters: {} }, epoch, 2_000);
+    expect(await context.setState("Running")).toBe(true);
+    reporter.log("info", "one");
+    reporter.log("info", "two");
+    // The store fails the first append (a line its database cannot hold, a full disk): a 500 for the state write.
+    const append = server.store.appendLogs.bind(server.store);
+    let failures = 1;
+    server.store.appendLogs = async (...args: Parameters<typeof append>) => {
+      if (failures-- > 0) throw new Error("disk I/O error");
+      return append(...args);
+    };
+    expect(await context.setState("Success")).toBe(true);
+    expect((await server.store.getFlowRun(id))?.state).toBe("Success");
+    expect((await server.store.listLogs(id, 0, 10)).map((l) => l.message)).toEqual(["one", "two"]);
   });
 
   it("cuts a message too long to store, and loses no log line over it", async ({ server }) => {

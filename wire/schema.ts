@@ -380,9 +380,11 @@ export const StateChange = z.object({
   /** Sent by the run's own attempt; users' writes (cancel, CLI) leave it out and are not fenced. */
   epoch: Epoch.optional(),
   /**
-   * Task states and log lines the attempt has not reported yet, recorded before the state when the write is
-   * accepted (as POST …/task-runs and …/logs would record them): a run's last report and its final state,
-   * or its first lines and Running, travel in one request. Nothing of them is recorded when the write is refused.
+   * Task states and log lines the attempt has not reported yet, recorded before the state (as POST …/task-runs
+   * and …/logs would record them) once the write has passed its checks (epoch, version, transition): a run's
+   * last report and its final state, or its first lines and Running, travel in one request. A write that then
+   * loses its compare-and-swap to a concurrent writer may leave them recorded; sent again, lines are stored
+   * once and task states replace their own.
    */
   taskRuns: z.array(TaskRun).max(STATE_REPORT_MAX).optional(),
   logs: z.array(LogLine).max(STATE_REPORT_MAX).optional(),
