@@ -100,8 +100,16 @@ export class WarmPool {
     while (list.length > 0) {
       const warm = list.shift()!;
       // Its own timer ends it at ttlMs: one close to it may be exiting already.
-      if (warm.imageId === imageId && now - warm.createdAt < this.options.ttlMs - 1_000) return { id: warm.id, input: warm.input };
-      void this.remove(warm, warm.imageId === imageId ? "its time to live is (nearly) over" : "its image is no longer the run's");
+      const why =
+        warm.imageId !== imageId
+          ? "its image is no longer the run's"
+          : now - warm.createdAt >= this.options.ttlMs - 1_000
+            ? "its time to live is (nearly) over"
+            : warm.input.lost
+              ? "its input is no longer attached (it exited, or the engine restarted)"
+              : undefined;
+      if (why === undefined) return { id: warm.id, input: warm.input };
+      void this.remove(warm, why);
     }
     return undefined;
   }

@@ -351,13 +351,17 @@ export class DockerEngine implements ContainerEngine {
           if (lost) return failed(lost);
           stream.once("error", failed);
           // Ending our side detaches; the engine then closes the container's standard input (StdinOnce).
-          stream.end(data, () => {
+          stream.end(data, (err?: Error | null) => {
             stream.off("error", failed);
             stream.destroy();
-            resolve();
+            if (err) failed(err);
+            else resolve();
           });
         }),
       close: () => stream.destroy(),
+      get lost() {
+        return lost !== undefined;
+      },
     };
   }
 

@@ -143,6 +143,8 @@ export interface ContainerInput {
   send(data: string): Promise<void>;
   /** Drops the attachment without sending (the container then reads an empty input). */
   close(): void;
+  /** True once the attachment has ended or failed (the container exited, the engine went): send would fail. */
+  readonly lost: boolean;
 }
 
 export interface ContainerEngine {

@@ -127,4 +127,23 @@ describe("WarmPool", () => {
     expect(closed).toEqual(["c3"]);
     expect(f.removed).toEqual(["c2", "c3"]);
   });
+
+  it("skips and removes an idle container whose input is no longer attached", async () => {
+    const f = fakeEngine();
+    const inputs = new Map<string, { lost: boolean }>();
+    Object.assign(f.engine, {
+      openInput: async (id: string) => {
+        const input = { send: async () => {}, close: () => {}, lost: false };
+        inputs.set(id, input);
+        return input;
+      },
+    });
+    const p = pool(f.engine, 2);
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await settle();
+    inputs.get("c1")!.lost = true;
+    expect(p.take("k1", "sha:1")?.id).toBe("c2");
+    await settle();
+    expect(f.removed).toEqual(["c1"]);
+  });
 });
