@@ -190,10 +190,7 @@ export class PostgresStore implements StateStore {
   // Flows.
 
   async registerFlow(input: FlowCreate): Promise<{ flow: FlowRecord; created: boolean }> {
-    // A flow with a limit of its own waits, as setting a label's limit does, for the claims under way that
-    // found no limit set (claimFlowRuns).
-    const locks = input.maxConcurrentRuns == null ? [flowLock(input.name)] : [flowLock(input.name), CLAIM_LOCK];
-    return this.tx(locks, async (db) => {
+    return this.tx([flowLock(input.name)], async (db) => {
       const context = input.storage.type === "docker" ? input.storage.context : undefined;
       if (context) {
         // FOR SHARE: no removal of unused contexts can slip in between this check and the insert.
@@ -203,6 +200,9 @@ export class PostgresStore implements StateStore {
       const newest = await db.get<FlowRow>("SELECT * FROM flows WHERE name = ? ORDER BY version DESC LIMIT 1", input.name);
       if (newest && newest.content_hash === input.contentHash) return { flow: toFlow(newest), created: false };
       const row = newFlowRow(input, (newest?.version ?? 0) + 1, db.timestamp());
+      // A new version with a limit of its own waits, as setting a label's limit does, for the claims under way
+      // that found no limit set (claimFlowRuns); the flow's lock is always taken first, so no deadlock.
+      if (row.max_concurrent_runs != null) await db.run("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", CLAIM_LOCK);
       await db.run(
         `INSERT INTO flows (id, name, slug, version, content_hash, labels, storage, environment, parameters, tasks, created_at,
            recovery, run_timeout_ms, context_sha256, schedule, catch_up, max_concurrent_runs, resources, run_as, placement)
