@@ -48,8 +48,9 @@ export async function main(): Promise<never> {
  * passes, or on SIGTERM (the agent shrinking its pool).
  */
 async function waitForRun(ttlMs: number): Promise<Record<string, string> | undefined> {
-  // What berth's entry point (index.ts, which flows import as "berth") loads; that module itself is only
-  // names, so loading these is what counts, and this folder may not import the root.
+  // What berth's entry point (index.ts, which flows import as "berth") loads, then the entry point itself by
+  // that name (this folder may not import the root by path): a flow's `import "berth"` then finds it loaded,
+  // as the same module, rather than resolving and loading a dozen more modules on the run's clock.
   const preload = Promise.all([
     import("../flows/flow.js"),
     import("../flows/builder.js"),
@@ -58,7 +59,7 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
     import("../flows/inputs.js"),
     import("../environments/index.js"),
     import("../storage/index.js"),
-  ]);
+  ]).then(() => import(BERTH_PACKAGE).catch(() => undefined));
   const line = await new Promise<string | undefined>((resolve) => {
     let text = "";
     const done = (value: string | undefined) => {
@@ -91,6 +92,9 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
   }
   return parsed as Record<string, string>;
 }
+
+/** berth's package name, which resolves to its entry point from inside the package too (package.json "exports"). */
+const BERTH_PACKAGE: string = "berth";
 
 /** How often a waiting warm container asks its server for /health: well within the server's keep-alive (72 s). */
 const KEEP_WARM_MS = 30_000;

@@ -115,9 +115,9 @@ describe("berth execute flow-run", () => {
   });
 
 
-  it("as a warm container, opens its connection to the server while it waits, printing nothing, and exits quietly when its input ends empty", { timeout: 60_000 }, async () => {
+  it("as a warm container, opens its connection to the server and loads berth while it waits, printing nothing, and exits quietly when its input ends empty", { timeout: 60_000 }, async () => {
     const before = await requests("GET", "/health");
-    const child = spawn(process.execPath, [CLI, "execute", "flow-run"], {
+    const child = spawn(process.execPath, ["--import", pathToFileURL(path.join(dir, "record.mjs")).href, CLI, "execute", "flow-run"], {
       env: { PATH: process.env.PATH ?? "", BERTH_API_URL: client.baseUrl, BERTH_WARM_TTL_MS: "30000" },
       stdio: ["pipe", "pipe", "pipe"],
     });
@@ -132,7 +132,10 @@ describe("berth execute flow-run", () => {
     child.stdin.end();
     const [code] = (await exited) as [number | null];
     expect(code).toBe(0);
-    expect(output).toBe("");
+    const lines = output.split("\n").filter((line) => line !== "");
+    expect(lines.filter((line) => !line.startsWith("LOADED "))).toEqual([]);
+    // berth's entry point, as a flow imports it ("berth"): loaded before any run came.
+    expect(lines).toContain(`LOADED ${pathToFileURL(path.join(REPO, "dist", "index.js")).href}`);
   });
 
   it("as a warm container, runs the run its input gives it with the run's variables in its environment, as a cold one does", { timeout: 60_000 }, async () => {
