@@ -139,14 +139,14 @@ export class RunReporter {
 
   /**
    * Takes everything buffered out of the queue, once any send under way is over, for a flow-run state write
-   * to carry (StateChange) instead of requests of its own; undefined, leaving the queue as it is, when it is
-   * too much for one state write (drain() first). Until `stateWriteDone`, nothing is sent: what is logged
+   * to carry (StateChange) instead of requests of its own; undefined, leaving the queue as it is, when there
+   * is nothing to carry or too much for one state write (drain() first). Until `stateWriteDone`, nothing is sent: what is logged
    * meanwhile waits, so that no line reaches the server ahead of those the state write carries.
    */
   async takeForStateWrite(): Promise<StateReport | undefined> {
     while (this.flushing || this.held) await (this.flushing ?? this.held);
     // From here on nothing awaits: no send can start between the check and the taking.
-    if (this.fenced || this.logs.length > STATE_REPORT_MAX || this.taskRuns.size > STATE_REPORT_MAX) return undefined;
+    if (this.empty || this.fenced || this.logs.length > STATE_REPORT_MAX || this.taskRuns.size > STATE_REPORT_MAX) return undefined;
     let bytes = 0;
     for (const line of this.logs) bytes += line.message.length * 3 + 200;
     if (bytes > STATE_REPORT_BYTES) return undefined;

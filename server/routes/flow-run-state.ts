@@ -4,8 +4,7 @@ import { isStaleEpoch, staleLease } from "../../store/fencing.js";
 import type { ServerContext } from "../context.js";
 import { assertTransition, isFinalState } from "../states.js";
 import { writeState } from "../write-state.js";
-import { logsTopic } from "../notifier.js";
-import { IdParams, flowRunNotFound, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
+import { IdParams, flowRunNotFound, recordLogs, recordTaskRuns, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
 
 const CANCEL_ATTEMPTS = 10;
 
@@ -37,15 +36,7 @@ export function registerFlowRunStateRoutes(app: ZodApp, ctx: ServerContext): voi
       if (reported) {
         // Before the state: once a run is final, its followers stop reading. A retry of this request records
         // them again harmlessly (task states replace by slug, numbered lines are stored once).
-        const [runs, lines] = await Promise.all([
-          ctx.secrets.redactEach(taskRuns, (t) => t.message, (t, m) => ({ ...t, message: m }), scope),
-          ctx.secrets.redactEach(logs, (l) => l.message, (l, m) => ({ ...l, message: m }), scope),
-        ]);
-        await Promise.all([
-          runs.length > 0 && ctx.store.upsertTaskRuns(id, runs, epoch),
-          lines.length > 0 && ctx.store.appendLogs(id, lines, epoch, ctx.options.runLogLimitBytes),
-        ]);
-        if (logs.length > 0) ctx.notifier.notify(logsTopic(id));
+        await Promise.all([taskRuns.length > 0 && recordTaskRuns(ctx, id, taskRuns, epoch, scope), logs.length > 0 && recordLogs(ctx, id, logs, epoch, scope)]);
       }
       return writeState(ctx, id, { state, message, expectedVersion, epoch });
     },

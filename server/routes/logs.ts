@@ -3,7 +3,7 @@ import type { ServerContext } from "../context.js";
 import { disconnectSignal, longPoll } from "../long-poll.js";
 import { logsTopic } from "../notifier.js";
 import { isFinalState } from "../states.js";
-import { IdParams, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
+import { IdParams, recordLogs, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
 
 export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
@@ -53,10 +53,7 @@ export function registerLogRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      const scope = await redactionScope(ctx, request, request.params.id);
-      const logs = await ctx.secrets.redactEach(request.body.logs, (line) => line.message, (line, message) => ({ ...line, message }), scope);
-      await ctx.store.appendLogs(request.params.id, logs, request.body.epoch, ctx.options.runLogLimitBytes);
-      ctx.notifier.notify(logsTopic(request.params.id));
+      await recordLogs(ctx, request.params.id, request.body.logs, request.body.epoch, await redactionScope(ctx, request, request.params.id));
       return { ok: true as const };
     },
   );

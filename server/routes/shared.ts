@@ -5,7 +5,8 @@ import type { ServerContext } from "../context.js";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { BerthError } from "../../wire/errors.js";
-import { ErrorBodySchema, type AgentRecord, type FlowRecord, type FlowRun } from "../../wire/schema.js";
+import { ErrorBodySchema, type AgentRecord, type FlowRecord, type FlowRun, type LogLine, type TaskRun } from "../../wire/schema.js";
+import { logsTopic } from "../notifier.js";
 import type { StateStore } from "../../store/port.js";
 
 export type ZodApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger, ZodTypeProvider>;
@@ -40,6 +41,19 @@ export function flowRunNotFound(id: string): BerthError {
 export async function redactionScope(ctx: ServerContext, request: FastifyRequest, flowRunId: string): Promise<ReadonlySet<string> | undefined> {
   if (request.principal === undefined || request.principal.role === "admin") return undefined;
   return ctx.secrets.scopeFor((await ctx.store.getFlowRun(flowRunId))?.flowId ?? "");
+}
+
+/** Records task-run states of a run, their messages redacted, as POST …/task-runs does (and a state write carrying them). */
+export async function recordTaskRuns(ctx: ServerContext, id: string, taskRuns: TaskRun[], epoch: number | undefined, scope: ReadonlySet<string> | undefined): Promise<void> {
+  const redacted = await ctx.secrets.redactEach(taskRuns, (run) => run.message, (run, message) => ({ ...run, message }), scope);
+  await ctx.store.upsertTaskRuns(id, redacted, epoch);
+}
+
+/** Appends log lines to a run, redacted, and wakes its followers, as POST …/logs does (and a state write carrying them). */
+export async function recordLogs(ctx: ServerContext, id: string, logs: LogLine[], epoch: number | undefined, scope: ReadonlySet<string> | undefined): Promise<void> {
+  const redacted = await ctx.secrets.redactEach(logs, (line) => line.message, (line, message) => ({ ...line, message }), scope);
+  await ctx.store.appendLogs(id, redacted, epoch, ctx.options.runLogLimitBytes);
+  ctx.notifier.notify(logsTopic(id));
 }
 
 export async function requireAgent(store: StateStore, id: string): Promise<AgentRecord> {

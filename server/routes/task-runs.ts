@@ -1,6 +1,6 @@
 import { FlowRunStateHistory, Ok, TaskRunList, TaskRunsUpdate } from "../../wire/schema.js";
 import type { ServerContext } from "../context.js";
-import { IdParams, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
+import { IdParams, recordTaskRuns, requireFlowRun, redactionScope, withErrors, type ZodApp } from "./shared.js";
 
 export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
   app.get(
@@ -34,9 +34,7 @@ export function registerTaskRunRoutes(app: ZodApp, ctx: ServerContext): void {
       },
     },
     async (request) => {
-      const scope = await redactionScope(ctx, request, request.params.id);
-      const taskRuns = await ctx.secrets.redactEach(request.body.taskRuns, (run) => run.message, (run, message) => ({ ...run, message }), scope);
-      await ctx.store.upsertTaskRuns(request.params.id, taskRuns, request.body.epoch);
+      await recordTaskRuns(ctx, request.params.id, request.body.taskRuns, request.body.epoch, await redactionScope(ctx, request, request.params.id));
       return { ok: true as const };
     },
   );
