@@ -905,10 +905,17 @@ const LABEL_SETS = `
     FROM sets s WHERE s.labels IS NOT NULL)
   SELECT labels FROM sets WHERE labels IS NOT NULL`;
 
+/** Takes one run and records its Submitted state: one statement, one round trip. */
 const CLAIM_RUN = `
-  UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
-    epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now, phases = json_build_object('claimed', @now::text)::text
-  WHERE id = @id AND state = 'Scheduled' RETURNING *`;
+  WITH claimed AS (
+    UPDATE flow_runs SET state = 'Submitted', state_message = NULL, agent_id = @agentId, version = version + 1,
+      epoch = epoch + 1, lease_expires_at = @leaseExpiresAt, updated_at = @now, phases = json_build_object('claimed', @now::text)::text
+    WHERE id = @id AND state = 'Scheduled' RETURNING *
+  ), recorded AS (
+    INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at)
+    SELECT id, 'Submitted', NULL, version, agent_id, updated_at FROM claimed
+  )
+  SELECT * FROM claimed`;
 
 /** The limits in force and the slots taken, read inside the claim's transaction. */
 async function readLimits(db: PgAccess): Promise<LimitCounts> {
@@ -951,7 +958,6 @@ async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly st
     if (!limits.allows(labels, candidate.flow_name)) return false;
     const row = await db.get<FlowRunRow>(CLAIM_RUN, { id: candidate.id, agentId, now, leaseExpiresAt });
     if (!row) return false;
-    await insertRunState(db, candidate.id, "Submitted", null, row.version, agentId, now);
     limits.take(labels, candidate.flow_name);
     claimed.push(toFlowRun(row));
     return claimed.length >= max;
