@@ -204,6 +204,16 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE flow_runs ADD COLUMN log_bytes BIGINT NOT NULL DEFAULT 0;
   CREATE INDEX flow_runs_logs_kept ON flow_runs (ended_at) WHERE log_bytes >= 0 AND ended_at IS NOT NULL;
   `,
+  // The indexes only queued runs are looked up by hold queued runs only: a claim's new row version then adds
+  // an entry to none of them. Every query they serve says state = 'Scheduled'.
+  `
+  DROP INDEX flow_runs_state_start;
+  CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start, seq) WHERE state = 'Scheduled';
+  DROP INDEX flow_runs_state_group;
+  CREATE INDEX flow_runs_state_group ON flow_runs (state, labels, flow_name, scheduled_start) WHERE state = 'Scheduled';
+  DROP INDEX flow_runs_state_labels_start;
+  CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start, seq) WHERE state = 'Scheduled';
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -559,6 +559,17 @@ export class SqliteStore implements StateStore {
       return;
     }
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
+    const [only] = batch;
+    if (batch.length === 1 && only) {
+      // Alone in its transaction, a write needs no savepoint: if it throws, the whole transaction is its own.
+      try {
+        outcomes.push({ value: this.db.transaction(only.fn).immediate() });
+        this.committed++;
+      } catch (err) {
+        return only.reject(err);
+      }
+      return this.afterSync((err) => (err ? only.reject(err) : only.resolve((outcomes[0] as { value: unknown }).value)));
+    }
     try {
       this.db
         .transaction(() => {

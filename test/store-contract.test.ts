@@ -70,7 +70,7 @@ describe("sqlite specifics", () => {
     }
   });
 
-  it("serves a claim from the index of each label set it may take, and the next start from (state, scheduled_start), without sorting", async () => {
+  it("serves a claim from the index of each label set it may take, and the next start from (state, scheduled_start), without sorting, from indexes of queued runs only", async () => {
     const file = path.join(dir, "plan.db");
     await (await openSqliteStore(file)).close();
     const db = new Database(file, { readonly: true });
@@ -87,6 +87,11 @@ describe("sqlite specifics", () => {
         const plan = planOf(sql, { now: params.now, agentLabels: "[]" });
         expect(plan, sql).toMatch(/flow_runs_state_(labels_)?start/);
         expect(plan, sql).not.toContain("TEMP B-TREE");
+      }
+      // Those indexes hold queued runs only, so that a claim removes its run from them and adds it to none.
+      for (const index of ["flow_runs_state_start", "flow_runs_state_group", "flow_runs_state_labels_start"]) {
+        const { sql } = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?").get(index) as { sql: string };
+        expect(sql, index).toMatch(/ WHERE state = 'Scheduled'$/);
       }
     } finally {
       db.close();
