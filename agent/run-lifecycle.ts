@@ -15,6 +15,7 @@ import { writeFlowRunState } from "../client/state-writes.js";
 import { flowRunEnvironment, type AgentOptions, type RunDescription } from "../config/compile.js";
 import { RUN_VARIABLES } from "../config/flow-run-env.js";
 import { AGENT_LABEL, EPOCH_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerSpec } from "../engine/port.js";
+import { ENGINE_CALL_MS, bounded } from "../engine/bounded.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import {
   EXIT_SUPERSEDED,
@@ -90,18 +91,6 @@ const OUTPUT_QUIET_MS = 1_000;
 
 /** How long after a run is handed to a warm container the pool makes the next one of its shape. */
 const WARM_REFILL_DELAY_MS = 250;
-
-/** Longest an engine call on the cleanup path may take before it counts as failed. */
-const ENGINE_CALL_MS = 20_000;
-
-/** Rejects with BERTH_E_DOCKER_UNAVAILABLE when `promise` takes longer than `ms`. */
-function bounded<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new BerthError("BERTH_E_DOCKER_UNAVAILABLE", `the Docker engine did not answer within ${ms} ms while ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
 export function containerName(flowRunId: string): string {

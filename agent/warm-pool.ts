@@ -18,6 +18,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { AGENT_LABEL, FLOW_RUN_LABEL, OWNER_LABEL, type ContainerEngine, type ContainerInfo, type ContainerInput, type ContainerSpec } from "../engine/port.js";
 import { WARM_TTL_ENV } from "../config/flow-run-env.js";
+import { ENGINE_CALL_MS, bounded } from "../engine/bounded.js";
 import { describeError } from "../wire/errors.js";
 
 /** On every warm container: the key of its shape (an idle one has no run label yet, and labels never change). */
@@ -42,6 +43,11 @@ export interface WarmPoolOptions {
   /** How long an idle container waits for a run before it exits. */
   ttlMs: number;
   log: () => Logger;
+  /**
+   * Longest each engine call of the pool may take (default ENGINE_CALL_MS): an engine that never answers
+   * fails that container, rather than keep the pool, and the agent's stop, waiting on it.
+   */
+  engineCallMs?: number;
 }
 
 interface WarmContainer {
@@ -190,17 +196,24 @@ export class WarmPool {
     this.making.set(key, (this.making.get(key) ?? 0) + 1);
     const name = `berth-warm-${this.options.agentId().slice(0, 8)}-${randomUUID().slice(0, 8)}`;
     try {
-      const id = await this.options.engine.runContainer({
-        ...spec,
-        name,
-        env: { ...spec.env, [WARM_TTL_ENV]: String(this.options.ttlMs) },
-        labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId(), [WARM_LABEL]: key },
-        openStdin: true,
-      });
+      // One that is made after all, too late, is an idle leftover: it exits at its time to live and is removed.
+      const id = await this.bounded(
+        this.options.engine.runContainer({
+          ...spec,
+          name,
+          env: { ...spec.env, [WARM_TTL_ENV]: String(this.options.ttlMs) },
+          labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId(), [WARM_LABEL]: key },
+          openStdin: true,
+        }),
+        `starting warm container ${name}`,
+      );
       let input: ContainerInput;
+      const attaching = this.options.engine.openInput!(id);
       try {
-        input = await this.options.engine.openInput!(id);
+        input = await this.bounded(attaching, `attaching to the input of warm container ${name}`);
       } catch (err) {
+        // An attachment that comes after all is let go.
+        attaching.then((late) => late.close(), () => undefined);
         await this.remove({ id }, `its input could not be attached (${describeError(err)})`);
         throw err;
       }
@@ -216,10 +229,14 @@ export class WarmPool {
     }
   }
 
+  private bounded<T>(call: Promise<T>, what: string): Promise<T> {
+    return bounded(call, this.options.engineCallMs ?? ENGINE_CALL_MS, what);
+  }
+
   private async remove({ id, input }: { id: string; input?: ContainerInput }, why: string): Promise<void> {
     input?.close();
     this.options.log().debug({ containerId: id.slice(0, 12) }, `removing a warm container: ${why}`);
-    await this.options.engine.removeContainer(id).catch((err: unknown) => {
+    await this.bounded(this.options.engine.removeContainer(id), `removing warm container ${id.slice(0, 12)}`).catch((err: unknown) => {
       this.options.log().warn({ containerId: id.slice(0, 12) }, `could not remove a warm container: ${describeError(err)}`);
     });
   }

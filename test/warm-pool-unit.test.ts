@@ -146,4 +146,29 @@ describe("WarmPool", () => {
     await settle();
     expect(f.removed).toEqual(["c1"]);
   });
+
+  it("gives up on an engine that never answers: no container pooled, none left attached, and closing does not wait on it", async () => {
+    const f = fakeEngine();
+    const closed: string[] = [];
+    let attach: (() => void) | undefined;
+    Object.assign(f.engine, {
+      // The engine takes the attach request and answers only much later.
+      openInput: (id: string) =>
+        new Promise((resolve) => (attach = () => resolve({ send: async () => {}, close: () => void closed.push(id), lost: false }))),
+    });
+    const p = new WarmPool({ engine: f.engine, agentId: () => "agent-12345678", size: 1, ttlMs: 60_000, engineCallMs: 50, log: () => pino({ level: "silent" }) });
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await new Promise((r) => setTimeout(r, 120));
+    expect(p.idleCount).toBe(0);
+    expect(f.removed).toEqual(["c1"]);
+    // The attachment that comes after all is let go at once.
+    attach!();
+    await settle();
+    expect(closed).toEqual(["c1"]);
+    // A start the engine never answers: stopping still ends (without the bound, this test would time out here).
+    void f.hold();
+    p.fill("k1", "sha:1", spec, "Flow A");
+    await p.close();
+    expect(p.idleCount).toBe(0);
+  });
 });
