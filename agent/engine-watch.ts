@@ -8,6 +8,9 @@ import type { ContainerEngine } from "../engine/port.js";
 import { backoffMs, sleep } from "../shared/backoff.js";
 import { describeError, isBerthError } from "../wire/errors.js";
 
+/** How long one engine check answers for every caller: enough for the checks of one heartbeat to share it. */
+const CHECK_REUSE_MS = 250;
+
 export class EngineWatch {
   private recovery: Promise<void> | undefined;
 
@@ -25,9 +28,22 @@ export class EngineWatch {
     return this.recovery === undefined;
   }
 
-  /** Pings the engine (when it is thought healthy); a failure starts recovery. */
-  async check(): Promise<void> {
-    if (!this.healthy) return;
+  /**
+   * Pings the engine (when it is thought healthy); a failure starts recovery. Callers within CHECK_REUSE_MS of
+   * a check share it: a heartbeat checks the engine, then its health report would check it again.
+   */
+  check(): Promise<void> {
+    if (!this.healthy) return Promise.resolve();
+    const now = Date.now();
+    if (this.lastCheck && now - this.lastCheck.at < CHECK_REUSE_MS) return this.lastCheck.done;
+    const done = this.ping();
+    this.lastCheck = { at: now, done };
+    return done;
+  }
+
+  private lastCheck: { at: number; done: Promise<void> } | undefined;
+
+  private async ping(): Promise<void> {
     try {
       await this.engine.ping(this.stopping);
     } catch (err) {
