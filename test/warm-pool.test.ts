@@ -48,8 +48,11 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
     (await engine.listContainers({ [OWNER_LABEL]: "true", [AGENT_LABEL]: id })).filter((c) => c.labels[WARM_LABEL] !== undefined && c.name.startsWith("berth-warm-") && c.state === "running");
   const logs = async (runId: string) => (await client.getLogs(runId, { after: 0, limit: 1000 })).logs.map((l) => l.message);
   /** The warm container a run started in, from its log (undefined: it started cold). */
+  const warmLine = async (runId: string) => (await logs(runId)).find((m) => m.startsWith("started in warm container "));
+  /** The warm container a run was handed to, from its run log (the agent writes that line a moment after). */
   const warmContainerOf = async (runId: string) => {
-    const line = (await logs(runId)).find((m) => m.startsWith("started in warm container "));
+    let line: string | undefined;
+    await until("the run's warm container in its log", async () => (line = await warmLine(runId)) !== undefined, { timeoutMs: 10_000 }).catch(() => undefined);
     return line?.slice("started in warm container ".length);
   };
   const run = async (flowName: string, label: string, parameters: Record<string, unknown> = {}) =>
@@ -87,7 +90,7 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
 
     const cold = await run("Trivial Flow", label);
     expect((await waitFinal(client, cold.id)).state).toBe("Success");
-    expect(await warmContainerOf(cold.id)).toBeUndefined();
+    expect(await warmLine(cold.id)).toBeUndefined();
     // The run made its shape hot: one idle container waits for the next.
     await until("a warm container to wait", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
 
@@ -100,7 +103,8 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
       const container = await warmContainerOf(warm.id);
       expect(container, (await logs(warm.id)).join("\n")).toBeDefined();
       served.push(container!);
-      await containerGone(`berth-run-${warm.id}`);
+      // By its id: a run over within a moment of its hand-off never takes the run's name (see nameLater).
+      await containerGone(container!);
     }
     // Three runs, three containers: none served two.
     expect(new Set(served).size).toBe(3);
@@ -134,7 +138,7 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
     const final = await waitFinal(client, next.id);
     expect(final.state, final.stateMessage ?? "").toBe("Success");
     expect(final.flowVersion).toBe(2);
-    const used = await warmContainerOf(next.id);
+    const used = (await warmLine(next.id))?.slice("started in warm container ".length);
     expect(used === undefined || !former.id.startsWith(used)).toBe(true);
     await until("version 1's idle container to be removed", () => timeline.events.some((e) => e.id === former.id && e.action === "destroy"), { timeoutMs: 30_000 });
     // It never ran anything: started once, as it was made.
@@ -154,16 +158,22 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
     await until("a warm container", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
     const cancelled = await run("Sleepy Flow", label, { seconds: 120 });
     await waitState(client, cancelled.id, "Running");
-    expect(await warmContainerOf(cancelled.id)).toBeDefined();
+    const cancelledIn = await warmContainerOf(cancelled.id);
+    expect(cancelledIn).toBeDefined();
     expect((await cli(["cancel", cancelled.id])).code).toBe(0);
     expect((await waitFinal(client, cancelled.id, 15_000)).state).toBe("Cancelled");
-    await containerGone(`berth-run-${cancelled.id}`);
+    await containerGone(cancelledIn!);
 
     // Started warm, then its agent is killed: the restarted agent adopts it, and it ends once, Success.
     await until("a warm container", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
     const adopted = await run("Sleepy Flow", label, { seconds: 6 });
     await waitState(client, adopted.id, "Running");
-    expect(await warmContainerOf(adopted.id)).toBeDefined();
+    const adoptedIn = await warmContainerOf(adopted.id);
+    expect(adoptedIn).toBeDefined();
+    // A moment after the hand-off, the container takes its run's name: how the restarted agent will know it.
+    await until("the warm container to take its run's name", async () => (await engine.inspectContainer(`berth-run-${adopted.id}`))?.id.startsWith(adoptedIn!) === true, {
+      timeoutMs: 10_000,
+    });
     await until("the next warm container", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
     const leftIdle = (await idle(id))[0]!;
     await first.signal("SIGKILL");
