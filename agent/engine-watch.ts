@@ -34,14 +34,16 @@ export class EngineWatch {
    */
   check(): Promise<void> {
     if (!this.healthy) return Promise.resolve();
-    const now = Date.now();
-    if (this.lastCheck && now - this.lastCheck.at < CHECK_REUSE_MS) return this.lastCheck.done;
-    const done = this.ping();
-    this.lastCheck = { at: now, done };
-    return done;
+    const last = this.lastCheck;
+    // A check still under way answers for everyone; a finished one for CHECK_REUSE_MS after its answer.
+    if (last && (last.answeredAt === undefined || Date.now() - last.answeredAt < CHECK_REUSE_MS)) return last.done;
+    const check: { answeredAt?: number; done: Promise<void> } = { done: Promise.resolve() };
+    check.done = this.ping().finally(() => (check.answeredAt = Date.now()));
+    this.lastCheck = check;
+    return check.done;
   }
 
-  private lastCheck: { at: number; done: Promise<void> } | undefined;
+  private lastCheck: { answeredAt?: number; done: Promise<void> } | undefined;
 
   private async ping(): Promise<void> {
     try {

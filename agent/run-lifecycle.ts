@@ -89,13 +89,7 @@ class StaleAttempt extends Error {}
 const OUTPUT_AFTER_EXIT_MS = 10_000;
 const OUTPUT_QUIET_MS = 1_000;
 
-/** How long after a run is handed to a warm container the agent gives the container the run's name. */
-const WARM_NAME_DELAY_MS = 100;
-
-/**
- * How long after a run is handed to a warm container the pool makes the next one of its shape. Longer than
- * WARM_NAME_DELAY_MS: by the time the next idle one is up, the one handed a run no longer looks idle.
- */
+/** How long after a run is handed to a warm container the pool makes the next one of its shape. */
 const WARM_REFILL_DELAY_MS = 250;
 
 /** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
@@ -518,10 +512,8 @@ export class RunLifecycle {
     };
     const warm = await this.warm(spec);
     if (warm !== undefined) {
-      metrics.containerStartSeconds.observe((performance.now() - since) / 1000);
-      this.phases.containerCreated = this.phases.containerStarted = new Date().toISOString();
-      // Reported with the run's log line once the container has had its moment (nameLater).
-      return warm;
+      this.phases.containerCreated = new Date().toISOString();
+      return started(warm);
     }
     // Another attempt at this run may hold the deterministic name. An earlier one is over: it is replaced. A
     // later one owns the run now: this attempt is the stale one, and must not stop it.
@@ -566,60 +558,25 @@ export class RunLifecycle {
     refill.unref();
     if (taken === undefined) return undefined;
     const { id, input } = taken;
-    // A run that did not reach the container starts cold instead.
-    try {
-      await input.send(`${JSON.stringify(run)}\n`);
-    } catch (err) {
-      await engine.removeContainer(id).catch(() => undefined);
-      this.log.warn(`could not hand the run to a warm container (${describeError(err)}); starting a new one`);
+    // The run and the name go at once. A run that did not reach the container starts cold instead; a name
+    // held by a later attempt makes this one stale (and the server refuses the container's writes).
+    const [sent, named] = await Promise.allSettled([
+      input.send(`${JSON.stringify(run)}\n`),
+      this.claimName(spec.name, () => bounded(engine.renameContainer!(id, spec.name), ENGINE_CALL_MS, `renaming warm container ${id.slice(0, 12)}`)),
+    ]);
+    if (sent.status === "rejected" || (named.status === "rejected" && named.reason instanceof StaleAttempt)) {
+      await bounded(engine.removeContainer(id), ENGINE_CALL_MS, "removing a warm container").catch(() => undefined);
+      if (named.status === "rejected" && named.reason instanceof StaleAttempt) throw named.reason;
+      this.log.warn(`could not hand the run to a warm container (${describeError((sent as PromiseRejectedResult).reason)}); starting a new one`);
       return undefined;
     }
-    this.nameLater(id, spec.name, () => {
-      this.runLog("info", `started in warm container ${id.slice(0, 12)}`);
-      this.reportPhases(this.phases);
-    });
+    if (named.status === "rejected") {
+      // It runs: only a restarted agent would not find it by its name (its run then ends by the server's reaper).
+      this.log.warn(`the warm container running this flow run could not be renamed ${spec.name}: ${describeError(named.reason)}`);
+    }
+    this.runLog("info", `started in warm container ${id.slice(0, 12)}`);
     return id;
   }
-
-  /**
-   * Once a warm container has had WARM_NAME_DELAY_MS to start its run: tells the server what the agent did
-   * (`announce`: the run's log line and phases), and gives the container its run's name, as a cold start
-   * names it (how a restarted agent finds it). Renaming costs the engine, and each report the server, CPU
-   * and syncs the container needs while it starts: done at once, a trivial run took a fifth longer to be
-   * Running. A name held by a later attempt makes this one stale: its container is stopped (the server
-   * refuses its writes meanwhile). One that exited before its moment is not renamed; it needs no name.
-   */
-  private nameLater(id: string, name: string, announce: () => void): void {
-    let due = (): void => {};
-    const naming: NonNullable<typeof this.naming> = {
-      skip: false,
-      due: () => due(),
-      timer: setTimeout(() => due(), WARM_NAME_DELAY_MS),
-      done: new Promise<void>((resolve) => (due = resolve)).then((): Promise<void> | undefined => {
-        announce();
-        return naming.skip || this.containerExited ? undefined : this.name(id, name);
-      }),
-    };
-    this.naming = naming;
-  }
-
-  private async name(id: string, name: string): Promise<void> {
-    try {
-      await this.claimName(name, () => this.deps.engine.renameContainer!(id, name));
-    } catch (err) {
-      if (!(err instanceof StaleAttempt)) {
-        // It runs: only a restarted agent would not find it by its name (its run then ends by the server's reaper).
-        this.log.warn(`the warm container running this flow run could not be renamed ${name}: ${describeError(err)}`);
-        return;
-      }
-      this.stopReason = "lease";
-      this.log.warn(`stopping: ${err.message}`);
-      await this.deps.engine.stopContainer(id, 0).catch(() => undefined);
-    }
-  }
-
-  /** A warm container's naming still to come (nameLater). */
-  private naming: { timer: NodeJS.Timeout; skip: boolean; done: Promise<void>; due: () => void } | undefined;
 
   /**
    * Runs `take` (which gives a container the run's deterministic name); when another attempt's container
@@ -692,13 +649,6 @@ export class RunLifecycle {
    */
   private async cleanup(): Promise<void> {
     clearTimeout(this.runTimer);
-    if (this.naming) {
-      // Not named yet: it is being removed, and needs no name. A rename under way is waited for.
-      clearTimeout(this.naming.timer);
-      this.naming.skip = true;
-      this.naming.due();
-      await this.naming.done;
-    }
     if (!this.containerId) return;
     const cleanedUp = () => this.stopReason !== "lease" && this.reportPhases({ cleanedUp: new Date().toISOString() });
     if (this.deps.options.keepContainers) return void cleanedUp();

@@ -196,17 +196,21 @@ export class WarmPool {
     this.making.set(key, (this.making.get(key) ?? 0) + 1);
     const name = `berth-warm-${this.options.agentId().slice(0, 8)}-${randomUUID().slice(0, 8)}`;
     try {
-      // One that is made after all, too late, is an idle leftover: it exits at its time to live and is removed.
-      const id = await this.bounded(
-        this.options.engine.runContainer({
-          ...spec,
-          name,
-          env: { ...spec.env, [WARM_TTL_ENV]: String(this.options.ttlMs) },
-          labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId(), [WARM_LABEL]: key },
-          openStdin: true,
-        }),
-        `starting warm container ${name}`,
-      );
+      const starting = this.options.engine.runContainer({
+        ...spec,
+        name,
+        env: { ...spec.env, [WARM_TTL_ENV]: String(this.options.ttlMs) },
+        labels: { [OWNER_LABEL]: "true", [AGENT_LABEL]: this.options.agentId(), [WARM_LABEL]: key },
+        openStdin: true,
+      });
+      let id: string;
+      try {
+        id = await this.bounded(starting, `starting warm container ${name}`);
+      } catch (err) {
+        // One the engine makes after all is removed once it is.
+        starting.then((late) => this.remove({ id: late }, "it was made after the pool gave up on it"), () => undefined);
+        throw err;
+      }
       let input: ContainerInput;
       const attaching = this.options.engine.openInput!(id);
       try {

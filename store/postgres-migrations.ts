@@ -205,8 +205,10 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX flow_runs_logs_kept ON flow_runs (ended_at) WHERE log_bytes >= 0 AND ended_at IS NOT NULL;
   `,
   // The indexes only queued runs are looked up by hold queued runs only: a claim's new row version then adds
-  // an entry to none of them. Every query they serve says state = 'Scheduled'.
+  // an entry to none of them. Every query they serve says state = 'Scheduled'. Building them on a large table
+  // may take longer than the connection's statement timeout allows one statement.
   `
+  SET LOCAL statement_timeout = 0;
   DROP INDEX flow_runs_state_start;
   CREATE INDEX flow_runs_state_start ON flow_runs (state, scheduled_start, seq) WHERE state = 'Scheduled';
   DROP INDEX flow_runs_state_group;

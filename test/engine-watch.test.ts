@@ -29,6 +29,23 @@ describe("EngineWatch", () => {
     expect(w.healthy).toBe(true);
   });
 
+  it("shares a slow ping with every check made while it is under way, and counts the quarter second from its answer", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    let pings = 0;
+    let answer = () => {};
+    const w = watch(() => {
+      pings++;
+      return new Promise<void>((resolve) => (answer = resolve));
+    });
+    const first = w.check();
+    vi.setSystemTime(Date.now() + 2_000);
+    const second = w.check();
+    answer();
+    await Promise.all([first, second]);
+    await w.check();
+    expect(pings).toBe(1);
+  });
+
   it("starts recovery when the engine does not answer, and is healthy again once it does", async () => {
     let down = true;
     const w = watch(async () => {

@@ -170,5 +170,9 @@ describe("WarmPool", () => {
     p.fill("k1", "sha:1", spec, "Flow A");
     await p.close();
     expect(p.idleCount).toBe(0);
+    // The container the engine makes after all is removed once it is.
+    f.release();
+    await settle();
+    expect(f.removed).toEqual(["c1", "c2"]);
   });
 });
