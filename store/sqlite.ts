@@ -558,18 +558,19 @@ export class SqliteStore implements StateStore {
       for (const write of batch) write.reject(this.syncFailure);
       return;
     }
-    const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     const [only] = batch;
     if (batch.length === 1 && only) {
       // Alone in its transaction, a write needs no savepoint: if it throws, the whole transaction is its own.
+      let value: unknown;
       try {
-        outcomes.push({ value: this.db.transaction(only.fn).immediate() });
+        value = this.db.transaction(only.fn).immediate();
         this.committed++;
       } catch (err) {
         return only.reject(err);
       }
-      return this.afterSync((err) => (err ? only.reject(err) : only.resolve((outcomes[0] as { value: unknown }).value)));
+      return this.afterSync((err) => (err ? only.reject(err) : only.resolve(value)));
     }
+    const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
     try {
       this.db
         .transaction(() => {
