@@ -216,6 +216,64 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   DROP INDEX flow_runs_state_labels_start;
   CREATE INDEX flow_runs_state_labels_start ON flow_runs (state, labels, scheduled_start, seq) WHERE state = 'Scheduled';
   `,
+  // A claim where no concurrency limit is set, in one round trip (store/postgres.ts, claimFlowRuns): it holds
+  // the claim lock (p_lock) shared, refuses with SQLSTATE BL001 if a limit is set (checked after the lock, in a
+  // statement of its own, so with a snapshot that holds any limit set before it), then takes up to p_max due
+  // runs of the label sets the agent satisfies (the rule of store/labels.ts), earliest start first, and records
+  // their Submitted states. Rows it reads are locked until it returns; others' locked rows are skipped.
+  `
+  CREATE FUNCTION berth_claim(p_lock TEXT, p_agent TEXT, p_labels TEXT[], p_max INTEGER, p_now TEXT, p_lease TEXT)
+  RETURNS SETOF flow_runs LANGUAGE plpgsql VOLATILE
+  -- Its statements are planned once per connection: the plan each would get for its values is the same one
+  -- (the index's), and planning them anew at each call cost more than running them.
+  SET plan_cache_mode = force_generic_plan
+  AS $claim$
+  DECLARE
+    sets TEXT[] := ARRAY['[]'];
+    one_set TEXT;
+    ids TEXT[] := '{}';
+  BEGIN
+    PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_lock, 0));
+    IF EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) THEN
+      RAISE EXCEPTION 'a concurrency limit is set: claim under the claim lock' USING ERRCODE = 'BL001';
+    END IF;
+    IF cardinality(p_labels) > 0 THEN
+      -- The distinct label sets queued, one index seek each (a loose index scan), kept where the agent has
+      -- every label of the set.
+      WITH RECURSIVE queued(labels) AS (
+        (SELECT f.labels FROM flow_runs f WHERE f.state = 'Scheduled' ORDER BY f.labels LIMIT 1)
+        UNION ALL
+        SELECT (SELECT f.labels FROM flow_runs f WHERE f.state = 'Scheduled' AND f.labels > q.labels ORDER BY f.labels LIMIT 1)
+        FROM queued q WHERE q.labels IS NOT NULL)
+      SELECT coalesce(array_agg(q.labels), '{}') INTO sets FROM queued q
+      WHERE q.labels IS NOT NULL AND q.labels <> '[]' AND NOT EXISTS (
+        SELECT 1 FROM jsonb_array_elements_text(q.labels::jsonb) AS l(value) WHERE NOT (l.value = ANY(p_labels)));
+    END IF;
+    -- Each set's earliest due runs, from its own place in the index (statements simple enough that the plan
+    -- cached for them is the index's); then the earliest of them all.
+    FOREACH one_set IN ARRAY sets LOOP
+      ids := ids || ARRAY(
+        SELECT f.id FROM flow_runs f WHERE f.state = 'Scheduled' AND f.labels = one_set AND f.scheduled_start <= p_now
+        ORDER BY f.scheduled_start, f.seq LIMIT p_max FOR UPDATE SKIP LOCKED);
+    END LOOP;
+    IF cardinality(ids) = 0 THEN
+      RETURN;
+    END IF;
+    RETURN QUERY
+    WITH chosen AS (
+      SELECT f.id FROM flow_runs f WHERE f.id = ANY(ids) ORDER BY f.scheduled_start, f.seq LIMIT p_max
+    ), claimed AS (
+      UPDATE flow_runs f SET state = 'Submitted', state_message = NULL, agent_id = p_agent, version = f.version + 1,
+        epoch = f.epoch + 1, lease_expires_at = p_lease, updated_at = p_now, phases = json_build_object('claimed', p_now)::text
+      FROM chosen c WHERE f.id = c.id AND f.state = 'Scheduled' RETURNING f.*
+    ), recorded AS (
+      INSERT INTO flow_run_states (flow_run_id, state, message, version, agent_id, at)
+      SELECT c.id, 'Submitted', NULL, c.version, c.agent_id, c.updated_at FROM claimed c
+    )
+    SELECT * FROM claimed c ORDER BY c.scheduled_start, c.seq;
+  END
+  $claim$;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

@@ -4,7 +4,8 @@
  * before it writes runs in one transaction; where two writers could both pass the check (claims counting
  * concurrency limits, a flow's versions and schedule), the transaction first takes an advisory lock, so that
  * those writers go one at a time, whichever replica they are on (claims only while a limit is set). A claim's
- * candidates are taken FOR UPDATE SKIP LOCKED, so that it never waits on a row another writer holds.
+ * candidates are taken FOR UPDATE SKIP LOCKED, so that it never waits on a row another writer holds. While no
+ * limit is set, a claim is one round trip: the function berth_claim (store/postgres-migrations.ts).
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
@@ -86,8 +87,9 @@ const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 const CLAIM_LOCK = "berth:claims";
 /** Whether any concurrency limit is set: a label's, or any version's of a flow. */
 const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) AS limited`;
-/** The counts of a claim that found no limit set. */
-const NO_LIMITS = new LimitCounts(new Map(), new Map(), new Map(), new Map());
+/** A claim where no limit is set (the function of that name); it refuses with LIMIT_SET if one is. */
+const CLAIM_UNLIMITED = "SELECT * FROM berth_claim(@lock, @agentId, @agentLabels::text[], @max::integer, @now, @lease)";
+const LIMIT_SET = "BL001";
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
@@ -319,14 +321,13 @@ export class PostgresStore implements StateStore {
    */
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
     if (!this.limitsSeen) {
-      const claimed = await this.tx([], async (db) => {
-        await db.run("SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))", CLAIM_LOCK);
-        // A statement of its own, after the lock: its snapshot then holds any limit set before the lock was had.
-        if ((await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited) return undefined;
-        // No limit is set, and none can be while the lock is held: there are no counts to read.
-        return claimRuns(db, agentId, agentLabels, max, leaseMs, NO_LIMITS);
-      });
-      if (claimed) return claimed;
+      // One round trip, one implicit transaction: the function berth_claim (store/postgres-migrations.ts).
+      const params = { lock: CLAIM_LOCK, agentId, agentLabels: [...agentLabels], max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
+      try {
+        return (await this.db.all<FlowRunRow>(CLAIM_UNLIMITED, params)).map(toFlowRun);
+      } catch (err) {
+        if ((err as { code?: string }).code !== LIMIT_SET) throw err;
+      }
       this.limitsSeen = true;
     }
     return this.tx([CLAIM_LOCK], async (db) => {
@@ -948,10 +949,10 @@ async function readLimits(db: PgAccess): Promise<LimitCounts> {
   return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
 }
 
-async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number, known?: LimitCounts): Promise<FlowRun[]> {
+async function claimRuns(db: PgAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
   const now = db.timestamp();
   const leaseExpiresAt = db.timestamp(leaseMs);
-  const limits = known ?? (await readLimits(db));
+  const limits = await readLimits(db);
   const claimed: FlowRun[] = [];
   const take = async (candidate: Candidate): Promise<boolean> => {
     const labels = JSON.parse(candidate.labels) as string[];

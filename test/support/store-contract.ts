@@ -292,6 +292,20 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(new Set(claimed)).toEqual(ids);
     });
 
+    // A store guesses from its last claim that no limit is set and claims the short way: a limit another server
+    // sets meanwhile must hold from the next claim on, and claims go the short way again once it is gone.
+    if (options.openSibling) it("holds a limit another server set after this one's claims found none", async () => {
+      const { store, run } = await storeWithFlow(["etl"]);
+      const other = await sibling(store);
+      const runs = [await run(), await run(), await run()];
+      expect((await store.claimFlowRuns("agent-1", ["etl"], 1, LEASE_MS)).map((r) => r.id)).toEqual([runs[0]!.id]);
+      await other.setConcurrencyLimit("etl", 1);
+      expect(await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS), "the limit's one slot is taken").toEqual([]);
+      expect(await other.deleteConcurrencyLimit("etl")).toBe(true);
+      expect((await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS)).map((r) => r.id)).toEqual([runs[1]!.id, runs[2]!.id]);
+      expect((await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS)).map((r) => r.id)).toEqual([]);
+    });
+
     it("appends logs in order and pages them with `after`", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
