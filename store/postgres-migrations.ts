@@ -249,12 +249,15 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
       WHERE q.labels IS NOT NULL AND q.labels <> '[]' AND NOT EXISTS (
         SELECT 1 FROM jsonb_array_elements_text(q.labels::jsonb) AS l(value) WHERE NOT (l.value = ANY(p_labels)));
     END IF;
-    -- Each set's earliest due runs, from its own place in the index (statements simple enough that the plan
-    -- cached for them is the index's); then the earliest of them all.
+    -- Each set's earliest due runs, from its own place in flow_runs_due_labels; then the earliest of them all.
+    -- The set is asked for as a range of one value, ordered as that index is: the plan kept for every set (one
+    -- made without knowing the set) must seek there. With labels = one_set the order by labels would go, and
+    -- that plan walked flow_runs_due, every due run of every set in start order, to find the set's first.
     FOREACH one_set IN ARRAY sets LOOP
       ids := ids || ARRAY(
-        SELECT f.id FROM flow_runs f WHERE f.state = 'Scheduled' AND f.labels = one_set AND f.scheduled_start <= p_now
-        ORDER BY f.scheduled_start, f.seq LIMIT p_max FOR UPDATE SKIP LOCKED);
+        SELECT f.id FROM flow_runs f
+        WHERE f.state = 'Scheduled' AND f.labels >= one_set AND f.labels <= one_set AND f.scheduled_start <= p_now
+        ORDER BY f.labels, f.scheduled_start, f.seq LIMIT p_max FOR UPDATE SKIP LOCKED);
     END LOOP;
     IF cardinality(ids) = 0 THEN
       RETURN;
@@ -273,6 +276,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     SELECT * FROM claimed c ORDER BY c.scheduled_start, c.seq;
   END
   $claim$;
+  `,
+  // The indexes of queued runs without their leading state column: their predicate says state = 'Scheduled',
+  // so PostgreSQL drops that condition from an index scan, and a seek on the next column (labels > x, a start
+  // after now) then scanned the whole index from its first entry instead, a cost that grew with the queue.
+  `
+  SET LOCAL statement_timeout = 0;
+  DROP INDEX flow_runs_state_start;
+  CREATE INDEX flow_runs_due ON flow_runs (scheduled_start, seq) WHERE state = 'Scheduled';
+  DROP INDEX flow_runs_state_group;
+  CREATE INDEX flow_runs_due_group ON flow_runs (labels, flow_name, scheduled_start) WHERE state = 'Scheduled';
+  DROP INDEX flow_runs_state_labels_start;
+  CREATE INDEX flow_runs_due_labels ON flow_runs (labels, scheduled_start, seq) WHERE state = 'Scheduled';
   `,
 ];
 

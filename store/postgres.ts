@@ -886,17 +886,18 @@ async function takeOverSchedule(db: PgAccess, flowName: string, schedule: readon
 const LABELLED_RULE = `labels <> '[]' AND NOT EXISTS (
   SELECT 1 FROM jsonb_array_elements_text(flow_runs.labels::jsonb) AS l(value) WHERE NOT (l.value = ANY(@agentLabels::text[])))`;
 
-// No filter for full limits: as on SQLite (store/sqlite-orchestration.ts), none is full on this path.
-function candidatesSql(rule: string): string {
-  return `
-    SELECT id, seq, scheduled_start, labels, flow_name FROM flow_runs
-    WHERE state = 'Scheduled' AND scheduled_start <= @now AND ${rule}
-      AND (scheduled_start, seq) > (@afterStart, @afterSeq::bigint)
-    ORDER BY scheduled_start, seq LIMIT @page
-    FOR UPDATE SKIP LOCKED`;
-}
-/** The due runs of one label set, from the (state, labels, scheduled_start, seq) index. */
-const CANDIDATES_OF_SET = candidatesSql("labels = @labels");
+/**
+ * The due runs of one label set, from flow_runs_due_labels. No filter for full limits: as on SQLite
+ * (store/sqlite-orchestration.ts), none is full on this path. The set is asked for as a range of one value,
+ * ordered as the index is, so that a plan made without knowing the set (PostgreSQL's generic plan of a
+ * prepared statement) still seeks there rather than walk every due run in start order (see berth_claim).
+ */
+const CANDIDATES_OF_SET = `
+  SELECT id, seq, scheduled_start, labels, flow_name FROM flow_runs
+  WHERE state = 'Scheduled' AND labels >= @labels AND labels <= @labels AND scheduled_start <= @now
+    AND (scheduled_start, seq) > (@afterStart, @afterSeq::bigint)
+  ORDER BY labels, scheduled_start, seq LIMIT @page
+  FOR UPDATE SKIP LOCKED`;
 /** The distinct label sets of the Scheduled runs, one index seek each (a loose index scan). */
 const LABEL_SETS = `
   WITH RECURSIVE sets(labels) AS (
