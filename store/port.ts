@@ -166,6 +166,12 @@ export interface StateStore {
   claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]>;
 
   /**
+   * The agent `agentId` as stored, and the runs claimed for it with its stored labels, as claimFlowRuns does;
+   * undefined, with nothing claimed, when no such agent is registered. One round trip where the store can.
+   */
+  claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined>;
+
+  /**
    * The flow versions (ids) whose runs may still need their image: runs Scheduled, Submitted, Running or
    * Cancelling, and runs created since `createdSince` (image garbage collection keeps them).
    */

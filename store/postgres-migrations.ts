@@ -289,6 +289,28 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   DROP INDEX flow_runs_state_labels_start;
   CREATE INDEX flow_runs_due_labels ON flow_runs (labels, scheduled_start, seq) WHERE state = 'Scheduled';
   `,
+  // A claim that reads its agent too (store/postgres.ts, claimForAgent): the agent's row, and the runs
+  // berth_claim takes for it with the labels stored there, as one JSON value; NULL, claiming nothing, for an
+  // agent that is not registered. It fails with BL001 where berth_claim does.
+  `
+  CREATE FUNCTION berth_claim_for(p_lock TEXT, p_agent TEXT, p_max INTEGER, p_now TEXT, p_lease TEXT)
+  RETURNS json LANGUAGE plpgsql VOLATILE
+  SET plan_cache_mode = force_generic_plan
+  AS $claim$
+  DECLARE
+    agent agents;
+    runs json;
+  BEGIN
+    SELECT * INTO agent FROM agents WHERE id = p_agent;
+    IF NOT FOUND THEN
+      RETURN NULL;
+    END IF;
+    SELECT coalesce(json_agg(r ORDER BY r.scheduled_start, r.seq), '[]') INTO runs
+    FROM berth_claim(p_lock, p_agent, ARRAY(SELECT jsonb_array_elements_text(agent.labels::jsonb)), p_max, p_now, p_lease) r;
+    RETURN json_build_object('agent', row_to_json(agent), 'runs', runs);
+  END
+  $claim$;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

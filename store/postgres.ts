@@ -90,6 +90,8 @@ const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (S
 /** A claim where no limit is set (the function of that name); it refuses with LIMIT_SET if one is. */
 const CLAIM_UNLIMITED = "SELECT * FROM berth_claim(@lock, @agentId, @agentLabels::text[], @max::integer, @now, @lease)";
 const LIMIT_SET = "BL001";
+/** The agent's row (JSON) and the runs claimed for it with its stored labels; NULL for an unknown agent. */
+const CLAIM_FOR_AGENT = "SELECT berth_claim_for(@lock, @agentId, @max::integer, @now, @lease) AS claim";
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
@@ -334,6 +336,22 @@ export class PostgresStore implements StateStore {
       this.limitsSeen = (await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited ?? false;
       return claimRuns(db, agentId, agentLabels, max, leaseMs);
     });
+  }
+
+  async claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined> {
+    if (!this.limitsSeen) {
+      // The agent's row and its claim in one round trip: the function berth_claim_for.
+      const params = { lock: CLAIM_LOCK, agentId, max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
+      try {
+        const claim = (await this.db.get<{ claim: { agent: AgentRow; runs: FlowRunRow[] } | null }>(CLAIM_FOR_AGENT, params))?.claim;
+        return claim ? { agent: toAgent(claim.agent), runs: claim.runs.map(toFlowRun) } : undefined;
+      } catch (err) {
+        if ((err as { code?: string }).code !== LIMIT_SET) throw err;
+      }
+      this.limitsSeen = true;
+    }
+    const agent = await this.getAgent(agentId);
+    return agent && { agent, runs: await this.claimFlowRuns(agentId, agent.labels, max, leaseMs) };
   }
 
   /** Whether the last claim found a concurrency limit set (see claimFlowRuns). */

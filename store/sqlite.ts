@@ -246,6 +246,11 @@ export class SqliteStore implements StateStore {
     return this.immediate(() => claimRuns(this.sql, agentId, agentLabels, max, leaseMs));
   }
 
+  async claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined> {
+    const agent = await this.getAgent(agentId);
+    return agent && { agent, runs: await this.claimFlowRuns(agentId, agent.labels, max, leaseMs) };
+  }
+
   async nextScheduledStart(agentLabels: readonly string[]): Promise<string | undefined> {
     return nextScheduledStart(this.sql, agentLabels);
   }

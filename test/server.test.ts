@@ -376,6 +376,12 @@ describe("agents", () => {
     await post(`/api/agents/${agent.id}/heartbeat`, { status: "stopped" });
     clock = 240_000;
     expect((await get("/api/agents")).body.agents[0].status).toBe("stopped");
+    // A claim is proof of life: the agent is back, heard again.
+    const stopped = (await get("/api/agents")).body.agents[0].lastHeartbeatAt as string;
+    expect((await post(`/api/agents/${agent.id}/claim`, { waitMs: 0 })).body.claims).toEqual([]);
+    const back = (await get("/api/agents")).body.agents[0];
+    expect(back.status).toBe("online");
+    expect(Date.parse(back.lastHeartbeatAt)).toBeGreaterThan(Date.parse(stopped));
     await expectError(s.app, { method: "POST", url: "/api/agents/nope/heartbeat", payload: {} }, 404, "BERTH_E_AGENT_NOT_FOUND");
     await expectError(s.app, { method: "POST", url: "/api/agents", payload: { name: "x", labels: ["has space"] } }, 400, "BERTH_E_VALIDATION");
     await expectError(s.app, { method: "POST", url: `/api/agents/${agent.id}/heartbeat`, payload: { status: "lost" } }, 400, "BERTH_E_VALIDATION");

@@ -1,3 +1,5 @@
+import type { FastifyBaseLogger } from "fastify";
+import type { StoredAgent } from "../../store/port.js";
 import { isBerthError } from "../../wire/errors.js";
 import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../wire/schema.js";
 import { assertNotRevoked } from "../auth.js";
@@ -23,17 +25,8 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       const { id } = request.params;
       const { max, waitMs } = request.body;
       const knownFlows = new Set(request.body.knownFlows);
-      const known = await ctx.store.getAgent(id);
-      if (!known) throw agentNotFound(id);
-      // A claim is proof of life; an agent that had said it stopped is evidently back. Its row is written only
-      // when that changes something a reader could see: a status, or a heartbeat older than a quarter of the
-      // time after which it counts as lost. Otherwise a claim would cost two commits, the other being its own.
-      const status = known.status === "unhealthy" ? "unhealthy" : "online";
-      const heardMsAgo = ctx.presence.now() - Date.parse(known.lastHeartbeatAt);
-      const fresh = known.status === status && heardMsAgo >= 0 && heardMsAgo < ctx.options.agentLostAfterMs / 4;
-      const agent = fresh ? known : await ctx.store.heartbeatAgent(id, status);
-      if (!agent) throw agentNotFound(id);
-
+      // Known after the first look, which reads it with the claim.
+      let agent: StoredAgent | undefined;
       const gone = disconnectSignal(reply);
       // Until when this claim is parked, marked on the agent's row so that every replica sees it waiting.
       let waitingUntil: string | undefined;
@@ -48,13 +41,22 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             attempt: async () => {
               await assertNotRevoked(ctx.store, request.principal);
               const end = ctx.metrics.claimDuration.startTimer();
-              const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
+              let claimed: FlowRun[];
+              if (agent) claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
+              else {
+                // The first look reads the agent (its labels) and claims in one go.
+                const first = await ctx.store.claimForAgent(id, max, ctx.options.leaseMs);
+                if (!first) throw agentNotFound(id);
+                claimed = first.runs;
+                agent = await markPresent(ctx, request.log, first.agent);
+              }
               end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
               return claimed.length > 0 ? claimed : undefined;
             },
             // A run whose start is still to come wakes the claim at that start, not at the next poll.
             dueInMs: async () => {
-              const next = await ctx.store.nextScheduledStart(agent.labels);
+              // Asked after a look, which has read the agent.
+              const next = await ctx.store.nextScheduledStart(agent?.labels ?? []);
               return next === undefined ? undefined : Date.parse(next) - ctx.presence.now();
             },
             beforeWait: async () => {
@@ -99,6 +101,24 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       return { claims, startTimeoutMs: ctx.options.startTimeoutMs };
     },
   );
+}
+
+/**
+ * A claim is proof of life; an agent that had said it stopped is evidently back. Its row is written only when
+ * that changes something a reader could see: a status, or a heartbeat older than a quarter of the time after
+ * which it counts as lost. Otherwise a claim would cost two commits, the other being its own. Best effort, as
+ * the claim it follows has taken its runs already: the agent's next heartbeat says the same.
+ */
+async function markPresent(ctx: ServerContext, log: FastifyBaseLogger, known: StoredAgent): Promise<StoredAgent> {
+  const status = known.status === "unhealthy" ? "unhealthy" : "online";
+  const heardMsAgo = ctx.presence.now() - Date.parse(known.lastHeartbeatAt);
+  if (known.status === status && heardMsAgo >= 0 && heardMsAgo < ctx.options.agentLostAfterMs / 4) return known;
+  try {
+    return (await ctx.store.heartbeatAgent(known.id, status)) ?? known;
+  } catch (err) {
+    log.warn({ agentId: known.id, err }, "could not record the claiming agent as present; its next heartbeat will");
+    return known;
+  }
 }
 
 /** Gives back runs claimed for a client that disconnected before it could receive them. */

@@ -292,6 +292,22 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(new Set(claimed)).toEqual(ids);
     });
 
+    it("claims for an agent with the labels stored for it, and for an agent not registered claims nothing", async () => {
+      const { store, run } = await storeWithFlow(["gpu"]);
+      const runs = [await run(), await run(["cpu"]), await run()];
+      expect(await store.claimForAgent("nobody", 5, LEASE_MS)).toBeUndefined();
+      expect((await store.getFlowRun(runs[0]!.id))?.state).toBe("Scheduled");
+      const { agent } = await store.registerAgent({ name: "a1", labels: ["gpu"], concurrency: 2 });
+      const first = await store.claimForAgent(agent.id, 5, LEASE_MS);
+      expect(first?.agent).toEqual(await store.getAgent(agent.id));
+      expect(first?.runs.map((r) => r.id)).toEqual([runs[0]!.id, runs[2]!.id]);
+      expect(first?.runs[0]).toEqual(await store.getFlowRun(runs[0]!.id));
+      expect(first?.runs[0]).toMatchObject({ state: "Submitted", agentId: agent.id, epoch: 1 });
+      // Labels changed by registering again under the same name are the ones the next claim uses.
+      await store.registerAgent({ name: "a1", labels: ["cpu"], concurrency: 2 });
+      expect((await store.claimForAgent(agent.id, 5, LEASE_MS))?.runs.map((r) => r.id)).toEqual([runs[1]!.id]);
+    });
+
     // A store guesses from its last claim that no limit is set and claims the short way: a limit another server
     // sets meanwhile must hold from the next claim on, and claims go the short way again once it is gone.
     if (options.openSibling) it("holds a limit another server set after this one's claims found none", async () => {
