@@ -15,7 +15,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypt
 import type { FastifyRequest } from "fastify";
 import { BerthError, isBerthError } from "../wire/errors.js";
 import type { FlowRun, TokenRole } from "../wire/schema.js";
-import type { StateStore } from "../store/port.js";
+import type { StateStore, StoredAgent } from "../store/port.js";
 import type { ZodApp } from "./routes/shared.js";
 import { flowRunNotFound } from "./routes/shared.js";
 import { staleLease } from "../store/fencing.js";
@@ -43,6 +43,8 @@ export type Access = "public" | "admin" | "agents" | "agent-self" | "run-read" |
 declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** The route's agent as an agent token's request was authorized against it (agent-self routes with `:id`). */
+    authorizedAgent: StoredAgent | undefined;
   }
   interface FastifyContextConfig {
     access?: Access;
@@ -102,6 +104,7 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
   // Digests, so that timingSafeEqual compares equal lengths and the configured token's length does not leak.
   const configured = apiToken ? digest(apiToken) : undefined;
   app.decorateRequest("principal", undefined);
+  app.decorateRequest("authorizedAgent", undefined);
 
   app.addHook("onRequest", async (request) => {
     const access = request.routeOptions.config.access ?? "admin";
@@ -260,6 +263,8 @@ async function authorize(store: StateStore, request: FastifyRequest, access: Acc
           { details: { needed: ["admin", "agent (as itself, with its token's labels)"], role: "agent", refused: outside } },
         );
       }
+      // What was checked is what the route uses (a claim, its labels), not a row read again later.
+      request.authorizedAgent = known;
       return;
     }
     case "flow-read": {

@@ -39,11 +39,16 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             waitMs,
             signals: [gone, ctx.closing],
             attempt: async () => {
-              await assertNotRevoked(ctx.store, request.principal);
+              // The token was checked as the request arrived; a claim that waited checks it again.
+              if (agent) await assertNotRevoked(ctx.store, request.principal);
               const end = ctx.metrics.claimDuration.startTimer();
               let claimed: FlowRun[];
               if (agent) claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
-              else {
+              else if (request.authorizedAgent) {
+                // An agent token's request: the agent as its authorization read it, labels checked.
+                claimed = await ctx.store.claimFlowRuns(id, request.authorizedAgent.labels, max, ctx.options.leaseMs);
+                agent = await markPresent(ctx, request.log, request.authorizedAgent);
+              } else {
                 // The first look reads the agent (its labels) and claims in one go.
                 const first = await ctx.store.claimForAgent(id, max, ctx.options.leaseMs);
                 if (!first) throw agentNotFound(id);
