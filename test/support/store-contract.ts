@@ -316,7 +316,8 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       const runs = [await run(), await run(), await run()];
       expect((await store.claimFlowRuns("agent-1", ["etl"], 1, LEASE_MS)).map((r) => r.id)).toEqual([runs[0]!.id]);
       await other.setConcurrencyLimit("etl", 1);
-      expect(await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS), "the limit's one slot is taken").toEqual([]);
+      const { agent } = await store.registerAgent({ name: "a1", labels: ["etl"], concurrency: 5 });
+      expect((await store.claimForAgent(agent.id, 5, LEASE_MS))?.runs, "the limit's one slot is taken").toEqual([]);
       expect(await other.deleteConcurrencyLimit("etl")).toBe(true);
       expect((await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS)).map((r) => r.id)).toEqual([runs[1]!.id, runs[2]!.id]);
       expect((await store.claimFlowRuns("agent-1", ["etl"], 5, LEASE_MS)).map((r) => r.id)).toEqual([]);
