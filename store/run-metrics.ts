@@ -1,7 +1,8 @@
 /**
  * What `/metrics` reports of the runs, read fresh at each scrape: the same SQL on SQLite and PostgreSQL.
- * Both queries are answered from indexes that carry `state` (flow_runs_name_state, and the claim's
- * flow_runs_state_labels_start), so a scrape costs a walk of an index, never of the rows.
+ * Both queries are answered from indexes (flow_runs_name_state, and the claim's index of queued runs by
+ * labels: flow_runs_state_labels_start on SQLite, flow_runs_due_labels on PostgreSQL), so a scrape costs a
+ * walk of an index, never of the rows.
  */
 import type { FlowRunStateName } from "../wire/schema.js";
 

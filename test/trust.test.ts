@@ -144,6 +144,15 @@ describe("tokens and roles", () => {
     expect((await admin.get(`/api/flow-runs/${run.id}`)).body.state).toBe("Scheduled");
   });
 
+  test("an agent token's claim for an agent that is not registered is a 404, and claims nothing", async ({ startServer }) => {
+    const { admin, as, agentToken } = await secured(startServer);
+    const agent = as((await agentToken("ghost")).token);
+    const flow = (await admin.post("/api/flows", flowBody())).body.flow;
+    const run = (await admin.post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
+    await agent.refused("POST", "/api/agents/no-such-agent/claim", 404, "BERTH_E_AGENT_NOT_FOUND", { waitMs: 0 });
+    expect((await admin.get(`/api/flow-runs/${run.id}`)).body.state).toBe("Scheduled");
+  });
+
   test("a run token reads and writes its own run only, and dies when the run ends", async ({ startServer }) => {
     const { admin, as, claimedRun, tick } = await secured(startServer);
     const mine = await claimedRun("agent-a");

@@ -8,6 +8,9 @@ import { disconnectSignal, longPoll } from "../long-poll.js";
 import { RUNS_TOPIC } from "../notifier.js";
 import { IdParams, agentNotFound, withErrors, type ZodApp } from "./shared.js";
 
+/** A claim's first look checks its token again (it was checked as the request arrived) after this long. */
+const REVOCATION_RECHECK_MS = 250;
+
 export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
   app.post(
     "/api/agents/:id/claim",
@@ -39,23 +42,34 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
             waitMs,
             signals: [gone, ctx.closing],
             attempt: async () => {
-              // The token was checked as the request arrived; a claim that waited checks it again.
-              if (agent) await assertNotRevoked(ctx.store, request.principal);
+              // The token was checked as the request arrived; a claim that waited, or whose body was slow to
+              // come, checks it again.
+              if (agent || reply.elapsedTime > REVOCATION_RECHECK_MS) await assertNotRevoked(ctx.store, request.principal);
               const end = ctx.metrics.claimDuration.startTimer();
+              if (agent) {
+                const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
+                end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
+                return claimed.length > 0 ? claimed : undefined;
+              }
               let claimed: FlowRun[];
-              if (agent) claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
-              else if (request.authorizedAgent) {
-                // An agent token's request: the agent as its authorization read it, labels checked.
-                claimed = await ctx.store.claimFlowRuns(id, request.authorizedAgent.labels, max, ctx.options.leaseMs);
-                agent = await markPresent(ctx, request.log, request.authorizedAgent);
+              let seen: StoredAgent;
+              const checked = request.authorizedAgent;
+              if (checked) {
+                // An agent token's request: the agent as its authorization read it. Its labels, the ones checked
+                // against the token, are the ones every look of this claim uses.
+                claimed = await ctx.store.claimFlowRuns(id, checked.labels, max, ctx.options.leaseMs);
+                seen = checked;
               } else {
+                // An agent token's request found no such agent at authorization: nothing to claim for.
+                if (request.principal?.role === "agent") throw agentNotFound(id);
                 // The first look reads the agent (its labels) and claims in one go.
                 const first = await ctx.store.claimForAgent(id, max, ctx.options.leaseMs);
                 if (!first) throw agentNotFound(id);
                 claimed = first.runs;
-                agent = await markPresent(ctx, request.log, first.agent);
+                seen = first.agent;
               }
               end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
+              agent = { ...(await markPresent(ctx, request.log, seen)), labels: seen.labels };
               return claimed.length > 0 ? claimed : undefined;
             },
             // A run whose start is still to come wakes the claim at that start, not at the next poll.
