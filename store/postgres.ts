@@ -322,16 +322,12 @@ export class PostgresStore implements StateStore {
    * the lock goes the way of limits. Which way the last claim went is the guess for the next.
    */
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
-    if (!this.limitsSeen) {
-      // One round trip, one implicit transaction: the function berth_claim (store/postgres-migrations.ts).
+    // One round trip, one implicit transaction: the function berth_claim (store/postgres-migrations.ts).
+    const unlimited = await this.whileUnlimited(async () => {
       const params = { lock: CLAIM_LOCK, agentId, agentLabels: [...agentLabels], max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
-      try {
-        return (await this.db.all<FlowRunRow>(CLAIM_UNLIMITED, params)).map(toFlowRun);
-      } catch (err) {
-        if ((err as { code?: string }).code !== LIMIT_SET) throw err;
-      }
-      this.limitsSeen = true;
-    }
+      return (await this.db.all<FlowRunRow>(CLAIM_UNLIMITED, params)).map(toFlowRun);
+    });
+    if (unlimited) return unlimited.value;
     return this.tx([CLAIM_LOCK], async (db) => {
       this.limitsSeen = (await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited ?? false;
       return claimRuns(db, agentId, agentLabels, max, leaseMs);
@@ -339,19 +335,30 @@ export class PostgresStore implements StateStore {
   }
 
   async claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined> {
-    if (!this.limitsSeen) {
-      // The agent's row and its claim in one round trip: the function berth_claim_for.
+    // The agent's row and its claim in one round trip: the function berth_claim_for.
+    const unlimited = await this.whileUnlimited(async () => {
       const params = { lock: CLAIM_LOCK, agentId, max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
-      try {
-        const claim = (await this.db.get<{ claim: { agent: AgentRow; runs: FlowRunRow[] } | null }>(CLAIM_FOR_AGENT, params))?.claim;
-        return claim ? { agent: toAgent(claim.agent), runs: claim.runs.map(toFlowRun) } : undefined;
-      } catch (err) {
-        if ((err as { code?: string }).code !== LIMIT_SET) throw err;
-      }
-      this.limitsSeen = true;
-    }
+      const claim = (await this.db.get<{ claim: { agent: AgentRow; runs: FlowRunRow[] } | null }>(CLAIM_FOR_AGENT, params))?.claim;
+      return claim ? { agent: toAgent(claim.agent), runs: claim.runs.map(toFlowRun) } : undefined;
+    });
+    if (unlimited) return unlimited.value;
     const agent = await this.getAgent(agentId);
     return agent && { agent, runs: await this.claimFlowRuns(agentId, agent.labels, max, leaseMs) };
+  }
+
+  /**
+   * A claim the short way while the last one found no limit set: its value; undefined, and limits seen from
+   * now on, when the database function refuses because one is (LIMIT_SET).
+   */
+  private async whileUnlimited<T>(claim: () => Promise<T>): Promise<{ value: T } | undefined> {
+    if (this.limitsSeen) return undefined;
+    try {
+      return { value: await claim() };
+    } catch (err) {
+      if ((err as { code?: string }).code !== LIMIT_SET) throw err;
+      this.limitsSeen = true;
+      return undefined;
+    }
   }
 
   /** Whether the last claim found a concurrency limit set (see claimFlowRuns). */

@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from "fastify";
+import type { FastifyBaseLogger, FastifyRequest } from "fastify";
 import type { StoredAgent } from "../../store/port.js";
 import { isBerthError } from "../../wire/errors.js";
 import { ClaimReply, ClaimRequest, type ClaimedRun, type FlowRun } from "../../wire/schema.js";
@@ -46,31 +46,11 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
               // come, checks it again.
               if (agent || reply.elapsedTime > REVOCATION_RECHECK_MS) await assertNotRevoked(ctx.store, request.principal);
               const end = ctx.metrics.claimDuration.startTimer();
-              if (agent) {
-                const claimed = await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs);
-                end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
-                return claimed.length > 0 ? claimed : undefined;
-              }
-              let claimed: FlowRun[];
-              let seen: StoredAgent;
-              const checked = request.authorizedAgent;
-              if (checked) {
-                // An agent token's request: the agent as its authorization read it. Its labels, the ones checked
-                // against the token, are the ones every look of this claim uses.
-                claimed = await ctx.store.claimFlowRuns(id, checked.labels, max, ctx.options.leaseMs);
-                seen = checked;
-              } else {
-                // An agent token's request found no such agent at authorization: nothing to claim for.
-                if (request.principal?.role === "agent") throw agentNotFound(id);
-                // The first look reads the agent (its labels) and claims in one go.
-                const first = await ctx.store.claimForAgent(id, max, ctx.options.leaseMs);
-                if (!first) throw agentNotFound(id);
-                claimed = first.runs;
-                seen = first.agent;
-              }
-              end({ outcome: claimed.length > 0 ? "claimed" : "empty" });
-              agent = { ...(await markPresent(ctx, request.log, seen)), labels: seen.labels };
-              return claimed.length > 0 ? claimed : undefined;
+              const look = agent ? { agent, runs: await ctx.store.claimFlowRuns(id, agent.labels, max, ctx.options.leaseMs) } : await firstLook(ctx, request, id, max);
+              end({ outcome: look.runs.length > 0 ? "claimed" : "empty" });
+              // The labels of the first look are the ones every later look of this claim uses.
+              agent ??= { ...(await markPresent(ctx, request.log, look.agent)), labels: look.agent.labels };
+              return look.runs.length > 0 ? look.runs : undefined;
             },
             // A run whose start is still to come wakes the claim at that start, not at the next poll.
             dueInMs: async () => {
@@ -120,6 +100,20 @@ export function registerClaimRoutes(app: ZodApp, ctx: ServerContext): void {
       return { claims, startTimeoutMs: ctx.options.startTimeoutMs };
     },
   );
+}
+
+/**
+ * A claim's first look: the agent, and what it claimed. An agent token's request uses the agent as its
+ * authorization read it, whose labels were checked against the token; any other reads the agent with the claim.
+ */
+async function firstLook(ctx: ServerContext, request: FastifyRequest, id: string, max: number): Promise<{ agent: StoredAgent; runs: FlowRun[] }> {
+  const checked = request.authorizedAgent;
+  if (checked) return { agent: checked, runs: await ctx.store.claimFlowRuns(id, checked.labels, max, ctx.options.leaseMs) };
+  // An agent token's request whose agent its authorization did not find: nothing to claim for.
+  if (request.principal?.role === "agent") throw agentNotFound(id);
+  const first = await ctx.store.claimForAgent(id, max, ctx.options.leaseMs);
+  if (!first) throw agentNotFound(id);
+  return first;
 }
 
 /**
