@@ -39,6 +39,7 @@ import { freeBytes } from "./disk.js";
 import { formatBytes } from "../shared/sizes.js";
 import { EngineWatch } from "./engine-watch.js";
 import { ImageProvider } from "./images.js";
+import { ImageIds } from "./image-ids.js";
 import { LeaseKeeper } from "./lease-keeper.js";
 import { RunLifecycle } from "./run-lifecycle.js";
 import { RunTable } from "./run-table.js";
@@ -76,6 +77,7 @@ export class Agent {
   /** Aborted once the agent has stopped: ends the cancel watch, which outlives claiming (a draining agent's runs can be cancelled). */
   private readonly stopped = new AbortController();
   private readonly engineWatch: EngineWatch;
+  private readonly imageIds: ImageIds;
   private readonly leases: LeaseKeeper;
   private readonly adoption: Adoption;
   private readonly images: ImageProvider;
@@ -145,7 +147,15 @@ export class Agent {
         return { slotsUsed: h.slots.used, diskFreeBytes: h.disk.freeBytes, reasons: h.reasons.slice(0, 10).map((r) => r.slice(0, 500)) };
       },
     });
-    this.images = new ImageProvider({ client: deps.client, engine: deps.engine, options, berthImage: () => this.berthImage(), stopping: this.stopping.signal });
+    this.imageIds = new ImageIds(deps.engine, () => this.log);
+    this.images = new ImageProvider({
+      client: deps.client,
+      engine: deps.engine,
+      imageIds: this.imageIds,
+      options,
+      berthImage: () => this.berthImage(),
+      stopping: this.stopping.signal,
+    });
     this.adoption = new Adoption({
       client: deps.client,
       engine: deps.engine,
@@ -279,6 +289,8 @@ export class Agent {
       if (this.stopping.signal.aborted) return;
       throw err;
     }
+    // Followed from here on: runs then learn their image's id without asking the engine each time.
+    void this.imageIds.follow(this.stopping.signal);
     await this.register();
     if (this.current !== "starting") return;
     await this.adoption.adoptAll();
@@ -399,6 +411,7 @@ export class Agent {
         options: this.options,
         berthImage: () => this.berthImage(),
         images: this.images,
+        imageIds: this.imageIds,
         metrics: this.metrics,
         engineBack: () => this.engineWatch.whenBack(),
         startTimeoutMs,

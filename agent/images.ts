@@ -22,6 +22,7 @@ import type { AgentOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { formatMs } from "../shared/text.js";
 import { buildFromContext } from "../storage/docker-build.js";
+import type { ImageIds } from "./image-ids.js";
 import type { ImageSource } from "./metrics.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { LogLevel, StorageSpec } from "../wire/schema.js";
@@ -41,6 +42,8 @@ export const BASE_LABEL = "io.berth.base";
 export interface ImageProviderDeps {
   client: ApiClient;
   engine: ContainerEngine;
+  /** Image ids, remembered while nothing changes on the engine (image-ids.ts); asked of the engine without it. */
+  imageIds?: ImageIds;
   options: Pick<AgentOptions, "pullPolicy" | "buildOnPullFailure" | "buildTimeoutMs" | "serverDownForMs">;
   /** The berth image of this agent, to build FROM. */
   berthImage: () => Promise<string>;
@@ -70,8 +73,8 @@ export class ImageProvider {
     const { engine, options } = this.deps;
     const image = storage.image;
     if (options.pullPolicy !== "always") {
-      // The image's id, where the engine gives it, serves a warm pool (one inspect, not two).
-      const imageId = engine.imageId ? await engine.imageId(image) : undefined;
+      // The image's id, where the engine gives it, serves a warm pool (one lookup, not two).
+      const imageId = await (this.deps.imageIds?.lookup(image) ?? engine.imageId?.(image));
       if (imageId !== undefined) return { image, source: "present", imageId };
       if (!engine.imageId && (await engine.imageExists(image))) return { image, source: "present" };
     }

@@ -37,6 +37,7 @@ import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 import type { AgentClaim } from "./flow-cache.js";
+import type { ImageIds } from "./image-ids.js";
 import { RUN_NAME_PREFIX, shapeKey, type WarmPool } from "./warm-pool.js";
 
 /**
@@ -80,6 +81,8 @@ export interface RunLifecycleDeps {
   stopping: AbortSignal;
   /** Idle started containers to hand runs to (`--warm-pool`); none by default. */
   warmPool?: WarmPool | undefined;
+  /** Image ids the agent remembers (image-ids.ts); asked of the engine without it. */
+  imageIds?: ImageIds | undefined;
 }
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
@@ -544,7 +547,7 @@ export class RunLifecycle {
   private async warm(spec: ContainerSpec): Promise<string | undefined> {
     const { warmPool: pool, engine } = this.deps;
     if (!pool?.enabled || !engine.imageId || !engine.renameContainer) return undefined;
-    const imageId = this.imageId ?? (await engine.imageId(spec.image).catch(() => undefined));
+    const imageId = this.imageId ?? (await (this.deps.imageIds?.lookup(spec.image) ?? engine.imageId(spec.image)).catch(() => undefined));
     if (imageId === undefined) return undefined;
     const key = shapeKey(spec, imageId);
     const env = spec.env ?? {};

@@ -9,12 +9,24 @@ import { BuildOutput } from "./build-output.js";
 import { demultiplex, outputLines } from "./demux.js";
 import type { OutputLine } from "../shared/output-frames.js";
 import { abortedError, engineMessage, isAbort, isUnreachable, statusOf, toBerthError, unreachableError } from "./errors.js";
-import type { BuildOptions, BuildResult, ContainerEvent, ContainerEventsOptions, ContainerInfo, ContainerEngine, ContainerInput, ContainerSpec, ImageInfo } from "./port.js";
+import type {
+  BuildOptions,
+  BuildResult,
+  ContainerEvent,
+  ContainerEventsOptions,
+  ContainerInfo,
+  ContainerEngine,
+  ContainerInput,
+  ContainerSpec,
+  ImageEvent,
+  ImageEventsOptions,
+  ImageInfo,
+} from "./port.js";
 import { followProgress } from "./progress.js";
 import { parseImageRef, registryHost } from "./refs.js";
 import { createBody, short, toState } from "./container-body.js";
 import { engineTarget, type EngineAddress } from "./address.js";
-import { CONTAINER_ACTIONS, parseContainerEvent, sinceParameter } from "./events.js";
+import { CONTAINER_ACTIONS, parseContainerEvent, parseImageEvent, sinceParameter } from "./events.js";
 
 export interface DockerEngineOptions extends EngineAddress {
   /** How long `ping` waits for an answer; default 3000 ms. */
@@ -398,29 +410,37 @@ export class DockerEngine implements ContainerEngine {
     }
   }
 
-  followContainerEvents(options: ContainerEventsOptions): AsyncIterable<ContainerEvent> {
-    // The engine answers before it subscribes; asking for events since the call closes that gap.
-    return this.containerEvents(options, sinceParameter(Date.now()));
+  followContainerEvents({ labels, signal }: ContainerEventsOptions): AsyncIterable<ContainerEvent> {
+    const filters = { type: ["container"], event: [...CONTAINER_ACTIONS], label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) };
+    // From the moment of the call, not of the first read: the generator's body runs only then.
+    return this.events("following container events", filters, parseContainerEvent, sinceParameter(Date.now()), signal);
   }
 
-  private async *containerEvents({ labels, signal }: ContainerEventsOptions, since: string): AsyncGenerator<ContainerEvent> {
+  followImageEvents({ signal, onSubscribed }: ImageEventsOptions): AsyncIterable<ImageEvent> {
+    return this.events("following image events", { type: ["image"] }, parseImageEvent, sinceParameter(Date.now()), signal, onSubscribed);
+  }
+
+  /**
+   * The engine's events that `filters` select, parsed line by line. The engine answers before it subscribes;
+   * asking for events `since` the caller's call closes that gap (`onSubscribed` is called once it answered).
+   */
+  private async *events<T>(
+    what: string,
+    filters: Record<string, string[]>,
+    parse: (line: string) => T | undefined,
+    since: string,
+    signal: AbortSignal,
+    onSubscribed?: () => void,
+  ): AsyncGenerator<T> {
     if (signal.aborted) return;
-    const what = "following container events";
     let stream: Readable;
     try {
-      stream = (await this.docker.getEvents({
-        since,
-        filters: {
-          type: ["container"],
-          event: [...CONTAINER_ACTIONS],
-          label: Object.entries(labels).map(([k, v]) => `${k}=${v}`),
-        },
-        abortSignal: signal,
-      } as unknown as Docker.GetEventsOptions)) as Readable;
+      stream = (await this.docker.getEvents({ since, filters, abortSignal: signal } as unknown as Docker.GetEventsOptions)) as Readable;
     } catch (err) {
       if (isAbort(err, signal)) return;
       throw this.fail(err, what, "BERTH_E_INTERNAL", { signal });
     }
+    onSubscribed?.();
     // Decoded by the stream, so a character split between two chunks (a label value, say) stays whole.
     stream.setEncoding("utf8");
     let pending = "";
@@ -431,8 +451,8 @@ export class DockerEngine implements ContainerEngine {
         while ((newline = pending.indexOf("\n")) >= 0) {
           const line = pending.slice(0, newline);
           pending = pending.slice(newline + 1);
-          const event = parseEvent(line, what);
-          if (event) yield event;
+          const event = parseEvent(line, what, parse);
+          if (event !== undefined) yield event;
         }
       }
     } catch (err) {
@@ -450,9 +470,9 @@ export class DockerEngine implements ContainerEngine {
   }
 }
 
-function parseEvent(line: string, what: string): ContainerEvent | undefined {
+function parseEvent<T>(line: string, what: string, parse: (line: string) => T | undefined): T | undefined {
   try {
-    return parseContainerEvent(line);
+    return parse(line);
   } catch (err) {
     throw new BerthError("BERTH_E_INTERNAL", `${what} failed: the engine sent a line that is not an event: ${line.slice(0, 200)}`, { cause: err });
   }

@@ -2,7 +2,7 @@
  * The engine's event stream (GET /events): one JSON object per line. A container event's actor attributes
  * hold the container's labels mixed with a few keys of the engine's own, which are taken out here.
  */
-import type { ContainerAction, ContainerEvent } from "./port.js";
+import type { ContainerAction, ContainerEvent, ImageEvent } from "./port.js";
 
 export const CONTAINER_ACTIONS: readonly ContainerAction[] = ["start", "die", "destroy"];
 
@@ -38,6 +38,15 @@ export function parseContainerEvent(line: string): ContainerEvent | undefined {
     timeNano: nanos === undefined ? BigInt(event.time ?? 0) * 1_000_000_000n : BigInt(nanos),
     ...(exitCode === undefined ? {} : { exitCode }),
   };
+}
+
+/** The image event on one line, or undefined for anything else. Every action counts: each may move a reference. */
+export function parseImageEvent(line: string): ImageEvent | undefined {
+  const text = line.trim();
+  if (text === "") return undefined;
+  const event = JSON.parse(text) as EngineEvent;
+  if (event.Type !== "image" || event.Action === undefined) return undefined;
+  return { action: event.Action, id: event.Actor?.ID ?? "" };
 }
 
 /** Docker's `since` parameter: seconds and nanoseconds since the Unix epoch. */

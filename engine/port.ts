@@ -137,6 +137,21 @@ export interface ContainerEventsOptions {
   signal: AbortSignal;
 }
 
+/** Something changed among the engine's images: a reference now names another image, or none. */
+export interface ImageEvent {
+  /** The engine's word for it: tag, untag, delete, pull, load, import… */
+  action: string;
+  /** The image's id (for pull, the reference pulled). */
+  id: string;
+}
+
+export interface ImageEventsOptions {
+  /** Ends the stream; iteration then finishes without an error. */
+  signal: AbortSignal;
+  /** Called once the engine has subscribed: every change after this moment is in the stream. */
+  onSubscribed?: () => void;
+}
+
 /** A container's standard input, attached and held open (ContainerEngine.openInput). */
 export interface ContainerInput {
   /** Writes `data` and closes the input: the container reads it to its end. Rejects once the attachment is lost. */
@@ -202,4 +217,10 @@ export interface ContainerEngine {
    * throws BERTH_E_DOCKER_UNAVAILABLE if the engine cannot be reached or drops the stream.
    */
   followContainerEvents(options: ContainerEventsOptions): AsyncIterable<ContainerEvent>;
+  /**
+   * Follows every change to the engine's images (tags moved or removed, images pulled, loaded, imported or
+   * deleted) until `signal` aborts; throws BERTH_E_DOCKER_UNAVAILABLE as followContainerEvents does. Engines
+   * that cannot leave it out (their image ids are then never remembered: agent/image-ids.ts).
+   */
+  followImageEvents?(options: ImageEventsOptions): AsyncIterable<ImageEvent>;
 }

@@ -4,11 +4,12 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isBerthError } from "../wire/errors.js";
-import type { ContainerEvent } from "../engine/port.js";
+import type { ContainerEvent, ImageEvent } from "../engine/port.js";
 import { createDockerEngine } from "../engine/docker-engine.js";
 import { ensureNodeBaseImage } from "../images/index.js";
 import { TarTree } from "../shared/tar-tree.js";
 import { TEST_LABEL, dockerSuite, suiteTitle } from "./support/docker-suite.js";
+import { until } from "./support/wait.js";
 
 const suite = await dockerSuite("rt");
 const { engine, id } = suite;
@@ -284,11 +285,39 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerEngine against
       expect((err as Error).message).toContain(socketPath);
     });
   });
+
+  describe("image events", () => {
+    it("says when a reference moves to another image or goes, once subscribed", async () => {
+      const controller = new AbortController();
+      let subscribed = false;
+      const seen = collect(engine.followImageEvents!({ signal: controller.signal, onSubscribed: () => (subscribed = true) }));
+      const ref = `berth-test-moving-${id}:one`;
+      await until("the engine to subscribe", () => subscribed);
+      images.push(ref);
+      await engine.tagImage(base, ref);
+      await seen.until((events) => events.some((e) => e.action === "tag"));
+      const moved = await engine.buildImage({ tag: ref, context: dockerfileContext(`FROM ${base}\nLABEL io.berth.test-moving=${id}\n`) });
+      await seen.until((events) => events.some((e) => e.action === "tag" && e.id === moved.imageId));
+      await engine.removeImage(ref);
+      await seen.until((events) => events.some((e) => e.action === "untag" || e.action === "delete"));
+      controller.abort();
+      await expect(seen.done).resolves.toBeUndefined();
+    });
+
+    it("fails with BERTH_E_DOCKER_UNAVAILABLE when nothing listens at the socket, never calling it subscribed", async () => {
+      const socketPath = path.join(os.tmpdir(), `berth-no-engine-${id}.sock`);
+      let subscribed = false;
+      const events = createDockerEngine({ socketPath }).followImageEvents!({ signal: new AbortController().signal, onSubscribed: () => (subscribed = true) });
+      const err = await collect(events).done.catch((e: unknown) => e);
+      expect(isBerthError(err, "BERTH_E_DOCKER_UNAVAILABLE")).toBe(true);
+      expect(subscribed).toBe(false);
+    });
+  });
 });
 
 /** Reads an event stream in the background; `until` waits, bounded, for each new event until `check` holds. */
-function collect(stream: AsyncIterable<ContainerEvent>) {
-  const events: ContainerEvent[] = [];
+function collect<T extends ContainerEvent | ImageEvent>(stream: AsyncIterable<T>) {
+  const events: T[] = [];
   let arrived: () => void = () => {};
   let next = new Promise<void>((resolve) => (arrived = resolve));
   const done = (async () => {
@@ -303,11 +332,11 @@ function collect(stream: AsyncIterable<ContainerEvent>) {
   return {
     events,
     done,
-    async until(check: (events: ContainerEvent[]) => boolean, timeoutMs = 10_000): Promise<void> {
+    async until(check: (events: T[]) => boolean, timeoutMs = 10_000): Promise<void> {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          const seen = events.map((e) => `${e.action} ${e.name}`).join(", ") || "none";
+          const seen = events.map((e) => `${e.action} ${"name" in e ? e.name : e.id}`).join(", ") || "none";
           reject(new Error(`the expected events did not arrive within ${timeoutMs} ms; seen: ${seen}`));
         }, timeoutMs);
       });

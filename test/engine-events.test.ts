@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseContainerEvent, sinceParameter } from "../engine/events.js";
+import { parseContainerEvent, parseImageEvent, sinceParameter } from "../engine/events.js";
 
 /** A line as Docker 20.10 writes it for `docker rm -f` of a running container. */
 const DIE =
@@ -34,6 +34,16 @@ describe("parseContainerEvent", () => {
     expect(parseContainerEvent("  ")).toBeUndefined();
     expect(parseContainerEvent(DIE.replaceAll('"die"', '"kill"'))).toBeUndefined();
     expect(parseContainerEvent('{"Type":"network","Action":"destroy","Actor":{"ID":"n1"}}')).toBeUndefined();
+  });
+});
+
+describe("parseImageEvent", () => {
+  it("reads every action on an image, and nothing else", () => {
+    const tag = '{"status":"tag","id":"sha256:79f6","Type":"image","Action":"tag","Actor":{"ID":"sha256:79f6","Attributes":{"name":"flow:moving"}},"time":1796277425}';
+    expect(parseImageEvent(tag)).toEqual({ action: "tag", id: "sha256:79f6" });
+    expect(parseImageEvent(tag.replaceAll('"tag"', '"delete"'))).toEqual({ action: "delete", id: "sha256:79f6" });
+    expect(parseImageEvent(DIE)).toBeUndefined();
+    expect(parseImageEvent("")).toBeUndefined();
   });
 });
 

@@ -145,6 +145,49 @@ describe.skipIf(!dockerAvailable)("warm containers on the local Docker engine", 
     expect(await logs(next.id)).not.toContain(`started in warm container ${former.id.slice(0, 12)}`);
   });
 
+  it("a tag that moves (a flow registered again under a fixed imageTag) never gets the former image's warm container", { timeout: 300_000 }, async () => {
+    const label = `warm-moving-${process.pid}`;
+    const name = `Warm Moving ${process.pid}`;
+    const image = `warm-moving-${process.pid}`;
+    // One reference for every version: the agent learns that it names another image only from the engine.
+    const source = (says: string) =>
+      [
+        'import { DockerStorage, Flow, task } from "berth";',
+        `const flow = new Flow(${JSON.stringify(name)}, { storage: new DockerStorage({ imageName: ${JSON.stringify(image)}, imageTag: "moving" }) });`,
+        `flow.addTask(task(() => console.log(${JSON.stringify(says)}), { name: "say" }));`,
+        "export default flow;",
+      ].join("\n");
+    const file = path.join(dir, "warm-moving.ts");
+    await writeFile(file, source("code of version 1"));
+    await register(file);
+    await agent(label, label);
+    const id = await agentId(label);
+    const first = await run(name, label);
+    expect((await waitFinal(client, first.id)).state).toBe("Success");
+    await until("a warm container of the first image", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
+    const former = (await idle(id))[0]!;
+    // Warm, the first image's code runs from its warm container.
+    const again = await run(name, label);
+    expect((await waitFinal(client, again.id)).state).toBe("Success");
+    expect(await warmContainerOf(again.id)).toBe(former.id.slice(0, 12));
+    await until("a warm container of the first image", async () => (await idle(id)).length === 1, { timeoutMs: 60_000 });
+
+    // Version 2 is built under the same reference: the tag moves to a new image.
+    await writeFile(file, source("code of version 2"));
+    await register(file);
+    const next = await run(name, label);
+    const final = await waitFinal(client, next.id);
+    expect(final.state, final.stateMessage ?? "").toBe("Success");
+    expect(final.flowVersion).toBe(2);
+    const lines = await logs(next.id);
+    expect(lines, lines.join("\n")).toContain("code of version 2");
+    expect(lines).not.toContain("code of version 1");
+    expect(await warmContainerOf(next.id)).not.toBe(former.id.slice(0, 12));
+    // Out of date, the former image's idle container is removed, having run nothing.
+    await until("the former image's idle container to be removed", () => timeline.events.some((e) => e.id === former.id && e.action === "destroy"), { timeoutMs: 30_000 });
+    expect(timeline.events.filter((e) => e.id === former.id && e.action === "start")).toHaveLength(1);
+  });
+
   it("a run started warm is cancelled, logged and adopted after a restart like any other; a restart empties the pool", { timeout: 300_000 }, async () => {
     const label = `warm-sleepy-${process.pid}`;
     const name = `warm-sleepy-${process.pid}`;
