@@ -93,6 +93,9 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
   return parsed as Record<string, string>;
 }
 
+/** Nothing but the reading of its arguments. */
+function touch(..._values: unknown[]): void {}
+
 /** berth's package name, which resolves to its entry point from inside the package too (package.json "exports"). */
 const BERTH_PACKAGE: string = "berth";
 
@@ -102,13 +105,19 @@ const KEEP_WARM_MS = 30_000;
 /**
  * What a warm container does while it waits, so that its run starts sooner: it opens its connection to the
  * server (asking /health, again now and then so that the server keeps it open), and defines a throwaway flow,
- * which compiles what loading the run's flow will call (defining tasks parses their functions' parameters).
- * Nothing of it is anyone's run, and nothing is printed. Stops with the returned function.
+ * which compiles what loading the run's flow will call (defining tasks parses their functions' parameters),
+ * and makes the console's streams. Nothing of it is anyone's run, and nothing is printed. Stops with the returned function.
  */
 function warmUp(transport: Transport, apiUrl: string | undefined): () => void {
-  void Promise.all([import("../flows/flow.js"), import("../flows/task.js")])
-    .then(([{ Flow }, { task }]) => new Flow("berth warm-up").addTask(task(({ value }: { value?: number }) => value ?? 0, { name: "warm-up" })))
+  void Promise.all([import("../flows/flow.js"), import("../flows/task.js"), import("node:module")])
+    .then(([{ Flow }, { task }, { createRequire }]) => {
+      new Flow("berth warm-up").addTask(task(({ value }: { value?: number }) => value ?? 0, { name: "warm-up" }));
+      // Every flow module berth bundles begins so (storage/bundle.ts): Node.js loads what that needs once.
+      createRequire(import.meta.url);
+    })
     .catch(() => undefined);
+  // Node.js makes the console's streams at their first use (about 1 ms): the run's console capture would.
+  touch(process.stdout, process.stderr);
   let url: URL;
   try {
     url = new URL(`${parseApiUrls(apiUrl ?? "")[0]}/health`);
