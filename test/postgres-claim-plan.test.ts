@@ -11,6 +11,17 @@ import { openPostgresStore } from "../store/postgres.js";
 import { describePostgres, useCluster } from "./support/postgres.js";
 import { flowInput } from "./support/fixtures.js";
 
+/** Every statement's plan, as run, with the pages it read, as a notice to the session. */
+const AUTO_EXPLAIN = [
+  "LOAD 'auto_explain'",
+  "SET auto_explain.log_min_duration = 0",
+  "SET auto_explain.log_analyze = on",
+  "SET auto_explain.log_buffers = on",
+  "SET auto_explain.log_nested_statements = on",
+  "SET auto_explain.log_level = notice",
+  "SET client_min_messages = notice",
+];
+
 // Under CI=true PostgreSQL is installed (scripts/prereqs.sh): a missing one fails instead of skipping.
 describePostgres("a PostgreSQL claim's cost", () => {
   const clusterOf = useCluster();
@@ -38,24 +49,14 @@ describePostgres("a PostgreSQL claim's cost", () => {
       await client.query("ANALYZE flow_runs");
       const plans: string[] = [];
       client.on("notice", (notice) => plans.push(notice.message ?? ""));
-      for (const setting of [
-        "LOAD 'auto_explain'",
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_analyze = on",
-        "SET auto_explain.log_buffers = on",
-        "SET auto_explain.log_nested_statements = on",
-        "SET auto_explain.log_level = notice",
-        "SET client_min_messages = notice",
-      ]) {
-        await client.query(setting);
-      }
+      for (const setting of AUTO_EXPLAIN) await client.query(setting);
       const pages: number[] = [];
       for (let i = 0; i < 8; i++) {
         plans.length = 0;
         const now = new Date().toISOString();
         const { rows } = await client.query<{ labels: string }>("SELECT * FROM berth_claim('berth:claims', 'agent-1', ARRAY['mine'], 1, $1, $1)", [now]);
         expect(rows.map((row) => row.labels)).toEqual(['["mine"]']);
-        const finding = plans.filter((plan) => /Query Text: (WITH RECURSIVE queued|[^\n]*ids \|\| ARRAY\()/.test(plan));
+        const finding = plans.filter((plan) => /Query Text: (WITH RECURSIVE queued|SELECT f\.id, f\.scheduled_start, f\.seq FROM flow_runs f)/.test(plan));
         expect(finding, plans.join("\n")).toHaveLength(2);
         pages.push(
           finding
@@ -69,6 +70,61 @@ describePostgres("a PostgreSQL claim's cost", () => {
       await store.close();
     }
   }
+
+  /** Pages all of one berth_claim call's statements read, on `client`, per claim of `claims`. */
+  async function pagesOfEveryStatement(client: pg.Client, claims: number): Promise<number[]> {
+    const plans: string[] = [];
+    const listen = (notice: { message?: string }) => plans.push(notice.message ?? "");
+    client.on("notice", listen);
+    try {
+      for (const setting of AUTO_EXPLAIN) await client.query(setting);
+      const pages: number[] = [];
+      for (let i = 0; i < claims; i++) {
+        plans.length = 0;
+        const now = new Date().toISOString();
+        const { rows } = await client.query("SELECT * FROM berth_claim('berth:claims', 'agent-1', ARRAY['mine'], 1, $1, $1)", [now]);
+        expect(rows).toHaveLength(1);
+        // The call's own plan counts what its statements read once more.
+        const statements = plans.filter((plan) => !/Query Text: SELECT \* FROM berth_claim/.test(plan));
+        pages.push(statements.map((plan) => /Buffers: shared hit=(\d+)(?: read=(\d+))?/.exec(plan)).reduce((sum, b) => sum + Number(b?.[1] ?? 0) + Number(b?.[2] ?? 0), 0));
+      }
+      return pages;
+    } finally {
+      client.off("notice", listen);
+    }
+  }
+
+  it("costs the same whether its connection planned it on a small queue or on a large one never analyzed", async () => {
+    const url = await clusterOf().database("plan_made_small");
+    const store = await openPostgresStore(url);
+    const early = new pg.Client({ connectionString: url });
+    const late = new pg.Client({ connectionString: url });
+    await early.connect();
+    try {
+      const { flow } = await store.registerFlow(flowInput());
+      for (let i = 0; i < 20; i++) await store.createFlowRun({ flow, parameters: {}, labels: ["mine"] });
+      // A server that started on a small queue: its connection plans the claim's statements now, once.
+      for (let i = 0; i < 5; i++) await early.query("SELECT * FROM berth_claim('berth:claims', 'agent-1', ARRAY['mine'], 1, $1, $1)", [new Date().toISOString()]);
+      // The queue grows (no ANALYZE, which would have the plans made again).
+      const { flowRun } = await store.createFlowRun({ flow, parameters: {}, labels: ["mine"] });
+      await early.query(
+        `INSERT INTO flow_runs SELECT (jsonb_populate_record(t, jsonb_build_object('id', t.id || '-' || g, 'seq', nextval('flow_runs_seq_seq')))).*
+         FROM flow_runs t, generate_series(1, 20000) g WHERE t.id = $1`,
+        [flowRun.id],
+      );
+      await late.connect();
+      const kept = await pagesOfEveryStatement(early, 4);
+      const fresh = await pagesOfEveryStatement(late, 4);
+      // Seeks and the write read about 50 pages; a walk over the queued runs (or a sort of them all) would read
+      // hundreds more, whichever queue the plans were made on.
+      const seen = `pages per claim: ${kept.join(", ")} with plans made at 20 queued, ${fresh.join(", ")} with plans made at 20,000 never analyzed`;
+      expect(Math.max(...kept, ...fresh), seen).toBeLessThanOrEqual(150);
+    } finally {
+      await early.end();
+      await late.end().catch(() => undefined);
+      await store.close();
+    }
+  }, 60_000);
 
   it("does not grow with the runs of other labels queued", async () => {
     const few = await pagesPerClaim(10);

@@ -261,6 +261,18 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       }
     });
 
+    it("claims oldest first across the label sets an agent satisfies", async () => {
+      const { store, run } = await storeWithFlow();
+      const created = [];
+      for (const labels of [["gpu", "linux"], ["linux"], ["gpu"], ["linux"], ["gpu", "linux"], ["arm"]]) created.push(await run(labels));
+      const [r1, r2, r3, r4, r5] = created.map((r) => r.id);
+      const claim = async () => (await store.claimFlowRuns("agent", ["gpu", "linux"], 2, LEASE_MS)).map((r) => r.id);
+      expect(await claim()).toEqual([r1, r2]);
+      expect(await claim()).toEqual([r3, r4]);
+      expect(await claim()).toEqual([r5]);
+      expect(await claim()).toEqual([]);
+    });
+
     it("does not claim runs that are not Scheduled", async () => {
       const { store, run } = await storeWithFlow();
       const r = await run();
