@@ -94,11 +94,18 @@ const LIMIT_SET = "BL001";
 const CLAIM_FOR_AGENT = "SELECT berth_claim_for(@lock, @agentId, @max::integer, @now, @lease) AS claim";
 const flowLock = (name: string) => `berth:flow:${name}`;
 
+/** How long a pooled connection may stay idle before it is closed. */
+const IDLE_CONNECTION_MS = 5 * 60_000;
+
 /** Opens (and migrates) the database at `url`, a postgres:// connection string. */
 export async function openPostgresStore(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.poolSize ?? 10,
+    // A connection costs its first use several ms (the backend's start, its caches, the claim functions'
+    // plans): one idle for a while stays open, so that a burst of claims every minute or so does not pay that
+    // again (pg's default closes them after 10 s).
+    idleTimeoutMillis: IDLE_CONNECTION_MS,
     types: PG_TYPES,
     keepAlive: true,
     connectionTimeoutMillis: 10_000,
