@@ -64,11 +64,15 @@ export type { ApiClientOptions } from "./run-client.js";
 
 export class ApiClient extends RunClient {
   /** The answers' schemas: every answer this client reads is checked against the wire contract. */
-  protected override readonly replies = { flowRecord: FlowRecord, flowRunView: FlowRunView, flowRun: FlowRun, flowRunHeartbeat: FlowRunHeartbeatReply, ok: Ok, runSecrets: RunSecrets };
-
-  health(signal?: AbortSignal): Promise<Health> {
-    return this.call({ method: "GET", path: "/health", response: Health, signal });
-  }
+  protected override readonly replies = {
+    flowRecord: FlowRecord,
+    flowRunView: FlowRunView,
+    flowRun: FlowRun,
+    flowRunHeartbeat: FlowRunHeartbeatReply,
+    ok: Ok,
+    runSecrets: RunSecrets,
+    health: Health,
+  };
 
   /** Registers a flow; `created` is false when the newest version already had this content hash. */
   registerFlow(flow: z.input<typeof FlowCreate>, signal?: AbortSignal): Promise<FlowRegistered> {

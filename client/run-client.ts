@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { BerthError, describeError } from "../wire/errors.js";
 import { parseApiUrls } from "../shared/api-urls.js";
 import { currentUrl, requestJson, type HttpOptions, type JsonRequest, type Transport } from "./http.js";
-import type { FlowRecord, FlowRun, FlowRunHeartbeatReply, FlowRunView, LogLine, Ok, RunSecrets, StateChange, TaskRun } from "../wire/schema.js";
+import type { FlowRecord, FlowRun, FlowRunHeartbeatReply, FlowRunView, Health, LogLine, Ok, RunSecrets, StateChange, TaskRun } from "../wire/schema.js";
 
 export interface ApiClientOptions {
   /** The server's URL, for example "http://127.0.0.1:4200"; several, comma-separated, for replicas. */
@@ -29,6 +29,7 @@ interface RunReplies {
   flowRunHeartbeat?: z.ZodType<FlowRunHeartbeatReply>;
   ok?: z.ZodType<Ok>;
   runSecrets?: z.ZodType<RunSecrets>;
+  health?: z.ZodType<Health>;
 }
 
 export class RunClient {
@@ -57,6 +58,11 @@ export class RunClient {
   /** The server requests go to now (the first, until it cannot be reached). */
   get baseUrl(): string {
     return currentUrl(this.http);
+  }
+
+  /** The server's liveness (no token needed). */
+  health(signal?: AbortSignal): Promise<Health> {
+    return this.call({ method: "GET", path: "/health", response: this.replies.health, signal });
   }
 
   getFlow(id: string, signal?: AbortSignal): Promise<FlowRecord> {

@@ -10,7 +10,7 @@
 import { keepAliveTransport } from "../client/transport.js";
 import type { Transport } from "../client/http.js";
 import { FLOW_RUN_ENV, readFlowRunSettings, WARM_TTL_ENV } from "../config/flow-run-env.js";
-import { parseApiUrls } from "../shared/api-urls.js";
+import { RunClient } from "../client/run-client.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import { executeFlowRun } from "./execute.js";
 
@@ -106,7 +106,8 @@ const KEEP_WARM_MS = 30_000;
  * What a warm container does while it waits, so that its run starts sooner: it opens its connection to the
  * server (asking /health, again now and then so that the server keeps it open), and defines a throwaway flow,
  * which compiles what loading the run's flow will call (defining tasks parses their functions' parameters),
- * and makes the console's streams. Nothing of it is anyone's run, and nothing is printed. Stops with the returned function.
+ * and makes the console's streams. Nothing of it is anyone's run, and nothing is printed. Stops with the
+ * returned function.
  */
 function warmUp(transport: Transport, apiUrl: string | undefined): () => void {
   void Promise.all([import("../flows/flow.js"), import("../flows/task.js"), import("node:module")])
@@ -118,18 +119,14 @@ function warmUp(transport: Transport, apiUrl: string | undefined): () => void {
     .catch(() => undefined);
   // Node.js makes the console's streams at their first use (about 1 ms): the run's console capture would.
   touch(process.stdout, process.stderr);
-  let url: URL;
+  let client: RunClient;
   try {
-    url = new URL(`${parseApiUrls(apiUrl ?? "")[0]}/health`);
+    client = new RunClient({ baseUrl: apiUrl ?? "", fetch: transport });
   } catch {
     return () => {};
   }
-  const ask = (): void => {
-    transport(url, { method: "GET", headers: {}, body: null, signal: AbortSignal.timeout(5_000) }).then(
-      (reply) => reply.arrayBuffer(),
-      () => undefined,
-    );
-  };
+  // Through the client the run's requests take: its code is compiled by the time the run's first one goes.
+  const ask = (): void => void client.health(AbortSignal.timeout(5_000)).catch(() => undefined);
   ask();
   const timer = setInterval(ask, KEEP_WARM_MS);
   timer.unref();
