@@ -30,6 +30,7 @@ import {
   type StorageSpec,
 } from "../wire/schema.js";
 import { cutText } from "../shared/text.js";
+import { sleep } from "../shared/backoff.js";
 import type { ImageProvider, RunLog } from "./images.js";
 import type { AgentMetrics, ImageSource, RunOutcome } from "./metrics.js";
 import { unframe } from "../shared/output-frames.js";
@@ -92,7 +93,11 @@ class StaleAttempt extends Error {}
 const OUTPUT_AFTER_EXIT_MS = 10_000;
 const OUTPUT_QUIET_MS = 1_000;
 
-/** How long after a run is handed to a warm container the pool makes the next one of its shape. */
+/**
+ * How long after a run is handed to a warm container the pool makes the next one of its shape, and the agent
+ * reports the steps of its start: neither may slow the container's first moments (the engine, the server
+ * and the CPUs are shared).
+ */
 const WARM_REFILL_DELAY_MS = 250;
 
 /** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
@@ -456,15 +461,19 @@ export class RunLifecycle {
   private phases: AgentPhases = {};
   private phasesSending: Promise<void> = Promise.resolve();
 
-  /** Sends steps to the server in order, without holding up the run: a report that fails only costs the timeline. */
-  private reportPhases(phases: AgentPhases): void {
+  /**
+   * Sends steps to the server in order, without holding up the run: a report that fails only costs the timeline.
+   * `afterMs` holds this report (and those after it) back that long.
+   */
+  private reportPhases(phases: AgentPhases, afterMs = 0): void {
     const report = { ...phases, epoch: this.epoch };
-    this.phasesSending = this.phasesSending.then(() =>
-      this.deps.client.reportPhases(this.flowRunId, report).then(
+    this.phasesSending = this.phasesSending.then(async () => {
+      if (afterMs > 0) await sleep(afterMs, undefined, { keepAlive: true });
+      return this.deps.client.reportPhases(this.flowRunId, report).then(
         () => undefined,
         (err: unknown) => this.log.debug(`could not report the run's phases: ${describeError(err)}`),
-      ),
-    );
+      );
+    });
   }
 
   private async start(image: string, localDir: string | undefined): Promise<string> {
@@ -507,16 +516,17 @@ export class RunLifecycle {
       this.phases.containerCreated = new Date().toISOString();
       since = performance.now();
     };
-    const started = (id: string) => {
+    const started = (id: string, reportAfterMs = 0) => {
       metrics.containerStartSeconds.observe((performance.now() - since) / 1000);
       this.phases.containerStarted = new Date().toISOString();
-      this.reportPhases(this.phases);
+      this.reportPhases(this.phases, reportAfterMs);
       return id;
     };
     const warm = await this.warm(spec);
     if (warm !== undefined) {
       this.phases.containerCreated = new Date().toISOString();
-      return started(warm);
+      // A warm run's first milliseconds are its container's (its Running write): the timeline can wait.
+      return started(warm, WARM_REFILL_DELAY_MS);
     }
     // Another attempt at this run may hold the deterministic name. An earlier one is over: it is replaced. A
     // later one owns the run now: this attempt is the stale one, and must not stop it.

@@ -95,6 +95,9 @@ describe("a run handed to a warm container", () => {
     const running = h.lifecycle("long").run();
     await until("the run and the name", () => h.calls.includes("send c2") && h.calls.includes("rename c2"));
     await until("the run log line", () => h.calls.includes("log started in warm container c2"));
+    // The timeline of its start waits: the container's own first request goes first.
+    expect(h.calls.filter((c) => c.startsWith("phases "))).toEqual([]);
+    await until("the start's steps", () => h.calls.includes("phases containerCreated,containerStarted,imageReady,imageSource"), { timeoutMs: 5_000 });
     h.exits.get("c2")!(0);
     await running;
     expect(engineCalls(h.calls, "c2")).toEqual(["send c2", "rename c2", "remove c2"]);
