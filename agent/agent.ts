@@ -411,7 +411,6 @@ export class Agent {
         options: this.options,
         berthImage: () => this.berthImage(),
         images: this.images,
-        imageIds: this.imageIds,
         metrics: this.metrics,
         engineBack: () => this.engineWatch.whenBack(),
         startTimeoutMs,

@@ -22,7 +22,7 @@ import type { AgentOptions } from "../config/compile.js";
 import type { ContainerEngine } from "../engine/port.js";
 import { formatMs } from "../shared/text.js";
 import { buildFromContext } from "../storage/docker-build.js";
-import type { ImageIds } from "./image-ids.js";
+import { ImageIds } from "./image-ids.js";
 import type { ImageSource } from "./metrics.js";
 import { BerthError, describeError, isBerthError } from "../wire/errors.js";
 import type { LogLevel, StorageSpec } from "../wire/schema.js";
@@ -42,7 +42,7 @@ export const BASE_LABEL = "io.berth.base";
 export interface ImageProviderDeps {
   client: ApiClient;
   engine: ContainerEngine;
-  /** Image ids, remembered while nothing changes on the engine (image-ids.ts); asked of the engine without it. */
+  /** Image ids, remembered while nothing changes on the engine (image-ids.ts); default: asked of the engine each time. */
   imageIds?: ImageIds;
   options: Pick<AgentOptions, "pullPolicy" | "buildOnPullFailure" | "buildTimeoutMs" | "serverDownForMs">;
   /** The berth image of this agent, to build FROM. */
@@ -63,7 +63,17 @@ export class ImageProvider {
   private readonly builds = new Map<string, Promise<void>>();
   private readonly failures = new Map<string, Remembered>();
 
-  constructor(private readonly deps: ImageProviderDeps) {}
+  private readonly imageIds: ImageIds;
+
+  constructor(private readonly deps: ImageProviderDeps) {
+    // Never following the engine's events, this one remembers nothing.
+    this.imageIds = deps.imageIds ?? new ImageIds(deps.engine);
+  }
+
+  /** The id of the image `ref` names on this host, or undefined when none (or the engine does not tell ids). */
+  imageId(ref: string): Promise<string | undefined> {
+    return this.imageIds.lookup(ref);
+  }
 
   /**
    * Makes sure the storage's image is on this host; resolves with its reference and how it got there.
@@ -74,13 +84,14 @@ export class ImageProvider {
     const image = storage.image;
     if (options.pullPolicy !== "always") {
       // The image's id, where the engine gives it, serves a warm pool (one lookup, not two).
-      const imageId = await (this.deps.imageIds?.lookup(image) ?? engine.imageId?.(image));
+      const imageId = await this.imageIds.lookup(image);
       if (imageId !== undefined) return { image, source: "present", imageId };
       if (!engine.imageId && (await engine.imageExists(image))) return { image, source: "present" };
     }
     if (options.pullPolicy !== "never") {
       try {
         await engine.pullImage(image, signal);
+        this.imageIds.changed();
         return { image, source: "pulled" };
       } catch (err) {
         if (!isBerthError(err, "BERTH_E_IMAGE_NOT_FOUND")) throw err;
@@ -96,6 +107,7 @@ export class ImageProvider {
       throw this.noContext(image);
     }
     await waitFor(this.build(storage, log), signal);
+    this.imageIds.changed();
     return { image, source: "built" };
   }
 

@@ -38,7 +38,6 @@ import { shipOutput } from "./output-shipper.js";
 import { allowedLocalDir } from "./local-dirs.js";
 import { imageAllowList } from "./allowed-images.js";
 import type { AgentClaim } from "./flow-cache.js";
-import type { ImageIds } from "./image-ids.js";
 import { RUN_NAME_PREFIX, shapeKey, type WarmPool } from "./warm-pool.js";
 
 /**
@@ -82,8 +81,6 @@ export interface RunLifecycleDeps {
   stopping: AbortSignal;
   /** Idle started containers to hand runs to (`--warm-pool`); none by default. */
   warmPool?: WarmPool | undefined;
-  /** Image ids the agent remembers (image-ids.ts); asked of the engine without it. */
-  imageIds?: ImageIds | undefined;
 }
 
 /** This attempt found a later attempt's container in its place: it records nothing and starts nothing. */
@@ -93,12 +90,14 @@ class StaleAttempt extends Error {}
 const OUTPUT_AFTER_EXIT_MS = 10_000;
 const OUTPUT_QUIET_MS = 1_000;
 
-/**
- * How long after a run is handed to a warm container the pool makes the next one of its shape, and the agent
- * reports the steps of its start: neither may slow the container's first moments (the engine, the server
- * and the CPUs are shared).
- */
+/** How long after a run is handed to a warm container the pool makes the next one of its shape. */
 const WARM_REFILL_DELAY_MS = 250;
+
+/**
+ * How long after a warm hand-off the agent reports the steps of the run's start: the report is a write on the
+ * server, which would meet the container's own first one (its Running) there.
+ */
+const WARM_REPORT_DELAY_MS = 250;
 
 /** The deterministic name of a run's container: a new attempt on this engine replaces an old one by name. */
 export function containerName(flowRunId: string): string {
@@ -526,7 +525,7 @@ export class RunLifecycle {
     if (warm !== undefined) {
       this.phases.containerCreated = new Date().toISOString();
       // A warm run's first milliseconds are its container's (its Running write): the timeline can wait.
-      return started(warm, WARM_REFILL_DELAY_MS);
+      return started(warm, WARM_REPORT_DELAY_MS);
     }
     // Another attempt at this run may hold the deterministic name. An earlier one is over: it is replaced. A
     // later one owns the run now: this attempt is the stale one, and must not stop it.
@@ -557,7 +556,7 @@ export class RunLifecycle {
   private async warm(spec: ContainerSpec): Promise<string | undefined> {
     const { warmPool: pool, engine } = this.deps;
     if (!pool?.enabled || !engine.imageId || !engine.renameContainer) return undefined;
-    const imageId = this.imageId ?? (await (this.deps.imageIds?.lookup(spec.image) ?? engine.imageId(spec.image)).catch(() => undefined));
+    const imageId = this.imageId ?? (await this.deps.images.imageId(spec.image).catch(() => undefined));
     if (imageId === undefined) return undefined;
     const key = shapeKey(spec, imageId);
     const env = spec.env ?? {};

@@ -28,6 +28,9 @@ import { createBody, short, toState } from "./container-body.js";
 import { engineTarget, type EngineAddress } from "./address.js";
 import { CONTAINER_ACTIONS, parseContainerEvent, parseImageEvent, sinceParameter } from "./events.js";
 
+/** How far before the call image events are asked for (followImageEvents). */
+const IMAGE_EVENTS_SLACK_MS = 5_000;
+
 export interface DockerEngineOptions extends EngineAddress {
   /** How long `ping` waits for an answer; default 3000 ms. */
   pingTimeoutMs?: number;
@@ -417,7 +420,10 @@ export class DockerEngine implements ContainerEngine {
   }
 
   followImageEvents({ signal, onSubscribed }: ImageEventsOptions): AsyncIterable<ImageEvent> {
-    return this.events("following image events", { type: ["image"] }, parseImageEvent, sinceParameter(Date.now()), signal, onSubscribed);
+    // From a few seconds before the call: an engine whose clock is behind this host's (a VM, a remote engine)
+    // would otherwise leave out the changes between the call and its subscription. Those before are harmless
+    // to a follower that only needs to know that something changed.
+    return this.events("following image events", { type: ["image"] }, parseImageEvent, sinceParameter(Date.now() - IMAGE_EVENTS_SLACK_MS), signal, onSubscribed);
   }
 
   /**

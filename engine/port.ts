@@ -219,8 +219,9 @@ export interface ContainerEngine {
   followContainerEvents(options: ContainerEventsOptions): AsyncIterable<ContainerEvent>;
   /**
    * Follows every change to the engine's images (tags moved or removed, images pulled, loaded, imported or
-   * deleted) until `signal` aborts; throws BERTH_E_DOCKER_UNAVAILABLE as followContainerEvents does. Engines
-   * that cannot leave it out (their image ids are then never remembered: agent/image-ids.ts).
+   * deleted) from the moment of the call (and possibly a little before) until `signal` aborts; throws
+   * BERTH_E_DOCKER_UNAVAILABLE as followContainerEvents does. Engines that cannot leave it out (their image
+   * ids are then never remembered: agent/image-ids.ts).
    */
   followImageEvents?(options: ImageEventsOptions): AsyncIterable<ImageEvent>;
 }

@@ -318,7 +318,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   // them may scan a whole table or sort what an index gives in order, so the one plan each statement gets is
   // the index's whatever the statistics: the candidates come in index order, several label sets' are merged
   // in memory, and the write finds its runs by primary key (the candidates' read locked them, re-checking
-  // that they are still queued). A statement whose only way is one of those (the few rows of the limit
+  // that they are still queued; a state condition in the write would let the planner walk an index of
+  // queued runs again). A statement whose only way is one of those (the few rows of the limit
   // tables, the claimed runs' order) then looks so costly that JIT would compile it, which takes longer than
   // any claim: jit is off for them.
   `

@@ -4,7 +4,7 @@
  */
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { ImageIds } from "../agent/image-ids.js";
+import { IMAGE_ID_TTL_MS, ImageIds } from "../agent/image-ids.js";
 import type { ContainerEngine, ImageEvent, ImageEventsOptions } from "../engine/port.js";
 import { BerthError } from "../wire/errors.js";
 import { until } from "./support/wait.js";
@@ -18,6 +18,8 @@ class FakeEngine {
   hold = false;
   private push: ((event: ImageEvent | Error) => void) | undefined;
   subscriptions = 0;
+  /** Events the follower has read (and acted on: it asks for the next one only after). */
+  consumed = 0;
 
   imageId = async (ref: string): Promise<string | undefined> => {
     this.asked++;
@@ -40,8 +42,10 @@ class FakeEngine {
       while (!signal.aborted) {
         const next = queue.shift();
         if (next instanceof Error) throw next;
-        if (next) yield next;
-        else await new Promise<void>((resolve) => (wake = resolve));
+        if (next) {
+          yield next;
+          self.consumed++;
+        } else await new Promise<void>((resolve) => (wake = resolve));
       }
     })();
   };
@@ -63,8 +67,8 @@ describe("ImageIds", () => {
     for (const stop of stops.splice(0)) stop.abort();
   });
 
-  const following = async (engine: FakeEngine) => {
-    const ids = new ImageIds(engine as unknown as ContainerEngine, () => pino({ level: "silent" }));
+  const following = async (engine: FakeEngine, now: () => number = Date.now) => {
+    const ids = new ImageIds(engine as unknown as ContainerEngine, () => pino({ level: "silent" }), now);
     const stop = new AbortController();
     stops.push(stop);
     void ids.follow(stop.signal);
@@ -98,6 +102,30 @@ describe("ImageIds", () => {
     expect(engine.asked).toBe(asked);
   });
 
+  it("remembers an id for a few seconds at most, events or not (some engines send none for some tag moves)", async () => {
+    const engine = new FakeEngine();
+    engine.ids.set("flow:1", "sha256:a");
+    let now = 1_000_000;
+    const ids = await following(engine, () => now);
+    await ids.lookup("flow:1");
+    now += IMAGE_ID_TTL_MS - 1;
+    await ids.lookup("flow:1");
+    expect(engine.asked).toBe(1);
+    now += 1;
+    await ids.lookup("flow:1");
+    expect(engine.asked).toBe(2);
+  });
+
+  it("forgets what it remembered when the agent pulled or built an image itself", async () => {
+    const engine = new FakeEngine();
+    engine.ids.set("flow:1", "sha256:a");
+    const ids = await following(engine);
+    await ids.lookup("flow:1");
+    engine.ids.set("flow:1", "sha256:b");
+    ids.changed();
+    expect(await ids.lookup("flow:1")).toBe("sha256:b");
+  });
+
   it("does not remember what a lookup read before an event that came while it waited", async () => {
     const engine = new FakeEngine();
     engine.ids.set("flow:1", "sha256:a");
@@ -108,7 +136,7 @@ describe("ImageIds", () => {
     // The tag moves while the engine's answer (the old id) is on its way.
     engine.ids.set("flow:1", "sha256:b");
     engine.event("tag");
-    await new Promise((r) => setTimeout(r, 20));
+    await until("the event to be read", () => engine.consumed === 1);
     engine.release!();
     expect(await reading).toBe("sha256:a");
     engine.hold = false;

@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect } from "vitest";
 import { FAILED_BUILD_MEMORY_MS, ImageProvider } from "../agent/images.js";
+import type { ImageIds } from "../agent/image-ids.js";
 import { ApiClient } from "../client/api-client.js";
 import type { BuildOptions, ContainerEngine } from "../engine/port.js";
 import { HEALTHCHECK_FAILED_MARKER } from "../storage/healthcheck-marker.js";
@@ -83,6 +84,7 @@ interface ProviderOptions {
   buildTimeoutMs: number;
   stopping: AbortSignal;
   now: () => number;
+  imageIds: ImageIds;
 }
 
 function provider(server: TestServer, fake: FakeEngine, options: Partial<ProviderOptions> = {}, fetch?: typeof globalThis.fetch) {
@@ -99,6 +101,7 @@ function provider(server: TestServer, fake: FakeEngine, options: Partial<Provide
     berthImage: async () => "berth:test",
     ...(options.stopping ? { stopping: options.stopping } : {}),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.imageIds ? { imageIds: options.imageIds } : {}),
   });
 }
 
@@ -126,6 +129,20 @@ describe("an agent's images", () => {
     fake.pullWorks = true;
     expect(await provider(server, fake).ensure(spec, lines().log)).toEqual({ image: spec.image, source: "pulled" });
     expect({ pulls: fake.pulls, builds: fake.builds.length }).toEqual({ pulls: [spec.image], builds: 0 });
+  });
+
+  it("forgets the image ids it remembered once it pulled or built an image itself", async ({ server }) => {
+    const fake = fakeEngine();
+    const { spec } = await contextOn(server);
+    let changes = 0;
+    const imageIds = { lookup: async () => undefined, changed: () => void changes++ } as unknown as ImageIds;
+    fake.pullWorks = true;
+    expect((await provider(server, fake, { imageIds }).ensure(spec, lines().log)).source).toBe("pulled");
+    expect(changes).toBe(1);
+    fake.present.clear();
+    fake.pullWorks = false;
+    expect((await provider(server, fake, { imageIds }).ensure(spec, lines().log)).source).toBe("built");
+    expect(changes).toBe(2);
   });
 
   it("builds from the registered context when the pull fails, FROM its berth image, saying so in the run's logs", async ({ server }) => {

@@ -294,12 +294,13 @@ describe.skipIf(suite.skipReason !== undefined)(suiteTitle("DockerEngine against
       const ref = `berth-test-moving-${id}:one`;
       await until("the engine to subscribe", () => subscribed);
       images.push(ref);
+      const baseId = await engine.imageId!(base);
       await engine.tagImage(base, ref);
-      await seen.until((events) => events.some((e) => e.action === "tag"));
+      await seen.until((events) => events.some((e) => e.action === "tag" && e.id === baseId));
       const moved = await engine.buildImage({ tag: ref, context: dockerfileContext(`FROM ${base}\nLABEL io.berth.test-moving=${id}\n`) });
       await seen.until((events) => events.some((e) => e.action === "tag" && e.id === moved.imageId));
       await engine.removeImage(ref);
-      await seen.until((events) => events.some((e) => e.action === "untag" || e.action === "delete"));
+      await seen.until((events) => events.some((e) => (e.action === "untag" || e.action === "delete") && e.id === moved.imageId));
       controller.abort();
       await expect(seen.done).resolves.toBeUndefined();
     });

@@ -25,6 +25,12 @@ const engineCalls = (calls: string[], id: string) => calls.filter((c) => new Reg
 
 function harness() {
   const calls: string[] = [];
+  /** When each call was made (performance.now()), the first of each. */
+  const at = new Map<string, number>();
+  const note = (call: string) => {
+    calls.push(call);
+    if (!at.has(call)) at.set(call, performance.now());
+  };
   const exits = new Map<string, (code: number) => void>();
   let made = 0;
   let holder: ContainerInfo | undefined;
@@ -35,7 +41,7 @@ function harness() {
       calls.push(`run ${id}`);
       return id;
     },
-    openInput: async (id: string) => ({ send: async () => void calls.push(`send ${id}`), close: () => {}, lost: false }),
+    openInput: async (id: string) => ({ send: async () => note(`send ${id}`), close: () => {}, lost: false }),
     renameContainer: async (id: string, name: string) => {
       if (holder) throw new BerthError("BERTH_E_CONFLICT", `${name} is taken`);
       calls.push(`rename ${id}`);
@@ -59,7 +65,7 @@ function harness() {
       // The container reported its final state itself.
       getFlowRun: async () => ({ ...run, state: "Success", endedAt: new Date().toISOString() }) as FlowRunView,
       appendLogs: async (_id: string, lines: Array<{ message: string }>) => void calls.push(...lines.map((l) => `log ${l.message}`)),
-      reportPhases: async (_id: string, phases: Record<string, unknown>) => void calls.push(`phases ${Object.keys(phases).filter((k) => k !== "epoch").sort().join(",")}`),
+      reportPhases: async (_id: string, phases: Record<string, unknown>) => note(`phases ${Object.keys(phases).filter((k) => k !== "epoch").sort().join(",")}`),
       setFlowRunState: async () => ({}),
     } as unknown as ApiClient;
     return new RunLifecycle({ flowRun: run, flow, runToken: "t" } as unknown as AgentClaim, {
@@ -85,7 +91,7 @@ function harness() {
     await until("an idle warm container", () => pool.idleCount === 1);
     calls.length = 0;
   };
-  return { calls, exits, lifecycle, warmUp, setHolder: (h: ContainerInfo) => (holder = h) };
+  return { calls, at, exits, lifecycle, warmUp, setHolder: (h: ContainerInfo) => (holder = h) };
 }
 
 describe("a run handed to a warm container", () => {
@@ -95,9 +101,10 @@ describe("a run handed to a warm container", () => {
     const running = h.lifecycle("long").run();
     await until("the run and the name", () => h.calls.includes("send c2") && h.calls.includes("rename c2"));
     await until("the run log line", () => h.calls.includes("log started in warm container c2"));
-    // The timeline of its start waits: the container's own first request goes first.
-    expect(h.calls.filter((c) => c.startsWith("phases "))).toEqual([]);
-    await until("the start's steps", () => h.calls.includes("phases containerCreated,containerStarted,imageReady,imageSource"), { timeoutMs: 5_000 });
+    // The timeline of its start waits (250 ms): the container's own first request goes first.
+    const steps = "phases containerCreated,containerStarted,imageReady,imageSource";
+    await until("the start's steps", () => h.calls.includes(steps), { timeoutMs: 5_000 });
+    expect(h.at.get(steps)! - h.at.get("send c2")!).toBeGreaterThanOrEqual(200);
     h.exits.get("c2")!(0);
     await running;
     expect(engineCalls(h.calls, "c2")).toEqual(["send c2", "rename c2", "remove c2"]);
