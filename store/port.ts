@@ -128,8 +128,14 @@ export interface StateStore {
   getFlowByName(name: string, version?: number): Promise<FlowRecord | undefined>;
   listFlows(): Promise<FlowRecord[]>;
 
-  /** Creates a Scheduled run. With an idempotency key already used, returns that run and `created: false`. */
-  createFlowRun(input: NewFlowRun): Promise<{ flowRun: FlowRun; created: boolean }>;
+  /**
+   * Creates a Scheduled run. With an idempotency key already used, returns that run and `created: false`.
+   * `onCommitted` is called as soon as other transactions (claims) can see the outcome, which may come before
+   * the write is durable and acknowledged: a store that syncs after committing (SQLite) acknowledges every
+   * write made on top of it only once both are on disk, so a claim woken then hands out nothing that a crash
+   * could take back.
+   */
+  createFlowRun(input: NewFlowRun, onCommitted?: (created: boolean) => void): Promise<{ flowRun: FlowRun; created: boolean }>;
   getFlowRun(id: string): Promise<FlowRun | undefined>;
   listFlowRuns(filter: FlowRunFilter): Promise<FlowRun[]>;
 

@@ -245,13 +245,18 @@ export class PostgresStore implements StateStore {
 
   // Runs.
 
-  async createFlowRun(input: NewFlowRun): Promise<{ flowRun: FlowRun; created: boolean }> {
-    if (input.idempotencyKey === undefined) return this.tx([], async (db) => ({ flowRun: toFlowRun(await insertRun(db, input)), created: true }));
-    return this.tx([`berth:idempotency:${input.idempotencyKey}`], async (db) => {
-      const existing = await db.get<FlowRunRow>("SELECT * FROM flow_runs WHERE idempotency_key = ?", input.idempotencyKey);
-      if (existing) return { flowRun: toFlowRun(existing), created: false };
-      return { flowRun: toFlowRun(await insertRun(db, input)), created: true };
-    });
+  async createFlowRun(input: NewFlowRun, onCommitted?: (created: boolean) => void): Promise<{ flowRun: FlowRun; created: boolean }> {
+    // A commit here is durable too: its listener hears of it as the write is acknowledged.
+    const outcome =
+      input.idempotencyKey === undefined
+        ? await this.tx([], async (db) => ({ flowRun: toFlowRun(await insertRun(db, input)), created: true }))
+        : await this.tx([`berth:idempotency:${input.idempotencyKey}`], async (db) => {
+            const existing = await db.get<FlowRunRow>("SELECT * FROM flow_runs WHERE idempotency_key = ?", input.idempotencyKey);
+            if (existing) return { flowRun: toFlowRun(existing), created: false };
+            return { flowRun: toFlowRun(await insertRun(db, input)), created: true };
+          });
+    onCommitted?.(outcome.created);
+    return outcome;
   }
 
   async getFlowRun(id: string): Promise<FlowRun | undefined> {

@@ -87,6 +87,23 @@ export interface SqliteStoreOptions {
 
 const MEMORY = ":memory:";
 
+/** A write waiting for its group commit; `committed` hears of it once other transactions can see it. */
+interface PendingWrite {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+  committed?: (value: unknown) => void;
+}
+
+/** Tells a write's listener that it is committed (not yet synced); a listener's failure is not the write's. */
+function tellCommitted(write: PendingWrite, value: unknown): void {
+  try {
+    write.committed?.(value);
+  } catch {
+    // The write itself stands; what the listener wanted done (a wake-up) happens at its acknowledgement too.
+  }
+}
+
 /** Opens (creating if needed) the database file at `pathOrMemory`, or a private in-memory one for ":memory:". */
 export async function openSqliteStore(pathOrMemory: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
   return new SqliteStore(pathOrMemory, options);
@@ -169,14 +186,17 @@ export class SqliteStore implements StateStore {
     return this.all<FlowRow>("allFlows").map(toFlow);
   }
 
-  async createFlowRun(input: NewFlowRun): Promise<{ flowRun: FlowRun; created: boolean }> {
-    return this.immediate(() => {
-      if (input.idempotencyKey !== undefined) {
-        const existing = this.get<FlowRunRow>("runByIdempotencyKey", input.idempotencyKey);
-        if (existing) return { flowRun: toFlowRun(existing), created: false };
-      }
-      return { flowRun: toFlowRun(insertRun(this.sql, input)), created: true };
-    });
+  async createFlowRun(input: NewFlowRun, onCommitted?: (created: boolean) => void): Promise<{ flowRun: FlowRun; created: boolean }> {
+    return this.immediate(
+      () => {
+        if (input.idempotencyKey !== undefined) {
+          const existing = this.get<FlowRunRow>("runByIdempotencyKey", input.idempotencyKey);
+          if (existing) return { flowRun: toFlowRun(existing), created: false };
+        }
+        return { flowRun: toFlowRun(insertRun(this.sql, input)), created: true };
+      },
+      onCommitted && ((outcome) => onCommitted(outcome.created)),
+    );
   }
 
   async getFlowRun(id: string): Promise<FlowRun | undefined> {
@@ -541,14 +561,14 @@ export class SqliteStore implements StateStore {
    * alone and rejects alone, and a write is acknowledged only once the commit that holds it is done and the
    * log synced to disk (afterSync).
    */
-  private immediate<T>(fn: () => T): Promise<T> {
+  private immediate<T>(fn: () => T, onCommitted?: (value: T) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject, committed: onCommitted as PendingWrite["committed"] });
       if (this.pending.length === 1) setImmediate(() => this.commitPending());
     });
   }
 
-  private readonly pending: Array<{ fn: () => unknown; resolve: (value: unknown) => void; reject: (err: unknown) => void }> = [];
+  private readonly pending: PendingWrite[] = [];
   private committed = 0;
 
   /** Write transactions committed so far (each one a sync of the file): how well writes are grouped. */
@@ -573,6 +593,7 @@ export class SqliteStore implements StateStore {
       } catch (err) {
         return only.reject(err);
       }
+      tellCommitted(only, value);
       return this.afterSync((err) => (err ? only.reject(err) : only.resolve(value)));
     }
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
@@ -598,6 +619,10 @@ export class SqliteStore implements StateStore {
       for (const write of batch) write.reject(err);
       return;
     }
+    batch.forEach((write, i) => {
+      const outcome = outcomes[i]!;
+      if ("value" in outcome) tellCommitted(write, outcome.value);
+    });
     this.afterSync((err) => {
       batch.forEach((write, i) => {
         const outcome = outcomes[i]!;

@@ -8,6 +8,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { openSqliteStore, type SqliteStoreOptions } from "../store/sqlite.js";
 import { isBerthError } from "../wire/errors.js";
+import type { FlowRun } from "../wire/schema.js";
 import { flowInput } from "./support/fixtures.js";
 
 const dir = mkdtempSync(path.join(tmpdir(), "berth-sqlite-sync-"));
@@ -72,6 +73,64 @@ describe("sqlite log sync", () => {
       const closing = store.close();
       for (const done of sync.held.splice(0)) done(null);
       await closing;
+    }
+  });
+
+  it("tells a run's creator at its commit, before its sync; a claim made then waits for a sync that covers both", async () => {
+    const sync = heldSync();
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), { syncLog: sync.syncLog });
+    try {
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "woken" })), store.registerAgent({ name: "claimer", labels: [], concurrency: 1 })]);
+      await until(() => sync.held.length > 0);
+      sync.held.shift()!(null);
+      const [{ flow }, { agent }] = await setup;
+
+      let claiming: Promise<FlowRun[]> | undefined;
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: [] }, () => {
+        claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
+      });
+      const created = settled(creating);
+      await until(() => claiming !== undefined && sync.held.length > 0);
+      const claimed = settled(claiming!);
+      await turns(10);
+      // Committed, not yet durable: the creator is not answered, and the claim (committed on top) is not either.
+      expect(created()).toBe(false);
+      expect(claimed()).toBe(false);
+      expect(sync.held).toHaveLength(1);
+      sync.held.shift()!(null);
+      const { flowRun } = await creating;
+      // The claim committed after that sync began: only the next one makes it durable.
+      await until(() => sync.held.length > 0);
+      await turns(5);
+      expect(claimed()).toBe(false);
+      sync.held.shift()!(null);
+      expect((await claiming!).map((r) => r.id)).toEqual([flowRun.id]);
+    } finally {
+      const closing = store.close();
+      for (const done of sync.held.splice(0)) done(null);
+      await closing;
+    }
+  });
+
+  it("refuses a claim woken at a run's commit when that run's sync fails", async () => {
+    let fail = false;
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), {
+      syncLog: (fd, done) => (fail ? setImmediate(() => done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }))) : done(null)),
+    });
+    try {
+      const { flow } = await store.registerFlow(flowInput({ name: "woken-failing" }));
+      const { agent } = await store.registerAgent({ name: "claimer", labels: [], concurrency: 1 });
+      fail = true;
+      let claiming: Promise<unknown> | undefined;
+      const refused = await store
+        .createFlowRun({ flow, parameters: {}, labels: [] }, () => {
+          claiming = store.claimFlowRuns(agent.id, [], 1, 60_000).catch((err: unknown) => err);
+        })
+        .catch((err: unknown) => err);
+      expect(isBerthError(refused, "BERTH_E_UNAVAILABLE")).toBe(true);
+      expect(isBerthError(await claiming, "BERTH_E_UNAVAILABLE")).toBe(true);
+    } finally {
+      await store.close();
     }
   });
 

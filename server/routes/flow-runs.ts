@@ -22,15 +22,21 @@ export function registerFlowRunRoutes(app: ZodApp, ctx: ServerContext): void {
       const flow = await resolveFlow(ctx, body);
       checkParameters(flow, body.parameters);
       const scheduledStart = body.scheduledStart === undefined ? undefined : startTime(body.scheduledStart, ctx.presence.now());
-      const { flowRun, created } = await ctx.store.createFlowRun({
-        flow,
-        parameters: body.parameters,
-        labels: body.labels ?? flow.labels,
-        idempotencyKey: body.idempotencyKey,
-        scheduledStart,
-      });
+      const { flowRun, created } = await ctx.store.createFlowRun(
+        {
+          flow,
+          parameters: body.parameters,
+          labels: body.labels ?? flow.labels,
+          idempotencyKey: body.idempotencyKey,
+          scheduledStart,
+        },
+        // Parked claims look as soon as the run is committed: on SQLite, while its sync is under way, so that
+        // the claim's own commit (acknowledged once both are on disk) and this reply's work do not wait on it.
+        (created) => {
+          if (created) ctx.notifier.notify(RUNS_TOPIC);
+        },
+      );
       if (created) {
-        ctx.notifier.notify(RUNS_TOPIC);
         ctx.metrics.runsCreated.inc({ flow: flow.name, source: "api" });
         request.log.info({ flowRunId: flowRun.id, flowId: flow.id }, "flow run created");
       }

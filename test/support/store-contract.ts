@@ -131,6 +131,26 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       expect(await store.getFlowRun("no-such-run")).toBeUndefined();
     });
 
+    it("tells a run's creator once the run is committed, before answering, and whether it was new", async () => {
+      const { store, flow } = await storeWithFlow();
+      const label = uniqueName("heard");
+      const events: string[] = [];
+      // A claimer woken by the listener looks at once: what it reads then must hold the run.
+      let lookedThen: Promise<FlowRun[]> | undefined;
+      const create = (idempotencyKey: string) =>
+        store
+          .createFlowRun({ flow, parameters: {}, labels: [label], idempotencyKey }, (created) => {
+            events.push(`committed ${created}`);
+            lookedThen ??= store.listFlowRuns({ label, limit: 10 });
+          })
+          .then((outcome) => (events.push("answered"), outcome));
+      const first = await create("one");
+      expect(events).toEqual(["committed true", "answered"]);
+      expect((await lookedThen!).map((r) => r.id)).toEqual([first.flowRun.id]);
+      await create("one");
+      expect(events).toEqual(["committed true", "answered", "committed false", "answered"]);
+    });
+
     it("lists runs newest first, filtered", async () => {
       const { store, flow, run } = await storeWithFlow();
       const a = await run();
