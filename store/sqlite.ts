@@ -88,11 +88,20 @@ export interface SqliteStoreOptions {
 const MEMORY = ":memory:";
 
 /** A write waiting for its group commit; `committed` hears of it once other transactions can see it. */
-interface PendingWrite {
+interface PendingWrite extends WriteOptions<unknown> {
   fn: () => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
-  committed?: (value: unknown) => void;
+}
+
+interface WriteOptions<T> {
+  /** Told at the commit, before the sync that makes the write durable. */
+  committed?: (value: T) => void;
+  /**
+   * True for an outcome that wrote nothing and vouches for nothing unsynced: it is answered at its commit.
+   * (A claim that took no run; not an idempotent repeat, which vouches for a run whose sync may be under way.)
+   */
+  wroteNothing?: (value: T) => boolean;
 }
 
 /** Tells a write's listener that it is committed (not yet synced); a listener's failure is not the write's. */
@@ -195,7 +204,7 @@ export class SqliteStore implements StateStore {
         }
         return { flowRun: toFlowRun(insertRun(this.sql, input)), created: true };
       },
-      onCommitted && ((outcome) => onCommitted(outcome.created)),
+      onCommitted && { committed: (outcome) => onCommitted(outcome.created) },
     );
   }
 
@@ -263,7 +272,9 @@ export class SqliteStore implements StateStore {
   }
 
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
-    return this.immediate(() => claimRuns(this.sql, agentId, agentLabels, max, leaseMs));
+    // A claim that took nothing is answered at once: waiting for a sync would only slow the agents that poll
+    // behind a full limit or an empty queue.
+    return this.immediate(() => claimRuns(this.sql, agentId, agentLabels, max, leaseMs), { wroteNothing: (runs) => runs.length === 0 });
   }
 
   async claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined> {
@@ -561,9 +572,9 @@ export class SqliteStore implements StateStore {
    * alone and rejects alone, and a write is acknowledged only once the commit that holds it is done and the
    * log synced to disk (afterSync).
    */
-  private immediate<T>(fn: () => T, onCommitted?: (value: T) => void): Promise<T> {
+  private immediate<T>(fn: () => T, options: WriteOptions<T> = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.pending.push({ fn, resolve: resolve as (value: unknown) => void, reject, committed: onCommitted as PendingWrite["committed"] });
+      this.pending.push({ ...(options as WriteOptions<unknown>), fn, resolve: resolve as (value: unknown) => void, reject });
       if (this.pending.length === 1) setImmediate(() => this.commitPending());
     });
   }
@@ -571,7 +582,7 @@ export class SqliteStore implements StateStore {
   private readonly pending: PendingWrite[] = [];
   private committed = 0;
 
-  /** Write transactions committed so far (each one a sync of the file): how well writes are grouped. */
+  /** Write transactions committed so far (each one a sync of the file, unless it wrote nothing): how well writes are grouped. */
   get commits(): number {
     return this.committed;
   }
@@ -594,6 +605,7 @@ export class SqliteStore implements StateStore {
         return only.reject(err);
       }
       tellCommitted(only, value);
+      if (only.wroteNothing?.(value)) return only.resolve(value);
       return this.afterSync((err) => (err ? only.reject(err) : only.resolve(value)));
     }
     const outcomes: Array<{ value: unknown } | { error: unknown }> = [];
@@ -619,13 +631,18 @@ export class SqliteStore implements StateStore {
       for (const write of batch) write.reject(err);
       return;
     }
-    batch.forEach((write, i) => {
+    const answered = batch.map((write, i) => {
       const outcome = outcomes[i]!;
-      if ("value" in outcome) tellCommitted(write, outcome.value);
+      if (!("value" in outcome)) return false;
+      tellCommitted(write, outcome.value);
+      if (!write.wroteNothing?.(outcome.value)) return false;
+      write.resolve(outcome.value);
+      return true;
     });
     this.afterSync((err) => {
       batch.forEach((write, i) => {
         const outcome = outcomes[i]!;
+        if (answered[i]) return;
         if (err) write.reject(err);
         else if ("error" in outcome) write.reject(outcome.error);
         else write.resolve(outcome.value);

@@ -112,6 +112,42 @@ describe("sqlite log sync", () => {
     }
   });
 
+  it("answers a claim that took nothing at its commit; a claim that took a run, or an idempotent repeat, waits for the sync", async () => {
+    const sync = heldSync();
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), { syncLog: sync.syncLog });
+    try {
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "empty-claims" })), store.registerAgent({ name: "poller", labels: [], concurrency: 1 })]);
+      await until(() => sync.held.length > 0);
+      sync.held.shift()!(null);
+      const [{ flow }, { agent }] = await setup;
+
+      // Nothing queued: the answer needs no sync, and none is asked for.
+      expect(await store.claimFlowRuns(agent.id, [], 1, 60_000)).toEqual([]);
+      expect(sync.held).toHaveLength(0);
+
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" });
+      await until(() => sync.held.length > 0);
+      // The run is committed, its sync under way: a repeat of its creation vouches for it, so it waits too.
+      const repeat = settled(store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" }));
+      const claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
+      const claimed = settled(claiming);
+      await turns(10);
+      expect(repeat()).toBe(false);
+      expect(claimed()).toBe(false);
+      for (let i = 0; i < 3 && !claimed(); i++) {
+        await until(() => sync.held.length > 0);
+        sync.held.shift()!(null);
+        await turns(5);
+      }
+      expect((await claiming).map((r) => r.id)).toEqual([(await creating).flowRun.id]);
+      expect(repeat()).toBe(true);
+    } finally {
+      const closing = store.close();
+      for (const done of sync.held.splice(0)) done(null);
+      await closing;
+    }
+  });
+
   it("refuses a claim woken at a run's commit when that run's sync fails", async () => {
     let fail = false;
     const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), {
