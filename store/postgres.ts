@@ -255,7 +255,11 @@ export class PostgresStore implements StateStore {
             if (existing) return { flowRun: toFlowRun(existing), created: false };
             return { flowRun: toFlowRun(await insertRun(db, input)), created: true };
           });
-    onCommitted?.(outcome.created);
+    try {
+      onCommitted?.(outcome.created);
+    } catch {
+      // The run is created whatever its listener does: a creator told of a failure would create it twice.
+    }
     return outcome;
   }
 

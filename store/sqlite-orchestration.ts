@@ -103,6 +103,10 @@ function readLimits(sql: SqlAccess): LimitCounts {
   return new LimitCounts(labelMax, flowMax, labelActive, flowActive);
 }
 
+/**
+ * Claims up to `max` runs. It writes only for a run it returns: a claim that returns nothing wrote nothing,
+ * which lets store/sqlite.ts answer it without waiting for a sync.
+ */
 export function claimRuns(sql: SqlAccess, agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): FlowRun[] {
   const now = sql.timestamp();
   const leaseExpiresAt = sql.timestamp(leaseMs);

@@ -104,12 +104,15 @@ interface WriteOptions<T> {
   wroteNothing?: (value: T) => boolean;
 }
 
-/** Tells a write's listener that it is committed (not yet synced); a listener's failure is not the write's. */
+/**
+ * Tells a write's listener that it is committed (not yet synced). A listener's failure is not the write's:
+ * the write stands and is acknowledged as any other (a creator told of a failure would create the run twice).
+ */
 function tellCommitted(write: PendingWrite, value: unknown): void {
   try {
     write.committed?.(value);
   } catch {
-    // The write itself stands; what the listener wanted done (a wake-up) happens at its acknowledgement too.
+    // Listeners only wake others (server/routes/flow-runs.ts), which cannot fail; the write stands regardless.
   }
 }
 
@@ -570,7 +573,8 @@ export class SqliteStore implements StateStore {
    * each waiting agent, the logs of many runs) instead of one each; alone, a write waits only for the end of
    * the turn. Each write runs in a savepoint of its own, in the order asked: one that throws is rolled back
    * alone and rejects alone, and a write is acknowledged only once the commit that holds it is done and the
-   * log synced to disk (afterSync).
+   * log synced to disk (afterSync). Only an outcome that `wroteNothing` says wrote nothing is answered at the
+   * commit.
    */
   private immediate<T>(fn: () => T, options: WriteOptions<T> = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -639,6 +643,8 @@ export class SqliteStore implements StateStore {
       write.resolve(outcome.value);
       return true;
     });
+    // A batch of claims that all took nothing (parked claims woken together) needs no sync at all.
+    if (answered.every(Boolean)) return;
     this.afterSync((err) => {
       batch.forEach((write, i) => {
         const outcome = outcomes[i]!;

@@ -148,10 +148,46 @@ describe("sqlite log sync", () => {
     }
   });
 
-  it("refuses a claim woken at a run's commit when that run's sync fails", async () => {
+  it("answers claims that took nothing in a batch at its commit, and a batch of only those asks for no sync", async () => {
+    const sync = heldSync();
+    const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), { syncLog: sync.syncLog });
+    try {
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "batched" })), store.registerAgent({ name: "p1", labels: [], concurrency: 1 }), store.registerAgent({ name: "p2", labels: [], concurrency: 1 })]);
+      await until(() => sync.held.length > 0);
+      sync.held.shift()!(null);
+      const [{ flow }, { agent: p1 }, { agent: p2 }] = await setup;
+
+      // Two empty claims in one turn: one batch, answered at its commit, and no sync asked for.
+      expect(await Promise.all([store.claimFlowRuns(p1.id, [], 1, 60_000), store.claimFlowRuns(p2.id, [], 1, 60_000)])).toEqual([[], []]);
+      await turns(5);
+      expect(sync.held).toHaveLength(0);
+
+      // An empty claim batched with a write: the claim is answered, the write waits for the sync.
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: ["nobody"] });
+      const created = settled(creating);
+      const claim = store.claimFlowRuns(p1.id, [], 1, 60_000);
+      expect(await claim).toEqual([]);
+      await until(() => sync.held.length > 0);
+      await turns(5);
+      expect(created()).toBe(false);
+      sync.held.shift()!(null);
+      expect((await creating).created).toBe(true);
+    } finally {
+      const closing = store.close();
+      for (const done of sync.held.splice(0)) done(null);
+      await closing;
+    }
+  });
+
+  it("refuses a claim woken at a run's commit when that run's sync fails, though its own would succeed", async () => {
     let fail = false;
     const store = await openSqliteStore(path.join(dir, `sync-${files++}.db`), {
-      syncLog: (fd, done) => (fail ? setImmediate(() => done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }))) : done(null)),
+      // Only the run's sync fails: the claim committed on top of it is refused because of that one.
+      syncLog: (fd, done) => {
+        if (!fail) return done(null);
+        fail = false;
+        setImmediate(() => done(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" })));
+      },
     });
     try {
       const { flow } = await store.registerFlow(flowInput({ name: "woken-failing" }));
