@@ -8,6 +8,7 @@ import type { ContainerEngine } from "../engine/port.js";
 import type { Notifier } from "../server/notifier.js";
 import { BerthError } from "../wire/errors.js";
 import { ApiClient } from "../client/api-client.js";
+import { keepAliveTransport } from "../client/transport.js";
 import { localEngine, swarmEngine } from "./engine.js";
 import { VERSION } from "./version.js";
 
@@ -84,7 +85,8 @@ export async function createAgent(options: AgentOptions, logger: Logger, givenEn
   const { Agent } = await import("../agent/agent.js");
   const { berthImageKeeper } = await import("../images/index.js");
   const engine = givenEngine ?? (options.backend === "swarm" ? await swarmEngine() : await localEngine());
-  const client = new ApiClient({ baseUrl: options.apiUrl, ...(options.apiToken ? { token: options.apiToken } : {}) });
+  // Its parked claims and cancel watches hold connections for as long as they wait: no cap on how many.
+  const client = new ApiClient({ baseUrl: options.apiUrl, fetch: keepAliveTransport({ maxSockets: Infinity }), ...(options.apiToken ? { token: options.apiToken } : {}) });
   return new Agent(
     {
       client,

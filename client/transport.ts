@@ -1,17 +1,21 @@
 /**
- * A keep-alive HTTP transport over node:http, for the flow-run container: its few requests share one
- * connection, and it does not load undici (global fetch), whose first request costs about 50 ms of CPU to
- * compile, more than the rest of a trivial run's requests together.
+ * A keep-alive HTTP transport over node:http, for the flow-run container and the agent. It does not load
+ * undici (global fetch), whose first request costs about 50 ms of CPU to compile, more than the rest of a
+ * trivial run's requests together; and each request costs less than through fetch (a claim's round trip on
+ * loopback: about 0.2 ms against 0.5 ms).
  */
 import http from "node:http";
 import https from "node:https";
 import type { Transport } from "./http.js";
 
-/** A transport whose connections stay open between requests (and never keep the process alive). */
-export function keepAliveTransport(): Transport {
+/**
+ * A transport whose connections stay open between requests (and never keep the process alive), at most
+ * `maxSockets` at once per server (default 8: a container's few requests; an agent's long-polls need more).
+ */
+export function keepAliveTransport({ maxSockets = 8 }: { maxSockets?: number } = {}): Transport {
   const agents = {
-    "http:": new http.Agent({ keepAlive: true, maxSockets: 8 }),
-    "https:": new https.Agent({ keepAlive: true, maxSockets: 8 }),
+    "http:": new http.Agent({ keepAlive: true, maxSockets }),
+    "https:": new https.Agent({ keepAlive: true, maxSockets }),
   };
   const send: Transport = (url, init) =>
     new Promise((resolve, reject) => {
