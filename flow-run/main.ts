@@ -59,7 +59,10 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
     import("../flows/inputs.js"),
     import("../environments/index.js"),
     import("../storage/index.js"),
-  ]).then(() => import(BERTH_PACKAGE).catch(() => undefined));
+  ])
+    .then(() => import(BERTH_PACKAGE).catch(() => undefined))
+    // berth's code is compiled whole by now (cli/main.ts); the run's flow module compiles lazily, as usual.
+    .finally(() => import("node:v8").then((v8) => v8.setFlagsFromString("--lazy"), () => undefined));
   const line = await new Promise<string | undefined>((resolve) => {
     let text = "";
     const done = (value: string | undefined) => {
