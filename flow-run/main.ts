@@ -63,6 +63,8 @@ async function waitForRun(ttlMs: number): Promise<Record<string, string> | undef
     .then(() => import(BERTH_PACKAGE).catch(() => undefined))
     // berth's code is compiled whole by now (cli/main.ts); the run's flow module compiles lazily, as usual.
     .finally(() => import("node:v8").then((v8) => v8.setFlagsFromString("--lazy"), () => undefined));
+  // Its failure is the run's to report (below), not an unhandled rejection while the container waits.
+  preload.catch(() => undefined);
   const line = await new Promise<string | undefined>((resolve) => {
     let text = "";
     const done = (value: string | undefined) => {

@@ -145,6 +145,9 @@ describe("berth execute flow-run", () => {
       source,
       [
         `import { Flow, task } from "berth";`,
+        `import { cachedDataVersionTag } from "node:v8";`,
+        // Changes with V8's flags: lazy compiling must be back on, as in any process, once the flow loads.
+        `console.log(\`v8 tag \${cachedDataVersionTag()}\`);`,
         `const say = task(() => console.log(\`env id=\${process.env.BERTH_FLOW_RUN_ID} epoch=\${process.env.BERTH_FLOW_RUN_EPOCH}\`), { name: "say" });`,
         `const flow = new Flow("Env Flow");`,
         `say.bind({}, { flow });`,
@@ -176,7 +179,15 @@ describe("berth execute flow-run", () => {
     expect((await client.getFlowRun(flowRun.id)).state).toBe("Success");
     const lines = (await client.getLogs(flowRun.id, { after: 0, limit: 100 })).logs.map((l) => l.message);
     expect(lines).toContain(`env id=${flowRun.id} epoch=${claim.flowRun.epoch}`);
-    // The line the flow printed came with its final state, not in a request of its own.
+    // The flow's module loaded with V8's flags as a plain process has them: a warm container compiles berth
+    // eagerly while it waits (cli/main.ts), but not the run's flow.
+    const plain = spawn(process.execPath, ["-e", `console.log(require("node:v8").cachedDataVersionTag())`], { stdio: ["ignore", "pipe", "inherit"] });
+    let tag = "";
+    plain.stdout.on("data", (d: Buffer) => (tag += d.toString()));
+    await once(plain, "exit");
+    expect(tag.trim()).toMatch(/^\d+$/);
+    expect(lines).toContain(`v8 tag ${tag.trim()}`);
+    // The lines the flow printed came with its final state, not in a request of its own.
     expect(await requests("POST", "/api/flow-runs/:id/logs")).toBe(logWrites);
   });
 
