@@ -5,7 +5,7 @@
  * hardening) as services, and remove every service they made.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -83,6 +83,7 @@ describe.skipIf(!dockerAvailable)("the Docker Swarm backend", () => {
       if (initialized) await docker("swarm", "leave", "--force");
       // Task containers outlive a swarm left in a hurry; none of berth's may stay behind.
       for (const c of await engine.listContainers({ [OWNER_LABEL]: "true" })) if (c.labels["com.docker.swarm.service.id"]) await engine.removeContainer(c.id);
+      if (dir) await rm(dir, { recursive: true, force: true });
     }
     expect(await docker("info", "--format", "{{.Swarm.LocalNodeState}}")).toBe(initialized ? "inactive" : "active");
   });
