@@ -55,44 +55,44 @@ function settled<T>(promise: Promise<T>): () => boolean {
 describe("sqlite log sync", () => {
   it("acknowledges a write only once a sync begun after its commit has finished, one sync for many writes", async () => {
     await withHeldSync(async (store, sync) => {
-    const registering = store.registerFlow(flowInput({ name: "held" }));
-    const registered = settled(registering);
-    await until(() => sync.held.length > 0);
-    await turns(20);
-    expect(sync.held).toHaveLength(1);
-    expect(registered()).toBe(false);
-    sync.held.shift()!(null);
-    const { flow } = await registering;
+      const registering = store.registerFlow(flowInput({ name: "held" }));
+      const registered = settled(registering);
+      await until(() => sync.held.length > 0);
+      await turns(20);
+      expect(sync.held).toHaveLength(1);
+      expect(registered()).toBe(false);
+      sync.held.shift()!(null);
+      const { flow } = await registering;
 
-    // Writes committed while a sync is under way wait for the next one, which serves them all.
-    const first = store.createFlowRun({ flow, parameters: {}, labels: [] });
-    await turns(5);
-    expect(sync.held).toHaveLength(1);
-    const later = Array.from({ length: 5 }, () => store.createFlowRun({ flow, parameters: {}, labels: [] }));
-    const laterSettled = later.map(settled);
-    await turns(5);
-    expect(sync.held).toHaveLength(1);
-    sync.held.shift()!(null);
-    await first;
-    await turns(5);
-    expect(laterSettled.some((s) => s())).toBe(false);
-    expect(sync.held).toHaveLength(1);
-    sync.held.shift()!(null);
-    expect(await Promise.all(later)).toHaveLength(5);
-    expect(sync.held).toHaveLength(0);
+      // Writes committed while a sync is under way wait for the next one, which serves them all.
+      const first = store.createFlowRun({ flow, parameters: {}, labels: [] });
+      await turns(5);
+      expect(sync.held).toHaveLength(1);
+      const later = Array.from({ length: 5 }, () => store.createFlowRun({ flow, parameters: {}, labels: [] }));
+      const laterSettled = later.map(settled);
+      await turns(5);
+      expect(sync.held).toHaveLength(1);
+      sync.held.shift()!(null);
+      await first;
+      await turns(5);
+      expect(laterSettled.some((s) => s())).toBe(false);
+      expect(sync.held).toHaveLength(1);
+      sync.held.shift()!(null);
+      expect(await Promise.all(later)).toHaveLength(5);
+      expect(sync.held).toHaveLength(0);
     });
   });
 
   it("tells a run's creator at its commit, before its sync; a claim made then waits for a sync that covers both", async () => {
     await withHeldSync(async (store, sync) => {
-    const setup = Promise.all([store.registerFlow(flowInput({ name: "woken" })), store.registerAgent({ name: "claimer", labels: [], concurrency: 1 })]);
-    await until(() => sync.held.length > 0);
-    sync.held.shift()!(null);
-    const [{ flow }, { agent }] = await setup;
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "woken" })), store.registerAgent({ name: "claimer", labels: [], concurrency: 1 })]);
+      await until(() => sync.held.length > 0);
+      sync.held.shift()!(null);
+      const [{ flow }, { agent }] = await setup;
 
-    let claiming: Promise<FlowRun[]> | undefined;
-    const creating = store.createFlowRun({ flow, parameters: {}, labels: [] }, () => {
-      claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
+      let claiming: Promise<FlowRun[]> | undefined;
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: [] }, () => {
+        claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
     });
     const created = settled(creating);
     await until(() => claiming !== undefined && sync.held.length > 0);
@@ -115,56 +115,56 @@ describe("sqlite log sync", () => {
 
   it("answers a claim that took nothing at its commit; a claim that took a run, or an idempotent repeat, waits for the sync", async () => {
     await withHeldSync(async (store, sync) => {
-    const setup = Promise.all([store.registerFlow(flowInput({ name: "empty-claims" })), store.registerAgent({ name: "poller", labels: [], concurrency: 1 })]);
-    await until(() => sync.held.length > 0);
-    sync.held.shift()!(null);
-    const [{ flow }, { agent }] = await setup;
-
-    // Nothing queued: the answer needs no sync, and none is asked for.
-    expect(await store.claimFlowRuns(agent.id, [], 1, 60_000)).toEqual([]);
-    expect(sync.held).toHaveLength(0);
-
-    const creating = store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" });
-    await until(() => sync.held.length > 0);
-    // The run is committed, its sync under way: a repeat of its creation vouches for it, so it waits too.
-    const repeat = settled(store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" }));
-    const claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
-    const claimed = settled(claiming);
-    await turns(10);
-    expect(repeat()).toBe(false);
-    expect(claimed()).toBe(false);
-    for (let i = 0; i < 3 && !claimed(); i++) {
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "empty-claims" })), store.registerAgent({ name: "poller", labels: [], concurrency: 1 })]);
       await until(() => sync.held.length > 0);
       sync.held.shift()!(null);
-      await turns(5);
-    }
-    expect((await claiming).map((r) => r.id)).toEqual([(await creating).flowRun.id]);
-    expect(repeat()).toBe(true);
+      const [{ flow }, { agent }] = await setup;
+
+      // Nothing queued: the answer needs no sync, and none is asked for.
+      expect(await store.claimFlowRuns(agent.id, [], 1, 60_000)).toEqual([]);
+      expect(sync.held).toHaveLength(0);
+
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" });
+      await until(() => sync.held.length > 0);
+      // The run is committed, its sync under way: a repeat of its creation vouches for it, so it waits too.
+      const repeat = settled(store.createFlowRun({ flow, parameters: {}, labels: [], idempotencyKey: "once" }));
+      const claiming = store.claimFlowRuns(agent.id, [], 1, 60_000);
+      const claimed = settled(claiming);
+      await turns(10);
+      expect(repeat()).toBe(false);
+      expect(claimed()).toBe(false);
+      for (let i = 0; i < 3 && !claimed(); i++) {
+        await until(() => sync.held.length > 0);
+        sync.held.shift()!(null);
+        await turns(5);
+      }
+      expect((await claiming).map((r) => r.id)).toEqual([(await creating).flowRun.id]);
+      expect(repeat()).toBe(true);
     });
   });
 
   it("answers claims that took nothing in a batch at its commit, and a batch of only those asks for no sync", async () => {
     await withHeldSync(async (store, sync) => {
-    const setup = Promise.all([store.registerFlow(flowInput({ name: "batched" })), store.registerAgent({ name: "p1", labels: [], concurrency: 1 }), store.registerAgent({ name: "p2", labels: [], concurrency: 1 })]);
-    await until(() => sync.held.length > 0);
-    sync.held.shift()!(null);
-    const [{ flow }, { agent: p1 }, { agent: p2 }] = await setup;
+      const setup = Promise.all([store.registerFlow(flowInput({ name: "batched" })), store.registerAgent({ name: "p1", labels: [], concurrency: 1 }), store.registerAgent({ name: "p2", labels: [], concurrency: 1 })]);
+      await until(() => sync.held.length > 0);
+      sync.held.shift()!(null);
+      const [{ flow }, { agent: p1 }, { agent: p2 }] = await setup;
 
-    // Two empty claims in one turn: one batch, answered at its commit, and no sync asked for.
-    expect(await Promise.all([store.claimFlowRuns(p1.id, [], 1, 60_000), store.claimFlowRuns(p2.id, [], 1, 60_000)])).toEqual([[], []]);
-    await turns(5);
-    expect(sync.held).toHaveLength(0);
+      // Two empty claims in one turn: one batch, answered at its commit, and no sync asked for.
+      expect(await Promise.all([store.claimFlowRuns(p1.id, [], 1, 60_000), store.claimFlowRuns(p2.id, [], 1, 60_000)])).toEqual([[], []]);
+      await turns(5);
+      expect(sync.held).toHaveLength(0);
 
-    // An empty claim batched with a write: the claim is answered, the write waits for the sync.
-    const creating = store.createFlowRun({ flow, parameters: {}, labels: ["nobody"] });
-    const created = settled(creating);
-    const claim = store.claimFlowRuns(p1.id, [], 1, 60_000);
-    expect(await claim).toEqual([]);
-    await until(() => sync.held.length > 0);
-    await turns(5);
-    expect(created()).toBe(false);
-    sync.held.shift()!(null);
-    expect((await creating).created).toBe(true);
+      // An empty claim batched with a write: the claim is answered, the write waits for the sync.
+      const creating = store.createFlowRun({ flow, parameters: {}, labels: ["nobody"] });
+      const created = settled(creating);
+      const claim = store.claimFlowRuns(p1.id, [], 1, 60_000);
+      expect(await claim).toEqual([]);
+      await until(() => sync.held.length > 0);
+      await turns(5);
+      expect(created()).toBe(false);
+      sync.held.shift()!(null);
+      expect((await creating).created).toBe(true);
     });
   });
 
