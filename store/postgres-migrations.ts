@@ -384,6 +384,35 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER FUNCTION berth_claim_for(TEXT, TEXT, INTEGER, TEXT, TEXT) SET enable_seqscan = off;
   ALTER FUNCTION berth_claim_for(TEXT, TEXT, INTEGER, TEXT, TEXT) SET jit = off;
   `,
+  // Claims that arrive together, as one statement and one transaction (store/postgres-claims.ts): each
+  // entry is an agent, the labels it claims with (a JSON array; NULL: the ones stored on its row, as
+  // berth_claim_for reads them), how many runs it takes and its lease. The result is a JSON array with one
+  // element per entry, in order: berth_claim_for's value (NULL for an unknown agent), or {runs} for an
+  // entry with labels. Each entry's claim sees what the ones before it took, so none takes a run twice.
+  `
+  CREATE FUNCTION berth_claim_batch(p_lock TEXT, p_agents TEXT[], p_labels TEXT[], p_max INTEGER[], p_now TEXT, p_leases TEXT[])
+  RETURNS json LANGUAGE plpgsql VOLATILE
+  SET plan_cache_mode = force_generic_plan
+  SET enable_seqscan = off
+  SET jit = off
+  AS $claim$
+  DECLARE
+    results json[] := '{}';
+    one json;
+  BEGIN
+    FOR i IN 1 .. cardinality(p_agents) LOOP
+      IF p_labels[i] IS NULL THEN
+        one := berth_claim_for(p_lock, p_agents[i], p_max[i], p_now, p_leases[i]);
+      ELSE
+        SELECT json_build_object('runs', coalesce(json_agg(r ORDER BY r.scheduled_start, r.seq), '[]')) INTO one
+        FROM berth_claim(p_lock, p_agents[i], ARRAY(SELECT jsonb_array_elements_text(p_labels[i]::jsonb)), p_max[i], p_now, p_leases[i]) r;
+      END IF;
+      results := array_append(results, one);
+    END LOOP;
+    RETURN array_to_json(results);
+  END
+  $claim$;
+  `,
 ];
 
 /** A key for pg_advisory_xact_lock that no other user of the database is likely to take. */

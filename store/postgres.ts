@@ -5,7 +5,8 @@
  * concurrency limits, a flow's versions and schedule), the transaction first takes an advisory lock, so that
  * those writers go one at a time, whichever replica they are on (claims only while a limit is set). A claim's
  * candidates are taken FOR UPDATE SKIP LOCKED, so that it never waits on a row another writer holds. While no
- * limit is set, a claim is one round trip: the function berth_claim (store/postgres-migrations.ts).
+ * limit is set, a claim is one round trip: the function berth_claim (store/postgres-migrations.ts), shared
+ * with the claims that arrive while the last one is under way (store/postgres-claims.ts).
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
@@ -49,6 +50,7 @@ import type {
   StoredAgent,
   StoredToken,
 } from "./port.js";
+import { ClaimBatcher } from "./postgres-claims.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
@@ -87,11 +89,8 @@ const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 const CLAIM_LOCK = "berth:claims";
 /** Whether any concurrency limit is set: a label's, or any version's of a flow. */
 const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) AS limited`;
-/** A claim where no limit is set (the function of that name); it refuses with LIMIT_SET if one is. */
-const CLAIM_UNLIMITED = "SELECT * FROM berth_claim(@lock, @agentId, @agentLabels::text[], @max::integer, @now, @lease)";
+/** What berth_claim raises where a concurrency limit is set. */
 const LIMIT_SET = "BL001";
-/** The agent's row (JSON) and the runs claimed for it with its stored labels; NULL for an unknown agent. */
-const CLAIM_FOR_AGENT = "SELECT berth_claim_for(@lock, @agentId, @max::integer, @now, @lease) AS claim";
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** How long a pooled connection may stay idle before it is closed. */
@@ -157,6 +156,8 @@ const RUN_LIST: RunListDialect = { hasLabel: "labels::jsonb @> jsonb_build_array
 export class PostgresStore implements StateStore {
   readonly description: string;
   private readonly db: PgAccess;
+  /** Claims while no limit is set: several that arrive together go as one statement. */
+  private readonly claims: ClaimBatcher;
   private closed = false;
 
   constructor(
@@ -166,6 +167,9 @@ export class PostgresStore implements StateStore {
   ) {
     this.description = `postgres:${redactUrl(url).replace(/^postgres(ql)?:\/\//, "//")}`;
     this.db = access(pool, now);
+    // A batch the database refused as a whole: each claim in it would have met the same refusal alone.
+    const refusedAll = (err: unknown) => (err as { code?: string }).code === LIMIT_SET || isBerthError(err, "BERTH_E_UNAVAILABLE");
+    this.claims = new ClaimBatcher(this.db, CLAIM_LOCK, refusedAll);
   }
 
   /** Runs `fn` in one transaction (after the advisory locks given, taken in order), committing or rolling back. */
@@ -338,11 +342,8 @@ export class PostgresStore implements StateStore {
    * the lock goes the way of limits. Which way the last claim went is the guess for the next.
    */
   async claimFlowRuns(agentId: string, agentLabels: readonly string[], max: number, leaseMs: number): Promise<FlowRun[]> {
-    // One round trip, one implicit transaction: the function berth_claim (store/postgres-migrations.ts).
-    const unlimited = await this.whileUnlimited(async () => {
-      const params = { lock: CLAIM_LOCK, agentId, agentLabels: [...agentLabels], max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
-      return (await this.db.all<FlowRunRow>(CLAIM_UNLIMITED, params)).map(toFlowRun);
-    });
+    // One round trip, one implicit transaction, shared with the claims made at the same time (ClaimBatcher).
+    const unlimited = await this.whileUnlimited(async () => (await this.claims.claim(agentId, agentLabels, max, leaseMs)).runs);
     if (unlimited) return unlimited.value;
     return this.tx([CLAIM_LOCK], async (db) => {
       this.limitsSeen = (await db.get<{ limited: boolean }>(ANY_LIMIT))?.limited ?? false;
@@ -351,11 +352,10 @@ export class PostgresStore implements StateStore {
   }
 
   async claimForAgent(agentId: string, max: number, leaseMs: number): Promise<{ agent: StoredAgent; runs: FlowRun[] } | undefined> {
-    // The agent's row and its claim in one round trip: the function berth_claim_for.
+    // The agent's row and its claim in the same round trip.
     const unlimited = await this.whileUnlimited(async () => {
-      const params = { lock: CLAIM_LOCK, agentId, max, now: this.db.timestamp(), lease: this.db.timestamp(leaseMs) };
-      const claim = (await this.db.get<{ claim: { agent: AgentRow; runs: FlowRunRow[] } | null }>(CLAIM_FOR_AGENT, params))?.claim;
-      return claim ? { agent: toAgent(claim.agent), runs: claim.runs.map(toFlowRun) } : undefined;
+      const { agent, runs } = await this.claims.claim(agentId, undefined, max, leaseMs);
+      return agent && { agent, runs };
     });
     if (unlimited) return unlimited.value;
     const agent = await this.getAgent(agentId);
