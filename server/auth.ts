@@ -15,7 +15,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypt
 import type { FastifyRequest } from "fastify";
 import { BerthError, isBerthError } from "../wire/errors.js";
 import type { FlowRun, TokenRole } from "../wire/schema.js";
-import type { StateStore, StoredAgent } from "../store/port.js";
+import type { StateStore, StoredAgent, StoredToken } from "../store/port.js";
 import type { ZodApp } from "./routes/shared.js";
 import { flowRunNotFound } from "./routes/shared.js";
 import { staleLease } from "../store/fencing.js";
@@ -45,6 +45,8 @@ declare module "fastify" {
     principal: Principal | undefined;
     /** The route's agent as an agent token's request was authorized against it (agent-self routes with `:id`). */
     authorizedAgent: StoredAgent | undefined;
+    /** The route's agent (agent-self routes with `:id`), read with a stored token; `agent` undefined: none. */
+    agentRead: { id: string; agent: StoredAgent | undefined } | undefined;
   }
   interface FastifyContextConfig {
     access?: Access;
@@ -105,6 +107,7 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
   const configured = apiToken ? digest(apiToken) : undefined;
   app.decorateRequest("principal", undefined);
   app.decorateRequest("authorizedAgent", undefined);
+  app.decorateRequest("agentRead", undefined);
 
   app.addHook("onRequest", async (request) => {
     const access = request.routeOptions.config.access ?? "admin";
@@ -122,7 +125,7 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
     const token = /^Bearer\s+(\S+)\s*$/i.exec(header)?.[1];
     try {
       if (token === undefined) throw new BerthError("BERTH_E_UNAUTHORIZED", "the Authorization header must be `Bearer <token>`");
-      request.principal = await resolve(token);
+      request.principal = await resolve(token, request, access);
     } catch (err) {
       // An open server takes any token it does not know as it takes none; a run's or agent's is still scoped.
       if (configured !== undefined || !isBerthError(err, "BERTH_E_UNAUTHORIZED")) throw err;
@@ -141,12 +144,20 @@ export function installAuth(app: ZodApp, options: AuthOptions): void {
     await authorize(store, request, access, options.now);
   });
 
-  async function resolve(token: string): Promise<Principal> {
+  async function resolve(token: string, request: FastifyRequest, access: Access): Promise<Principal> {
     if (configured !== undefined && timingSafeEqual(digest(token), configured)) return { role: "admin", via: "config" };
     const run = runTokens.verify(token);
     if (run) return { role: "run", ...run };
     const hash = tokenHash(token);
-    const stored = await store.findToken(hash);
+    // An agent's request about itself is authorized against the agent's row: read with the token, not after it.
+    const agentId = access === "agent-self" ? (request.params as Record<string, string | undefined>)["id"] : undefined;
+    let stored: StoredToken | undefined;
+    if (agentId === undefined) stored = await store.findToken(hash);
+    else {
+      const read = await store.findTokenAndAgent(hash, agentId);
+      stored = read.token;
+      request.agentRead = { id: agentId, agent: read.agent };
+    }
     // The lookup is by digest; comparing the digests again keeps the final check constant-time.
     if (!stored || !timingSafeEqual(Buffer.from(stored.hash, "hex"), Buffer.from(hash, "hex"))) throw notAccepted("this API token");
     if (stored.revokedAt !== null) throw notAccepted(`token ${stored.id}, revoked at ${stored.revokedAt},`);
@@ -241,9 +252,10 @@ async function authorize(store: StateStore, request: FastifyRequest, access: Acc
       throw forbidden(principal, access, what);
     case "agent-self": {
       if (principal.role !== "agent") throw forbidden(principal, access, what);
-      const known = params["id"] === undefined ? undefined : await store.getAgent(params["id"]);
+      const id = params["id"];
+      const known = id === undefined ? undefined : request.agentRead?.id === id ? request.agentRead.agent : await store.getAgent(id);
       // An unknown agent id is the route's own 404.
-      if (params["id"] !== undefined && known === undefined) return;
+      if (id !== undefined && known === undefined) return;
       const body = request.body as { name?: string; labels?: string[] } | undefined;
       const name = known?.name ?? body?.name;
       if (name?.trim() !== principal.agentName) {

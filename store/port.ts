@@ -299,6 +299,11 @@ export interface StateStore {
   createToken(input: { role: TokenRole; name: string | null; labels: string[] | null; hash: string }): Promise<StoredToken>;
   /** The token with this hash, revoked or not; undefined when there is none. */
   findToken(hash: string): Promise<StoredToken | undefined>;
+  /**
+   * The token with this hash and the agent `agentId`, each undefined when there is none, read together: an
+   * agent's request about itself (a claim, a heartbeat) needs both, and reads them in one round trip.
+   */
+  findTokenAndAgent(hash: string, agentId: string): Promise<{ token: StoredToken | undefined; agent: StoredAgent | undefined }>;
   listTokens(): Promise<TokenRecord[]>;
   /** Revokes a token (idempotent); undefined for an unknown id. */
   revokeToken(id: string): Promise<TokenRecord | undefined>;

@@ -794,6 +794,15 @@ export class PostgresStore implements StateStore {
     return row && toToken(row);
   }
 
+  async findTokenAndAgent(hash: string, agentId: string): Promise<{ token: StoredToken | undefined; agent: StoredAgent | undefined }> {
+    const row = await this.db.get<{ token: TokenRow | null; agent: AgentRow | null }>(
+      "SELECT (SELECT row_to_json(t) FROM api_tokens t WHERE t.hash = ?) AS token, (SELECT row_to_json(a) FROM agents a WHERE a.id = ?) AS agent",
+      hash,
+      agentId,
+    );
+    return { token: row?.token ? toToken(row.token) : undefined, agent: row?.agent ? toAgent(row.agent) : undefined };
+  }
+
   async listTokens(): Promise<TokenRecord[]> {
     return (await this.db.all<TokenRow>("SELECT * FROM api_tokens ORDER BY created_at, id")).map((row) => withoutHash(toToken(row)));
   }

@@ -532,6 +532,11 @@ export class SqliteStore implements StateStore {
     return trust.findToken(this.sql, hash);
   }
 
+  async findTokenAndAgent(hash: string, agentId: string): Promise<{ token: StoredToken | undefined; agent: StoredAgent | undefined }> {
+    const agent = this.get<AgentRow>("agentById", agentId);
+    return { token: trust.findToken(this.sql, hash), agent: agent && toAgent(agent) };
+  }
+
   async listTokens(): Promise<TokenRecord[]> {
     return trust.listTokens(this.sql);
   }

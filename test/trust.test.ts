@@ -3,7 +3,7 @@
  * that every refusal says which role was needed.
  */
 import { createHash } from "node:crypto";
-import { describe, expect } from "vitest";
+import { describe, expect, vi } from "vitest";
 import { call, expectError } from "./support/api.js";
 import { flowBody } from "./support/fixtures.js";
 import { test, type TestServer } from "./support/server.js";
@@ -151,6 +151,23 @@ describe("tokens and roles", () => {
     const run = (await admin.post("/api/flow-runs", { flowId: flow.id })).body.flowRun;
     await agent.refused("POST", "/api/agents/no-such-agent/claim", 404, "BERTH_E_AGENT_NOT_FOUND", { waitMs: 0 });
     expect((await admin.get(`/api/flow-runs/${run.id}`)).body.state).toBe("Scheduled");
+  });
+
+  test("an agent token's claim reads its token and its agent in one read, and is authorized against that agent", async ({ startServer }) => {
+    const { s, admin, as, agentToken } = await secured(startServer);
+    const token = await agentToken("reader");
+    const agent = as(token.token);
+    const { id } = (await agent.post("/api/agents", { name: "reader", labels: [] })).body as { id: string };
+    const run = (await admin.post("/api/flow-runs", { flowId: (await admin.post("/api/flows", flowBody())).body.flow.id })).body.flowRun;
+    const reads = { together: vi.spyOn(s.store, "findTokenAndAgent"), token: vi.spyOn(s.store, "findToken"), agent: vi.spyOn(s.store, "getAgent") };
+    const claim = await agent.post(`/api/agents/${id}/claim`, { waitMs: 0 });
+    expect(claim.body.claims.map((c: { flowRun: { id: string } }) => c.flowRun.id)).toEqual([run.id]);
+    expect(reads.together.mock.calls).toEqual([[createHash("sha256").update(token.token).digest("hex"), id]]);
+    expect(reads.token).not.toHaveBeenCalled();
+    expect(reads.agent).not.toHaveBeenCalled();
+    // Another agent's id, read with the token, is refused as before.
+    const other = (await admin.post("/api/agents", { name: "someone-else", labels: [] })).body as { id: string };
+    await agent.refused("POST", `/api/agents/${other.id}/claim`, 403, "BERTH_E_FORBIDDEN", { waitMs: 0 });
   });
 
   test("a run token reads and writes its own run only, and dies when the run ends", async ({ startServer }) => {

@@ -556,6 +556,17 @@ export function describeStoreContract(name: string, open: OpenStore, options: St
       await expect(store.createToken({ role: "admin", name: null, labels: null, hash: "h-admin" })).rejects.toThrow();
     });
 
+    it("reads a token and an agent together, either of them missing", async () => {
+      const store = await fresh();
+      const token = await store.createToken({ role: "agent", name: "gpu-1", labels: ["gpu"], hash: "h-gpu" });
+      const { agent } = await store.registerAgent({ name: "gpu-1", labels: ["gpu", "a100"], concurrency: 2 });
+      expect(await store.findTokenAndAgent("h-gpu", agent.id)).toEqual({ token, agent });
+      expect(await store.findTokenAndAgent("h-gpu", "no-such-agent")).toEqual({ token, agent: undefined });
+      expect(await store.findTokenAndAgent("nope", agent.id)).toEqual({ token: undefined, agent });
+      const revoked = await store.revokeToken(token.id);
+      expect((await store.findTokenAndAgent("h-gpu", agent.id)).token?.revokedAt).toBe(revoked?.revokedAt);
+    });
+
     it("keeps sealed secrets by name: set, replace, list, read some or all, delete", async () => {
       const store = await fresh();
       expect(await store.putSecret({ name: "B", sealed: "sealed-b" })).toEqual({ created: true });
