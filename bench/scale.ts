@@ -8,7 +8,8 @@
  *   - behind other labels: the queued runs carry a label no claimer has, and the claimers take runs of their
  *     own label created after them: a claim must not cost more because of what it cannot take.
  * Each store's server is warmed up first by 32 claimers (as one that has been claiming is: its connections open).
- * Then run creation per second (8 concurrent creators), and how long a claim parked on one server takes to
+ * After the cells, 8 claimers with agent tokens of their own, as agents claim in production (each claim then
+ * reads its token and its agent too), behind the deepest queue of other labels. Then run creation per second (8 concurrent creators), and how long a claim parked on one server takes to
  * hear of a run created on another (two replicas on PostgreSQL; one server on SQLite for reference).
  *
  * BERTH_BENCH_SCALE_DEPTHS (default 1000,10000,100000), BERTH_BENCH_SCALE_CLAIMS (claims per cell, default
@@ -79,8 +80,8 @@ setMaxListeners(0, never);
  * One request. `transport` (a claimer's own keep-alive connection, as flow-run containers use) keeps the
  * measuring client's CPU low: it shares this machine's cores with the server it measures.
  */
-async function api<T>(url: string, method: "GET" | "POST", route: string, body?: unknown, transport?: Transport): Promise<T> {
-  const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) };
+async function api<T>(url: string, method: "GET" | "POST", route: string, body?: unknown, transport?: Transport, token = TOKEN): Promise<T> {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) };
   const payload = body === undefined ? null : JSON.stringify(body);
   const res = transport
     ? await transport(new URL(`${url}${route}`), { method, headers, body: payload, signal: never })
@@ -109,10 +110,18 @@ interface Cell {
   p99: number;
 }
 
-/** `claimers` agents claiming one run at a time, no wait, until `total` runs are claimed between them. */
-async function claimCell(url: string, claimers: number, labels: string[], total: number, tag: string): Promise<Cell> {
+/**
+ * `claimers` agents claiming one run at a time, no wait, until `total` runs are claimed between them. With
+ * `agentTokens`, each agent registers and claims with an agent token of its own, as agents do in production
+ * (each claim then reads its token and its agent); otherwise with the admin token.
+ */
+async function claimCell(url: string, claimers: number, labels: string[], total: number, tag: string, agentTokens = false): Promise<Cell> {
   const agents = await Promise.all(
-    Array.from({ length: claimers }, (_, i) => api<{ id: string }>(url, "POST", "/api/agents", { name: `${tag}-${claimers}-${i}`, labels, concurrency: 1000 })),
+    Array.from({ length: claimers }, async (_, i) => {
+      const name = `${tag}-${claimers}-${i}`;
+      const token = agentTokens ? (await api<{ token: string }>(url, "POST", "/api/tokens", { role: "agent", name, labels })).token : TOKEN;
+      return { token, ...(await api<{ id: string }>(url, "POST", "/api/agents", { name, labels, concurrency: 1000 }, undefined, token)) };
+    }),
   );
   let empty = 0;
   return drive(claimers, total, (i) => {
@@ -121,7 +130,8 @@ async function claimCell(url: string, claimers: number, labels: string[], total:
     const transport = keepAliveTransport();
     return async () => {
       const body = { max: 1, waitMs: 0, knownFlows: [...knownFlows] };
-      const reply = await api<{ claims: Array<{ flowRun: { flowId: string } }> }>(url, "POST", `/api/agents/${agents[i]!.id}/claim`, body, transport);
+      const agent = agents[i]!;
+      const reply = await api<{ claims: Array<{ flowRun: { flowId: string } }> }>(url, "POST", `/api/agents/${agent.id}/claim`, body, transport, agent.token);
       for (const claim of reply.claims) knownFlows.add(claim.flowRun.flowId);
       if (reply.claims.length === 0 && ++empty > claimers * 3) throw new Error("claims found nothing with runs left to claim");
       return reply.claims.length;
@@ -255,6 +265,10 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
         );
       }
     }
+    // What the cells above leave out: agents in production claim with agent tokens of their own.
+    await queue(store, flow, CLAIMS, ["tokens"]);
+    const tokens = await claimCell(server.url, 8, ["tokens"], CLAIMS, "tokens", true);
+    out(`  8 claimers with agent tokens (as agents in production), behind ${last} of other labels: ${tokens.claimsPerSecond.toFixed(0)}/s ${ms(tokens.p50)} / ${ms(tokens.p99)}`);
     out(`  run creation: ${(await creations(server.url, flow.id, CREATIONS)).toFixed(0)} runs/s (8 concurrent creators, HTTP)`);
     const same = await wakeups(server.url, server.url, flow.id, `${kind}-same`);
     out(`  wake-up, one server: p50 ${ms(percentile(same, 50))}, p99 ${ms(percentile(same, 99))} (run created → parked claim answered)`);
