@@ -268,7 +268,8 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
     // What the cells above leave out: agents in production claim with agent tokens of their own.
     await queue(store, flow, CLAIMS, ["tokens"]);
     const tokens = await claimCell(server.url, 8, ["tokens"], CLAIMS, "tokens", true);
-    out(`  8 claimers with agent tokens (as agents in production), behind ${last} of other labels: ${tokens.claimsPerSecond.toFixed(0)}/s ${ms(tokens.p50)} / ${ms(tokens.p99)}`);
+    const tokensCell = `${tokens.claimsPerSecond.toFixed(0)}/s ${ms(tokens.p50)} / ${ms(tokens.p99)}`;
+    out(`  8 claimers with agent tokens (as agents in production), behind ${last} of other labels: ${tokensCell}`);
     out(`  run creation: ${(await creations(server.url, flow.id, CREATIONS)).toFixed(0)} runs/s (8 concurrent creators, HTTP)`);
     const same = await wakeups(server.url, server.url, flow.id, `${kind}-same`);
     out(`  wake-up, one server: p50 ${ms(percentile(same, 50))}, p99 ${ms(percentile(same, 99))} (run created → parked claim answered)`);

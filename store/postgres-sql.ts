@@ -38,10 +38,11 @@ export function numbered(sql: string, params: readonly unknown[]): { text: strin
 
 /**
  * PostgreSQL text cannot hold NUL, which SQLite stores: a line a process printed with one must not be refused
- * (and block every later line), so NUL becomes U+FFFD, the replacement character.
+ * (and block every later line), so NUL becomes U+FFFD, the replacement character, in an array's elements too.
  */
 function normalize(value: unknown): unknown {
   if (value === undefined) return null;
+  if (Array.isArray(value)) return value.map(normalize);
   if (typeof value === "string" && value.includes("\u0000")) return value.replaceAll("\u0000", "\uFFFD");
   return value;
 }

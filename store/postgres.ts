@@ -50,7 +50,7 @@ import type {
   StoredAgent,
   StoredToken,
 } from "./port.js";
-import { ClaimBatcher } from "./postgres-claims.js";
+import { ClaimBatcher, LIMIT_SET } from "./postgres-claims.js";
 import { migratePostgres } from "./postgres-migrations.js";
 import { LOGS_REMOVED, logBudget } from "./log-limits.js";
 import { FLOW_IDS_IN_USE, QUEUE_DEPTHS, RUN_COUNTS, toRunsSnapshot, type QueueDepthRow, type RunCountRow, type RunsSnapshot } from "./run-metrics.js";
@@ -89,8 +89,6 @@ const ACTIVE = "('Submitted', 'Running', 'Cancelling')";
 const CLAIM_LOCK = "berth:claims";
 /** Whether any concurrency limit is set: a label's, or any version's of a flow. */
 const ANY_LIMIT = `SELECT EXISTS (SELECT 1 FROM concurrency_limits) OR EXISTS (SELECT 1 FROM flows WHERE max_concurrent_runs IS NOT NULL) AS limited`;
-/** What berth_claim raises where a concurrency limit is set. */
-const LIMIT_SET = "BL001";
 const flowLock = (name: string) => `berth:flow:${name}`;
 
 /** How long a pooled connection may stay idle before it is closed. */
@@ -167,9 +165,7 @@ export class PostgresStore implements StateStore {
   ) {
     this.description = `postgres:${redactUrl(url).replace(/^postgres(ql)?:\/\//, "//")}`;
     this.db = access(pool, now);
-    // A batch the database refused as a whole: each claim in it would have met the same refusal alone.
-    const refusedAll = (err: unknown) => (err as { code?: string }).code === LIMIT_SET || isBerthError(err, "BERTH_E_UNAVAILABLE");
-    this.claims = new ClaimBatcher(this.db, CLAIM_LOCK, refusedAll);
+    this.claims = new ClaimBatcher(this.db, CLAIM_LOCK);
   }
 
   /** Runs `fn` in one transaction (after the advisory locks given, taken in order), committing or rolling back. */
@@ -371,7 +367,7 @@ export class PostgresStore implements StateStore {
     try {
       return { value: await claim() };
     } catch (err) {
-      if ((err as { code?: string }).code !== LIMIT_SET) throw err;
+      if ((err as { code?: string } | undefined)?.code !== LIMIT_SET) throw err;
       this.limitsSeen = true;
       return undefined;
     }

@@ -1,7 +1,7 @@
 /**
  * The claim race (test/support/claim-race.ts) on PostgreSQL: racing processes on one database, and several
  * `berth server` processes (replicas) sharing it, each run handed out once. And claims racing under a
- * concurrency limit: with no limit set, claims do not queue behind each other; with one, they must.
+ * concurrency limit: with no limit set, claims do not queue behind each other in the database; with one, they must.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
