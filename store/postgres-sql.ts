@@ -100,7 +100,8 @@ export function unavailable(err: unknown): BerthError | undefined {
     /^(08|57P)/.test(code) ||
     ["55P03", "57014", "25006"].includes(code) ||
     ["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND"].includes(code) ||
-    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+    // The last: every pooled connection busy past the pool's wait (a database too slow to answer).
+    /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(message);
   if (!down) return undefined;
   return new BerthError("BERTH_E_UNAVAILABLE", `the PostgreSQL database is unavailable (${message}): try again shortly`, { cause: err });
 }

@@ -2,8 +2,11 @@
  * The store contract on PostgreSQL: the same suite as SQLite's, unchanged, each store on a fresh database of
  * one throwaway cluster (Debian's postgresql, started here and removed after).
  */
+import pg from "pg";
 import { expect, it } from "vitest";
+import { BerthError } from "../wire/errors.js";
 import { openPostgresStore } from "../store/postgres.js";
+import { access } from "../store/postgres-sql.js";
 import type { StateStore } from "../store/port.js";
 import { describePostgres, useCluster } from "./support/postgres.js";
 import { describeStoreContract } from "./support/store-contract.js";
@@ -26,6 +29,19 @@ describePostgres("on PostgreSQL", () => {
       expect(failed.stateMessage).toBe("exit\uFFFD");
     } finally {
       await store.close();
+    }
+  });
+
+  it("fails with BERTH_E_UNAVAILABLE (a 503, which clients wait out), not a 500, when no pooled connection frees up in time", async () => {
+    const pool = new pg.Pool({ connectionString: await clusterOf().database(`pool_${databases++}`), max: 1, connectionTimeoutMillis: 100 });
+    const held = await pool.connect();
+    try {
+      const failure = await access(pool, () => new Date()).get("SELECT 1").catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(BerthError);
+      expect(failure).toMatchObject({ code: "BERTH_E_UNAVAILABLE", message: expect.stringContaining("try again shortly") });
+    } finally {
+      held.release();
+      await pool.end();
     }
   });
 
