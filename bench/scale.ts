@@ -123,7 +123,6 @@ async function claimCell(url: string, claimers: number, labels: string[], total:
       return { token, ...(await api<{ id: string }>(url, "POST", "/api/agents", { name, labels, concurrency: 1000 }, undefined, token)) };
     }),
   );
-  let empty = 0;
   return drive(claimers, total, (i) => {
     // As agents claim: listing the flow versions they hold, which the answers then leave out.
     const knownFlows = new Set<string>();
@@ -133,24 +132,37 @@ async function claimCell(url: string, claimers: number, labels: string[], total:
       const agent = agents[i]!;
       const reply = await api<{ claims: Array<{ flowRun: { flowId: string } }> }>(url, "POST", `/api/agents/${agent.id}/claim`, body, transport, agent.token);
       for (const claim of reply.claims) knownFlows.add(claim.flowRun.flowId);
-      if (reply.claims.length === 0 && ++empty > claimers * 3) throw new Error("claims found nothing with runs left to claim");
       return reply.claims.length;
     };
   });
 }
 
-/** `claimers` loops, each sending one request at a time, until their requests have taken `total` runs. */
+/**
+ * `claimers` loops, each sending one request (of one run at most) at a time, until their requests have taken
+ * `total` runs, of at least `total` queued. No more requests are under way than runs are left to take: the
+ * last ones would find nothing, and go round again while the others' answers wait for their commit. So a
+ * request that takes nothing found nothing with runs left, and a few of those fail the cell.
+ */
 async function drive(claimers: number, total: number, claimer: (i: number) => () => Promise<number>): Promise<Cell> {
   const latencies: number[] = [];
   let claimed = 0;
+  let underWay = 0;
+  let empty = 0;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: claimers }, async (_, i) => {
       const claimOnce = claimer(i);
-      while (claimed < total) {
+      while (claimed + underWay < total) {
         const t0 = performance.now();
-        const taken = await claimOnce(); // not `claimed += await …`, which would add to a stale count
+        underWay++;
+        let taken: number;
+        try {
+          taken = await claimOnce(); // not `claimed += await …`, which would add to a stale count
+        } finally {
+          underWay--;
+        }
         latencies.push(performance.now() - t0);
+        if (taken === 0 && ++empty > claimers * 3) throw new Error("claims found nothing with runs left to claim");
         claimed += taken;
       }
     }),
