@@ -9,18 +9,27 @@
  *     own label created after them: a claim must not cost more because of what it cannot take.
  * Each store's server is warmed up first by 32 claimers (as one that has been claiming is: its connections open).
  * After the cells, 8 claimers with agent tokens of their own, as agents claim in production (each claim then
- * reads its token and its agent too), behind the deepest queue of other labels. Then run creation per second (8 concurrent creators), and how long a claim parked on one server takes to
- * hear of a run created on another (two replicas on PostgreSQL; one server on SQLite for reference).
+ * reads its token and its agent too), behind the deepest queue of other labels. Then run creation per second
+ * (8 concurrent creators), and how long a claim parked on one server takes to hear of a run created on another
+ * (two replicas on PostgreSQL; one server on SQLite for reference).
+ *
+ * Each store's part ends with its targets (see targets()): 8 claimers again, in rounds taken in turn on a
+ * server with the shallowest queue, one with the deepest, and the baseline (berth as it was when scale-out
+ * began, commit c2573dd, SQLite only; built by scripts/bench-baseline.sh), each with a database of its own,
+ * stated as ratios of the rounds' medians. This machine's speed drifts by a third within minutes: cells
+ * measured one after the other cannot show a 20% effect, and a figure in claims/s means little on another day.
  *
  * BERTH_BENCH_SCALE_DEPTHS (default 1000,10000,100000), BERTH_BENCH_SCALE_CLAIMS (claims per cell, default
- * 2000), BERTH_BENCH_SCALE_STORES (default sqlite,postgres).
+ * 2000), BERTH_BENCH_SCALE_STORES (default sqlite,postgres), BERTH_BENCH_SCALE_BASELINE (a built berth to
+ * compare with; default the one scripts/bench-baseline.sh builds).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { once, setMaxListeners } from "node:events";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import type { Transport } from "../client/http.js";
 import { keepAliveTransport } from "../client/transport.js";
 import { openPostgresStore } from "../store/postgres.js";
@@ -37,18 +46,21 @@ const STORES = (process.env.BERTH_BENCH_SCALE_STORES ?? "sqlite,postgres").split
 const CLAIMERS = [1, 8, 32];
 const CREATIONS = 2_000;
 const WAKEUPS = 60;
+/** Rounds of the targets section (see targets()). */
+const TARGET_ROUNDS = 5;
 const TOKEN = `berth_admin_bench_${process.pid}`;
 const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+const BASELINE = process.env.BERTH_BENCH_SCALE_BASELINE ?? fileURLToPath(new URL("../../node_modules/.cache/berth-baseline-c2573dd", import.meta.url));
 
 interface Server {
   url: string;
   stop(): Promise<void>;
 }
 
-/** A `berth server` process on a free loopback port; resolves once it listens. */
-async function startServer(db: string, key: string): Promise<Server> {
+/** A `berth server` process (of this build, or of `main`'s) on a free loopback port; resolves once it listens. */
+async function startServer(db: string, key: string, main = cli): Promise<Server> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [cli, "server", "--port", String(port), "--db", db], {
+  const child: ChildProcess = spawn(process.execPath, [main, "server", "--port", String(port), "--db", db], {
     env: { ...process.env, BERTH_API_TOKEN: TOKEN, BERTH_SERVER_KEY: key, BERTH_LOG_LEVEL: "warn", BERTH_SERVER_LEASE: "10m" },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -97,7 +109,7 @@ function percentile(values: readonly number[], p: number): number {
 }
 
 /** Queues `n` runs with `labels` straight through the store (filling 100,000 over HTTP would measure nothing). */
-async function queue(store: StateStore, flow: FlowRecord, n: number, labels: string[]): Promise<void> {
+async function queue(store: Pick<StateStore, "createFlowRun">, flow: FlowRecord, n: number, labels: string[]): Promise<void> {
   const batch = 50;
   for (let done = 0; done < n; done += batch) {
     await Promise.all(Array.from({ length: Math.min(batch, n - done) }, () => store.createFlowRun({ flow, parameters: {}, labels })));
@@ -113,9 +125,17 @@ interface Cell {
 /**
  * `claimers` agents claiming one run at a time, no wait, until `total` runs are claimed between them. With
  * `agentTokens`, each agent registers and claims with an agent token of its own, as agents do in production
- * (each claim then reads its token and its agent); otherwise with the admin token.
+ * (each claim then reads its token and its agent); otherwise with the admin token. Without `knownFlows` (the
+ * baseline, which had none), claims do not list the flow versions their agent holds.
  */
-async function claimCell(url: string, claimers: number, labels: string[], total: number, tag: string, agentTokens = false): Promise<Cell> {
+async function claimCell(
+  url: string,
+  claimers: number,
+  labels: string[],
+  total: number,
+  tag: string,
+  { agentTokens = false, knownFlows: listKnown = true }: { agentTokens?: boolean; knownFlows?: boolean } = {},
+): Promise<Cell> {
   const agents = await Promise.all(
     Array.from({ length: claimers }, async (_, i) => {
       const name = `${tag}-${claimers}-${i}`;
@@ -128,7 +148,7 @@ async function claimCell(url: string, claimers: number, labels: string[], total:
     const knownFlows = new Set<string>();
     const transport = keepAliveTransport();
     return async () => {
-      const body = { max: 1, waitMs: 0, knownFlows: [...knownFlows] };
+      const body = { max: 1, waitMs: 0, ...(listKnown ? { knownFlows: [...knownFlows] } : {}) };
       const agent = agents[i]!;
       const reply = await api<{ claims: Array<{ flowRun: { flowId: string } }> }>(url, "POST", `/api/agents/${agent.id}/claim`, body, transport, agent.token);
       for (const claim of reply.claims) knownFlows.add(claim.flowRun.flowId);
@@ -192,6 +212,118 @@ async function bareHttp(claimers: number, total: number): Promise<Cell> {
   }
 }
 
+type QueueStore = Pick<StateStore, "registerFlow" | "createFlowRun" | "close">;
+
+/**
+ * What a targets round measures: a server (this build's, or the baseline's) on a database of its own, with
+ * `depth` runs of the label "backlog" queued throughout, warmed up by as many claims as the table's server
+ * answers before its first 8-claimer cell.
+ */
+interface Subject {
+  server: Server;
+  store: QueueStore;
+  flow: FlowRecord;
+  depth: number;
+  /** Whether its claims list the flow versions their agent holds (the baseline's API had no such field). */
+  knownFlows: boolean;
+}
+
+async function openSubject(main: string, openStore: (db: string) => Promise<QueueStore>, db: string, key: string, depth: number, knownFlows: boolean): Promise<Subject> {
+  const server = await startServer(db, key, main);
+  let store: QueueStore | undefined;
+  try {
+    store = await openStore(db);
+    const { flow } = await store.registerFlow(benchFlow("scale-bench"));
+    const warmUp = CLAIMS / 4 + 2 * CLAIMS;
+    await queue(store, flow, depth + warmUp, ["backlog"]);
+    await claimCell(server.url, 8, ["backlog"], warmUp, "warm-up", { knownFlows });
+    return { server, store, flow, depth, knownFlows };
+  } catch (err) {
+    await store?.close();
+    await server.stop();
+    throw err;
+  }
+}
+
+async function closeSubject(subject: Subject): Promise<void> {
+  await subject.store.close();
+  await subject.server.stop();
+}
+
+/** One round on a subject: 8 claimers, oldest first; then, unless `oldestOnly`, behind its queue (of other labels). */
+async function targetRound(subject: Subject, round: number, oldestOnly: boolean): Promise<{ oldest: Cell; behind?: Cell }> {
+  const { server, store, flow, knownFlows } = subject;
+  await queue(store, flow, CLAIMS, ["backlog"]);
+  const oldest = await claimCell(server.url, 8, ["backlog"], CLAIMS, `round-${round}-oldest`, { knownFlows });
+  if (oldestOnly) return { oldest };
+  await queue(store, flow, CLAIMS, ["etl"]);
+  return { oldest, behind: await claimCell(server.url, 8, ["etl"], CLAIMS, `round-${round}-behind`, { knownFlows }) };
+}
+
+/** The baseline's server and its own SQLite store (which fills its queue), or why there is none. */
+async function baselineStore(): Promise<{ main: string; open: (db: string) => Promise<QueueStore> } | string> {
+  const main = path.join(BASELINE, "dist", "cli", "main.js");
+  if (!existsSync(main)) return `no baseline built at ${BASELINE} (scripts/bench-baseline.sh builds it from git history)`;
+  // Its own store module, as its schema is its own; its registerFlow and createFlowRun take what this build's do.
+  const module = (await import(pathToFileURL(path.join(BASELINE, "dist", "store", "sqlite.js")).href)) as { openSqliteStore(file: string): Promise<QueueStore> };
+  return { main, open: (db) => module.openSqliteStore(db) };
+}
+
+const median = (values: readonly number[]) => percentile(values, 50);
+
+/**
+ * The claim path's targets, 8 claimers at one run per claim, measured so that this machine's drift cancels out:
+ * a server and database with the shallowest queue, one with the deepest, and the baseline, claimed from in
+ * turn, round after round; the medians of the rounds.
+ */
+async function targets(kind: string, cluster: PostgresCluster | undefined, dir: string, key: string, bare: Cell): Promise<void> {
+  const shallowDepth = DEPTHS[0]!;
+  const deepDepth = DEPTHS[DEPTHS.length - 1]!;
+  const database = async (name: string) => (kind === "postgres" ? await cluster!.database(name) : path.join(dir, `${name}.db`));
+  const open = kind === "postgres" ? openPostgresStore : openSqliteStore;
+  const baseline = await baselineStore();
+  const subjects: Subject[] = [];
+  try {
+    const shallow = await openSubject(cli, open, await database("shallow"), key, shallowDepth, true);
+    subjects.push(shallow);
+    const deep = await openSubject(cli, open, await database("deep"), key, deepDepth, true);
+    subjects.push(deep);
+    const before = typeof baseline === "string" ? undefined : await openSubject(baseline.main, baseline.open, path.join(dir, `baseline-${kind}.db`), key, shallowDepth, false);
+    if (before) subjects.push(before);
+    const cells = new Map<Subject, { oldest: Cell[]; behind: Cell[] }>(subjects.map((s) => [s, { oldest: [], behind: [] }]));
+    for (let round = 0; round < TARGET_ROUNDS; round++) {
+      for (const subject of subjects) {
+        const { oldest, behind } = await targetRound(subject, round, subject === before);
+        cells.get(subject)!.oldest.push(oldest);
+        if (behind) cells.get(subject)!.behind.push(behind);
+      }
+    }
+    const rate = (subject: Subject, queueKind: "oldest" | "behind") => median(cells.get(subject)![queueKind].map((c) => c.claimsPerSecond));
+    const p99 = (subject: Subject, queueKind: "oldest" | "behind") => median(cells.get(subject)![queueKind].map((c) => c.p99));
+    const figure = (subject: Subject, queueKind: "oldest" | "behind") => `${rate(subject, queueKind).toFixed(0)}/s (p99 ${p99(subject, queueKind).toFixed(1)} ms)`;
+    out(`  targets: 8 claimers, one run per claim, ${TARGET_ROUNDS} rounds taken in turn on a server and database each (medians)`);
+    for (const subject of [shallow, deep]) {
+      out(`    ${`${subject.depth} queued:`.padEnd(16)} ${figure(subject, "oldest")} oldest first, ${figure(subject, "behind")} behind other labels`);
+    }
+    const ratio = (a: number, b: number) => (a / b).toFixed(2);
+    out(
+      `    depth (${deepDepth} against ${shallowDepth}): ${ratio(rate(deep, "oldest"), rate(shallow, "oldest"))} oldest first, ` +
+        `${ratio(rate(deep, "behind"), rate(shallow, "behind"))} behind other labels   (target: within 20%; p99 < 20 ms)`,
+    );
+    if (before) {
+      const base = rate(before, "oldest");
+      const times = (subject: Subject) => `${ratio(rate(subject, "oldest"), base)}× and ${ratio(rate(subject, "behind"), base)}×`;
+      out(`    baseline (berth before scale-out, c2573dd, SQLite, ${shallowDepth} queued, oldest first): ${figure(before, "oldest")}`);
+      out(`    against the baseline: ${times(shallow)} at ${shallowDepth}, ${times(deep)} at ${deepDepth}   (target ≥ 2×)`);
+    } else {
+      out(`    against the baseline: not measured: ${String(baseline)}`);
+    }
+    out(`    ${shallowDepth} queued, oldest first: ${((100 * rate(shallow, "oldest")) / bare.claimsPerSecond).toFixed(0)}% of bare HTTP (measured before the table)`);
+  } finally {
+    for (const subject of subjects) await closeSubject(subject);
+  }
+}
+
 /** `n` runs created over HTTP by 8 concurrent creators; runs per second. */
 async function creations(url: string, flowId: string, n: number): Promise<number> {
   let made = 0;
@@ -250,7 +382,6 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
     await claimCell(server.url, Math.max(...CLAIMERS), ["warm-up"], CLAIMS / 4, "warm-up");
     // Each cell starts with `target + CLAIMS` backlog runs queued, so that at least `target` are queued throughout.
     let queued = 0;
-    const figures = new Map<string, Cell>();
     for (const target of DEPTHS) {
       for (const claimers of CLAIMERS) {
         await queue(store, flow, target + CLAIMS - queued, ["backlog"]);
@@ -258,28 +389,14 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
         const oldest = await claimCell(server.url, claimers, ["backlog"], CLAIMS, `oldest-${target}`);
         await queue(store, flow, CLAIMS, ["etl"]);
         const behind = await claimCell(server.url, claimers, ["etl"], CLAIMS, `behind-${target}`);
-        figures.set(`${target}/${claimers}/oldest`, oldest);
-        figures.set(`${target}/${claimers}/behind`, behind);
         const cell = (c: Cell) => `${c.claimsPerSecond.toFixed(0).padStart(6)}/s ${ms(c.p50)} / ${ms(c.p99)}`.padEnd(38);
         out(`  ${String(target).padEnd(8)} ${String(claimers).padEnd(9)} ${cell(oldest)} ${cell(behind)}`);
       }
     }
-    const first = DEPTHS[0]!;
     const last = DEPTHS[DEPTHS.length - 1]!;
-    for (const queueKind of ["oldest", "behind"]) {
-      const a = figures.get(`${first}/8/${queueKind}`);
-      const b = figures.get(`${last}/8/${queueKind}`);
-      if (a && b) {
-        out(
-          `  depth, 8 claimers, ${queueKind === "oldest" ? "oldest first" : "behind other labels"}: ${a.claimsPerSecond.toFixed(0)}/s at ${first} vs ${b.claimsPerSecond.toFixed(0)}/s at ${last} ` +
-            `(ratio ${(b.claimsPerSecond / a.claimsPerSecond).toFixed(2)}), p99 ${a.p99.toFixed(1)} vs ${b.p99.toFixed(1)} ms   (targets: ≥ 2000/s, p99 < 20 ms, within 20%); ` +
-            `${((100 * a.claimsPerSecond) / bare.claimsPerSecond).toFixed(0)}% of bare HTTP`,
-        );
-      }
-    }
     // What the cells above leave out: agents in production claim with agent tokens of their own.
     await queue(store, flow, CLAIMS, ["tokens"]);
-    const tokens = await claimCell(server.url, 8, ["tokens"], CLAIMS, "tokens", true);
+    const tokens = await claimCell(server.url, 8, ["tokens"], CLAIMS, "tokens", { agentTokens: true });
     const tokensCell = `${tokens.claimsPerSecond.toFixed(0)}/s ${ms(tokens.p50)} / ${ms(tokens.p99)}`;
     out(`  8 claimers with agent tokens (as agents in production), behind ${last} of other labels: ${tokensCell}`);
     out(`  run creation: ${(await creations(server.url, flow.id, CREATIONS)).toFixed(0)} runs/s (8 concurrent creators, HTTP)`);
@@ -294,6 +411,7 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
         await replica.stop();
       }
     }
+    await targets(kind, cluster, dir, key, bare);
   } finally {
     await store.close();
     await server.stop();
