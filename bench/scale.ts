@@ -14,10 +14,11 @@
  * (two replicas on PostgreSQL; one server on SQLite for reference).
  *
  * Each store's part ends with its targets (see targets()): 8 claimers again, in rounds taken in turn on a
- * server with the shallowest queue, one with the deepest, and the baseline (berth as it was when scale-out
- * began, commit c2573dd, SQLite only; built by scripts/bench-baseline.sh), each with a database of its own,
- * stated as ratios of the rounds' medians. This machine's speed drifts by a third within minutes: cells
- * measured one after the other cannot show a 20% effect, and a figure in claims/s means little on another day.
+ * server with the shallowest queue, one with the deepest, and the baseline (berth at commit c2573dd, before
+ * the PostgreSQL store and claim batching, SQLite only; built by scripts/bench-baseline.sh), each with a
+ * database of its own, stated as the median of ratios taken within each round. A 2-core machine's speed can
+ * drift by a third within minutes: cells measured one after the other cannot show a 20% effect, and a figure
+ * in claims/s means little on another day.
  *
  * BERTH_BENCH_SCALE_DEPTHS (default 1000,10000,100000), BERTH_BENCH_SCALE_CLAIMS (claims per cell, default
  * 2000), BERTH_BENCH_SCALE_STORES (default sqlite,postgres), BERTH_BENCH_SCALE_BASELINE (a built berth to
@@ -42,6 +43,8 @@ import { freePort } from "./ports.js";
 
 const DEPTHS = (process.env.BERTH_BENCH_SCALE_DEPTHS ?? "1000,10000,100000").split(",").map(Number);
 const CLAIMS = Number(process.env.BERTH_BENCH_SCALE_CLAIMS ?? 2_000);
+/** The table's warm-up, in claims (by 32 claimers). */
+const WARM_UP = Math.floor(CLAIMS / 4);
 const STORES = (process.env.BERTH_BENCH_SCALE_STORES ?? "sqlite,postgres").split(",");
 const CLAIMERS = [1, 8, 32];
 const CREATIONS = 2_000;
@@ -61,7 +64,9 @@ interface Server {
 async function startServer(db: string, key: string, main = cli): Promise<Server> {
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, [main, "server", "--port", String(port), "--db", db], {
-    env: { ...process.env, BERTH_API_TOKEN: TOKEN, BERTH_SERVER_KEY: key, BERTH_LOG_LEVEL: "warn", BERTH_SERVER_LEASE: "10m" },
+    // Claimed runs are never started here: with the default start timeout (60 s) the reaper would put them back
+    // in the queue while the bench runs, deepening it and working during other servers' cells.
+    env: { ...process.env, BERTH_API_TOKEN: TOKEN, BERTH_SERVER_KEY: key, BERTH_LOG_LEVEL: "warn", BERTH_SERVER_LEASE: "1h", BERTH_SERVER_START_TIMEOUT: "1h" },
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -234,20 +239,26 @@ async function openSubject(main: string, openStore: (db: string) => Promise<Queu
   try {
     store = await openStore(db);
     const { flow } = await store.registerFlow(benchFlow("scale-bench"));
-    const warmUp = CLAIMS / 4 + 2 * CLAIMS;
+    const warmUp = WARM_UP + 2 * CLAIMS;
     await queue(store, flow, depth + warmUp, ["backlog"]);
     await claimCell(server.url, 8, ["backlog"], warmUp, "warm-up", { knownFlows });
     return { server, store, flow, depth, knownFlows };
   } catch (err) {
-    await store?.close();
-    await server.stop();
+    try {
+      await store?.close();
+    } finally {
+      await server.stop();
+    }
     throw err;
   }
 }
 
 async function closeSubject(subject: Subject): Promise<void> {
-  await subject.store.close();
-  await subject.server.stop();
+  try {
+    await subject.store.close();
+  } finally {
+    await subject.server.stop();
+  }
 }
 
 /** One round on a subject: 8 claimers, oldest first; then, unless `oldestOnly`, behind its queue (of other labels). */
@@ -270,57 +281,71 @@ async function baselineStore(): Promise<{ main: string; open: (db: string) => Pr
 }
 
 const median = (values: readonly number[]) => percentile(values, 50);
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
  * The claim path's targets, 8 claimers at one run per claim, measured so that this machine's drift cancels out:
  * a server and database with the shallowest queue, one with the deepest, and the baseline, claimed from in
- * turn, round after round; the medians of the rounds.
+ * turn, round after round. Each ratio is taken within a round, and the median of the rounds' is stated.
  */
-async function targets(kind: string, cluster: PostgresCluster | undefined, dir: string, key: string, bare: Cell): Promise<void> {
+async function targets(kind: string, cluster: PostgresCluster | undefined, dir: string, key: string): Promise<void> {
   const shallowDepth = DEPTHS[0]!;
   const deepDepth = DEPTHS[DEPTHS.length - 1]!;
   const database = async (name: string) => (kind === "postgres" ? await cluster!.database(name) : path.join(dir, `${name}.db`));
   const open = kind === "postgres" ? openPostgresStore : openSqliteStore;
-  const baseline = await baselineStore();
   const subjects: Subject[] = [];
   try {
     const shallow = await openSubject(cli, open, await database("shallow"), key, shallowDepth, true);
     subjects.push(shallow);
     const deep = await openSubject(cli, open, await database("deep"), key, deepDepth, true);
     subjects.push(deep);
-    const before = typeof baseline === "string" ? undefined : await openSubject(baseline.main, baseline.open, path.join(dir, `baseline-${kind}.db`), key, shallowDepth, false);
-    if (before) subjects.push(before);
-    const cells = new Map<Subject, { oldest: Cell[]; behind: Cell[] }>(subjects.map((s) => [s, { oldest: [], behind: [] }]));
-    for (let round = 0; round < TARGET_ROUNDS; round++) {
-      for (const subject of subjects) {
-        const { oldest, behind } = await targetRound(subject, round, subject === before);
-        cells.get(subject)!.oldest.push(oldest);
-        if (behind) cells.get(subject)!.behind.push(behind);
-      }
+    // Without a baseline, or with one that does not run, the rest is still measured; the output says why not.
+    let before: Subject | undefined;
+    let notMeasured = "";
+    try {
+      const baseline = await baselineStore();
+      if (typeof baseline === "string") notMeasured = baseline;
+      else before = await openSubject(baseline.main, baseline.open, path.join(dir, `baseline-${kind}.db`), key, shallowDepth, false);
+    } catch (err) {
+      notMeasured = `the baseline at ${BASELINE} did not run: ${message(err)}`;
     }
-    const rate = (subject: Subject, queueKind: "oldest" | "behind") => median(cells.get(subject)![queueKind].map((c) => c.claimsPerSecond));
-    const p99 = (subject: Subject, queueKind: "oldest" | "behind") => median(cells.get(subject)![queueKind].map((c) => c.p99));
-    const figure = (subject: Subject, queueKind: "oldest" | "behind") => `${rate(subject, queueKind).toFixed(0)}/s (p99 ${p99(subject, queueKind).toFixed(1)} ms)`;
+    if (before) subjects.push(before);
+    type Round = Map<Subject, { oldest: Cell; behind?: Cell }>;
+    const rounds: Round[] = [];
+    for (let round = 0; round < TARGET_ROUNDS; round++) {
+      const cells: Round = new Map();
+      for (const subject of subjects) cells.set(subject, await targetRound(subject, round, subject === before));
+      rounds.push(cells);
+    }
+    type Kind = "oldest" | "behind";
+    const cell = (r: Round, subject: Subject, queueKind: Kind) => r.get(subject)![queueKind]!;
+    const figure = (subject: Subject, queueKind: Kind) => {
+      const rate = median(rounds.map((r) => cell(r, subject, queueKind).claimsPerSecond));
+      return `${rate.toFixed(0)}/s (p99 ${median(rounds.map((r) => cell(r, subject, queueKind).p99)).toFixed(1)} ms)`;
+    };
+    // A ratio within each round, where the machine ran at one speed; then their median.
+    const ratio = (a: Subject, aKind: Kind, b: Subject, bKind: Kind) =>
+      median(rounds.map((r) => cell(r, a, aKind).claimsPerSecond / cell(r, b, bKind).claimsPerSecond)).toFixed(2);
     out(`  targets: 8 claimers, one run per claim, ${TARGET_ROUNDS} rounds taken in turn on a server and database each (medians)`);
     for (const subject of [shallow, deep]) {
       out(`    ${`${subject.depth} queued:`.padEnd(16)} ${figure(subject, "oldest")} oldest first, ${figure(subject, "behind")} behind other labels`);
     }
-    const ratio = (a: number, b: number) => (a / b).toFixed(2);
     out(
-      `    depth (${deepDepth} against ${shallowDepth}): ${ratio(rate(deep, "oldest"), rate(shallow, "oldest"))} oldest first, ` +
-        `${ratio(rate(deep, "behind"), rate(shallow, "behind"))} behind other labels   (target: within 20%; p99 < 20 ms)`,
+      `    depth, ${deepDepth} against ${shallowDepth} queued: ${ratio(deep, "oldest", shallow, "oldest")} oldest first, ` +
+        `${ratio(deep, "behind", shallow, "behind")} behind other labels   (target: within 20%; p99 < 20 ms)`,
     );
     if (before) {
-      const base = rate(before, "oldest");
-      const times = (subject: Subject) => `${ratio(rate(subject, "oldest"), base)}× and ${ratio(rate(subject, "behind"), base)}×`;
-      out(`    baseline (berth before scale-out, c2573dd, SQLite, ${shallowDepth} queued, oldest first): ${figure(before, "oldest")}`);
-      out(`    against the baseline: ${times(shallow)} at ${shallowDepth}, ${times(deep)} at ${deepDepth}   (target ≥ 2×)`);
+      const name = process.env.BERTH_BENCH_SCALE_BASELINE ? `berth at ${BASELINE}` : "berth at c2573dd, before the PostgreSQL store (SQLite)";
+      out(`    baseline, ${name}, ${shallowDepth} queued, oldest first: ${figure(before, "oldest")}`);
+      const against = (subject: Subject) => `oldest first ${ratio(subject, "oldest", before, "oldest")}×, behind other labels ${ratio(subject, "behind", before, "oldest")}×`;
+      out(`    against the baseline's rate: at ${shallowDepth} queued ${against(shallow)}; at ${deepDepth} queued ${against(deep)}   (target ≥ 2×)`);
     } else {
-      out(`    against the baseline: not measured: ${String(baseline)}`);
+      out(`    against the baseline: not measured: ${notMeasured}`);
     }
-    out(`    ${shallowDepth} queued, oldest first: ${((100 * rate(shallow, "oldest")) / bare.claimsPerSecond).toFixed(0)}% of bare HTTP (measured before the table)`);
   } finally {
-    for (const subject of subjects) await closeSubject(subject);
+    for (const closed of await Promise.allSettled(subjects.map(closeSubject))) {
+      if (closed.status === "rejected") process.stderr.write(`a server of the targets did not stop cleanly: ${message(closed.reason)}\n`);
+    }
   }
 }
 
@@ -378,8 +403,8 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
     // Warm-up, as a server that has been claiming is: as many connections as the most claimers open, each used
     // once (on PostgreSQL, a connection's first claim costs several ms more). Otherwise the first cell with 8
     // claimers measured the opening of 7 connections too, 10-13% of its second.
-    await queue(store, flow, CLAIMS / 4, ["warm-up"]);
-    await claimCell(server.url, Math.max(...CLAIMERS), ["warm-up"], CLAIMS / 4, "warm-up");
+    await queue(store, flow, WARM_UP, ["warm-up"]);
+    await claimCell(server.url, Math.max(...CLAIMERS), ["warm-up"], WARM_UP, "warm-up");
     // Each cell starts with `target + CLAIMS` backlog runs queued, so that at least `target` are queued throughout.
     let queued = 0;
     for (const target of DEPTHS) {
@@ -411,11 +436,11 @@ async function benchStore(kind: string, cluster: PostgresCluster | undefined, di
         await replica.stop();
       }
     }
-    await targets(kind, cluster, dir, key, bare);
   } finally {
     await store.close();
     await server.stop();
   }
+  await targets(kind, cluster, dir, key);
 }
 
 async function main(): Promise<void> {
